@@ -1,0 +1,239 @@
+// Package redistest starts a private redis-server for tests.
+//
+// Every server listens on a free loopback port (never 6379), keeps nothing
+// on disk unless asked to, and is stopped by tb.Cleanup. Tests never share
+// a server with each other or with a developer's own Redis.
+package redistest
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gomodule/redigo/redis"
+)
+
+// Server is one running redis-server owned by a test.
+type Server struct {
+	Addr string // host:port on 127.0.0.1
+	Dir  string // working directory (AOF/RDB files live here)
+
+	tb   testing.TB
+	args []string
+
+	mu     sync.Mutex
+	cmd    *exec.Cmd
+	exited chan error
+}
+
+// Option adds redis-server arguments, e.g. Args("--appendonly", "yes").
+type Option func(*Server)
+
+// Args passes extra command-line arguments to redis-server.
+func Args(a ...string) Option { return func(s *Server) { s.args = append(s.args, a...) } }
+
+// Start runs a redis-server on a free loopback port and stops it when the
+// test ends. It fails the test with an install hint when redis-server is
+// missing.
+func Start(tb testing.TB, opts ...Option) *Server {
+	tb.Helper()
+	if _, err := exec.LookPath("redis-server"); err != nil {
+		tb.Fatalf("redis-server not found on PATH: install it with `apt-get install -y redis-server` (make test does this via .ci/run)")
+	}
+	s := &Server{tb: tb, Dir: tb.TempDir()}
+	for _, o := range opts {
+		o(s)
+	}
+	var lastErr error
+	for attempt := 0; attempt < 5; attempt++ {
+		port, err := freePort()
+		if err != nil {
+			tb.Fatalf("find free port: %v", err)
+		}
+		s.Addr = fmt.Sprintf("127.0.0.1:%d", port)
+		if lastErr = s.start(); lastErr == nil {
+			tb.Cleanup(s.Stop)
+			return s
+		}
+	}
+	tb.Fatalf("start redis-server: %v", lastErr)
+	return nil
+}
+
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+func (s *Server) start() error {
+	_, port, _ := net.SplitHostPort(s.Addr)
+	args := []string{
+		"--port", port, "--bind", "127.0.0.1",
+		"--save", "", "--appendonly", "no",
+		"--dir", s.Dir, "--daemonize", "no",
+		"--loglevel", "notice", "--logfile", "",
+	}
+	args = append(args, s.args...)
+	cmd := exec.Command("redis-server", args...)
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return err
+	}
+	cmd.Stderr = cmd.Stdout
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	log := &strings.Builder{}
+	ready := make(chan struct{})
+	var once sync.Once
+	var logMu sync.Mutex
+	go func() {
+		r := bufio.NewReader(stdout)
+		for {
+			line, err := r.ReadString('\n')
+			logMu.Lock()
+			log.WriteString(line)
+			logMu.Unlock()
+			if strings.Contains(line, "Ready to accept connections") {
+				once.Do(func() { close(ready) })
+			}
+			if err != nil {
+				_, _ = io.Copy(io.Discard, r)
+				return
+			}
+		}
+	}()
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	select {
+	case <-ready:
+	case err := <-exited:
+		logMu.Lock()
+		defer logMu.Unlock()
+		return fmt.Errorf("redis-server on %s exited (%v): %s", s.Addr, err, log.String())
+	case <-time.After(20 * time.Second):
+		_ = cmd.Process.Kill()
+		return fmt.Errorf("redis-server on %s not ready after 20s", s.Addr)
+	}
+	s.mu.Lock()
+	s.cmd, s.exited = cmd, exited
+	s.mu.Unlock()
+	return nil
+}
+
+// Stop shuts the server down. It is safe to call more than once.
+func (s *Server) Stop() {
+	s.mu.Lock()
+	cmd, exited := s.cmd, s.exited
+	s.cmd = nil
+	s.mu.Unlock()
+	if cmd == nil {
+		return
+	}
+	_ = cmd.Process.Kill()
+	select {
+	case <-exited:
+	case <-time.After(10 * time.Second):
+		s.tb.Logf("redis-server pid %d did not exit after SIGKILL", cmd.Process.Pid)
+	}
+}
+
+// Restart stops the server and starts it again on the same port and
+// directory, so that data persisted with AOF survives.
+func (s *Server) Restart() {
+	s.tb.Helper()
+	s.Stop()
+	var err error
+	for i := 0; i < 50; i++ {
+		if err = s.start(); err == nil {
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	s.tb.Fatalf("restart redis-server: %v", err)
+}
+
+// URL is the redis:// URL of the server.
+func (s *Server) URL() string { return "redis://" + s.Addr }
+
+// Pool returns a connection pool to the server, closed on cleanup.
+func (s *Server) Pool(tb testing.TB) *redis.Pool {
+	tb.Helper()
+	p := &redis.Pool{
+		MaxIdle:     8,
+		IdleTimeout: time.Minute,
+		DialContext: func(ctx context.Context) (redis.Conn, error) {
+			return redis.DialContext(ctx, "tcp", s.Addr)
+		},
+	}
+	tb.Cleanup(func() { p.Close() })
+	return p
+}
+
+// Do runs one command on a fresh connection and fails the test on error.
+func (s *Server) Do(tb testing.TB, cmd string, args ...interface{}) interface{} {
+	tb.Helper()
+	c, err := redis.Dial("tcp", s.Addr)
+	if err != nil {
+		tb.Fatalf("dial %s: %v", s.Addr, err)
+	}
+	defer c.Close()
+	v, err := c.Do(cmd, args...)
+	if err != nil && !errors.Is(err, redis.ErrNil) {
+		tb.Fatalf("%s %v: %v", cmd, args, err)
+	}
+	return v
+}
+
+// Namespace returns a namespace unique to the test, for parallel tests that
+// share one server.
+func Namespace(tb testing.TB) string {
+	name := strings.NewReplacer("/", "-", " ", "_", ":", "_").Replace(tb.Name())
+	return "test-" + name
+}
+
+// Eventually polls cond every few milliseconds until it returns true or the
+// deadline passes, then fails the test with msg. Tests use it instead of
+// fixed sleeps.
+func Eventually(tb testing.TB, within time.Duration, cond func() bool, msg string, args ...interface{}) {
+	tb.Helper()
+	deadline := time.Now().Add(within)
+	delay := time.Millisecond
+	for {
+		if cond() {
+			return
+		}
+		if time.Now().After(deadline) {
+			tb.Fatalf("condition not met within %s: "+msg, append([]interface{}{within}, args...)...)
+		}
+		time.Sleep(delay)
+		if delay < 50*time.Millisecond {
+			delay *= 2
+		}
+	}
+}
+
+// Build compiles the package pkg (e.g. "github.com/resqued/resqued/cmd/resqued")
+// with the race detector into dir and returns the binary's path. End-to-end
+// test packages call it once from TestMain.
+func Build(pkg, dir string) (string, error) {
+	out := filepath.Join(dir, filepath.Base(pkg))
+	cmd := exec.Command("go", "build", "-race", "-o", out, pkg)
+	if b, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("go build %s: %w\n%s", pkg, err, b)
+	}
+	return out, nil
+}
