@@ -1,0 +1,126 @@
+package queue
+
+import (
+	"bytes"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"unicode/utf8"
+)
+
+// ErrInvalidPayload marks a queue entry that is not a Resque job.
+var ErrInvalidPayload = errors.New("invalid payload")
+
+// Job is one payload taken from a queue.
+type Job struct {
+	Queue string
+	Class string
+	// Args is the payload's args array as raw JSON, exactly as enqueued
+	// ("[]" when the payload had none).
+	Args json.RawMessage
+	// ID is the payload's "id" (php-resque's status token), if any.
+	ID string
+	// Payload is the entry exactly as read from Redis, unknown fields and
+	// all; it is what failure records and requeues write back.
+	Payload []byte
+}
+
+// Decode parses a queue entry. On error it still returns a Job carrying
+// Queue and Payload, so the caller can record the failure without losing
+// the entry.
+func Decode(queue string, payload []byte) (*Job, error) {
+	j := &Job{Queue: queue, Payload: payload}
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal(payload, &fields); err != nil {
+		return j, fmt.Errorf("%w: not a JSON object: %v", ErrInvalidPayload, err)
+	}
+	if fields == nil {
+		return j, fmt.Errorf("%w: not a JSON object: null", ErrInvalidPayload)
+	}
+	rawClass, ok := fields["class"]
+	if !ok {
+		return j, fmt.Errorf("%w: no \"class\" field", ErrInvalidPayload)
+	}
+	if err := json.Unmarshal(rawClass, &j.Class); err != nil {
+		return j, fmt.Errorf("%w: \"class\" is %s, not a string", ErrInvalidPayload, abbrev(rawClass))
+	}
+	if j.Class == "" {
+		return j, fmt.Errorf("%w: \"class\" is empty", ErrInvalidPayload)
+	}
+	j.Args = json.RawMessage("[]")
+	if a := bytes.TrimSpace(fields["args"]); len(a) > 0 && !bytes.Equal(a, []byte("null")) {
+		if a[0] != '[' {
+			return j, fmt.Errorf("%w: \"args\" is %s, not an array", ErrInvalidPayload, abbrev(a))
+		}
+		j.Args = a
+	}
+	if rawID, ok := fields["id"]; ok {
+		// A non-string id is not a php-resque token; ignore it.
+		_ = json.Unmarshal(rawID, &j.ID)
+	}
+	return j, nil
+}
+
+func abbrev(b []byte) string {
+	const max = 40
+	if len(b) > max {
+		return string(b[:max]) + "..."
+	}
+	return string(b)
+}
+
+// Encode builds a payload {"class":...,"args":[...],"id":...}; id may be
+// empty, in which case it is left out, as Ruby Resque does.
+func Encode(class string, args json.RawMessage, id string) ([]byte, error) {
+	if len(bytes.TrimSpace(args)) == 0 {
+		args = json.RawMessage("[]")
+	}
+	var v []interface{}
+	if err := json.Unmarshal(args, &v); err != nil {
+		return nil, fmt.Errorf("encode args: must be a JSON array: %w", err)
+	}
+	p := struct {
+		Class string          `json:"class"`
+		Args  json.RawMessage `json:"args"`
+		ID    string          `json:"id,omitempty"`
+	}{class, args, id}
+	return marshal(p)
+}
+
+// marshal is json.Marshal without HTML escaping, so payloads are written
+// back as close to how they were read as JSON allows.
+func marshal(v interface{}) ([]byte, error) {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return nil, err
+	}
+	return bytes.TrimRight(buf.Bytes(), "\n"), nil
+}
+
+// embed returns payload as a JSON value to nest in another document: the
+// payload itself when it is valid JSON, else a JSON string holding it, so
+// nothing is lost.
+func embed(payload []byte) json.RawMessage {
+	if json.Valid(payload) {
+		return payload
+	}
+	s := string(payload)
+	if !utf8.ValidString(s) {
+		s = string(bytes.ToValidUTF8(payload, []byte("\uFFFD")))
+	}
+	b, _ := marshal(s)
+	return b
+}
+
+// NewID returns a fresh job id: 32 hex digits, as php-resque makes them.
+func NewID() string {
+	var b [16]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		panic(fmt.Sprintf("read random: %v", err))
+	}
+	return hex.EncodeToString(b[:])
+}

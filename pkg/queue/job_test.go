@@ -1,0 +1,172 @@
+package queue_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/resqued/resqued/pkg/queue"
+)
+
+func TestDecode(t *testing.T) {
+	t.Run("Golden", func(t *testing.T) {
+		// Payloads exactly as Ruby Resque and php-resque wrote them.
+		files, _ := filepath.Glob("../../testdata/compat/payload/*.json")
+		if len(files) == 0 {
+			t.Fatal("no golden payloads")
+		}
+		for _, f := range files {
+			raw, err := os.ReadFile(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			j, err := queue.Decode("q", raw)
+			if err != nil {
+				t.Fatalf("%s: %v", f, err)
+			}
+			if !bytes.Equal(j.Payload, raw) {
+				t.Errorf("%s: payload not kept verbatim", f)
+			}
+			var want struct {
+				Class string          `json:"class"`
+				Args  json.RawMessage `json:"args"`
+				ID    string          `json:"id"`
+			}
+			_ = json.Unmarshal(raw, &want)
+			if j.Class != want.Class || string(j.Args) != string(want.Args) || j.ID != want.ID {
+				t.Errorf("%s: got class=%q args=%s id=%q", f, j.Class, j.Args, j.ID)
+			}
+		}
+	})
+	t.Run("NoArgs", func(t *testing.T) {
+		for _, raw := range []string{`{"class":"A"}`, `{"class":"A","args":null}`} {
+			j, err := queue.Decode("q", []byte(raw))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got, want := string(j.Args), "[]"; got != want {
+				t.Errorf("%s: args = %s, want %s", raw, got, want)
+			}
+		}
+	})
+	t.Run("Invalid", func(t *testing.T) {
+		for _, raw := range []string{
+			``, `not json`, `{"class":"A"`, `null`, `[]`, `"str"`, `42`,
+			`{"args":[]}`, `{"class":42,"args":[]}`, `{"class":"","args":[]}`,
+			`{"class":"A","args":{"a":1}}`, `{"class":"A","args":"x"}`, `{"class":"A","args":5}`,
+		} {
+			j, err := queue.Decode("q", []byte(raw))
+			if !errors.Is(err, queue.ErrInvalidPayload) {
+				t.Errorf("%q: err = %v, want ErrInvalidPayload", raw, err)
+			}
+			if j == nil || string(j.Payload) != raw || j.Queue != "q" {
+				t.Errorf("%q: job must still carry queue and payload, got %+v", raw, j)
+			}
+		}
+	})
+}
+
+func TestEncode(t *testing.T) {
+	b, err := queue.Encode("Mailers::Welcome", json.RawMessage(`[{"to":"<a@b>"},2]`), "abc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := string(b), `{"class":"Mailers::Welcome","args":[{"to":"<a@b>"},2],"id":"abc"}`; got != want {
+		t.Errorf("got %s, want %s", got, want)
+	}
+	b, _ = queue.Encode("A", nil, "")
+	if got, want := string(b), `{"class":"A","args":[]}`; got != want {
+		t.Errorf("got %s, want %s", got, want)
+	}
+	if _, err := queue.Encode("A", json.RawMessage(`{"a":1}`), ""); err == nil {
+		t.Error("args object accepted")
+	}
+}
+
+func TestFailure_Golden(t *testing.T) {
+	raw, err := os.ReadFile("../../testdata/compat/failed/ruby.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var f queue.Failure
+	if err := json.Unmarshal(raw, &f); err != nil {
+		t.Fatal(err)
+	}
+	// Re-encoding Ruby's own record must give Ruby's bytes: same keys,
+	// same order.
+	now, _ := time.Parse(queue.FailedAtFormat, f.FailedAt)
+	g := queue.NewFailure(now, f.Payload, f.Exception, f.Error, f.Backtrace, f.Worker, f.Queue)
+	got, _ := json.Marshal(g)
+	if string(got) != string(raw) {
+		t.Errorf("re-encoded failure differs:\n got %s\nwant %s", got, raw)
+	}
+}
+
+func TestNewFailure_InvalidPayloadKept(t *testing.T) {
+	f := queue.NewFailure(time.Now(), []byte(`{"class":`), "X", "bad", nil, "h:1:q", "q")
+	b, _ := json.Marshal(f)
+	var back struct {
+		Payload   string   `json:"payload"`
+		Backtrace []string `json:"backtrace"`
+	}
+	if err := json.Unmarshal(b, &back); err != nil {
+		t.Fatalf("record is not JSON: %v: %s", err, b)
+	}
+	if back.Payload != `{"class":` {
+		t.Errorf("payload = %q, want the raw entry as a string", back.Payload)
+	}
+	if back.Backtrace == nil {
+		t.Error("backtrace must be an array, got null")
+	}
+}
+
+func TestExpandQueues(t *testing.T) {
+	all := []string{"a", "default", "high", "high_x", "low", "z"}
+	for _, tc := range []struct {
+		specs []string
+		want  string
+	}{
+		{[]string{"high", "low"}, "high,low"},
+		{[]string{"*"}, "a,default,high,high_x,low,z"},
+		{[]string{"high", "*"}, "high,a,default,high_x,low,z"},
+		{[]string{"*", "low"}, "a,default,high,high_x,z,low"},
+		{[]string{"high*", "low"}, "high,high_x,low"},
+		{[]string{"*", "!high*"}, "a,default,low,z"},
+		{[]string{"new", "*"}, "new,a,default,high,high_x,low,z"},
+		{[]string{"high", "high"}, "high"},
+	} {
+		got := queue.ExpandQueues(tc.specs, all)
+		if s := join(got); s != tc.want {
+			t.Errorf("ExpandQueues(%v) = %s, want %s", tc.specs, s, tc.want)
+		}
+	}
+}
+
+func join(s []string) string {
+	out := ""
+	for i, q := range s {
+		if i > 0 {
+			out += ","
+		}
+		out += q
+	}
+	return out
+}
+
+func TestWorkerID(t *testing.T) {
+	id := queue.WorkerID("vm", 1704, []string{"high", "*"})
+	if id != "vm:1704:high,*" {
+		t.Fatalf("id = %q", id)
+	}
+	host, pid, qs, err := queue.ParseWorkerID(id)
+	if err != nil || host != "vm" || pid != 1704 || join(qs) != "high,*" {
+		t.Errorf("ParseWorkerID = %q %d %v %v", host, pid, qs, err)
+	}
+	if _, _, _, err := queue.ParseWorkerID("vm:12:"); err == nil {
+		t.Error("empty queue part accepted")
+	}
+}

@@ -1,0 +1,42 @@
+package queue
+
+// Every Redis key resqued reads or writes for queues, workers, stats and
+// failures is built here and nowhere else. ns is the namespace without its
+// trailing colon ("resque" by default), exactly as Ruby Resque's
+// Resque.redis.namespace.
+
+// QueuesKey is the set of every queue name ever pushed to.
+func QueuesKey(ns string) string { return ns + ":queues" }
+
+// QueueKey is the list holding the jobs of queue q.
+func QueueKey(ns, q string) string { return ns + ":queue:" + q }
+
+// QueuePrefix is what QueueKey puts before the queue name.
+func QueuePrefix(ns string) string { return ns + ":queue:" }
+
+// FailedKey is the list of failure records.
+func FailedKey(ns string) string { return ns + ":failed" }
+
+// WorkersKey is the set of registered worker ids.
+func WorkersKey(ns string) string { return ns + ":workers" }
+
+// WorkerKey holds what worker id is doing, only while it runs a job.
+func WorkerKey(ns, id string) string { return ns + ":worker:" + id }
+
+// WorkerStartedKey holds when worker id started, in Ruby's Time#to_s form.
+func WorkerStartedKey(ns, id string) string { return ns + ":worker:" + id + ":started" }
+
+// HeartbeatKey is the hash of worker id to last heartbeat time.
+func HeartbeatKey(ns string) string { return ns + ":workers:heartbeat" }
+
+// StatKey is a global counter: name is "processed" or "failed".
+func StatKey(ns, name string) string { return ns + ":stat:" + name }
+
+// WorkerStatKey is a per-worker counter, deleted when the worker leaves.
+func WorkerStatKey(ns, name, id string) string { return ns + ":stat:" + name + ":" + id }
+
+// PauseAllKey, when set to "true", pauses every worker (Ruby Resque 2.x).
+func PauseAllKey(ns string) string { return ns + ":pause-all-workers" }
+
+// PruneLockKey is the lock a worker holds while it prunes dead workers.
+func PruneLockKey(ns string) string { return ns + ":pruning_dead_workers_in_progress" }

@@ -1,0 +1,199 @@
+package queue
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/gomodule/redigo/redis"
+
+	"github.com/resqued/resqued/pkg/status"
+)
+
+// ErrNoJob is returned by Reserve when no queue had a job in time.
+var ErrNoJob = errors.New("no job")
+
+// Client reads and writes one Resque namespace.
+type Client struct {
+	pool *redis.Pool
+	ns   string
+}
+
+// New returns a Client for namespace ns ("resque" unless configured).
+func New(pool *redis.Pool, ns string) *Client { return &Client{pool: pool, ns: ns} }
+
+// Namespace returns the namespace, without its trailing colon.
+func (c *Client) Namespace() string { return c.ns }
+
+// Pool returns the connection pool.
+func (c *Client) Pool() *redis.Pool { return c.pool }
+
+func (c *Client) do(ctx context.Context, cmd string, args ...interface{}) (interface{}, error) {
+	conn, err := c.pool.GetContext(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close()
+	return conn.Do(cmd, args...)
+}
+
+// EnqueueOptions tune Enqueue.
+type EnqueueOptions struct {
+	// Track creates the php-resque status key for the payload's id, in
+	// the same transaction as the push, so a fast worker's "running"
+	// can never be overwritten by "waiting".
+	Track bool
+	// ID is the job id Track uses; required when Track is set.
+	ID string
+	// Now is the status timestamp; zero means time.Now().
+	Now time.Time
+}
+
+// Enqueue adds payload to the tail of queue q and q to the queues set, in
+// one transaction.
+func (c *Client) Enqueue(ctx context.Context, q string, payload []byte, opt EnqueueOptions) error {
+	if err := ValidateQueueName(q); err != nil {
+		return err
+	}
+	if opt.Track && opt.ID == "" {
+		return fmt.Errorf("enqueue to %s: tracking needs a job id", q)
+	}
+	conn, err := c.pool.GetContext(ctx)
+	if err != nil {
+		return fmt.Errorf("enqueue to %s: %w", q, err)
+	}
+	defer conn.Close()
+	if err := conn.Send("MULTI"); err != nil {
+		return fmt.Errorf("enqueue to %s: %w", q, err)
+	}
+	if opt.Track {
+		now := opt.Now
+		if now.IsZero() {
+			now = time.Now()
+		}
+		_ = conn.Send("SET", status.Key(c.ns, opt.ID), status.Initial(now))
+	}
+	_ = conn.Send("SADD", QueuesKey(c.ns), q)
+	_ = conn.Send("RPUSH", QueueKey(c.ns, q), payload)
+	if _, err := conn.Do("EXEC"); err != nil {
+		return fmt.Errorf("enqueue to %s: %w", q, err)
+	}
+	return nil
+}
+
+// ValidateQueueName refuses names Resque's tools cannot show: empty ones,
+// and ones with a comma (the worker id separator), colon or whitespace.
+func ValidateQueueName(q string) error {
+	if q == "" {
+		return errors.New("queue name is empty")
+	}
+	if strings.ContainsAny(q, ",: \t\r\n") {
+		return fmt.Errorf("queue name %q: must not contain a comma, colon or whitespace", q)
+	}
+	return nil
+}
+
+// Queues returns every queue in the queues set, sorted.
+func (c *Client) Queues(ctx context.Context) ([]string, error) {
+	qs, err := redis.Strings(c.do(ctx, "SMEMBERS", QueuesKey(c.ns)))
+	if err != nil {
+		return nil, fmt.Errorf("list queues: %w", err)
+	}
+	sort.Strings(qs)
+	return qs, nil
+}
+
+// Size returns the number of jobs waiting in queue q.
+func (c *Client) Size(ctx context.Context, q string) (int, error) {
+	n, err := redis.Int(c.do(ctx, "LLEN", QueueKey(c.ns, q)))
+	if err != nil {
+		return 0, fmt.Errorf("size of %s: %w", q, err)
+	}
+	return n, nil
+}
+
+// PushFront puts payload back at the head of queue q, where it came from.
+func (c *Client) PushFront(ctx context.Context, q string, payload []byte) error {
+	if _, err := c.do(ctx, "LPUSH", QueueKey(c.ns, q), payload); err != nil {
+		return fmt.Errorf("requeue to %s: %w", q, err)
+	}
+	return nil
+}
+
+// PausedAll reports whether an operator paused every worker by setting
+// pause-all-workers to "true", as Ruby Resque 2.x checks before reserving.
+func (c *Client) PausedAll(ctx context.Context) (bool, error) {
+	v, err := redis.String(c.do(ctx, "GET", PauseAllKey(c.ns)))
+	if errors.Is(err, redis.ErrNil) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("read pause flag: %w", err)
+	}
+	return strings.TrimSpace(strings.ToLower(v)) == "true", nil
+}
+
+// IsPattern reports whether a queue specification needs the queues set to
+// be resolved: "*", a glob such as "high*", or an exclusion "!low".
+func IsPattern(spec string) bool {
+	return strings.HasPrefix(spec, "!") || strings.ContainsAny(spec, "*?[")
+}
+
+// ExpandQueues resolves queue specifications, in priority order, against
+// all (the sorted contents of the queues set). A plain name stands for
+// itself; "*" and globs ("high*") stand for every matching queue in
+// alphabetical order that is not already listed; "!pattern" drops matching
+// queues from what globs add. Each queue appears once.
+func ExpandQueues(specs, all []string) []string {
+	var excl []string
+	for _, s := range specs {
+		if strings.HasPrefix(s, "!") {
+			excl = append(excl, s[1:])
+		}
+	}
+	excluded := func(q string) bool {
+		for _, e := range excl {
+			if ok, _ := path.Match(e, q); ok {
+				return true
+			}
+		}
+		return false
+	}
+	seen := map[string]bool{}
+	var out []string
+	add := func(q string) {
+		if !seen[q] {
+			seen[q] = true
+			out = append(out, q)
+		}
+	}
+	// A queue named explicitly takes the place where it is named, never
+	// a place inside a glob: "high,*" checks high first, "*,low" last.
+	for _, s := range specs {
+		switch {
+		case strings.HasPrefix(s, "!"):
+		case IsPattern(s):
+			for _, q := range all {
+				if ok, _ := path.Match(s, q); ok && !excluded(q) && !isNamed(specs, q) {
+					add(q)
+				}
+			}
+		default:
+			add(s)
+		}
+	}
+	return out
+}
+
+func isNamed(specs []string, q string) bool {
+	for _, s := range specs {
+		if s == q {
+			return true
+		}
+	}
+	return false
+}

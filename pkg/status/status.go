@@ -1,0 +1,159 @@
+package status
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/gomodule/redigo/redis"
+)
+
+// Code is a php-resque status number.
+type Code int
+
+// The php-resque status codes.
+const (
+	Waiting  Code = 1
+	Running  Code = 2
+	Failed   Code = 3
+	Complete Code = 4
+)
+
+// TTL is how long a status survives after its job ended.
+const TTL = 24 * time.Hour
+
+// ErrNotTracked is returned for a token that has no status key: never
+// tracked, stopped, or expired.
+var ErrNotTracked = errors.New("job not tracked")
+
+// String returns the lower-case name used on the command line.
+func (c Code) String() string {
+	switch c {
+	case Waiting:
+		return "waiting"
+	case Running:
+		return "running"
+	case Failed:
+		return "failed"
+	case Complete:
+		return "complete"
+	}
+	return "unknown(" + strconv.Itoa(int(c)) + ")"
+}
+
+// Final reports whether the job has ended.
+func (c Code) Final() bool { return c == Failed || c == Complete }
+
+// Key is the Redis key of job id's status.
+func Key(ns, id string) string { return ns + ":job:" + id + ":status" }
+
+// Status is a decoded status value.
+type Status struct {
+	Code    Code  `json:"status"`
+	Updated int64 `json:"updated"`
+	Started int64 `json:"started,omitempty"`
+}
+
+// Initial is the value written when a tracked job is enqueued at now.
+func Initial(now time.Time) []byte {
+	s := now.Unix()
+	b, _ := json.Marshal(Status{Code: Waiting, Updated: s, Started: s})
+	return b
+}
+
+// Tracker reads and updates statuses in one namespace.
+type Tracker struct {
+	pool *redis.Pool
+	ns   string
+}
+
+// New returns a Tracker for namespace ns (e.g. "resque").
+func New(pool *redis.Pool, ns string) *Tracker { return &Tracker{pool: pool, ns: ns} }
+
+// Get returns the status of job id, or ErrNotTracked.
+func (t *Tracker) Get(ctx context.Context, id string) (Status, error) {
+	conn, err := t.pool.GetContext(ctx)
+	if err != nil {
+		return Status{}, fmt.Errorf("get status %s: %w", id, err)
+	}
+	defer conn.Close()
+	b, err := redis.Bytes(conn.Do("GET", Key(t.ns, id)))
+	if errors.Is(err, redis.ErrNil) {
+		return Status{}, fmt.Errorf("get status %s: %w", id, ErrNotTracked)
+	}
+	if err != nil {
+		return Status{}, fmt.Errorf("get status %s: %w", id, err)
+	}
+	var s Status
+	if err := json.Unmarshal(b, &s); err != nil {
+		return Status{}, fmt.Errorf("get status %s: decode %q: %w", id, b, err)
+	}
+	return s, nil
+}
+
+// updateScript sets status and updated in place, only if the key exists,
+// with an expiry when ARGV[3] > 0 (and none otherwise, as php-resque's SET
+// does). Everything else in the value is kept byte for byte.
+var updateScript = redis.NewScript(1, `
+local cur = redis.call('GET', KEYS[1])
+if not cur then return 0 end
+local code, now, ttl = ARGV[1], ARGV[2], tonumber(ARGV[3])
+local n1, n2
+cur, n1 = string.gsub(cur, '"status"%s*:%s*%d+', '"status":' .. code, 1)
+if n1 == 0 then
+  cur = '{"status":' .. code .. ',"updated":' .. now .. '}'
+else
+  cur, n2 = string.gsub(cur, '"updated"%s*:%s*[%d%.eE%+%-]+', '"updated":' .. now, 1)
+  if n2 == 0 then
+    cur = string.gsub(cur, '^%s*{', '{"updated":' .. now .. ',', 1)
+  end
+end
+if ttl > 0 then
+  redis.call('SET', KEYS[1], cur, 'EX', ttl)
+else
+  redis.call('SET', KEYS[1], cur)
+end
+return 1
+`)
+
+// Update moves job id to code at now. It reports whether the job was
+// tracked; an untracked job is left alone. Final codes start the TTL.
+func (t *Tracker) Update(ctx context.Context, id string, code Code, now time.Time) (bool, error) {
+	if id == "" {
+		return false, nil
+	}
+	conn, err := t.pool.GetContext(ctx)
+	if err != nil {
+		return false, fmt.Errorf("update status %s: %w", id, err)
+	}
+	defer conn.Close()
+	ttl := 0
+	if code.Final() {
+		ttl = int(TTL / time.Second)
+	}
+	n, err := redis.Int(updateScript.Do(conn, Key(t.ns, id), int(code), now.Unix(), ttl))
+	if err != nil {
+		return false, fmt.Errorf("update status %s: %w", id, err)
+	}
+	return n == 1, nil
+}
+
+// Stop forgets job id's status at once (php-resque's stop()).
+func (t *Tracker) Stop(ctx context.Context, id string) error {
+	conn, err := t.pool.GetContext(ctx)
+	if err != nil {
+		return fmt.Errorf("stop status %s: %w", id, err)
+	}
+	defer conn.Close()
+	n, err := redis.Int(conn.Do("DEL", Key(t.ns, id)))
+	if err != nil {
+		return fmt.Errorf("stop status %s: %w", id, err)
+	}
+	if n == 0 {
+		return fmt.Errorf("stop status %s: %w", id, ErrNotTracked)
+	}
+	return nil
+}

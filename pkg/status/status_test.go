@@ -1,0 +1,102 @@
+package status_test
+
+import (
+	"context"
+	"errors"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/gomodule/redigo/redis"
+
+	"github.com/resqued/resqued/internal/redistest"
+	"github.com/resqued/resqued/pkg/status"
+)
+
+func TestTracker(t *testing.T) {
+	ctx := context.Background()
+	srv := redistest.Start(t)
+	tr := status.New(srv.Pool(t), "resque")
+	t0 := time.Unix(1795772481, 0)
+	key := status.Key("resque", "tok")
+	if key != "resque:job:tok:status" {
+		t.Fatalf("key = %s", key)
+	}
+
+	t.Run("Untracked", func(t *testing.T) {
+		ok, err := tr.Update(ctx, "nope", status.Running, t0)
+		if err != nil || ok {
+			t.Fatalf("Update of untracked = %v, %v; want false, nil", ok, err)
+		}
+		if n, _ := redis.Int(srv.Do(t, "EXISTS", status.Key("resque", "nope")), nil); n != 0 {
+			t.Fatal("update created a status for an untracked job")
+		}
+		if _, err := tr.Get(ctx, "nope"); !errors.Is(err, status.ErrNotTracked) {
+			t.Fatalf("Get = %v", err)
+		}
+	})
+
+	t.Run("Lifecycle", func(t *testing.T) {
+		srv.Do(t, "SET", key, status.Initial(t0))
+		if got, _ := redis.String(srv.Do(t, "GET", key), nil); got != `{"status":1,"updated":1795772481,"started":1795772481}` {
+			t.Fatalf("initial = %s", got)
+		}
+		if ok, err := tr.Update(ctx, "tok", status.Running, t0.Add(time.Second)); !ok || err != nil {
+			t.Fatalf("Update running = %v %v", ok, err)
+		}
+		if got, _ := redis.String(srv.Do(t, "GET", key), nil); got != `{"status":2,"updated":1795772482,"started":1795772481}` {
+			t.Fatalf("running = %s", got)
+		}
+		if ttl, _ := redis.Int(srv.Do(t, "TTL", key), nil); ttl != -1 {
+			t.Errorf("running ttl = %d, want none", ttl)
+		}
+		if _, err := tr.Update(ctx, "tok", status.Complete, t0.Add(2*time.Second)); err != nil {
+			t.Fatal(err)
+		}
+		s, err := tr.Get(ctx, "tok")
+		if err != nil || s.Code != status.Complete || s.Updated != 1795772483 || s.Started != 1795772481 {
+			t.Fatalf("Get = %+v, %v", s, err)
+		}
+		ttl, _ := redis.Int(srv.Do(t, "TTL", key), nil)
+		if ttl < 86390 || ttl > 86400 {
+			t.Errorf("complete ttl = %d, want 24h", ttl)
+		}
+	})
+
+	t.Run("KeepsOtherFields", func(t *testing.T) {
+		// php-resque (modern) adds "result"; an update must keep it.
+		raw, err := os.ReadFile("../../testdata/compat/status/php-resque-modern-complete.json")
+		if err != nil {
+			t.Fatal(err)
+		}
+		srv.Do(t, "SET", status.Key("resque", "php"), raw)
+		if _, err := tr.Update(ctx, "php", status.Failed, t0); err != nil {
+			t.Fatal(err)
+		}
+		got, _ := redis.String(srv.Do(t, "GET", status.Key("resque", "php")), nil)
+		if want := `{"status":3,"updated":1795772481,"started":1795772483,"result":{"n":1,"s":"one"}}`; got != want {
+			t.Errorf("got %s, want %s", got, want)
+		}
+	})
+
+	t.Run("Stop", func(t *testing.T) {
+		srv.Do(t, "SET", status.Key("resque", "s"), status.Initial(t0))
+		if err := tr.Stop(ctx, "s"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tr.Get(ctx, "s"); !errors.Is(err, status.ErrNotTracked) {
+			t.Fatalf("after stop: %v", err)
+		}
+		if err := tr.Stop(ctx, "s"); !errors.Is(err, status.ErrNotTracked) {
+			t.Fatalf("second stop: %v", err)
+		}
+	})
+}
+
+func TestCode_String(t *testing.T) {
+	for c, want := range map[status.Code]string{1: "waiting", 2: "running", 3: "failed", 4: "complete"} {
+		if got := c.String(); got != want {
+			t.Errorf("%d = %s, want %s", c, got, want)
+		}
+	}
+}
