@@ -1,0 +1,98 @@
+package runner
+
+import (
+	"errors"
+	"fmt"
+	"syscall"
+	"time"
+)
+
+// Errors returned by [Runner.Resolve], [Runner.Start] and [Runner.Run]. They
+// are wrapped with the class and details; check them with [errors.Is].
+var (
+	// ErrInvalidClass reports a class name that is unsafe or illegal.
+	ErrInvalidClass = errors.New("invalid class name")
+	// ErrNoHandler reports that no handler exists for a class.
+	ErrNoHandler = errors.New("no handler")
+	// ErrAmbiguous reports several "<Class>.<ext>" candidates for a class.
+	ErrAmbiguous = errors.New("ambiguous handler")
+	// ErrNotExecutable reports a handler that exists but is not an
+	// executable regular file (a directory, a file without execute bits, a
+	// broken symlink, or a symlink escaping the handlers directory).
+	ErrNotExecutable = errors.New("handler not executable")
+)
+
+// ExitError reports a handler that ran but did not succeed: it exited with
+// a nonzero status or was killed by a signal.
+type ExitError struct {
+	Class    string
+	Code     int            // exit status; -1 when killed by a signal
+	Signal   syscall.Signal // 0 unless killed by a signal
+	TimedOut bool           // killed because Config.Timeout expired
+	Stopped  bool           // killed because Stop/Kill was called (or ctx cancelled)
+	// Timeout is the Config.Timeout that expired when TimedOut is set.
+	Timeout    time.Duration
+	Duration   time.Duration
+	StderrTail []string
+}
+
+// Error implements error.
+func (e *ExitError) Error() string {
+	switch {
+	case e.TimedOut:
+		d := e.Timeout
+		if d <= 0 {
+			d = e.Duration.Round(time.Millisecond)
+		}
+		return fmt.Sprintf("handler %s timed out after %s", e.Class, d)
+	case e.Signal != 0:
+		return fmt.Sprintf("handler %s killed by signal %s", e.Class, signalName(e.Signal))
+	default:
+		return fmt.Sprintf("handler %s exited with status %d", e.Class, e.Code)
+	}
+}
+
+// signalName returns "SIGKILL"-style names for common signals and
+// "signal N" for the rest.
+func signalName(sig syscall.Signal) string {
+	switch sig {
+	case syscall.SIGHUP:
+		return "SIGHUP"
+	case syscall.SIGINT:
+		return "SIGINT"
+	case syscall.SIGQUIT:
+		return "SIGQUIT"
+	case syscall.SIGILL:
+		return "SIGILL"
+	case syscall.SIGTRAP:
+		return "SIGTRAP"
+	case syscall.SIGABRT:
+		return "SIGABRT"
+	case syscall.SIGBUS:
+		return "SIGBUS"
+	case syscall.SIGFPE:
+		return "SIGFPE"
+	case syscall.SIGKILL:
+		return "SIGKILL"
+	case syscall.SIGUSR1:
+		return "SIGUSR1"
+	case syscall.SIGSEGV:
+		return "SIGSEGV"
+	case syscall.SIGUSR2:
+		return "SIGUSR2"
+	case syscall.SIGPIPE:
+		return "SIGPIPE"
+	case syscall.SIGALRM:
+		return "SIGALRM"
+	case syscall.SIGTERM:
+		return "SIGTERM"
+	case syscall.SIGXCPU:
+		return "SIGXCPU"
+	case syscall.SIGXFSZ:
+		return "SIGXFSZ"
+	case syscall.SIGSYS:
+		return "SIGSYS"
+	default:
+		return fmt.Sprintf("signal %d", int(sig))
+	}
+}

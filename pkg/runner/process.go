@@ -1,0 +1,393 @@
+package runner
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+)
+
+// ProtocolVersion is the value of RESQUED_PROTOCOL in handler environments.
+const ProtocolVersion = "1"
+
+// Job is one unit of work.
+type Job struct {
+	Class  string // Resque class name, e.g. "Resize" or "Mailers::Welcome"
+	Queue  string
+	ID     string // payload id, may be empty
+	Worker string // resque worker id, for RESQUE_WORKER
+	Args   []byte // the payload's args array as raw JSON, written verbatim to stdin
+	// Logger is the per-job logger (already .With(job fields)); nil means
+	// the runner's logger.
+	Logger hclog.Logger
+}
+
+// Result describes a handler process that ran.
+type Result struct {
+	Duration   time.Duration
+	StderrTail []string // last lines of stderr (bounded by StderrTail bytes), oldest first, without trailing newlines
+}
+
+// stopReason records why a handler was asked to stop; the first reason wins.
+type stopReason int
+
+const (
+	notStopped stopReason = iota
+	stopRequested
+	timedOut
+)
+
+// Process is a running handler. Its methods are safe for concurrent use.
+type Process struct {
+	class       string
+	path        string
+	pid         int
+	cmd         *exec.Cmd
+	logger      hclog.Logger
+	termTimeout time.Duration
+	timeout     time.Duration
+	start       time.Time
+
+	stdin  *os.File // write end of the handler's stdin
+	stdout *os.File // read end of the handler's stdout
+	stderr *os.File // read end of the handler's stderr
+	tail   *tailBuffer
+	ioDone chan struct{} // closed when stdin, stdout and stderr are done
+
+	timeoutTimer *time.Timer // nil without timeout
+	stopCtx      func() bool
+
+	mu        sync.Mutex
+	exited    bool // the leader exited; the group must no longer be signalled
+	reason    stopReason
+	killed    bool // SIGKILL was sent by Kill or after TermTimeout
+	killTimer *time.Timer
+
+	done   chan struct{} // closed when result and err are set
+	result *Result
+	err    error
+}
+
+// Run starts the handler for job and waits for it. See Start and
+// Process.Wait.
+func (r *Runner) Run(ctx context.Context, job Job) (*Result, error) {
+	p, err := r.Start(ctx, job)
+	if err != nil {
+		return nil, err
+	}
+	return p.Wait()
+}
+
+// Start resolves the handler for job.Class and starts it. Cancelling ctx
+// stops the handler as Process.Stop does. If ctx is already done, Start
+// returns ctx.Err() without starting anything. Resolution errors are those
+// of Resolve; a failure to execute the handler is returned as
+// "start handler <path>: <error>".
+func (r *Runner) Start(ctx context.Context, job Job) (*Process, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	path, err := r.Resolve(job.Class)
+	if err != nil {
+		return nil, err
+	}
+	logger := job.Logger
+	if logger == nil {
+		logger = r.logger.With("class", job.Class)
+	}
+	args := job.Args
+	if len(args) == 0 {
+		args = []byte("[]")
+	}
+
+	var pipes [3][2]*os.File // stdin, stdout, stderr; [read, write]
+	closeAll := func() {
+		for _, p := range pipes {
+			for _, f := range p {
+				if f != nil {
+					f.Close()
+				}
+			}
+		}
+	}
+	for i := range pipes {
+		pr, pw, err := os.Pipe()
+		if err != nil {
+			closeAll()
+			return nil, fmt.Errorf("start handler %s: %w", path, err)
+		}
+		pipes[i] = [2]*os.File{pr, pw}
+	}
+
+	cmd := exec.Command(path)
+	cmd.Dir = r.dir
+	cmd.Env = r.environ(job)
+	cmd.Stdin = pipes[0][0]
+	cmd.Stdout = pipes[1][1]
+	cmd.Stderr = pipes[2][1]
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		closeAll()
+		return nil, fmt.Errorf("start handler %s: %w", path, err)
+	}
+	start := time.Now()
+	// The child has its own copies of these ends.
+	pipes[0][0].Close()
+	pipes[1][1].Close()
+	pipes[2][1].Close()
+
+	p := &Process{
+		class:       job.Class,
+		path:        path,
+		pid:         cmd.Process.Pid,
+		cmd:         cmd,
+		logger:      logger,
+		termTimeout: r.termTimeout,
+		timeout:     r.timeout,
+		start:       start,
+		stdin:       pipes[0][1],
+		stdout:      pipes[1][0],
+		stderr:      pipes[2][0],
+		tail:        newTailBuffer(r.stderrTail),
+		ioDone:      make(chan struct{}),
+		done:        make(chan struct{}),
+	}
+	logger.Debug("handler started", "path", path, "pid", p.pid)
+
+	var wg sync.WaitGroup
+	wg.Add(3)
+	go p.writeStdin(args, &wg)
+	go p.forward(p.stdout, "stdout", nil, r.maxLine, &wg)
+	go p.forward(p.stderr, "stderr", p.tail, r.maxLine, &wg)
+	go func() {
+		wg.Wait()
+		close(p.ioDone)
+	}()
+
+	if r.timeout > 0 {
+		p.timeoutTimer = time.AfterFunc(r.timeout, func() { p.stop(timedOut) })
+	}
+	p.stopCtx = context.AfterFunc(ctx, func() { p.stop(stopRequested) })
+	go p.supervise()
+	return p, nil
+}
+
+// environ returns the handler environment for job.
+func (r *Runner) environ(job Job) []string {
+	base := r.env
+	if base == nil {
+		base = os.Environ()
+	}
+	env := make([]string, 0, len(base)+7)
+	for _, kv := range base {
+		name, _, _ := strings.Cut(kv, "=")
+		switch name {
+		case "RESQUE_CLASS", "RESQUE_QUEUE", "RESQUE_JOB_ID", "RESQUE_WORKER",
+			"RESQUED_PROTOCOL", "RESQUED_HANDLERS_DIR", "PWD":
+			continue
+		}
+		env = append(env, kv)
+	}
+	return append(env,
+		"RESQUE_CLASS="+job.Class,
+		"RESQUE_QUEUE="+job.Queue,
+		"RESQUE_JOB_ID="+job.ID,
+		"RESQUE_WORKER="+job.Worker,
+		"RESQUED_PROTOCOL="+ProtocolVersion,
+		"RESQUED_HANDLERS_DIR="+r.dir,
+		"PWD="+r.dir,
+	)
+}
+
+// Pid returns the process id of the handler, which is also its process
+// group id.
+func (p *Process) Pid() int { return p.pid }
+
+// Stop sends SIGTERM to the handler's process group now and SIGKILL to the
+// group after the runner's TermTimeout. It is idempotent, safe to call from
+// any goroutine and a no-op once the handler has exited.
+func (p *Process) Stop() { p.stop(stopRequested) }
+
+// Kill sends SIGKILL to the handler's process group now. It is idempotent,
+// safe to call from any goroutine and a no-op once the handler has exited.
+func (p *Process) Kill() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.exited || p.killed {
+		return
+	}
+	if p.reason == notStopped {
+		p.reason = stopRequested
+	}
+	p.killed = true
+	p.logger.Debug("killing handler", "pid", p.pid)
+	p.signalLocked(syscall.SIGKILL)
+}
+
+func (p *Process) stop(reason stopReason) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.exited || p.reason != notStopped {
+		return
+	}
+	p.reason = reason
+	if reason == timedOut {
+		p.logger.Warn("handler timed out, stopping", "pid", p.pid, "timeout", p.timeout)
+	} else {
+		p.logger.Debug("stopping handler", "pid", p.pid)
+	}
+	p.signalLocked(syscall.SIGTERM)
+	p.killTimer = time.AfterFunc(p.termTimeout, func() {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		if p.exited || p.killed {
+			return
+		}
+		p.killed = true
+		p.logger.Warn("handler did not exit after SIGTERM, killing", "pid", p.pid, "term_timeout", p.termTimeout)
+		p.signalLocked(syscall.SIGKILL)
+	})
+}
+
+// signalLocked sends sig to the handler's process group unless the leader
+// has exited. p.mu must be held.
+func (p *Process) signalLocked(sig syscall.Signal) {
+	if p.exited {
+		return
+	}
+	if err := syscall.Kill(-p.pid, sig); err != nil && !errors.Is(err, syscall.ESRCH) {
+		p.logger.Warn("signal handler process group", "pgid", p.pid, "signal", signalName(sig), "error", err)
+	}
+}
+
+// Wait waits until the handler has exited and its output has been drained.
+// It returns a nil error on exit status 0 and an *ExitError otherwise; the
+// Result is returned in both cases. Calling Wait more than once returns the
+// same values.
+func (p *Process) Wait() (*Result, error) {
+	<-p.done
+	return p.result, p.err
+}
+
+// supervise waits for the handler to exit, cleans up its process group and
+// output, and records the outcome.
+func (p *Process) supervise() {
+	defer close(p.done)
+
+	// Where possible, observe the exit without reaping the leader: its
+	// zombie keeps the process group id reserved while the group is killed.
+	var waitErr error
+	reaped := false
+	if !waitExited(p.pid) {
+		waitErr = p.cmd.Wait()
+		reaped = true
+	}
+	duration := time.Since(p.start)
+
+	p.mu.Lock()
+	// Kill whatever the handler left behind in its group.
+	p.signalLocked(syscall.SIGKILL)
+	p.exited = true
+	if p.killTimer != nil {
+		p.killTimer.Stop()
+	}
+	reason := p.reason
+	p.mu.Unlock()
+	if p.timeoutTimer != nil {
+		p.timeoutTimer.Stop()
+	}
+	p.stopCtx()
+
+	if !reaped {
+		waitErr = p.cmd.Wait()
+	}
+	p.drain()
+
+	p.result = &Result{Duration: duration, StderrTail: p.tail.snapshot()}
+	state := p.cmd.ProcessState
+	if state == nil {
+		p.err = fmt.Errorf("wait handler %s: %w", p.path, waitErr)
+		return
+	}
+	if state.Success() {
+		p.logger.Debug("handler exited", "pid", p.pid, "status", 0, "duration", duration)
+		return
+	}
+	ee := &ExitError{
+		Class:      p.class,
+		Code:       state.ExitCode(),
+		TimedOut:   reason == timedOut,
+		Stopped:    reason == stopRequested,
+		Duration:   duration,
+		StderrTail: slices.Clone(p.result.StderrTail),
+	}
+	if ws, ok := state.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+		ee.Code = -1
+		ee.Signal = ws.Signal()
+	}
+	if ee.TimedOut {
+		ee.Timeout = p.timeout
+	}
+	if ee.Signal != 0 {
+		p.logger.Debug("handler exited", "pid", p.pid, "signal", signalName(ee.Signal), "duration", duration)
+	} else {
+		p.logger.Debug("handler exited", "pid", p.pid, "status", ee.Code, "duration", duration)
+	}
+	p.err = ee
+}
+
+// drain waits for the stdin writer and output readers to finish. If
+// something outside the process group still holds the pipes open after
+// TermTimeout, it closes the runner's ends so that they finish.
+func (p *Process) drain() {
+	select {
+	case <-p.ioDone:
+		return
+	default:
+	}
+	t := time.NewTimer(p.termTimeout)
+	defer t.Stop()
+	select {
+	case <-p.ioDone:
+	case <-t.C:
+		p.logger.Warn("handler output still open after exit, closing pipes", "pid", p.pid)
+		p.stdin.Close()
+		p.stdout.Close()
+		p.stderr.Close()
+		<-p.ioDone
+	}
+}
+
+// writeStdin writes args to the handler's stdin and closes it. A handler
+// that does not read its stdin is not an error.
+func (p *Process) writeStdin(args []byte, wg *sync.WaitGroup) {
+	defer wg.Done()
+	_, err := p.stdin.Write(args)
+	if err != nil && !errors.Is(err, syscall.EPIPE) && !errors.Is(err, os.ErrClosed) {
+		p.logger.Debug("write handler stdin", "error", err)
+	}
+	p.stdin.Close()
+}
+
+// forward logs the lines read from f and records them in tail (if not nil).
+func (p *Process) forward(f *os.File, stream string, tail *tailBuffer, maxLine int, wg *sync.WaitGroup) {
+	defer wg.Done()
+	defer f.Close()
+	err := splitLines(f, maxLine, func(line []byte, whole bool) {
+		if tail != nil {
+			tail.add(line)
+		}
+		logLine(p.logger, stream, line, whole)
+	})
+	if err != nil && !errors.Is(err, os.ErrClosed) {
+		p.logger.Debug("read handler output", "stream", stream, "error", err)
+	}
+}

@@ -1,0 +1,261 @@
+package runner
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"time"
+	"unicode/utf8"
+
+	"github.com/hashicorp/go-hclog"
+)
+
+// Defaults for zero Config fields.
+const (
+	DefaultTermTimeout = 4 * time.Second
+	DefaultStderrTail  = 64 << 10
+	DefaultMaxLine     = 16 << 10
+)
+
+// maxClassLen is the longest accepted class name, in bytes.
+const maxClassLen = 255
+
+// Config configures a Runner. Zero values get the documented defaults.
+type Config struct {
+	// Dir is the handlers directory (required; must exist and be a
+	// directory). It is stored as an absolute, symlink-resolved path.
+	Dir string
+	// Logger is the runner's logger, used (with a "class" field) for jobs
+	// that have no Logger of their own. nil means hclog.NewNullLogger().
+	Logger hclog.Logger
+	// TermTimeout is the grace between SIGTERM and SIGKILL when a handler is
+	// stopped. It also bounds how long Wait waits for the output pipes to
+	// close after the handler exited. Zero means 4s.
+	TermTimeout time.Duration
+	// Timeout is the per-job wall clock limit; zero means none. On expiry
+	// the handler is stopped as by Process.Stop and the error is an
+	// *ExitError with TimedOut set.
+	Timeout time.Duration
+	// StderrTail is the number of bytes of the most recent stderr kept for
+	// failure records. Zero means 64 KiB.
+	StderrTail int
+	// MaxLine is the longest line forwarded to the log; longer lines are
+	// split into chunks of MaxLine bytes. Zero means 16 KiB.
+	MaxLine int
+	// FollowSymlinks allows handler symlinks that resolve outside Dir
+	// (refused by default).
+	FollowSymlinks bool
+	// Env is the base environment of handlers; nil means os.Environ() at
+	// the time each handler is started.
+	Env []string
+}
+
+// Runner resolves job classes to handler executables and runs them. It is
+// safe for concurrent use.
+type Runner struct {
+	dir         string
+	logger      hclog.Logger
+	termTimeout time.Duration
+	timeout     time.Duration
+	stderrTail  int
+	maxLine     int
+	follow      bool
+	env         []string // nil: os.Environ()
+}
+
+// New returns a Runner for cfg.
+func New(cfg Config) (*Runner, error) {
+	dir, err := handlersDir(cfg.Dir)
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case cfg.TermTimeout < 0:
+		return nil, fmt.Errorf("term timeout %s: must not be negative", cfg.TermTimeout)
+	case cfg.Timeout < 0:
+		return nil, fmt.Errorf("timeout %s: must not be negative", cfg.Timeout)
+	case cfg.StderrTail < 0:
+		return nil, fmt.Errorf("stderr tail %d: must not be negative", cfg.StderrTail)
+	case cfg.MaxLine < 0:
+		return nil, fmt.Errorf("max line %d: must not be negative", cfg.MaxLine)
+	}
+	r := &Runner{
+		dir:         dir,
+		logger:      cfg.Logger,
+		termTimeout: cfg.TermTimeout,
+		timeout:     cfg.Timeout,
+		stderrTail:  cfg.StderrTail,
+		maxLine:     cfg.MaxLine,
+		follow:      cfg.FollowSymlinks,
+	}
+	if r.logger == nil {
+		r.logger = hclog.NewNullLogger()
+	}
+	if r.termTimeout == 0 {
+		r.termTimeout = DefaultTermTimeout
+	}
+	if r.stderrTail == 0 {
+		r.stderrTail = DefaultStderrTail
+	}
+	if r.maxLine == 0 {
+		r.maxLine = DefaultMaxLine
+	}
+	if cfg.Env != nil {
+		r.env = slices.Clip(slices.Clone(cfg.Env))
+	}
+	return r, nil
+}
+
+// handlersDir returns the absolute, symlink-resolved form of dir, which must
+// be an existing directory.
+func handlersDir(dir string) (string, error) {
+	if dir == "" {
+		return "", fmt.Errorf("handlers directory %q: path not set", dir)
+	}
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return "", fmt.Errorf("handlers directory %q: %w", dir, err)
+	}
+	resolved, err := filepath.EvalSymlinks(abs)
+	if err != nil {
+		return "", fmt.Errorf("handlers directory %q: %w", dir, err)
+	}
+	fi, err := os.Stat(resolved)
+	if err != nil {
+		return "", fmt.Errorf("handlers directory %q: %w", dir, err)
+	}
+	if !fi.IsDir() {
+		return "", fmt.Errorf("handlers directory %q: not a directory", dir)
+	}
+	return resolved, nil
+}
+
+// Dir returns the handlers directory (absolute, symlinks resolved).
+func (r *Runner) Dir() string { return r.dir }
+
+// Resolve returns the absolute path of the executable handling class. See
+// the package documentation for the rules. Errors wrap ErrInvalidClass,
+// ErrNoHandler, ErrAmbiguous or ErrNotExecutable.
+func (r *Runner) Resolve(class string) (string, error) {
+	if err := ValidateClass(class); err != nil {
+		return "", fmt.Errorf("class %q: %w: %s", class, ErrInvalidClass, err)
+	}
+	segments := strings.Split(class, "::")
+	exact := filepath.Join(append([]string{r.dir}, segments...)...)
+
+	_, err := os.Lstat(exact)
+	switch {
+	case err == nil:
+		return r.checkExecutable(class, exact)
+	case !isNotExist(err):
+		return "", fmt.Errorf("resolve class %q: %w", class, err)
+	}
+
+	parent, last := filepath.Split(exact)
+	parent = filepath.Clean(parent)
+	entries, err := os.ReadDir(parent)
+	if err != nil {
+		if isNotExist(err) {
+			return "", fmt.Errorf("class %q: %w: no executable %s or %s.* in %s",
+				class, ErrNoHandler, last, last, parent)
+		}
+		return "", fmt.Errorf("resolve class %q: %w", class, err)
+	}
+	prefix := last + "."
+	var matches []string
+	for _, e := range entries {
+		if name := e.Name(); len(name) > len(prefix) && strings.HasPrefix(name, prefix) {
+			matches = append(matches, name)
+		}
+	}
+	switch len(matches) {
+	case 0:
+		return "", fmt.Errorf("class %q: %w: no executable %s or %s.* in %s",
+			class, ErrNoHandler, last, last, parent)
+	case 1:
+		return r.checkExecutable(class, filepath.Join(parent, matches[0]))
+	default:
+		return "", fmt.Errorf("class %q: %w: %s in %s",
+			class, ErrAmbiguous, strings.Join(matches, ", "), parent)
+	}
+}
+
+// checkExecutable returns path if it resolves to an executable regular file
+// that, unless r.follow, lies inside r.dir.
+func (r *Runner) checkExecutable(class, path string) (string, error) {
+	resolved, err := filepath.EvalSymlinks(path)
+	if err != nil {
+		if isNotExist(err) {
+			return "", fmt.Errorf("class %q: %w: %s is a broken symlink", class, ErrNotExecutable, path)
+		}
+		return "", fmt.Errorf("class %q: %w: %s: %w", class, ErrNotExecutable, path, err)
+	}
+	if !r.follow && !within(r.dir, resolved) {
+		return "", fmt.Errorf("class %q: %w: %s resolves to %s, outside %s",
+			class, ErrNotExecutable, path, resolved, r.dir)
+	}
+	fi, err := os.Stat(resolved)
+	if err != nil {
+		return "", fmt.Errorf("class %q: %w: %s: %w", class, ErrNotExecutable, path, err)
+	}
+	switch mode := fi.Mode(); {
+	case mode.IsDir():
+		return "", fmt.Errorf("class %q: %w: %s is a directory", class, ErrNotExecutable, path)
+	case !mode.IsRegular():
+		return "", fmt.Errorf("class %q: %w: %s is not a regular file (%s)", class, ErrNotExecutable, path, mode.Type())
+	case mode.Perm()&0o111 == 0:
+		return "", fmt.Errorf("class %q: %w: %s has no execute permission (%s)", class, ErrNotExecutable, path, mode.Perm())
+	}
+	return path, nil
+}
+
+// within reports whether path lies strictly inside dir. Both must be clean
+// absolute paths.
+func within(dir, path string) bool {
+	if dir == string(filepath.Separator) {
+		return path != dir
+	}
+	return strings.HasPrefix(path, dir+string(filepath.Separator))
+}
+
+// isNotExist reports whether err means a path (or one of its parents) does
+// not exist.
+func isNotExist(err error) bool {
+	return errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR)
+}
+
+// ValidateClass checks a class name without touching the filesystem: it
+// returns an error wrapping ErrInvalidClass for any name Resolve refuses
+// outright. Enqueuers use it to refuse such names up front.
+func ValidateClass(class string) error {
+	switch {
+	case class == "":
+		return errors.New("empty")
+	case len(class) > maxClassLen:
+		return fmt.Errorf("longer than %d bytes", maxClassLen)
+	case !utf8.ValidString(class):
+		return errors.New("not valid UTF-8")
+	}
+	for i := 0; i < len(class); i++ {
+		switch c := class[i]; {
+		case c < 0x20 || c == 0x7f:
+			return fmt.Errorf("control character %#02x at byte %d", c, i)
+		case c == '/' || c == '\\':
+			return fmt.Errorf("path separator %q at byte %d", c, i)
+		}
+	}
+	for _, seg := range strings.Split(class, "::") {
+		switch {
+		case seg == "":
+			return errors.New("empty segment")
+		case seg[0] == '.':
+			return fmt.Errorf("segment %q starts with a dot", seg)
+		}
+	}
+	return nil
+}
