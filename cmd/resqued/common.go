@@ -1,0 +1,89 @@
+package main
+
+import (
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/gomodule/redigo/redis"
+	"github.com/hashicorp/go-hclog"
+	"github.com/urfave/cli/v2"
+
+	"github.com/resqued/resqued/pkg/redisurl"
+)
+
+// connFlags are the flags every command that talks to Redis takes.
+func connFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringFlag{Name: "redis", EnvVars: []string{"REDIS_URL"}, Usage: "Redis `URL`: redis://[user:pass@]host:port/db, rediss://..., unix:///path.sock?db=N (also php-resque's REDIS_BACKEND=host:port and REDIS_BACKEND_DB)", DefaultText: redisurl.Default},
+		&cli.StringFlag{Name: "namespace", EnvVars: []string{"RESQUE_NAMESPACE", "PREFIX"}, Value: "resque", Usage: "key namespace, as Resque.redis.namespace"},
+		&cli.BoolFlag{Name: "verbose", Aliases: []string{"v"}, Usage: "log one line per job (also VERBOSE or LOGGING set to anything)"},
+		&cli.BoolFlag{Name: "vv", Usage: "debug logging (also VVERBOSE set to anything)"},
+		&cli.StringFlag{Name: "log-level", EnvVars: []string{"RESQUED_LOG_LEVEL"}, Usage: "trace, debug, info, warn or error (default warn; overrides -v/-vv)"},
+		&cli.StringFlag{Name: "log-format", EnvVars: []string{"RESQUED_LOG_FORMAT"}, Value: "text", Usage: "text or json"},
+	}
+}
+
+// redisURL picks the server from --redis/REDIS_URL, then php-resque's
+// REDIS_BACKEND(_DB), then the default.
+func redisURL(c *cli.Context) string {
+	if u := c.String("redis"); u != "" {
+		return u
+	}
+	if u := redisurl.Normalize(os.Getenv("REDIS_BACKEND"), os.Getenv("REDIS_BACKEND_DB")); u != "" {
+		return u
+	}
+	return redisurl.Default
+}
+
+func newPool(c *cli.Context) (*redis.Pool, error) {
+	p, err := redisurl.NewPool(redisURL(c), redisurl.Options{})
+	if err != nil {
+		return nil, &usageError{msg: err.Error(), hint: "resqued --redis redis://127.0.0.1:6379/0"}
+	}
+	return p, nil
+}
+
+// newLogger builds the root logger. Resque's VERBOSE and VVERBOSE are on
+// when set to anything at all, so they are read here, not as booleans.
+func newLogger(c *cli.Context) (hclog.Logger, error) {
+	level := hclog.Warn
+	if c.Bool("verbose") || envSet("VERBOSE") || envSet("LOGGING") {
+		level = hclog.Info
+	}
+	if c.Bool("vv") || envSet("VVERBOSE") {
+		level = hclog.Debug
+	}
+	if s := c.String("log-level"); s != "" {
+		if level = hclog.LevelFromString(s); level == hclog.NoLevel {
+			return nil, &usageError{msg: "unknown log level " + strconv.Quote(s), hint: "--log-level info"}
+		}
+	}
+	format := c.String("log-format")
+	if format != "text" && format != "json" {
+		return nil, &usageError{msg: "unknown log format " + strconv.Quote(format), hint: "--log-format json"}
+	}
+	return hclog.New(&hclog.LoggerOptions{
+		Name:       "resqued",
+		Level:      level,
+		JSONFormat: format == "json",
+		Output:     os.Stderr,
+		TimeFormat: time.RFC3339Nano,
+	}), nil
+}
+
+func envSet(name string) bool {
+	_, ok := os.LookupEnv(name)
+	return ok
+}
+
+// parseSeconds reads Resque-style durations: "4", "0.5" (seconds) or Go
+// durations such as "4s" and "250ms".
+func parseSeconds(s string) (time.Duration, error) {
+	s = strings.TrimSpace(s)
+	if f, err := strconv.ParseFloat(s, 64); err == nil {
+		return time.Duration(f * float64(time.Second)), nil
+	}
+	return time.ParseDuration(s)
+}

@@ -1,0 +1,55 @@
+// Command resqued runs Resque jobs as executables in any language.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+
+	"github.com/urfave/cli/v2"
+)
+
+// Version is set at build time with -ldflags "-X main.Version=...".
+var Version = "0.1.0-dev"
+
+func main() {
+	// -v means verbose, as Resque users expect; the version is --version.
+	cli.VersionFlag = &cli.BoolFlag{Name: "version", Usage: "print the version"}
+	app := &cli.App{
+		Name:           "resqued",
+		Usage:          "run Resque jobs as handler executables written in any language",
+		UsageText:      "resqued --handlers DIR --queues LIST [options]\nresqued enqueue [--queue Q] [--track] CLASS [ARG...]\nresqued status TOKEN",
+		Version:        Version,
+		Flags:          runFlags(),
+		Action:         runAction,
+		Commands:       []*cli.Command{enqueueCommand(), statusCommand()},
+		ExitErrHandler: func(*cli.Context, error) {},
+	}
+	os.Exit(exitCode(app.RunContext(context.Background(), os.Args)))
+}
+
+// usageError is a mistake in how resqued was called: exit status 2, with a
+// hint on what to type instead.
+type usageError struct{ msg, hint string }
+
+func (e *usageError) Error() string { return e.msg }
+
+func exitCode(err error) int {
+	if err == nil {
+		return 0
+	}
+	fmt.Fprintf(os.Stderr, "resqued: %v\n", err)
+	var ue *usageError
+	if errors.As(err, &ue) {
+		if ue.hint != "" {
+			fmt.Fprintf(os.Stderr, "Try: %s\n", ue.hint)
+		}
+		return 2
+	}
+	var ec cli.ExitCoder
+	if errors.As(err, &ec) {
+		return ec.ExitCode()
+	}
+	return 1
+}

@@ -1,0 +1,139 @@
+// Package redisurl turns the ways Resque users name a Redis server into a
+// redigo connection pool: redis://[user:pass@]host:port/db URLs,
+// rediss:// for TLS, unix:///path/redis.sock?db=N, and php-resque's bare
+// host:port (REDIS_BACKEND) with a separate database number.
+//
+// Passwords never leave this package except inside dial options:
+// Redacted is what logs and process titles show.
+package redisurl
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/gomodule/redigo/redis"
+)
+
+// Default is used when nothing names a server.
+const Default = "redis://127.0.0.1:6379/0"
+
+// Normalize turns a php-resque REDIS_BACKEND value ("host:port", or
+// "host") plus an optional REDIS_BACKEND_DB into a redis:// URL; values
+// that already have a scheme pass through unchanged.
+func Normalize(backend, db string) string {
+	if backend == "" {
+		return ""
+	}
+	if strings.Contains(backend, "://") {
+		return backend
+	}
+	if _, _, err := net.SplitHostPort(backend); err != nil {
+		backend = net.JoinHostPort(backend, "6379")
+	}
+	u := "redis://" + backend
+	if db != "" {
+		u += "/" + db
+	}
+	return u
+}
+
+// Redacted returns raw with any password replaced by "xxxxx".
+func Redacted(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "(unparseable redis url)"
+	}
+	return u.Redacted()
+}
+
+// Pool options.
+type Options struct {
+	// MaxIdle idle connections kept. Zero means 4.
+	MaxIdle int
+	// Timeout for connecting, reading and writing. Zero means 10s.
+	// Blocking commands pass their own read timeout.
+	Timeout time.Duration
+}
+
+// NewPool checks raw and returns a pool that dials it. It does not
+// connect; the first command does.
+func NewPool(raw string, opt Options) (*redis.Pool, error) {
+	dial, err := dialer(raw, opt)
+	if err != nil {
+		return nil, err
+	}
+	if opt.MaxIdle == 0 {
+		opt.MaxIdle = 4
+	}
+	return &redis.Pool{
+		MaxIdle:     opt.MaxIdle,
+		IdleTimeout: 4 * time.Minute,
+		DialContext: dial,
+		TestOnBorrow: func(c redis.Conn, t time.Time) error {
+			if time.Since(t) < time.Minute {
+				return nil
+			}
+			_, err := c.Do("PING")
+			return err
+		},
+	}, nil
+}
+
+func dialer(raw string, opt Options) (func(context.Context) (redis.Conn, error), error) {
+	if opt.Timeout == 0 {
+		opt.Timeout = 10 * time.Second
+	}
+	u, err := url.Parse(raw)
+	if err != nil {
+		return nil, fmt.Errorf("parse redis url %s: %w", Redacted(raw), err)
+	}
+	timeouts := []redis.DialOption{
+		redis.DialConnectTimeout(opt.Timeout),
+		redis.DialReadTimeout(opt.Timeout),
+		redis.DialWriteTimeout(opt.Timeout),
+	}
+	switch u.Scheme {
+	case "redis", "rediss":
+		if u.Host == "" {
+			return nil, fmt.Errorf("parse redis url %s: no host", Redacted(raw))
+		}
+		if p := strings.Trim(u.Path, "/"); p != "" {
+			if _, err := strconv.Atoi(p); err != nil {
+				return nil, fmt.Errorf("parse redis url %s: database %q is not a number", Redacted(raw), p)
+			}
+		}
+		return func(ctx context.Context) (redis.Conn, error) {
+			return redis.DialURLContext(ctx, raw, timeouts...)
+		}, nil
+	case "unix":
+		path := u.Path
+		if path == "" {
+			return nil, fmt.Errorf("parse redis url %s: no socket path", Redacted(raw))
+		}
+		opts := append([]redis.DialOption{}, timeouts...)
+		if db := u.Query().Get("db"); db != "" {
+			n, err := strconv.Atoi(db)
+			if err != nil {
+				return nil, fmt.Errorf("parse redis url %s: database %q is not a number", Redacted(raw), db)
+			}
+			opts = append(opts, redis.DialDatabase(n))
+		}
+		if u.User != nil {
+			if pw, ok := u.User.Password(); ok {
+				opts = append(opts, redis.DialPassword(pw))
+				if name := u.User.Username(); name != "" {
+					opts = append(opts, redis.DialUsername(name))
+				}
+			}
+		}
+		return func(ctx context.Context) (redis.Conn, error) {
+			return redis.DialContext(ctx, "unix", path, opts...)
+		}, nil
+	}
+	return nil, fmt.Errorf("parse redis url %s: scheme must be redis, rediss or unix", Redacted(raw))
+}

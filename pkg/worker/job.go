@@ -1,0 +1,199 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/resqued/resqued/pkg/queue"
+	"github.com/resqued/resqued/pkg/runner"
+	"github.com/resqued/resqued/pkg/status"
+)
+
+// Exception names in failure records. Resque's tools show them as the
+// failure's class; docs/handlers.md lists them.
+const (
+	ExcInvalidPayload = "Resqued::InvalidPayload"
+	ExcInvalidClass   = "Resqued::InvalidClass"
+	ExcNoHandler      = "Resqued::NoHandler"
+	ExcStartFailed    = "Resqued::StartFailed"
+	ExcHandlerFailed  = "Resqued::HandlerFailed"
+	ExcTimeout        = "Resqued::Timeout"
+	// ExcDirtyExit is Ruby Resque's name for a job whose process died
+	// by a signal, including one the worker sent on TERM or USR1.
+	ExcDirtyExit = "Resque::DirtyExit"
+)
+
+// process runs one popped job to its recorded end.
+func (w *Worker) process(q string, payload []byte) {
+	start := time.Now()
+	job, err := queue.Decode(q, payload)
+	if err != nil {
+		w.log.Error("job failed", "queue", q, "outcome", "invalid payload", "error", err)
+		w.finish(job, queue.NewFailure(time.Now(), payload, ExcInvalidPayload, err.Error(), nil, w.id, q))
+		return
+	}
+	log := w.log.With("queue", q, "class", job.Class, "job_id", job.ID)
+
+	w.cfg.SetTitle(fmt.Sprintf("Processing %s since %d [%s]", q, start.Unix(), job.Class))
+	if err := w.retry(context.Background(), "record job start", func(ctx context.Context) error {
+		return w.cfg.Queue.StartJob(ctx, w.id, q, payload, start)
+	}); err != nil {
+		// Redis is gone and we are told to stop: the job is only in
+		// memory. Put it back rather than run it unrecorded.
+		w.requeue(q, payload)
+		return
+	}
+	w.updateStatus(job, status.Running)
+	log.Info("job started")
+
+	res, runErr := w.run(log, job)
+	dur := time.Since(start)
+	if runErr == nil {
+		log.Info("job done", "outcome", "ok", "duration", dur)
+		w.finish(job, nil)
+		return
+	}
+	exc, msg, backtrace := describe(runErr, res)
+	w.mu.Lock()
+	why := w.killed
+	w.mu.Unlock()
+	if why != "" && exc == ExcDirtyExit {
+		msg += " (" + why + ")"
+	}
+	log.Warn("job failed", "outcome", exc, "error", msg, "duration", dur)
+	w.finish(job, queue.NewFailure(time.Now(), payload, exc, msg, backtrace, w.id, q))
+}
+
+// run starts the job's handler and waits for it, keeping it reachable
+// for Terminate, Force and KillJob meanwhile.
+func (w *Worker) run(log hclog.Logger, job *queue.Job) (*runner.Result, error) {
+	p, err := w.cfg.Runner.Start(context.Background(), runner.Job{
+		Class:  job.Class,
+		Queue:  job.Queue,
+		ID:     job.ID,
+		Worker: w.id,
+		Args:   job.Args,
+		Logger: log.Named("handler"),
+	})
+	if err != nil {
+		return nil, err
+	}
+	w.mu.Lock()
+	w.current, w.killed = p, ""
+	term := w.state.term
+	w.mu.Unlock()
+	if term {
+		// Terminate raced with the start: honour it.
+		p.Stop()
+	}
+	res, err := p.Wait()
+	w.mu.Lock()
+	w.current = nil
+	w.mu.Unlock()
+	return res, err
+}
+
+// describe turns a run error into a failure record's exception, error
+// and backtrace (the handler's stderr tail).
+func describe(err error, res *runner.Result) (exc, msg string, backtrace []string) {
+	var ee *runner.ExitError
+	switch {
+	case errors.As(err, &ee):
+		switch {
+		case ee.TimedOut:
+			exc = ExcTimeout
+		case ee.Signal != 0:
+			exc = ExcDirtyExit
+		default:
+			exc = ExcHandlerFailed
+		}
+		return exc, ee.Error(), ee.StderrTail
+	case errors.Is(err, runner.ErrInvalidClass):
+		exc = ExcInvalidClass
+	case errors.Is(err, runner.ErrNoHandler), errors.Is(err, runner.ErrAmbiguous), errors.Is(err, runner.ErrNotExecutable):
+		exc = ExcNoHandler
+	default:
+		exc = ExcStartFailed
+	}
+	if res != nil {
+		backtrace = res.StderrTail
+	}
+	return exc, err.Error(), backtrace
+}
+
+// finish records the job's outcome (f == nil for success) and its status.
+func (w *Worker) finish(job *queue.Job, f *queue.Failure) {
+	err := w.retry(context.Background(), "record job outcome", func(ctx context.Context) error {
+		return w.cfg.Queue.FinishJob(ctx, w.id, f)
+	})
+	if err != nil {
+		w.log.Error("job outcome lost: redis unreachable", "queue", job.Queue, "payload", string(job.Payload), "failure", f, "error", err)
+	}
+	code := status.Complete
+	if f != nil {
+		code = status.Failed
+	}
+	w.updateStatus(job, code)
+}
+
+func (w *Worker) updateStatus(job *queue.Job, code status.Code) {
+	if job.ID == "" {
+		return
+	}
+	err := w.retry(context.Background(), "update status", func(ctx context.Context) error {
+		_, err := w.cfg.Status.Update(ctx, job.ID, code, time.Now())
+		return err
+	})
+	if err != nil {
+		w.log.Error("status update lost", "job_id", job.ID, "status", code.String(), "error", err)
+	}
+}
+
+// retry runs f until it succeeds, backing off while Redis is away. It
+// gives up only once the worker is terminating and f still fails, so a
+// QUIT waits for Redis to record outcomes but a TERM does not hang.
+func (w *Worker) retry(ctx context.Context, what string, f func(context.Context) error) error {
+	return w.retryUntil(ctx, what, func(s state) bool { return s.term }, f)
+}
+
+// retryUntil is retry with its own condition for giving up.
+func (w *Worker) retryUntil(ctx context.Context, what string, giveUp func(state) bool, f func(context.Context) error) error {
+	b := newBackoff()
+	for {
+		err := f(ctx)
+		if err == nil {
+			return nil
+		}
+		s, wake := w.snapshot()
+		if giveUp(s) {
+			return err
+		}
+		w.log.Error(what+": redis unavailable, retrying", "error", err, "retry_in", b.peek())
+		b.wait(wake)
+	}
+}
+
+// backoff is capped exponential: 100ms doubling to 10s.
+type backoff struct{ d time.Duration }
+
+func newBackoff() *backoff { return &backoff{d: 100 * time.Millisecond} }
+
+func (b *backoff) peek() time.Duration { return b.d }
+func (b *backoff) reset()              { b.d = 100 * time.Millisecond }
+
+// wait sleeps the current delay, or less if wake closes, then doubles it.
+func (b *backoff) wait(wake <-chan struct{}) {
+	t := time.NewTimer(b.d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-wake:
+	}
+	if b.d *= 2; b.d > 10*time.Second {
+		b.d = 10 * time.Second
+	}
+}

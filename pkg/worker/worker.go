@@ -1,0 +1,357 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/resqued/resqued/pkg/queue"
+	"github.com/resqued/resqued/pkg/runner"
+	"github.com/resqued/resqued/pkg/status"
+)
+
+// Config configures a Worker. Zero values get the documented defaults.
+type Config struct {
+	// Queue, Status and Runner are required.
+	Queue  *queue.Client
+	Status *status.Tracker
+	Runner *runner.Runner
+
+	// Queues are the queue specifications in priority order: names,
+	// "*", globs and "!exclusions" (see queue.ExpandQueues). Required.
+	Queues []string
+
+	// Interval is the longest a worker waits for a job before looking
+	// at the queue list again (new queues under "*", the pause flag).
+	// Jobs are picked up as soon as they are pushed: the wait is a
+	// blocking pop. Zero means 5s. Negative means drain: take jobs until
+	// every queue is empty, then return (Resque's INTERVAL=0).
+	Interval time.Duration
+
+	// HeartbeatInterval is how often the heartbeat is written. Zero
+	// means 60s, Ruby Resque's.
+	HeartbeatInterval time.Duration
+
+	// Hostname and PID make the worker id. Zero means this process's.
+	Hostname string
+	PID      int
+
+	// Logger receives the worker's log lines. Nil means none.
+	Logger hclog.Logger
+
+	// SetTitle, when set, is told what the worker is doing, in Resque's
+	// words ("Waiting for a,b", "Processing q since 1795769182 [C]",
+	// "Paused").
+	SetTitle func(string)
+}
+
+// Worker is one Resque worker. Create it with New and start it with Run.
+type Worker struct {
+	cfg Config
+	id  string
+	log hclog.Logger
+
+	mu      sync.Mutex
+	state   state
+	wake    chan struct{} // closed and replaced whenever state changes
+	current *runner.Process
+	killed  string // why current was stopped, if it was
+}
+
+type state struct {
+	quit, term, paused bool
+}
+
+// New checks cfg and returns a Worker.
+func New(cfg Config) (*Worker, error) {
+	if cfg.Queue == nil || cfg.Status == nil || cfg.Runner == nil {
+		return nil, errors.New("new worker: Queue, Status and Runner are required")
+	}
+	if len(cfg.Queues) == 0 {
+		return nil, errors.New("new worker: no queues given")
+	}
+	for _, q := range cfg.Queues {
+		if q == "" {
+			return nil, errors.New("new worker: empty queue name in list")
+		}
+		if !queue.IsPattern(q) {
+			if err := queue.ValidateQueueName(q); err != nil {
+				return nil, fmt.Errorf("new worker: %w", err)
+			}
+		}
+	}
+	if cfg.Interval == 0 {
+		cfg.Interval = 5 * time.Second
+	}
+	if cfg.HeartbeatInterval == 0 {
+		cfg.HeartbeatInterval = 60 * time.Second
+	}
+	if cfg.Hostname == "" {
+		cfg.Hostname = queue.Hostname()
+	}
+	if cfg.PID == 0 {
+		cfg.PID = os.Getpid()
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = hclog.NewNullLogger()
+	}
+	if cfg.SetTitle == nil {
+		cfg.SetTitle = func(string) {}
+	}
+	w := &Worker{cfg: cfg, wake: make(chan struct{})}
+	w.id = queue.WorkerID(cfg.Hostname, cfg.PID, cfg.Queues)
+	w.log = cfg.Logger.With("worker", w.id)
+	return w, nil
+}
+
+// ID returns the Resque worker id, host:pid:queues.
+func (w *Worker) ID() string { return w.id }
+
+// update changes the state under the lock and wakes Run.
+func (w *Worker) update(f func(*state)) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	f(&w.state)
+	close(w.wake)
+	w.wake = make(chan struct{})
+}
+
+func (w *Worker) snapshot() (state, <-chan struct{}) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.state, w.wake
+}
+
+// Shutdown asks the worker to finish its running job and exit (QUIT).
+func (w *Worker) Shutdown() {
+	w.log.Debug("shutdown requested: finishing the running job")
+	w.update(func(s *state) { s.quit = true })
+}
+
+// Terminate asks the worker to stop its running job and exit (TERM/INT):
+// the handler's process group gets SIGTERM, then SIGKILL after the
+// runner's grace period.
+func (w *Worker) Terminate() {
+	w.log.Debug("terminate requested: stopping the running job")
+	w.update(func(s *state) { s.quit, s.term = true, true })
+	w.stopCurrent("worker shutting down", false)
+}
+
+// Force kills the running job's process group at once (a second TERM).
+func (w *Worker) Force() {
+	w.update(func(s *state) { s.quit, s.term = true, true })
+	w.stopCurrent("worker shutting down", true)
+}
+
+// KillJob stops the running job, if any, and keeps working (USR1).
+func (w *Worker) KillJob() { w.stopCurrent("killed by operator (USR1)", false) }
+
+// Pause lets the running job finish and takes no new ones (USR2).
+func (w *Worker) Pause() { w.update(func(s *state) { s.paused = true }) }
+
+// Resume undoes Pause (CONT).
+func (w *Worker) Resume() { w.update(func(s *state) { s.paused = false }) }
+
+func (w *Worker) stopCurrent(why string, now bool) {
+	w.mu.Lock()
+	p := w.current
+	if p != nil && w.killed == "" {
+		w.killed = why
+	}
+	w.mu.Unlock()
+	if p == nil {
+		return
+	}
+	if now {
+		p.Kill()
+	} else {
+		p.Stop()
+	}
+}
+
+// Run registers the worker and processes jobs until Shutdown, Terminate
+// or ctx ends (which acts as Shutdown), then unregisters. With a negative
+// Interval it returns once every queue is empty.
+//
+// Shutdown order: stop taking jobs; let the running job finish (or stop
+// it, on Terminate); record its outcome; stop the heartbeat; unregister.
+// The heartbeat outlives the job so a long job never looks dead, and
+// unregistering comes last so that resque-web never shows a running job
+// without its worker.
+func (w *Worker) Run(ctx context.Context) error {
+	runDone := make(chan struct{})
+	defer close(runDone)
+	go func() {
+		select {
+		case <-ctx.Done():
+			w.Shutdown()
+		case <-runDone:
+		}
+	}()
+
+	// Nothing is in flight yet, so any stop request ends the wait.
+	quitting := func(s state) bool { return s.quit }
+	if err := w.retryUntil(context.Background(), "register worker", quitting, func(ctx context.Context) error {
+		return w.cfg.Queue.RegisterWorker(ctx, w.id, time.Now())
+	}); err != nil {
+		return err
+	}
+	w.log.Info("worker started", "queues", strings.Join(w.cfg.Queues, ","))
+
+	hbCtx, stopHeartbeat := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { defer wg.Done(); w.heartbeat(hbCtx) }()
+
+	err := w.loop()
+
+	stopHeartbeat()
+	wg.Wait()
+	uctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if uerr := w.cfg.Queue.UnregisterWorker(uctx, w.id); uerr != nil {
+		w.log.Error("unregister worker", "error", uerr)
+		if err == nil {
+			err = uerr
+		}
+	}
+	w.log.Info("worker stopped")
+	return err
+}
+
+func (w *Worker) heartbeat(ctx context.Context) {
+	t := time.NewTicker(w.cfg.HeartbeatInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if err := w.cfg.Queue.Heartbeat(ctx, w.id); err != nil && ctx.Err() == nil {
+				w.log.Warn("heartbeat", "error", err)
+			}
+		}
+	}
+}
+
+// loop takes and runs jobs until told to quit.
+func (w *Worker) loop() error {
+	fetch := w.cfg.Queue.Fetcher()
+	defer fetch.Close()
+	backoff := newBackoff()
+	for {
+		s, wake := w.snapshot()
+		if s.quit {
+			return nil
+		}
+		// waitCtx is cancelled by any state change, which unblocks a
+		// waiting pop at once.
+		waitCtx, cancel := contextUntil(wake)
+		paused, err := w.cfg.Queue.PausedAll(waitCtx)
+		if err == nil && (paused || s.paused) {
+			w.cfg.SetTitle("Paused")
+			w.log.Debug("paused", "by_operator_flag", paused)
+			sleep(waitCtx, w.cfg.Interval)
+			cancel()
+			continue
+		}
+		var queues []string
+		if err == nil {
+			queues, err = w.queues(waitCtx)
+		}
+		if err != nil {
+			cancel()
+			w.log.Error("redis unavailable, retrying", "error", err, "retry_in", backoff.peek())
+			backoff.wait(wake)
+			continue
+		}
+		backoff.reset()
+		w.cfg.SetTitle("Waiting for " + strings.Join(w.cfg.Queues, ","))
+		timeout := w.cfg.Interval
+		if timeout < 0 {
+			timeout = 0
+		}
+		if len(queues) == 0 {
+			cancel()
+			if w.cfg.Interval < 0 {
+				return nil
+			}
+			sleep(waitCtx, w.cfg.Interval)
+			continue
+		}
+		w.log.Trace("reserving", "queues", strings.Join(queues, ","), "timeout", timeout)
+		q, payload, err := fetch.Reserve(waitCtx, queues, timeout)
+		cancel()
+		switch {
+		case errors.Is(err, queue.ErrNoJob):
+			if w.cfg.Interval < 0 {
+				return nil
+			}
+			continue
+		case err != nil:
+			w.log.Error("redis unavailable, retrying", "error", err, "retry_in", backoff.peek())
+			backoff.wait(wake)
+			continue
+		}
+		if s2, _ := w.snapshot(); s2.quit || s2.paused {
+			// Popped while we were told to stop: put it back where it was.
+			w.requeue(q, payload)
+			continue
+		}
+		w.process(q, payload)
+	}
+}
+
+func (w *Worker) queues(ctx context.Context) ([]string, error) {
+	var all []string
+	for _, s := range w.cfg.Queues {
+		if queue.IsPattern(s) {
+			var err error
+			if all, err = w.cfg.Queue.Queues(ctx); err != nil {
+				return nil, err
+			}
+			break
+		}
+	}
+	return queue.ExpandQueues(w.cfg.Queues, all), nil
+}
+
+func (w *Worker) requeue(q string, payload []byte) {
+	err := w.retry(context.Background(), "requeue job", func(ctx context.Context) error {
+		return w.cfg.Queue.PushFront(ctx, q, payload)
+	})
+	if err != nil {
+		w.log.Error("job lost: could not put it back on its queue", "queue", q, "payload", string(payload), "error", err)
+	}
+}
+
+// contextUntil returns a context cancelled when ch is closed.
+func contextUntil(ch <-chan struct{}) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() {
+		select {
+		case <-ch:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	return ctx, cancel
+}
+
+func sleep(ctx context.Context, d time.Duration) {
+	if d <= 0 {
+		return
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+}
