@@ -142,22 +142,6 @@ func (c *Client) StartJob(ctx context.Context, id, q string, payload []byte, run
 	return nil
 }
 
-// CurrentJob returns what worker id is doing, or nil when it is idle.
-func (c *Client) CurrentJob(ctx context.Context, id string) (*Working, error) {
-	b, err := redis.Bytes(c.do(ctx, "GET", WorkerKey(c.ns, id)))
-	if err == redis.ErrNil {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("read job of %s: %w", id, err)
-	}
-	var w Working
-	if err := json.Unmarshal(b, &w); err != nil {
-		return nil, fmt.Errorf("read job of %s: %w", id, err)
-	}
-	return &w, nil
-}
-
 // Failure is a record in the failed list. Field order is Ruby Resque's.
 type Failure struct {
 	FailedAt  string          `json:"failed_at"`

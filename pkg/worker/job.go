@@ -61,7 +61,7 @@ func (w *Worker) process(q string, payload []byte) {
 	w.mu.Lock()
 	why := w.killed
 	w.mu.Unlock()
-	if why != "" && exc == ExcDirtyExit {
+	if why != "" && (exc == ExcDirtyExit || exc == ExcHandlerFailed) {
 		msg += " (" + why + ")"
 	}
 	log.Warn("job failed", "outcome", exc, "error", msg, "duration", dur)

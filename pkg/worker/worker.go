@@ -45,6 +45,16 @@ type Config struct {
 	// Logger receives the worker's log lines. Nil means none.
 	Logger hclog.Logger
 
+	// PruneInterval is how often the worker looks for dead workers to
+	// unregister, besides once at start. Zero means 5 × HeartbeatInterval
+	// (Ruby's prune_interval); negative means only at start.
+	PruneInterval time.Duration
+
+	// ParentPID, when set, makes the worker shut down as on QUIT once
+	// its parent process is gone (a supervisor killed with -9), instead
+	// of living on unsupervised.
+	ParentPID int
+
 	// SetTitle, when set, is told what the worker is doing, in Resque's
 	// words ("Waiting for a,b", "Processing q since 1795769182 [C]",
 	// "Paused").
@@ -56,6 +66,9 @@ type Worker struct {
 	cfg Config
 	id  string
 	log hclog.Logger
+
+	pruner *Pruner
+	paused bool // the paused marker is in worker:<id>; loop goroutine only
 
 	mu      sync.Mutex
 	state   state
@@ -92,6 +105,9 @@ func New(cfg Config) (*Worker, error) {
 	if cfg.HeartbeatInterval == 0 {
 		cfg.HeartbeatInterval = 60 * time.Second
 	}
+	if cfg.PruneInterval == 0 {
+		cfg.PruneInterval = 5 * cfg.HeartbeatInterval
+	}
 	if cfg.Hostname == "" {
 		cfg.Hostname = queue.Hostname()
 	}
@@ -107,6 +123,8 @@ func New(cfg Config) (*Worker, error) {
 	w := &Worker{cfg: cfg, wake: make(chan struct{})}
 	w.id = queue.WorkerID(cfg.Hostname, cfg.PID, cfg.Queues)
 	w.log = cfg.Logger.With("worker", w.id)
+	w.pruner = &Pruner{Queue: cfg.Queue, Self: w.id, Hostname: cfg.Hostname, Queues: cfg.Queues,
+		Expiry: 5 * cfg.HeartbeatInterval, Logger: w.log}
 	return w, nil
 }
 
@@ -198,6 +216,12 @@ func (w *Worker) Run(ctx context.Context) error {
 	// Nothing is in flight yet, so any stop request ends the wait.
 	quitting := func(s state) bool { return s.quit }
 	if err := w.retryUntil(context.Background(), "register worker", quitting, func(ctx context.Context) error {
+		// Ruby's order: forget our own (a previous process's) heartbeat,
+		// prune the dead, then register.
+		if err := w.cfg.Queue.ForgetHeartbeat(ctx, w.id); err != nil {
+			return err
+		}
+		w.prune(ctx)
 		return w.cfg.Queue.RegisterWorker(ctx, w.id, time.Now())
 	}); err != nil {
 		return err
@@ -208,6 +232,10 @@ func (w *Worker) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() { defer wg.Done(); w.heartbeat(hbCtx) }()
+	if w.cfg.ParentPID != 0 {
+		wg.Add(1)
+		go func() { defer wg.Done(); w.watchParent(hbCtx) }()
+	}
 
 	err := w.loop()
 
@@ -225,9 +253,17 @@ func (w *Worker) Run(ctx context.Context) error {
 	return err
 }
 
+// heartbeat stamps the heartbeat every HeartbeatInterval and prunes dead
+// workers every PruneInterval, until ctx ends.
 func (w *Worker) heartbeat(ctx context.Context) {
 	t := time.NewTicker(w.cfg.HeartbeatInterval)
 	defer t.Stop()
+	var prune <-chan time.Time
+	if w.cfg.PruneInterval > 0 {
+		pt := time.NewTicker(w.cfg.PruneInterval)
+		defer pt.Stop()
+		prune = pt.C
+	}
 	for {
 		select {
 		case <-ctx.Done():
@@ -236,8 +272,52 @@ func (w *Worker) heartbeat(ctx context.Context) {
 			if err := w.cfg.Queue.Heartbeat(ctx, w.id); err != nil && ctx.Err() == nil {
 				w.log.Warn("heartbeat", "error", err)
 			}
+		case <-prune:
+			w.prune(ctx)
 		}
 	}
+}
+
+func (w *Worker) prune(ctx context.Context) {
+	pruned, err := w.pruner.Prune(ctx)
+	if err != nil && ctx.Err() == nil {
+		w.log.Warn("prune dead workers", "error", err)
+	}
+	if len(pruned) > 0 {
+		w.log.Info("pruned dead workers", "count", len(pruned))
+	}
+}
+
+// watchParent shuts the worker down once its parent has gone: the
+// process is then re-parented and Getppid changes.
+func (w *Worker) watchParent(ctx context.Context) {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if os.Getppid() != w.cfg.ParentPID {
+				w.log.Warn("supervisor is gone: finishing the running job, then exiting", "supervisor_pid", w.cfg.ParentPID)
+				w.Shutdown()
+				return
+			}
+		}
+	}
+}
+
+// markPaused writes or clears the paused marker in worker:<id> when the
+// paused state changed.
+func (w *Worker) markPaused(ctx context.Context, paused bool) {
+	if paused == w.paused {
+		return
+	}
+	if err := w.cfg.Queue.SetPaused(ctx, w.id, strings.Join(w.cfg.Queues, ","), paused, time.Now()); err != nil {
+		w.log.Warn("mark paused", "error", err)
+		return
+	}
+	w.paused = paused
 }
 
 // loop takes and runs jobs until told to quit.
@@ -256,10 +336,21 @@ func (w *Worker) loop() error {
 		paused, err := w.cfg.Queue.PausedAll(waitCtx)
 		if err == nil && (paused || s.paused) {
 			w.cfg.SetTitle("Paused")
-			w.log.Debug("paused", "by_operator_flag", paused)
-			sleep(waitCtx, w.cfg.Interval)
+			if !w.paused {
+				by := "USR2"
+				if paused {
+					by = "pause-all-workers flag"
+				}
+				w.log.Info("paused", "by", by)
+			}
+			w.markPaused(waitCtx, true)
+			sleep(waitCtx, max(w.cfg.Interval, 100*time.Millisecond))
 			cancel()
 			continue
+		}
+		if err == nil && w.paused {
+			w.log.Info("resumed")
+			w.markPaused(waitCtx, false)
 		}
 		var queues []string
 		if err == nil {
@@ -285,7 +376,7 @@ func (w *Worker) loop() error {
 			sleep(waitCtx, w.cfg.Interval)
 			continue
 		}
-		w.log.Trace("reserving", "queues", strings.Join(queues, ","), "timeout", timeout)
+		w.log.Debug("waiting for a job", "queues", strings.Join(queues, ","), "timeout", timeout)
 		q, payload, err := fetch.Reserve(waitCtx, queues, timeout)
 		cancel()
 		switch {
