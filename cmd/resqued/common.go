@@ -37,8 +37,13 @@ func redisURL(c *cli.Context) string {
 	return redisurl.Default
 }
 
-func newPool(c *cli.Context) (*redis.Pool, error) {
-	p, err := redisurl.NewPool(redisURL(c), redisurl.Options{})
+// newPool dials the chosen server; at debug level every command is logged.
+func newPool(c *cli.Context, log hclog.Logger) (*redis.Pool, error) {
+	var opt redisurl.Options
+	if log != nil && log.IsDebug() {
+		opt.CommandLog = log.Named("redis").StandardLogger(&hclog.StandardLoggerOptions{ForceLevel: hclog.Debug})
+	}
+	p, err := redisurl.NewPool(redisURL(c), opt)
 	if err != nil {
 		return nil, &usageError{msg: err.Error(), hint: "resqued --redis redis://127.0.0.1:6379/0"}
 	}

@@ -44,7 +44,7 @@ func enqueueAction(c *cli.Context) error {
 	if err != nil {
 		return &usageError{msg: "enqueue: " + err.Error()}
 	}
-	pool, err := newPool(c)
+	pool, err := newPool(c, nil)
 	if err != nil {
 		return err
 	}

@@ -19,3 +19,7 @@ func titleSetter() func(string) {
 	}
 	return func(what string) { gspt.SetProcTitle(prefix + "resque-" + titleVersion() + ": " + what) }
 }
+
+// rawTitleSetter sets the title as given: the supervisor's must not look
+// like a Resque worker's.
+func rawTitleSetter() func(string) { return gspt.SetProcTitle }

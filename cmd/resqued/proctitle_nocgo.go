@@ -4,3 +4,6 @@ package main
 
 // titleSetter is a no-op without cgo: gspt needs it.
 func titleSetter() func(string) { return func(string) {} }
+
+// rawTitleSetter is a no-op without cgo.
+func rawTitleSetter() func(string) { return func(string) {} }

@@ -1,9 +1,11 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -11,10 +13,12 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/urfave/cli/v2"
 
+	"github.com/resqued/resqued/pkg/pidfile"
 	"github.com/resqued/resqued/pkg/queue"
 	"github.com/resqued/resqued/pkg/redisurl"
 	"github.com/resqued/resqued/pkg/runner"
 	"github.com/resqued/resqued/pkg/status"
+	"github.com/resqued/resqued/pkg/supervisor"
 	"github.com/resqued/resqued/pkg/worker"
 )
 
@@ -22,70 +26,119 @@ func runFlags() []cli.Flag {
 	return append(connFlags(),
 		&cli.StringFlag{Name: "handlers", EnvVars: []string{"RESQUED_HANDLERS"}, Value: "./handlers", Usage: "`DIR` holding one executable per job class"},
 		&cli.StringFlag{Name: "queues", Aliases: []string{"q"}, EnvVars: []string{"QUEUES", "QUEUE"}, Usage: "queues in priority order, comma-separated; * for all, globs and !exclusions allowed"},
+		&cli.IntFlag{Name: "count", Aliases: []string{"c"}, EnvVars: []string{"COUNT"}, Value: 1, Usage: "number of worker processes"},
 		&cli.StringFlag{Name: "interval", EnvVars: []string{"INTERVAL"}, Value: "5", Usage: "seconds to wait for a job before re-reading the queue list; 0 drains the queues and exits"},
 		&cli.StringFlag{Name: "term-timeout", EnvVars: []string{"RESQUE_TERM_TIMEOUT"}, Value: "4", Usage: "seconds a handler has between SIGTERM and SIGKILL"},
 		&cli.StringFlag{Name: "timeout", EnvVars: []string{"RESQUED_TIMEOUT"}, Value: "0", Usage: "seconds a job may run before it is stopped and failed; 0 means no limit"},
+		&cli.StringFlag{Name: "pidfile", EnvVars: []string{"PIDFILE"}, Usage: "write the daemon's pid to `FILE`; refuse to start if it names a live process"},
 	)
 }
 
-// runAction is the daemon: resqued --handlers DIR --queues LIST.
+// runAction is the daemon: resqued --handlers DIR --queues LIST. With
+// --count above 1 this process supervises that many worker processes,
+// each of which runs this same action as one worker.
 func runAction(c *cli.Context) error {
 	if c.NArg() > 0 {
 		return &usageError{msg: fmt.Sprintf("unknown command %q", c.Args().First()), hint: "resqued --help"}
 	}
-	cfg, log, err := workerConfig(c)
+	cfg, err := workerConfig(c)
 	if err != nil {
 		return err
+	}
+	supervised := os.Getenv(supervisor.EnvParentPID) != ""
+	if path := c.String("pidfile"); path != "" && !supervised {
+		pf, err := pidfile.Acquire(path)
+		if err != nil {
+			return err
+		}
+		defer pf.Release()
 	}
 	// The title replaces argv at once, so a password in --redis is not
 	// left readable in ps.
 	cfg.SetTitle("Starting")
-	log.Info("starting", "version", Version, "redis", redisurl.Redacted(redisURL(c)), "namespace", c.String("namespace"), "handlers", cfg.Runner.Dir())
+	cfg.Logger.Info("starting", "version", Version, "redis", redisurl.Redacted(redisURL(c)), "namespace", c.String("namespace"), "handlers", cfg.Runner.Dir())
+	if n := c.Int("count"); n > 1 && !supervised {
+		return supervise(c, cfg, n)
+	}
+	if supervised {
+		cfg.ParentPID, _ = strconv.Atoi(os.Getenv(supervisor.EnvParentPID))
+	}
 	w, err := worker.New(cfg)
 	if err != nil {
 		return &usageError{msg: err.Error(), hint: "resqued --queues high,default"}
 	}
-	sigs := make(chan os.Signal, 4)
-	signal.Notify(sigs, syscall.SIGQUIT, syscall.SIGTERM, syscall.SIGINT, syscall.SIGUSR1, syscall.SIGUSR2, syscall.SIGCONT)
-	defer signal.Stop(sigs)
-	go handleSignals(sigs, w, log)
+	ctl := &control{stop: w.Shutdown, term: w.Terminate, force: w.Force, usr1: w.KillJob, pause: w.Pause, resume: w.Resume}
+	defer ctl.listen(cfg.Logger)()
 	return w.Run(c.Context)
 }
 
-// handleSignals maps Resque's signals onto the worker (docs/operations.md).
-func handleSignals(sigs <-chan os.Signal, w *worker.Worker, log hclog.Logger) {
-	terminating := false
-	for sig := range sigs {
-		log.Debug("signal received", "signal", sig)
-		switch sig {
-		case syscall.SIGQUIT:
-			w.Shutdown()
-		case syscall.SIGTERM, syscall.SIGINT:
-			if terminating {
-				w.Force()
-			} else {
-				w.Terminate()
-			}
-			terminating = true
-		case syscall.SIGUSR1:
-			w.KillJob()
-		case syscall.SIGUSR2:
-			w.Pause()
-		case syscall.SIGCONT:
-			w.Resume()
-		}
+// supervise runs n worker processes of this same command.
+func supervise(c *cli.Context, cfg worker.Config, n int) error {
+	exe, err := os.Executable()
+	if err != nil {
+		return fmt.Errorf("find own executable: %w", err)
 	}
+	pruner := &worker.Pruner{Queue: cfg.Queue, Hostname: queue.Hostname(), Queues: cfg.Queues, Logger: cfg.Logger}
+	s, err := supervisor.New(supervisor.Config{
+		Count: n, Path: exe, Args: os.Args[1:],
+		Reap: func(ctx context.Context, pid int) error {
+			return pruner.PruneOne(ctx, queue.WorkerID(queue.Hostname(), pid, cfg.Queues))
+		},
+		Logger:   cfg.Logger.ResetNamed("resqued.supervisor"),
+		SetTitle: rawTitleSetter(),
+	})
+	if err != nil {
+		return err
+	}
+	fwd := func(sig syscall.Signal) func() { return func() { s.Signal(sig) } }
+	ctl := &control{stop: fwd(syscall.SIGQUIT), term: fwd(syscall.SIGTERM), force: fwd(syscall.SIGTERM),
+		usr1: fwd(syscall.SIGUSR1), pause: fwd(syscall.SIGUSR2), resume: fwd(syscall.SIGCONT)}
+	defer ctl.listen(cfg.Logger)()
+	return s.Run(c.Context)
+}
+
+// control maps Resque's signals onto actions (docs/operations.md).
+type control struct{ stop, term, force, usr1, pause, resume func() }
+
+// listen handles signals until the returned function is called.
+func (ctl *control) listen(log hclog.Logger) (stop func()) {
+	sigs := make(chan os.Signal, 8)
+	signal.Notify(sigs, syscall.SIGQUIT, syscall.SIGTERM, syscall.SIGINT, syscall.SIGUSR1, syscall.SIGUSR2, syscall.SIGCONT)
+	go func() {
+		terminating := false
+		for sig := range sigs {
+			log.Debug("signal received", "signal", sig)
+			switch sig {
+			case syscall.SIGQUIT:
+				ctl.stop()
+			case syscall.SIGTERM, syscall.SIGINT:
+				if terminating {
+					ctl.force()
+				} else {
+					ctl.term()
+				}
+				terminating = true
+			case syscall.SIGUSR1:
+				ctl.usr1()
+			case syscall.SIGUSR2:
+				ctl.pause()
+			case syscall.SIGCONT:
+				ctl.resume()
+			}
+		}
+	}()
+	return func() { signal.Stop(sigs); close(sigs) }
 }
 
 // workerConfig reads the run flags into a worker.Config.
-func workerConfig(c *cli.Context) (worker.Config, hclog.Logger, error) {
+func workerConfig(c *cli.Context) (worker.Config, error) {
 	log, err := newLogger(c)
 	if err != nil {
-		return worker.Config{}, nil, err
+		return worker.Config{}, err
 	}
 	specs := splitList(c.String("queues"))
 	if len(specs) == 0 {
-		return worker.Config{}, nil, &usageError{msg: "no queues given", hint: "resqued --queues '*' (or QUEUES=high,low)"}
+		return worker.Config{}, &usageError{msg: "no queues given", hint: "resqued --queues '*' (or QUEUES=high,low)"}
 	}
 	var interval, termTimeout, timeout time.Duration
 	for _, f := range []struct {
@@ -94,7 +147,7 @@ func workerConfig(c *cli.Context) (worker.Config, hclog.Logger, error) {
 	}{{"interval", &interval}, {"term-timeout", &termTimeout}, {"timeout", &timeout}} {
 		d, err := parseSeconds(c.String(f.name))
 		if err != nil || d < 0 {
-			return worker.Config{}, nil, &usageError{msg: fmt.Sprintf("--%s %q: want seconds", f.name, c.String(f.name)), hint: "--" + f.name + " 5"}
+			return worker.Config{}, &usageError{msg: fmt.Sprintf("--%s %q: want seconds", f.name, c.String(f.name)), hint: "--" + f.name + " 5"}
 		}
 		*f.d = d
 	}
@@ -104,13 +157,16 @@ func workerConfig(c *cli.Context) (worker.Config, hclog.Logger, error) {
 	if termTimeout == 0 {
 		termTimeout = time.Nanosecond // zero means the 4s default; the user asked for none
 	}
+	if c.Int("count") < 1 {
+		return worker.Config{}, &usageError{msg: fmt.Sprintf("--count %d: want at least 1", c.Int("count")), hint: "COUNT=4 resqued ..."}
+	}
 	run, err := runner.New(runner.Config{Dir: c.String("handlers"), Logger: log.Named("handler"), TermTimeout: termTimeout, Timeout: timeout})
 	if err != nil {
-		return worker.Config{}, nil, &usageError{msg: err.Error(), hint: "resqued --handlers ./handlers"}
+		return worker.Config{}, &usageError{msg: err.Error(), hint: "resqued --handlers ./handlers"}
 	}
-	pool, err := newPool(c)
+	pool, err := newPool(c, log)
 	if err != nil {
-		return worker.Config{}, nil, err
+		return worker.Config{}, err
 	}
 	ns := c.String("namespace")
 	return worker.Config{
@@ -121,7 +177,7 @@ func workerConfig(c *cli.Context) (worker.Config, hclog.Logger, error) {
 		Interval: interval,
 		Logger:   log.Named("worker"),
 		SetTitle: titleSetter(),
-	}, log, nil
+	}, nil
 }
 
 func splitList(s string) []string {

@@ -27,7 +27,7 @@ func statusAction(c *cli.Context) error {
 	if token == "" || c.NArg() > 1 {
 		return &usageError{msg: "status: want exactly one TOKEN", hint: "resqued status 3f2a... (the id enqueue --track printed)"}
 	}
-	pool, err := newPool(c)
+	pool, err := newPool(c, nil)
 	if err != nil {
 		return err
 	}

@@ -10,6 +10,7 @@ package redisurl
 import (
 	"context"
 	"fmt"
+	"log"
 	"net"
 	"net/url"
 	"strconv"
@@ -58,6 +59,9 @@ type Options struct {
 	// Timeout for connecting, reading and writing. Zero means 10s.
 	// Blocking commands pass their own read timeout.
 	Timeout time.Duration
+	// CommandLog, when set, receives every command and reply (for
+	// debug logging).
+	CommandLog *log.Logger
 }
 
 // NewPool checks raw and returns a pool that dials it. It does not
@@ -69,6 +73,19 @@ func NewPool(raw string, opt Options) (*redis.Pool, error) {
 	}
 	if opt.MaxIdle == 0 {
 		opt.MaxIdle = 4
+	}
+	if l := opt.CommandLog; l != nil {
+		inner := dial
+		dial = func(ctx context.Context) (redis.Conn, error) {
+			c, err := inner(ctx)
+			if err != nil {
+				return nil, err
+			}
+			// AUTH would show the password: never log it.
+			return redis.NewLoggingConnFilter(c, l, "redis", func(cmd string) bool {
+				return strings.EqualFold(cmd, "AUTH")
+			}), nil
+		}
 	}
 	return &redis.Pool{
 		MaxIdle:     opt.MaxIdle,

@@ -133,7 +133,7 @@ func (r *Runner) Start(ctx context.Context, job Job) (*Process, error) {
 	cmd.Stdin = pipes[0][0]
 	cmd.Stdout = pipes[1][1]
 	cmd.Stderr = pipes[2][1]
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.SysProcAttr = sysProcAttr()
 	if err := cmd.Start(); err != nil {
 		closeAll()
 		return nil, fmt.Errorf("start handler %s: %w", path, err)

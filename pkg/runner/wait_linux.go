@@ -25,3 +25,10 @@ func waitExited(pid int) bool {
 		}
 	}
 }
+
+// sysProcAttr puts the handler in its own process group and, should the
+// daemon itself be killed with SIGKILL, has the kernel kill the handler
+// too rather than leave it running a job nobody will record.
+func sysProcAttr() *syscall.SysProcAttr {
+	return &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+}

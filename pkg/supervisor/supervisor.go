@@ -1,0 +1,249 @@
+// Package supervisor runs COUNT worker processes and keeps them running.
+//
+// Each worker is a process of its own, so each has its own pid in its
+// Resque worker id (host:pid:queues) and its own process title. That is
+// what Ruby Resque's same-host pruning checks: it unregisters every worker
+// of this host whose pid is not a live process titled like a Resque
+// worker. The supervisor's own title deliberately does not match.
+//
+// The supervisor forwards the Resque signals to every worker, replaces a
+// worker that dies unexpectedly (after recording its in-flight job as
+// failed and unregistering it), and exits once every worker has exited.
+// It never touches Redis except to clean up after a dead worker.
+package supervisor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"strconv"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"golang.org/x/sys/unix"
+)
+
+// EnvParentPID is set in each worker's environment to the supervisor's
+// pid: it tells the process to run as one supervised worker.
+const EnvParentPID = "RESQUED_SUPERVISOR_PID"
+
+// Config configures a Supervisor. Zero values get the documented defaults.
+type Config struct {
+	// Count is the number of worker processes. Required, at least 1.
+	Count int
+	// Path and Args start one worker process (Args excludes argv[0]).
+	// Env is its environment; nil means os.Environ(). EnvParentPID is
+	// added.
+	Path string
+	Args []string
+	Env  []string
+	// Reap is called, with the dead process's pid, after a worker exited
+	// without being asked to, before it is replaced: it should record the
+	// worker's in-flight job and unregister it. Nil means nothing.
+	Reap func(ctx context.Context, pid int) error
+	// MinRestartDelay is the pause before replacing a worker that died.
+	// It doubles, up to a minute, while workers keep dying within 10 s of
+	// starting. Zero means 1s.
+	MinRestartDelay time.Duration
+	Logger          hclog.Logger
+	// SetTitle sets the supervisor's process title.
+	SetTitle func(string)
+}
+
+// Supervisor runs Count worker processes.
+type Supervisor struct {
+	cfg Config
+	log hclog.Logger
+
+	mu       sync.Mutex
+	children map[int]*exec.Cmd // by pid
+	stopping bool
+	exited   chan exit
+}
+
+type exit struct {
+	slot  int
+	pid   int
+	err   error
+	after time.Duration
+}
+
+// New checks cfg and returns a Supervisor.
+func New(cfg Config) (*Supervisor, error) {
+	if cfg.Count < 1 {
+		return nil, fmt.Errorf("new supervisor: count %d: want at least 1", cfg.Count)
+	}
+	if cfg.Path == "" {
+		return nil, errors.New("new supervisor: no worker command")
+	}
+	if cfg.Env == nil {
+		cfg.Env = os.Environ()
+	}
+	if cfg.MinRestartDelay == 0 {
+		cfg.MinRestartDelay = time.Second
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = hclog.NewNullLogger()
+	}
+	if cfg.SetTitle == nil {
+		cfg.SetTitle = func(string) {}
+	}
+	return &Supervisor{cfg: cfg, log: cfg.Logger, children: map[int]*exec.Cmd{}, exited: make(chan exit, cfg.Count)}, nil
+}
+
+// Signal forwards sig to every worker. QUIT, TERM and INT also mean the
+// supervisor is shutting down: workers that exit are no longer replaced.
+func (s *Supervisor) Signal(sig os.Signal) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch sig {
+	case syscall.SIGQUIT, syscall.SIGTERM, syscall.SIGINT:
+		s.stopping = true
+	}
+	for pid, c := range s.children {
+		if err := c.Process.Signal(sig); err != nil {
+			s.log.Debug("forward signal", "signal", sig, "pid", pid, "error", err)
+		}
+	}
+}
+
+// Run starts the workers and supervises them until every worker has
+// exited after a shutdown signal (or on its own with status 0, as when
+// INTERVAL=0 drains the queues). Cancelling ctx acts as QUIT.
+func (s *Supervisor) Run(ctx context.Context) error {
+	s.cfg.SetTitle(fmt.Sprintf("resqued supervisor of %d workers", s.cfg.Count))
+	for slot := 0; slot < s.cfg.Count; slot++ {
+		if err := s.start(slot); err != nil {
+			s.Signal(syscall.SIGQUIT)
+			s.waitAll()
+			return err
+		}
+	}
+	quit := ctx.Done()
+	delay := s.cfg.MinRestartDelay
+	// alive counts workers that are running or about to be replaced.
+	for alive := s.cfg.Count; alive > 0; {
+		var e exit
+		select {
+		case <-quit:
+			quit = nil
+			s.Signal(syscall.SIGQUIT)
+			continue
+		case e = <-s.exited:
+		}
+		s.mu.Lock()
+		stopping := s.stopping
+		s.mu.Unlock()
+		log := s.log.With("pid", e.pid, "slot", e.slot)
+		if stopping || e.err == nil {
+			log.Info("worker exited", "status", describe(e.err))
+			alive--
+			continue
+		}
+		log.Error("worker died; replacing it", "status", describe(e.err), "after", e.after.Round(time.Millisecond))
+		if s.cfg.Reap != nil {
+			rctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			if err := s.cfg.Reap(rctx, e.pid); err != nil {
+				log.Error("clean up after dead worker", "error", err)
+			}
+			cancel()
+		}
+		if e.after > 10*time.Second {
+			delay = s.cfg.MinRestartDelay
+		}
+		if !s.sleep(ctx, delay) {
+			alive--
+			continue
+		}
+		delay = min(2*delay, time.Minute)
+		if err := s.start(e.slot); err != nil {
+			log.Error("restart worker", "error", err)
+			alive--
+		}
+	}
+	return nil
+}
+
+// sleep waits d unless a shutdown begins; it reports whether to go on.
+func (s *Supervisor) sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return false
+		case <-t.C:
+			s.mu.Lock()
+			defer s.mu.Unlock()
+			return !s.stopping
+		case <-tick.C:
+			s.mu.Lock()
+			stopping := s.stopping
+			s.mu.Unlock()
+			if stopping {
+				return false
+			}
+		}
+	}
+}
+
+func (s *Supervisor) running() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.children)
+}
+
+func (s *Supervisor) start(slot int) error {
+	cmd := exec.Command(s.cfg.Path, s.cfg.Args...)
+	cmd.Env = append(append([]string{}, s.cfg.Env...), EnvParentPID+"="+strconv.Itoa(os.Getpid()))
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = nil, os.Stdout, os.Stderr
+	// Its own process group: a terminal's Ctrl-C reaches the supervisor
+	// alone, which forwards it once.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.stopping {
+		return errors.New("start worker: shutting down")
+	}
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("start worker: %w", err)
+	}
+	pid := cmd.Process.Pid
+	s.children[pid] = cmd
+	s.log.Info("worker started", "pid", pid, "slot", slot)
+	began := time.Now()
+	go func() {
+		err := cmd.Wait()
+		s.mu.Lock()
+		delete(s.children, pid)
+		s.mu.Unlock()
+		s.exited <- exit{slot: slot, pid: pid, err: err, after: time.Since(began)}
+	}()
+	return nil
+}
+
+func (s *Supervisor) waitAll() {
+	for s.running() > 0 {
+		<-s.exited
+	}
+}
+
+func describe(err error) string {
+	if err == nil {
+		return "exit 0"
+	}
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+			return "killed by " + unix.SignalName(ws.Signal())
+		}
+		return "exit " + strconv.Itoa(ee.ExitCode())
+	}
+	return err.Error()
+}
