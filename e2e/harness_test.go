@@ -68,15 +68,28 @@ type daemon struct {
 	err  error
 }
 
-// start runs resqued against srv with the given handlers dir and extra
-// arguments. The test's cleanup sends QUIT and, failing that, KILL.
+// start runs resqued with debug logging against srv with the given
+// handlers dir and extra arguments. The test's cleanup sends QUIT and,
+// failing that, KILL.
 func start(t *testing.T, srv *redistest.Server, handlers string, args ...string) *daemon {
 	t.Helper()
-	all := append([]string{"--redis", srv.URL(), "--handlers", handlers, "-vv"}, args...)
+	return startEnv(t, srv, handlers, nil, args...)
+}
+
+// startEnv is start with extra environment variables.
+func startEnv(t *testing.T, srv *redistest.Server, handlers string, env []string, args ...string) *daemon {
+	t.Helper()
+	return startArgs(t, srv, handlers, env, append([]string{"-vv"}, args...)...)
+}
+
+// startArgs is startEnv without the debug flag.
+func startArgs(t *testing.T, srv *redistest.Server, handlers string, env []string, args ...string) *daemon {
+	t.Helper()
+	all := append([]string{"--redis", srv.URL(), "--handlers", handlers}, args...)
 	cmd := exec.Command(resqued, all...)
 	out := &syncBuffer{}
 	cmd.Stdout, cmd.Stderr = out, out
-	cmd.Env = append(os.Environ(), "RESQUE_PROCLINE_PREFIX=e2e ")
+	cmd.Env = append(append(os.Environ(), "RESQUE_PROCLINE_PREFIX=e2e "), env...)
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -166,8 +179,14 @@ func failures(t *testing.T, srv *redistest.Server) []queue.Failure {
 // cli runs a resqued subcommand and returns its stdout, stderr and exit code.
 func cli(t *testing.T, srv *redistest.Server, args ...string) (string, string, int) {
 	t.Helper()
+	return cliEnv(t, srv, nil, args...)
+}
+
+// cliEnv is cli with extra environment variables.
+func cliEnv(t *testing.T, srv *redistest.Server, env []string, args ...string) (string, string, int) {
+	t.Helper()
 	cmd := exec.Command(resqued, args...)
-	cmd.Env = append(os.Environ(), "REDIS_URL="+srv.URL())
+	cmd.Env = append(append(os.Environ(), "REDIS_URL="+srv.URL()), env...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()
