@@ -203,7 +203,7 @@ func TestPrune_KilledWorker(t *testing.T) {
 	t.Parallel()
 	srv := redistest.Start(t)
 	dir, gate := t.TempDir(), t.TempDir()
-	handler(t, dir, "Hang", `touch "`+gate+`/started"; sleep 1000 & wait`)
+	handler(t, dir, "Hang", `touch "`+gate+`/started"; exec sleep 1000`)
 	push(t, srv, "p", `{"class":"Hang","args":["x"]}`)
 	first := start(t, srv, dir, "--queues", "p")
 	redistest.Eventually(t, 30*time.Second, func() bool { _, err := os.Stat(filepath.Join(gate, "started")); return err == nil }, "job never started")

@@ -29,6 +29,14 @@ const (
 
 // process runs one popped job to its recorded end.
 func (w *Worker) process(q string, payload []byte) {
+	w.mu.Lock()
+	w.inJob, w.killed, w.force = true, "", false
+	w.mu.Unlock()
+	defer func() {
+		w.mu.Lock()
+		w.inJob = false
+		w.mu.Unlock()
+	}()
 	start := time.Now()
 	job, err := queue.Decode(q, payload)
 	if err != nil {
@@ -83,11 +91,14 @@ func (w *Worker) run(log hclog.Logger, job *queue.Job) (*runner.Result, error) {
 		return nil, err
 	}
 	w.mu.Lock()
-	w.current, w.killed = p, ""
-	term := w.state.term
+	w.current = p
+	pending, force := w.killed != "", w.force
 	w.mu.Unlock()
-	if term {
-		// Terminate raced with the start: honour it.
+	// A stop that arrived while the handler was starting applies now.
+	switch {
+	case force:
+		p.Kill()
+	case pending:
 		p.Stop()
 	}
 	res, err := p.Wait()

@@ -74,7 +74,9 @@ type Worker struct {
 	state   state
 	wake    chan struct{} // closed and replaced whenever state changes
 	current *runner.Process
-	killed  string // why current was stopped, if it was
+	inJob   bool   // between taking a job and recording its outcome
+	killed  string // why the current job was stopped, if it was
+	force   bool   // the stop must be a KILL
 }
 
 type state struct {
@@ -176,11 +178,16 @@ func (w *Worker) Pause() { w.update(func(s *state) { s.paused = true }) }
 // Resume undoes Pause (CONT).
 func (w *Worker) Resume() { w.update(func(s *state) { s.paused = false }) }
 
+// stopCurrent stops the running handler. Asked while a job is taken but
+// its handler not yet started, it is remembered and applied at start.
 func (w *Worker) stopCurrent(why string, now bool) {
 	w.mu.Lock()
 	p := w.current
-	if p != nil && w.killed == "" {
+	if w.inJob && w.killed == "" {
 		w.killed = why
+	}
+	if w.inJob {
+		w.force = w.force || now
 	}
 	w.mu.Unlock()
 	if p == nil {
