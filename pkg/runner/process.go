@@ -134,7 +134,7 @@ func (r *Runner) Start(ctx context.Context, job Job) (*Process, error) {
 	cmd.Stdout = pipes[1][1]
 	cmd.Stderr = pipes[2][1]
 	cmd.SysProcAttr = sysProcAttr()
-	if err := cmd.Start(); err != nil {
+	if err := startRetryingBusy(cmd); err != nil {
 		closeAll()
 		return nil, fmt.Errorf("start handler %s: %w", path, err)
 	}
@@ -389,5 +389,27 @@ func (p *Process) forward(f *os.File, stream string, tail *tailBuffer, maxLine i
 	})
 	if err != nil && !errors.Is(err, os.ErrClosed) {
 		p.logger.Debug("read handler output", "stream", stream, "error", err)
+	}
+}
+
+// startRetryingBusy starts cmd, retrying for up to about a second while
+// exec fails with ETXTBSY: the handler file is still open for writing,
+// as while it is being deployed, or for the instant a concurrent fork
+// holds a copy of a descriptor (golang/go#22315).
+func startRetryingBusy(cmd *exec.Cmd) error {
+	delay := time.Millisecond
+	for {
+		err := cmd.Start()
+		if err == nil || !errors.Is(err, syscall.ETXTBSY) || delay > 256*time.Millisecond {
+			return err
+		}
+		time.Sleep(delay)
+		delay *= 2
+		// A Cmd cannot be started twice: copy it.
+		next := exec.Command(cmd.Path)
+		next.Args, next.Dir, next.Env = cmd.Args, cmd.Dir, cmd.Env
+		next.Stdin, next.Stdout, next.Stderr = cmd.Stdin, cmd.Stdout, cmd.Stderr
+		next.SysProcAttr, next.ExtraFiles = cmd.SysProcAttr, cmd.ExtraFiles
+		*cmd = *next
 	}
 }
