@@ -67,7 +67,7 @@ func TestCount(t *testing.T) {
 	dir, gate := t.TempDir(), t.TempDir()
 	// Block marks itself started, then waits for the gate file named by
 	// its first arg.
-	handler(t, dir, "Block", `n=$(tr -dc 0-9); touch "`+gate+`/started.$n"; while [ ! -e "`+gate+`/go.$n" ]; do sleep 0.02; done`)
+	handler(t, dir, "Block", `n=$(tr -dc 0-9); echo x >> "`+gate+`/started.$n"; while [ ! -e "`+gate+`/go.$n" ]; do sleep 0.02; done`)
 	cmdEnv := []string{"COUNT=3"}
 	d := startEnv(t, srv, dir, cmdEnv, "--queues", "work,other")
 
@@ -102,8 +102,9 @@ func TestCount(t *testing.T) {
 		f := filepath.Join(gate, "started."+strconv.Itoa(i))
 		redistest.Eventually(t, 30*time.Second, func() bool { _, err := os.Stat(f); return err == nil }, "job %d never started: not concurrent", i)
 	}
-	// Kill -9 the worker running job 2: its job is failed, a new worker
-	// takes its place.
+	// Kill -9 the worker running job 2: a new worker takes its place and
+	// the job goes back to its queue (--on-orphan requeue, the default)
+	// and runs again.
 	var victim string
 	for _, id := range ids {
 		raw, _ := redis.String(srv.Do(t, "GET", queue.WorkerKey(ns, id)), nil)
@@ -129,25 +130,28 @@ func TestCount(t *testing.T) {
 		}
 		return true
 	}, "killed worker %s not replaced", victim)
-	fs := failures(t, srv)
-	if len(fs) != 1 || fs[0].Exception != "Resque::PruneDeadWorkerDirtyExit" || fs[0].Worker != victim || string(fs[0].Payload) != `{"class":"Block","args":[2]}` {
-		t.Fatalf("failures after kill -9: %+v", fs)
+	redistest.Eventually(t, 30*time.Second, func() bool {
+		b, _ := os.ReadFile(filepath.Join(gate, "started.2"))
+		return strings.Count(string(b), "x") == 2
+	}, "job 2 was not run again after its worker was killed")
+	if fs := failures(t, srv); len(fs) != 0 {
+		t.Fatalf("failures after kill -9 with requeue: %+v", fs)
 	}
 	for _, id := range workers(t, srv) {
 		if !rubyLivePIDs(t)[pidOf(t, id)] {
 			t.Errorf("replacement %s not found by Ruby's ps pattern", id)
 		}
 	}
-	// QUIT: the two running jobs finish, everybody unregisters.
+	// QUIT: the three running jobs finish, everybody unregisters.
 	d.signal(syscall.SIGQUIT)
-	for _, i := range []int{1, 3} {
+	for _, i := range []int{1, 2, 3} {
 		os.WriteFile(filepath.Join(gate, "go."+strconv.Itoa(i)), nil, 0o644)
 	}
 	if err := d.wait(30 * time.Second); err != nil {
 		t.Fatalf("supervisor exit: %v", err)
 	}
-	if got := getInt(t, srv, queue.StatKey(ns, "processed")); got != 2 {
-		t.Errorf("processed = %d, want the 2 jobs that finished", got)
+	if got := getInt(t, srv, queue.StatKey(ns, "processed")); got != 3 {
+		t.Errorf("processed = %d, want each of the 3 jobs once", got)
 	}
 	assertNoWorkerKeys(t, srv)
 }
@@ -197,8 +201,8 @@ func TestCount_TermStopsAllJobs(t *testing.T) {
 }
 
 // TestPrune_KilledWorker: a single worker killed with -9 mid-job leaves a
-// ghost; the next worker on this host for the same queues prunes it and
-// fails its job the way Ruby Resque does.
+// ghost; the next worker on this host for the same queues prunes it and,
+// with --on-orphan fail, fails its job the way Ruby Resque does.
 func TestPrune_KilledWorker(t *testing.T) {
 	t.Parallel()
 	srv := redistest.Start(t)
@@ -223,14 +227,14 @@ func TestPrune_KilledWorker(t *testing.T) {
 	srv.Do(t, "HSET", queue.HeartbeatKey(ns), stale, "2020-01-01T00:00:00+00:00")
 	srv.Do(t, "HSET", queue.HeartbeatKey(ns), fresh, time.Now().UTC().Format("2006-01-02T15:04:05+00:00"))
 
-	start(t, srv, dir, "--queues", "p")
+	start(t, srv, dir, "--queues", "p", "--on-orphan", "fail")
 	redistest.Eventually(t, 30*time.Second, func() bool {
 		ids := workers(t, srv)
 		return len(ids) == 2 && !contains(ids, ghost[0]) && !contains(ids, stale) && contains(ids, fresh)
 	}, "ghost %s and stale %s not pruned (workers %v)", ghost[0], stale, workers(t, srv))
 	fs := failures(t, srv)
-	if len(fs) != 1 || fs[0].Exception != "Resque::PruneDeadWorkerDirtyExit" || fs[0].Worker != ghost[0] || fs[0].Queue != "p" ||
-		!strings.Contains(fs[0].Error, "did not gracefully exit while processing Hang") {
+	if len(fs) != 1 || fs[0].Exception != "Resque::DirtyExit" || fs[0].Worker != ghost[0] || fs[0].Queue != "p" ||
+		fs[0].Error != "Job still being processed" || string(fs[0].Payload) != `{"class":"Hang","args":["x"]}` {
 		t.Fatalf("failures = %+v", fs)
 	}
 	for _, k := range []string{queue.WorkerKey(ns, ghost[0]), queue.WorkerStartedKey(ns, ghost[0])} {

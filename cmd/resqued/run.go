@@ -30,6 +30,10 @@ func runFlags() []cli.Flag {
 		&cli.StringFlag{Name: "interval", EnvVars: []string{"INTERVAL"}, Value: "5", Usage: "seconds to wait for a job before re-reading the queue list; 0 drains the queues and exits"},
 		&cli.StringFlag{Name: "term-timeout", EnvVars: []string{"RESQUE_TERM_TIMEOUT"}, Value: "4", Usage: "seconds a handler has between SIGTERM and SIGKILL"},
 		&cli.StringFlag{Name: "timeout", EnvVars: []string{"RESQUED_TIMEOUT"}, Value: "0", Usage: "seconds a job may run before it is stopped and failed; 0 means no limit"},
+		&cli.StringFlag{Name: "on-orphan", EnvVars: []string{"RESQUED_ON_ORPHAN"}, Value: "requeue", Usage: "what becomes of a dead worker's in-flight job: requeue (at the head of its queue) or fail"},
+		&cli.BoolFlag{Name: "only-known-classes", EnvVars: []string{"RESQUED_ONLY_KNOWN_CLASSES"}, Usage: "take only jobs whose class has a handler, leaving the rest for other workers"},
+		&cli.BoolFlag{Name: "follow-symlinks", EnvVars: []string{"RESQUED_FOLLOW_SYMLINKS"}, Usage: "allow handler symlinks that point outside the handlers directory"},
+		&cli.IntFlag{Name: "max-payload", EnvVars: []string{"RESQUED_MAX_PAYLOAD"}, Value: 16 << 20, Usage: "largest job payload in `BYTES`; bigger ones fail as Resqued::InvalidPayload"},
 		&cli.StringFlag{Name: "pidfile", EnvVars: []string{"PIDFILE"}, Usage: "write the daemon's pid to `FILE`; refuse to start if it names a live process"},
 	)
 }
@@ -53,13 +57,13 @@ func runAction(c *cli.Context) error {
 		}
 		defer pf.Release()
 	}
-	// The title replaces argv at once, so a password in --redis is not
-	// left readable in ps.
-	cfg.SetTitle("Starting")
 	cfg.Logger.Info("starting", "version", Version, "redis", redisurl.Redacted(redisURL(c)), "namespace", c.String("namespace"), "handlers", cfg.Runner.Dir())
 	if n := c.Int("count"); n > 1 && !supervised {
 		return supervise(c, cfg, n)
 	}
+	// The title replaces argv at once, so a password in --redis is not
+	// left readable in ps.
+	cfg.SetTitle("Starting")
 	if supervised {
 		cfg.ParentPID, _ = strconv.Atoi(os.Getenv(supervisor.EnvParentPID))
 	}
@@ -74,15 +78,17 @@ func runAction(c *cli.Context) error {
 
 // supervise runs n worker processes of this same command.
 func supervise(c *cli.Context, cfg worker.Config, n int) error {
+	rawTitleSetter()(fmt.Sprintf("resqued supervisor of %d workers", n)) // argv (and any password) out of ps now
 	exe, err := os.Executable()
 	if err != nil {
 		return fmt.Errorf("find own executable: %w", err)
 	}
-	pruner := &worker.Pruner{Queue: cfg.Queue, Hostname: queue.Hostname(), Queues: cfg.Queues, Logger: cfg.Logger}
+	pruner := &worker.Pruner{Queue: cfg.Queue, Hostname: queue.Hostname(), Queues: cfg.Queues, OnOrphan: cfg.OnOrphan, Logger: cfg.Logger}
 	s, err := supervisor.New(supervisor.Config{
 		Count: n, Path: exe, Args: os.Args[1:],
 		Reap: func(ctx context.Context, pid int) error {
-			return pruner.PruneOne(ctx, queue.WorkerID(queue.Hostname(), pid, cfg.Queues))
+			_, err := pruner.PruneOne(ctx, queue.WorkerID(queue.Hostname(), pid, cfg.Queues), false)
+			return err
 		},
 		Logger:   cfg.Logger.ResetNamed("resqued.supervisor"),
 		SetTitle: rawTitleSetter(),
@@ -160,7 +166,8 @@ func workerConfig(c *cli.Context) (worker.Config, error) {
 	if c.Int("count") < 1 {
 		return worker.Config{}, &usageError{msg: fmt.Sprintf("--count %d: want at least 1", c.Int("count")), hint: "COUNT=4 resqued ..."}
 	}
-	run, err := runner.New(runner.Config{Dir: c.String("handlers"), Logger: log.Named("handler"), TermTimeout: termTimeout, Timeout: timeout})
+	run, err := runner.New(runner.Config{Dir: c.String("handlers"), Logger: log.Named("handler"),
+		TermTimeout: termTimeout, Timeout: timeout, FollowSymlinks: c.Bool("follow-symlinks")})
 	if err != nil {
 		return worker.Config{}, &usageError{msg: err.Error(), hint: "resqued --handlers ./handlers"}
 	}
@@ -168,7 +175,8 @@ func workerConfig(c *cli.Context) (worker.Config, error) {
 	if err != nil {
 		return worker.Config{}, err
 	}
-	ns := c.String("namespace")
+	// php-resque's PREFIX may carry the colon that resqued adds itself.
+	ns := strings.TrimSuffix(c.String("namespace"), ":")
 	return worker.Config{
 		Queue:    queue.New(pool, ns),
 		Status:   status.New(pool, ns),
@@ -177,6 +185,10 @@ func workerConfig(c *cli.Context) (worker.Config, error) {
 		Interval: interval,
 		Logger:   log.Named("worker"),
 		SetTitle: titleSetter(),
+
+		OnlyKnownClasses: c.Bool("only-known-classes"),
+		OnOrphan:         c.String("on-orphan"),
+		MaxPayload:       c.Int("max-payload"),
 	}, nil
 }
 

@@ -2,6 +2,8 @@ package queue
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -10,113 +12,257 @@ import (
 	"github.com/gomodule/redigo/redis"
 )
 
-// Fetcher takes jobs off queues for one worker. It keeps one connection of
-// its own for blocking pops, so a worker waiting for work costs Redis one
-// BLPOP per wait, not a poll loop.
+// Fetcher takes jobs off queues for one worker, reliably: a job moves from
+// its queue into the worker's worker:<id> key in one atomic step, and
+// leaves it only in the same transaction that records its outcome. A job
+// is therefore always either queued or in some worker's worker:<id>, never
+// only in a process's memory. worker:<id> is Ruby Resque's own record of
+// a running job, so resque-web shows it, and pruning a dead worker finds
+// its job there.
 //
 // A Fetcher is used by one goroutine at a time.
 type Fetcher struct {
-	c        *Client
-	conn     redis.Conn
-	clientID int64
+	c      *Client
+	worker string
+
+	// peek connections, one per queue, for Wait.
+	peeks    map[string]*peekConn
+	noBLMOVE bool
 }
 
-// Fetcher returns a new Fetcher. Close it when done.
-func (c *Client) Fetcher() *Fetcher { return &Fetcher{c: c} }
+type peekConn struct {
+	conn redis.Conn
+	id   int64
+}
 
-// Close releases the Fetcher's connection.
+// Fetcher returns a new Fetcher for worker id. Close it when done.
+func (c *Client) Fetcher(worker string) *Fetcher {
+	return &Fetcher{c: c, worker: worker, peeks: map[string]*peekConn{}}
+}
+
+// Close releases the Fetcher's connections.
 func (f *Fetcher) Close() error {
-	if f.conn == nil {
-		return nil
+	var errs []error
+	for q, p := range f.peeks {
+		errs = append(errs, p.conn.Close())
+		delete(f.peeks, q)
 	}
-	err := f.conn.Close()
-	f.conn = nil
-	return err
+	return errors.Join(errs...)
 }
 
-func (f *Fetcher) connect(ctx context.Context) error {
-	if f.conn != nil && f.conn.Err() == nil {
-		return nil
-	}
-	if f.conn != nil {
-		f.conn.Close()
-		f.conn = nil
-	}
-	conn, err := f.c.pool.GetContext(ctx)
-	if err != nil {
-		return err
-	}
-	id, err := redis.Int64(conn.Do("CLIENT", "ID"))
-	if err != nil {
-		conn.Close()
-		return err
-	}
-	f.conn, f.clientID = conn, id
-	return nil
+// Reserved is a job taken by Reserve.
+type Reserved struct {
+	Queue   string
+	Payload []byte
+	// Record is the worker:<id> value that holds the job; FinishJob and
+	// Release only act while it is still there.
+	Record []byte
+	// Resumed is set when the job was already in worker:<id>: an earlier
+	// Reserve succeeded but its reply was lost (a connection dropped).
+	Resumed bool
 }
 
-// popScript pops from the first non-empty list of KEYS, in order.
-var popScript = redis.NewScript(-1, `
-for i, k in ipairs(KEYS) do
-  local v = redis.call('LPOP', k)
-  if v then return {k, v} end
+// ReserveOptions tune Reserve.
+type ReserveOptions struct {
+	// Now is the job's run_at; zero means time.Now().
+	Now time.Time
+	// Classes, when not nil, restricts Reserve to jobs whose class is in
+	// it: a queue whose head job has another class is passed over, its
+	// job left for the workers that own it.
+	Classes []string
+}
+
+// reserveScript: KEYS[1] is worker:<id>, KEYS[2..] the queues in order.
+// ARGV[1] run_at, ARGV[2] the queue key prefix, ARGV[3] "1" to filter by
+// class, ARGV[4..] the classes. Returns {queue key, payload, resumed,
+// record} or false.
+var reserveScript = redis.NewScript(-1, `
+local cur = redis.call('GET', KEYS[1])
+if cur then
+  local ok, rec = pcall(cjson.decode, cur)
+  if not (ok and type(rec) == 'table' and rec['paused']) then
+    return {'', cur, 1, cur}
+  end
+end
+local known = nil
+if ARGV[3] == '1' then
+  known = {}
+  for i = 4, #ARGV do known[ARGV[i]] = true end
+end
+for i = 2, #KEYS do
+  local k = KEYS[i]
+  local take = true
+  if known then
+    local head = redis.call('LINDEX', k, 0)
+    take = false
+    if head then
+      local ok, p = pcall(cjson.decode, head)
+      take = ok and type(p) == 'table' and type(p['class']) == 'string' and known[p['class']] == true
+    end
+  end
+  if take then
+    local v = redis.call('LPOP', k)
+    if v then
+      local embedded = v
+      local ok, p = pcall(cjson.decode, v)
+      if not ok then embedded = cjson.encode(v) end
+      local q = string.sub(k, string.len(ARGV[2]) + 1)
+      local rec = '{"queue":' .. cjson.encode(q) .. ',"run_at":"' .. ARGV[1] .. '","payload":' .. embedded .. '}'
+      redis.call('SET', KEYS[1], rec)
+      return {k, v, 0, rec}
+    end
+  end
 end
 return false
 `)
 
-// Reserve pops the next job from queues, checked strictly in the order
-// given. With timeout > 0 it blocks up to timeout for a job to arrive (one
-// BLPOP, which also honours the order when several queues have jobs);
-// with timeout <= 0 it only looks once. It returns ErrNoJob when nothing
-// came.
-//
-// Cancelling ctx unblocks a waiting Reserve through CLIENT UNBLOCK, which
-// Redis applies atomically: either the pop happened and the job is
-// returned, or it did not and ErrNoJob is returned. A job is never lost
-// in a closed connection. A job returned after ctx was cancelled still
-// belongs to the caller, who should run it or PushFront it.
-func (f *Fetcher) Reserve(ctx context.Context, queues []string, timeout time.Duration) (q string, payload []byte, err error) {
-	if len(queues) == 0 || ctx.Err() != nil {
-		return "", nil, ErrNoJob
+// Reserve takes the next job from queues, checked strictly in the order
+// given, into worker:<id>. It returns ErrNoJob when no queue had one; it
+// never blocks (see Wait).
+func (f *Fetcher) Reserve(ctx context.Context, queues []string, opt ReserveOptions) (*Reserved, error) {
+	if len(queues) == 0 {
+		return nil, ErrNoJob
 	}
-	if err := f.connect(ctx); err != nil {
-		return "", nil, fmt.Errorf("reserve from %s: %w", strings.Join(queues, ","), err)
+	now := opt.Now
+	if now.IsZero() {
+		now = time.Now()
 	}
-	args := make([]interface{}, 0, len(queues)+2)
-	if timeout <= 0 {
-		args = append(args, len(queues)) // the script's key count
+	filter := "0"
+	if opt.Classes != nil {
+		filter = "1"
 	}
-	for _, name := range queues {
-		args = append(args, QueueKey(f.c.ns, name))
+	args := make([]interface{}, 0, 2+len(queues)+3+len(opt.Classes))
+	args = append(args, 1+len(queues), WorkerKey(f.c.ns, f.worker))
+	for _, q := range queues {
+		args = append(args, QueueKey(f.c.ns, q))
 	}
-	var reply interface{}
-	if timeout <= 0 {
-		reply, err = popScript.Do(f.conn, args...)
-	} else {
-		secs := timeout.Seconds()
-		args = append(args, fmt.Sprintf("%.3f", secs))
-		stop := f.unblockOnCancel(ctx)
-		reply, err = redis.DoWithTimeout(f.conn, timeout+10*time.Second, "BLPOP", args...)
-		stop()
+	args = append(args, now.UTC().Format(RunAtFormat), QueuePrefix(f.c.ns), filter)
+	for _, c := range opt.Classes {
+		args = append(args, c)
+	}
+	conn, err := f.c.pool.GetContext(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("reserve from %s: %w", strings.Join(queues, ","), err)
+	}
+	defer conn.Close()
+	reply, err := redis.Values(reserveScript.Do(conn, args...))
+	if errors.Is(err, redis.ErrNil) {
+		return nil, ErrNoJob
 	}
 	if err != nil {
-		return "", nil, fmt.Errorf("reserve from %s: %w", strings.Join(queues, ","), err)
+		return nil, fmt.Errorf("reserve from %s: %w", strings.Join(queues, ","), err)
 	}
-	if reply == nil {
-		return "", nil, ErrNoJob
+	var key string
+	var payload, record []byte
+	var resumed int
+	if _, err := redis.Scan(reply, &key, &payload, &resumed, &record); err != nil {
+		return nil, fmt.Errorf("reserve from %s: reply: %w", strings.Join(queues, ","), err)
 	}
-	kv, err := redis.ByteSlices(reply, nil)
-	if err != nil || len(kv) != 2 {
-		return "", nil, fmt.Errorf("reserve from %s: unexpected reply %v (%v)", strings.Join(queues, ","), reply, err)
+	r := &Reserved{Queue: strings.TrimPrefix(key, QueuePrefix(f.c.ns)), Payload: payload, Record: record}
+	if resumed == 1 {
+		w, err := ParseWorking(record)
+		if err != nil {
+			return nil, fmt.Errorf("resume job of %s: %w", f.worker, err)
+		}
+		r.Queue, r.Payload, r.Resumed = w.Queue, w.Payload, true
 	}
-	return strings.TrimPrefix(string(kv[0]), QueuePrefix(f.c.ns)), kv[1], nil
+	return r, nil
 }
 
-// unblockOnCancel starts a watcher that, once ctx is done, unblocks the
-// Fetcher's connection until the returned stop function is called. It
-// repeats the unblock because the cancel may land before BLPOP reached
-// Redis.
-func (f *Fetcher) unblockOnCancel(ctx context.Context) (stop func()) {
+// ParseWorking decodes a worker:<id> value. Payload keeps the bytes of the
+// original entry when it was a JSON object.
+func ParseWorking(record []byte) (*Working, error) {
+	var w Working
+	if err := json.Unmarshal(record, &w); err != nil {
+		return nil, fmt.Errorf("parse worker record: %w", err)
+	}
+	return &w, nil
+}
+
+// Wait blocks until one of queues has a job, timeout passes or ctx is
+// cancelled, without taking anything: on one connection per queue it
+// issues BLMOVE q q RIGHT RIGHT, which returns as soon as q is non-empty
+// and moves its last element onto itself, changing nothing. Idle, a worker
+// costs Redis one command per queue per timeout. Cancelling ctx unblocks
+// the waits with CLIENT UNBLOCK. On Redis before 6.2 (no BLMOVE) it
+// sleeps min(timeout, 1s) instead.
+func (f *Fetcher) Wait(ctx context.Context, queues []string, timeout time.Duration) error {
+	if timeout <= 0 || len(queues) == 0 || ctx.Err() != nil {
+		return nil
+	}
+	if f.noBLMOVE {
+		sleepCtx(ctx, min(timeout, time.Second))
+		return nil
+	}
+	// Drop connections of queues no longer listened to.
+	want := map[string]bool{}
+	for _, q := range queues {
+		want[q] = true
+	}
+	for q, p := range f.peeks {
+		if !want[q] {
+			p.conn.Close()
+			delete(f.peeks, q)
+		}
+	}
+	for _, q := range queues {
+		if p := f.peeks[q]; p == nil || p.conn.Err() != nil {
+			if p != nil {
+				p.conn.Close()
+			}
+			conn, err := f.c.pool.GetContext(ctx)
+			if err != nil {
+				return fmt.Errorf("wait for jobs: %w", err)
+			}
+			id, err := redis.Int64(conn.Do("CLIENT", "ID"))
+			if err != nil {
+				conn.Close()
+				return fmt.Errorf("wait for jobs: %w", err)
+			}
+			f.peeks[q] = &peekConn{conn: conn, id: id}
+		}
+	}
+	wctx, wake := context.WithCancel(ctx)
+	defer wake()
+	stop := f.unblockOnCancel(wctx, queues)
+	defer stop()
+	var wg sync.WaitGroup
+	errs := make(chan error, len(queues))
+	secs := fmt.Sprintf("%.3f", timeout.Seconds())
+	for _, q := range queues {
+		p, key := f.peeks[q], QueueKey(f.c.ns, q)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			v, err := redis.DoWithTimeout(p.conn, timeout+10*time.Second, "BLMOVE", key, key, "RIGHT", "RIGHT", secs)
+			if err != nil {
+				errs <- err
+			}
+			if v != nil || err != nil {
+				wake() // a job is there (or trouble): stop waiting on the rest
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if strings.Contains(strings.ToLower(err.Error()), "unknown command") {
+			f.noBLMOVE = true
+			return nil
+		}
+		return fmt.Errorf("wait for jobs: %w", err)
+	}
+	return nil
+}
+
+// unblockOnCancel unblocks the peek connections of queues once ctx is
+// done, until the returned function is called. It repeats the unblock
+// because the cancel may land before a BLMOVE reached Redis.
+func (f *Fetcher) unblockOnCancel(ctx context.Context, queues []string) (stop func()) {
+	ids := make([]int64, 0, len(queues))
+	for _, q := range queues {
+		ids = append(ids, f.peeks[q].id)
+	}
 	done := make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Add(1)
@@ -131,7 +277,10 @@ func (f *Fetcher) unblockOnCancel(ctx context.Context) (stop func()) {
 		defer t.Stop()
 		for {
 			conn := f.c.pool.Get()
-			_, _ = conn.Do("CLIENT", "UNBLOCK", f.clientID)
+			for _, id := range ids {
+				_ = conn.Send("CLIENT", "UNBLOCK", id)
+			}
+			_, _ = conn.Do("")
 			conn.Close()
 			select {
 			case <-done:
@@ -141,4 +290,13 @@ func (f *Fetcher) unblockOnCancel(ctx context.Context) (stop func()) {
 		}
 	}()
 	return func() { close(done); wg.Wait() }
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
 }

@@ -79,36 +79,68 @@ func (c *Client) ForgetHeartbeat(ctx context.Context, id string) error {
 	return nil
 }
 
+// Orphan says what becomes of a dead worker's in-flight job.
+type Orphan struct {
+	// Record is the worker:<id> value that was read; the cleanup only
+	// happens if it is still there, so two pruners never both act.
+	Record []byte
+	// Failure, when set, is pushed to the failed list (Ruby's
+	// Resque::PruneDeadWorkerDirtyExit).
+	Failure *Failure
+	// Requeue, when Failure is nil, puts Payload back at the head of
+	// Queue.
+	Queue   string
+	Payload []byte
+}
+
+var unregisterDeadScript = redis.NewScript(9, `
+local cur = redis.call('GET', KEYS[1])
+if ARGV[2] ~= '' and cur ~= ARGV[2] then return 0 end
+if ARGV[3] == 'fail' then
+  redis.call('RPUSH', KEYS[7], ARGV[4])
+  redis.call('INCRBY', KEYS[8], 1)
+elseif ARGV[3] == 'requeue' then
+  redis.call('LPUSH', KEYS[9], ARGV[5])
+end
+redis.call('SREM', KEYS[2], ARGV[1])
+redis.call('DEL', KEYS[1], KEYS[3], KEYS[5], KEYS[6])
+redis.call('HDEL', KEYS[4], ARGV[1])
+return 1
+`)
+
 // UnregisterDead removes a dead worker's keys, as UnregisterWorker does,
-// and when f is not nil records its in-flight job as failed, in one
-// transaction. It is what Ruby's prune_dead_workers does with
-// Resque::PruneDeadWorkerDirtyExit.
-func (c *Client) UnregisterDead(ctx context.Context, id string, f *Failure) error {
-	var rec []byte
-	if f != nil {
-		var err error
-		if rec, err = marshal(f); err != nil {
-			return fmt.Errorf("unregister dead worker %s: %w", id, err)
+// and deals with its in-flight job as o says (o nil: it had none), in one
+// atomic step. It reports false, doing nothing, when worker:<id> no
+// longer holds o.Record: someone else pruned it first.
+func (c *Client) UnregisterDead(ctx context.Context, id string, o *Orphan) (bool, error) {
+	mode, expect, rec, q, payload := "none", []byte{}, []byte{}, "", []byte{}
+	if o != nil {
+		expect, q, payload = o.Record, o.Queue, o.Payload
+		switch {
+		case o.Failure != nil:
+			mode = "fail"
+			var err error
+			if rec, err = marshal(o.Failure); err != nil {
+				return false, fmt.Errorf("unregister dead worker %s: %w", id, err)
+			}
+		case q != "":
+			mode = "requeue"
 		}
 	}
 	conn, err := c.pool.GetContext(ctx)
 	if err != nil {
-		return fmt.Errorf("unregister dead worker %s: %w", id, err)
+		return false, fmt.Errorf("unregister dead worker %s: %w", id, err)
 	}
 	defer conn.Close()
-	_ = conn.Send("MULTI")
-	if f != nil {
-		_ = conn.Send("RPUSH", FailedKey(c.ns), rec)
-		_ = conn.Send("INCRBY", StatKey(c.ns, "failed"), 1)
+	n, err := redis.Int(unregisterDeadScript.Do(conn,
+		WorkerKey(c.ns, id), WorkersKey(c.ns), WorkerStartedKey(c.ns, id), HeartbeatKey(c.ns),
+		WorkerStatKey(c.ns, "processed", id), WorkerStatKey(c.ns, "failed", id),
+		FailedKey(c.ns), StatKey(c.ns, "failed"), QueueKey(c.ns, q),
+		id, expect, mode, rec, payload))
+	if err != nil {
+		return false, fmt.Errorf("unregister dead worker %s: %w", id, err)
 	}
-	_ = conn.Send("SREM", WorkersKey(c.ns), id)
-	_ = conn.Send("DEL", WorkerKey(c.ns, id), WorkerStartedKey(c.ns, id))
-	_ = conn.Send("HDEL", HeartbeatKey(c.ns), id)
-	_ = conn.Send("DEL", WorkerStatKey(c.ns, "processed", id), WorkerStatKey(c.ns, "failed", id))
-	if _, err := conn.Do("EXEC"); err != nil {
-		return fmt.Errorf("unregister dead worker %s: %w", id, err)
-	}
-	return nil
+	return n == 1, nil
 }
 
 // PausedMarker is what a paused worker writes to worker:<id>, so that

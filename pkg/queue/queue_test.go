@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"regexp"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -48,103 +50,168 @@ func TestClient_Enqueue(t *testing.T) {
 	}
 }
 
-func TestFetcher_Reserve(t *testing.T) {
+func blocked(t *testing.T, srv *redistest.Server, n int) func() bool {
+	return func() bool {
+		s, _ := redis.String(srv.Do(t, "INFO", "clients"), nil)
+		return strings.Contains(s, "blocked_clients:"+strconv.Itoa(n)+"\r")
+	}
+}
+
+func TestFetcher(t *testing.T) {
 	ctx := context.Background()
 	t.Run("Priority", func(t *testing.T) {
-		_, c, _ := newClient(t)
-		for _, q := range []string{"low", "mid", "high"} {
+		srv, c, ns := newClient(t)
+		for _, q := range []string{"low", "mid", "high", "low"} {
 			_ = c.Enqueue(ctx, q, []byte(`{"class":"`+q+`"}`), queue.EnqueueOptions{})
 		}
-		f := c.Fetcher()
+		f := c.Fetcher("h:1:high,mid,low")
 		defer f.Close()
-		for _, timeout := range []time.Duration{0, time.Second, time.Second} {
-			q, _, err := f.Reserve(ctx, []string{"high", "mid", "low"}, timeout)
+		var got []string
+		for {
+			r, err := f.Reserve(ctx, []string{"high", "mid", "low"}, queue.ReserveOptions{})
+			if errors.Is(err, queue.ErrNoJob) {
+				break
+			}
 			if err != nil {
 				t.Fatal(err)
 			}
-			t.Log(q)
-		}
-		// Order must have been high, mid, low: queues are now empty.
-		if _, _, err := f.Reserve(ctx, []string{"high", "mid", "low"}, 0); !errors.Is(err, queue.ErrNoJob) {
-			t.Fatalf("err = %v, want ErrNoJob", err)
-		}
-	})
-	t.Run("OrderEachTime", func(t *testing.T) {
-		_, c, _ := newClient(t)
-		_ = c.Enqueue(ctx, "low", []byte(`{"class":"L1"}`), queue.EnqueueOptions{})
-		_ = c.Enqueue(ctx, "low", []byte(`{"class":"L2"}`), queue.EnqueueOptions{})
-		f := c.Fetcher()
-		defer f.Close()
-		q, _, _ := f.Reserve(ctx, []string{"high", "low"}, time.Second)
-		if q != "low" {
-			t.Fatalf("first = %s", q)
-		}
-		_ = c.Enqueue(ctx, "high", []byte(`{"class":"H"}`), queue.EnqueueOptions{})
-		q, p, _ := f.Reserve(ctx, []string{"high", "low"}, time.Second)
-		if q != "high" || string(p) != `{"class":"H"}` {
-			t.Fatalf("after a high job arrived, got %s %s", q, p)
-		}
-	})
-	t.Run("Blocks", func(t *testing.T) {
-		srv, c, _ := newClient(t)
-		f := c.Fetcher()
-		defer f.Close()
-		got := make(chan string, 1)
-		go func() {
-			q, _, err := f.Reserve(ctx, []string{"a", "b"}, 30*time.Second)
-			if err != nil {
-				got <- err.Error()
-				return
+			// The job sits in worker:<id> until its outcome is recorded.
+			rec, _ := redis.String(srv.Do(t, "GET", queue.WorkerKey(ns, "h:1:high,mid,low")), nil)
+			if rec != string(r.Record) || !strings.Contains(rec, `"payload":`+string(r.Payload)) {
+				t.Fatalf("worker record %s, reserved %+v", rec, r)
 			}
-			got <- q
-		}()
-		// Push only once the fetcher is blocked, so this tests the wake-up.
-		redistest.Eventually(t, 10*time.Second, func() bool {
-			s, _ := redis.String(srv.Do(t, "INFO", "clients"), nil)
-			return regexp.MustCompile(`blocked_clients:1`).MatchString(s)
-		}, "fetcher never blocked")
+			// Reserving again without finishing resumes the same job.
+			again, err := f.Reserve(ctx, []string{"high", "mid", "low"}, queue.ReserveOptions{})
+			if err != nil || !again.Resumed || string(again.Payload) != string(r.Payload) || again.Queue != r.Queue {
+				t.Fatalf("second reserve = %+v, %v; want the same job resumed", again, err)
+			}
+			if ok, err := c.FinishJob(ctx, "h:1:high,mid,low", r.Record, nil); !ok || err != nil {
+				t.Fatalf("finish = %v %v", ok, err)
+			}
+			if ok, _ := c.FinishJob(ctx, "h:1:high,mid,low", r.Record, nil); ok {
+				t.Fatal("a second finish of the same job was recorded")
+			}
+			got = append(got, r.Queue)
+		}
+		if strings.Join(got, ",") != "high,mid,low,low" {
+			t.Errorf("order = %v", got)
+		}
+		if n, _ := redis.Int(srv.Do(t, "GET", queue.StatKey(ns, "processed")), nil); n != 4 {
+			t.Errorf("processed = %d, want 4 (no double counting)", n)
+		}
+	})
+	t.Run("InvalidPayloadKeptInRecord", func(t *testing.T) {
+		_, c, _ := newClient(t)
+		_ = c.Enqueue(ctx, "q", []byte(`{"class":`), queue.EnqueueOptions{})
+		f := c.Fetcher("h:1:q")
+		r, err := f.Reserve(ctx, []string{"q"}, queue.ReserveOptions{})
+		if err != nil || string(r.Payload) != `{"class":` {
+			t.Fatalf("reserve = %+v %v", r, err)
+		}
+		w, err := queue.ParseWorking(r.Record)
+		if err != nil {
+			t.Fatalf("worker record is not JSON: %s", r.Record)
+		}
+		if string(w.Payload) != `"{\"class\":"` {
+			t.Errorf("embedded = %s", w.Payload)
+		}
+	})
+	t.Run("OnlyKnownClasses", func(t *testing.T) {
+		srv, c, ns := newClient(t)
+		_ = c.Enqueue(ctx, "a", []byte(`{"class":"RubyOnly","args":[]}`), queue.EnqueueOptions{})
+		_ = c.Enqueue(ctx, "a", []byte(`{"class":"Mine","args":[]}`), queue.EnqueueOptions{})
+		_ = c.Enqueue(ctx, "b", []byte(`{"class":"Mine","args":[2]}`), queue.EnqueueOptions{})
+		f := c.Fetcher("h:1:a,b")
+		opt := queue.ReserveOptions{Classes: []string{"Mine"}}
+		r, err := f.Reserve(ctx, []string{"a", "b"}, opt)
+		if err != nil || r.Queue != "b" {
+			t.Fatalf("reserve = %+v %v; want queue a passed over (RubyOnly at its head)", r, err)
+		}
+		c.FinishJob(ctx, "h:1:a,b", r.Record, nil)
+		if _, err := f.Reserve(ctx, []string{"a", "b"}, opt); !errors.Is(err, queue.ErrNoJob) {
+			t.Fatalf("err = %v", err)
+		}
+		if n, _ := redis.Int(srv.Do(t, "LLEN", queue.QueueKey(ns, "a")), nil); n != 2 {
+			t.Errorf("queue a has %d jobs, want 2 untouched", n)
+		}
+	})
+	t.Run("Release", func(t *testing.T) {
+		srv, c, ns := newClient(t)
+		_ = c.Enqueue(ctx, "q", []byte(`{"class":"A","x":1}`), queue.EnqueueOptions{})
+		_ = c.Enqueue(ctx, "q", []byte(`{"class":"B"}`), queue.EnqueueOptions{})
+		f := c.Fetcher("h:1:q")
+		r, _ := f.Reserve(ctx, []string{"q"}, queue.ReserveOptions{})
+		if err := c.Release(ctx, "h:1:q", r); err != nil {
+			t.Fatal(err)
+		}
+		if head, _ := redis.String(srv.Do(t, "LINDEX", queue.QueueKey(ns, "q"), 0), nil); head != `{"class":"A","x":1}` {
+			t.Errorf("head = %s", head)
+		}
+		if n, _ := redis.Int(srv.Do(t, "EXISTS", queue.WorkerKey(ns, "h:1:q")), nil); n != 0 {
+			t.Error("worker:<id> kept after release")
+		}
+	})
+	t.Run("WaitWakesOnPush", func(t *testing.T) {
+		srv, c, _ := newClient(t)
+		f := c.Fetcher("h:1:a,b")
+		defer f.Close()
+		done := make(chan error, 1)
+		go func() { done <- f.Wait(ctx, []string{"a", "b"}, 30*time.Second) }()
+		redistest.Eventually(t, 10*time.Second, blocked(t, srv, 2), "waits never blocked")
 		_ = c.Enqueue(ctx, "b", []byte(`{"class":"B"}`), queue.EnqueueOptions{})
 		select {
-		case q := <-got:
-			if q != "b" {
-				t.Fatalf("got %s", q)
+		case err := <-done:
+			if err != nil {
+				t.Fatal(err)
 			}
 		case <-time.After(10 * time.Second):
-			t.Fatal("blocked reserve did not wake on push")
+			t.Fatal("Wait did not wake on push")
 		}
+		// Waiting took nothing.
+		if r, err := f.Reserve(ctx, []string{"a", "b"}, queue.ReserveOptions{}); err != nil || r.Queue != "b" {
+			t.Fatalf("reserve after wait = %+v %v", r, err)
+		}
+		redistest.Eventually(t, 10*time.Second, blocked(t, srv, 0), "a wait left blocked")
 	})
-	t.Run("CancelUnblocks", func(t *testing.T) {
-		srv, c, ns := newClient(t)
-		f := c.Fetcher()
+	t.Run("WaitCancel", func(t *testing.T) {
+		srv, c, _ := newClient(t)
+		f := c.Fetcher("h:1:a")
 		defer f.Close()
 		cctx, cancel := context.WithCancel(ctx)
 		done := make(chan error, 1)
-		go func() {
-			_, _, err := f.Reserve(cctx, []string{"a"}, time.Minute)
-			done <- err
-		}()
-		redistest.Eventually(t, 10*time.Second, func() bool {
-			s, _ := redis.String(srv.Do(t, "INFO", "clients"), nil)
-			return regexp.MustCompile(`blocked_clients:1`).MatchString(s)
-		}, "fetcher never blocked")
+		go func() { done <- f.Wait(cctx, []string{"a"}, time.Minute) }()
+		redistest.Eventually(t, 10*time.Second, blocked(t, srv, 1), "wait never blocked")
 		cancel()
 		select {
-		case err := <-done:
-			if !errors.Is(err, queue.ErrNoJob) {
-				t.Fatalf("err = %v, want ErrNoJob", err)
-			}
+		case <-done:
 		case <-time.After(10 * time.Second):
-			t.Fatal("cancel did not unblock reserve")
-		}
-		// The connection is still usable and nothing was lost.
-		_ = c.Enqueue(ctx, "a", []byte(`{"class":"A"}`), queue.EnqueueOptions{})
-		if q, _, err := f.Reserve(ctx, []string{"a"}, time.Second); err != nil || q != "a" {
-			t.Fatalf("reserve after cancel: %s %v", q, err)
-		}
-		if n, _ := redis.Int(srv.Do(t, "LLEN", queue.QueueKey(ns, "a")), nil); n != 0 {
-			t.Fatalf("queue length %d", n)
+			t.Fatal("cancel did not end the wait")
 		}
 	})
+}
+
+func TestClient_UnregisterDead(t *testing.T) {
+	ctx := context.Background()
+	srv, c, ns := newClient(t)
+	_ = c.Enqueue(ctx, "q", []byte(`{"class":"A","args":[1]}`), queue.EnqueueOptions{})
+	_ = c.Enqueue(ctx, "q", []byte(`{"class":"B"}`), queue.EnqueueOptions{})
+	dead := "h:9:q"
+	_ = c.RegisterWorker(ctx, dead, time.Now())
+	r, _ := c.Fetcher(dead).Reserve(ctx, []string{"q"}, queue.ReserveOptions{})
+	o := &queue.Orphan{Record: r.Record, Queue: r.Queue, Payload: r.Payload}
+	if ok, err := c.UnregisterDead(ctx, dead, o); !ok || err != nil {
+		t.Fatalf("first prune = %v %v", ok, err)
+	}
+	if ok, _ := c.UnregisterDead(ctx, dead, o); ok {
+		t.Fatal("a second pruner acted on the same job")
+	}
+	got, _ := redis.Strings(srv.Do(t, "LRANGE", queue.QueueKey(ns, "q"), 0, -1), nil)
+	if strings.Join(got, " ") != `{"class":"A","args":[1]} {"class":"B"}` {
+		t.Errorf("queue after requeue = %v", got)
+	}
+	if ids, _ := c.Workers(ctx); len(ids) != 0 {
+		t.Errorf("workers = %v", ids)
+	}
 }
 
 func TestClient_WorkerLifecycle(t *testing.T) {
@@ -165,7 +232,11 @@ func TestClient_WorkerLifecycle(t *testing.T) {
 		t.Error("not in workers set")
 	}
 	payload := []byte(`{"class":"Sleep","args":[6]}`)
-	if err := c.StartJob(ctx, id, "selfcheck_live", payload, time.Date(2026, 11, 27, 8, 50, 2, 0, time.UTC)); err != nil {
+	_ = c.Enqueue(ctx, "selfcheck_live", payload, queue.EnqueueOptions{})
+	_ = c.Enqueue(ctx, "selfcheck_live", payload, queue.EnqueueOptions{})
+	f0 := c.Fetcher(id)
+	r, err := f0.Reserve(ctx, []string{"selfcheck_live"}, queue.ReserveOptions{Now: time.Date(2026, 11, 27, 8, 50, 2, 0, time.UTC)})
+	if err != nil {
 		t.Fatal(err)
 	}
 	// Byte for byte what Ruby Resque wrote (testdata/compat/worker/ruby.json).
@@ -173,13 +244,13 @@ func TestClient_WorkerLifecycle(t *testing.T) {
 		t.Errorf("worker value = %s", got)
 	}
 	f := queue.NewFailure(time.Date(2026, 11, 27, 8, 50, 9, 0, time.UTC), payload, "RuntimeError", "bad", []string{"l1"}, id, "selfcheck_live")
-	if err := c.FinishJob(ctx, id, f); err != nil {
+	if _, err := c.FinishJob(ctx, id, r.Record, f); err != nil {
 		t.Fatal(err)
 	}
-	if err := c.StartJob(ctx, id, "selfcheck_live", payload, time.Now()); err != nil {
+	if r, err = f0.Reserve(ctx, []string{"selfcheck_live"}, queue.ReserveOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	if err := c.FinishJob(ctx, id, nil); err != nil {
+	if _, err := c.FinishJob(ctx, id, r.Record, nil); err != nil {
 		t.Fatal(err)
 	}
 	for key, want := range map[string]string{
@@ -203,7 +274,7 @@ func TestClient_WorkerLifecycle(t *testing.T) {
 		t.Fatal(err)
 	}
 	keys, _ := redis.Strings(srv.Do(t, "KEYS", "*"), nil)
-	want := map[string]bool{queue.StatKey(ns, "processed"): true, queue.StatKey(ns, "failed"): true, queue.FailedKey(ns): true}
+	want := map[string]bool{queue.StatKey(ns, "processed"): true, queue.StatKey(ns, "failed"): true, queue.FailedKey(ns): true, queue.QueuesKey(ns): true}
 	for _, k := range keys {
 		if !want[k] {
 			t.Errorf("key %s left after unregister", k)

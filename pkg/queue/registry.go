@@ -128,18 +128,8 @@ type Working struct {
 	Queue   string          `json:"queue"`
 	RunAt   string          `json:"run_at"`
 	Payload json.RawMessage `json:"payload"`
-}
-
-// StartJob records that worker id runs payload from queue q since runAt.
-func (c *Client) StartJob(ctx context.Context, id, q string, payload []byte, runAt time.Time) error {
-	v, err := marshal(Working{Queue: q, RunAt: runAt.UTC().Format(RunAtFormat), Payload: embed(payload)})
-	if err != nil {
-		return fmt.Errorf("start job on %s: %w", id, err)
-	}
-	if _, err := c.do(ctx, "SET", WorkerKey(c.ns, id), v); err != nil {
-		return fmt.Errorf("start job on %s: %w", id, err)
-	}
-	return nil
+	// Paused marks resqued's paused marker (see PausedMarker), not a job.
+	Paused bool `json:"paused,omitempty"`
 }
 
 // Failure is a record in the failed list. Field order is Ruby Resque's.
@@ -170,34 +160,71 @@ func NewFailure(now time.Time, payload []byte, exception, msg string, backtrace 
 	}
 }
 
-// FinishJob ends worker id's current job: with f == nil it succeeded,
-// otherwise f is pushed to the failed list and the failed counters go up.
-// Either way the job counts as processed and worker:<id> is cleared. All
-// in one transaction, in Ruby's order.
-func (c *Client) FinishJob(ctx context.Context, id string, f *Failure) error {
+// finishScript records a job's outcome only while worker:<id> still
+// holds the job (ARGV[1]), so a retry after a lost reply never counts
+// twice. KEYS: worker:<id>, failed, stat:failed, stat:failed:<id>,
+// stat:processed, stat:processed:<id>. ARGV[2] is the failure record, or
+// empty for success. The order is Ruby Resque's.
+var finishScript = redis.NewScript(6, `
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+if ARGV[2] ~= '' then
+  redis.call('RPUSH', KEYS[2], ARGV[2])
+  redis.call('INCRBY', KEYS[3], 1)
+  redis.call('INCRBY', KEYS[4], 1)
+end
+redis.call('DEL', KEYS[1])
+redis.call('INCRBY', KEYS[5], 1)
+redis.call('INCRBY', KEYS[6], 1)
+return 1
+`)
+
+// FinishJob ends worker id's job held in record: with f == nil it
+// succeeded, otherwise f is pushed to the failed list and the failed
+// counters go up. Either way the job counts as processed and leaves
+// worker:<id>. All in one atomic step, and only if worker:<id> still holds
+// record; it reports whether it did (false: already recorded, or taken
+// over by pruning).
+func (c *Client) FinishJob(ctx context.Context, id string, record []byte, f *Failure) (bool, error) {
 	var rec []byte
 	if f != nil {
 		var err error
 		if rec, err = marshal(f); err != nil {
-			return fmt.Errorf("finish job on %s: %w", id, err)
+			return false, fmt.Errorf("finish job on %s: %w", id, err)
 		}
 	}
 	conn, err := c.pool.GetContext(ctx)
 	if err != nil {
-		return fmt.Errorf("finish job on %s: %w", id, err)
+		return false, fmt.Errorf("finish job on %s: %w", id, err)
 	}
 	defer conn.Close()
-	_ = conn.Send("MULTI")
-	if f != nil {
-		_ = conn.Send("RPUSH", FailedKey(c.ns), rec)
-		_ = conn.Send("INCRBY", StatKey(c.ns, "failed"), 1)
-		_ = conn.Send("INCRBY", WorkerStatKey(c.ns, "failed", id), 1)
+	n, err := redis.Int(finishScript.Do(conn,
+		WorkerKey(c.ns, id), FailedKey(c.ns), StatKey(c.ns, "failed"), WorkerStatKey(c.ns, "failed", id),
+		StatKey(c.ns, "processed"), WorkerStatKey(c.ns, "processed", id), record, rec))
+	if err != nil {
+		return false, fmt.Errorf("finish job on %s: %w", id, err)
 	}
-	_ = conn.Send("DEL", WorkerKey(c.ns, id))
-	_ = conn.Send("INCRBY", StatKey(c.ns, "processed"), 1)
-	_ = conn.Send("INCRBY", WorkerStatKey(c.ns, "processed", id), 1)
-	if _, err := conn.Do("EXEC"); err != nil {
-		return fmt.Errorf("finish job on %s: %w", id, err)
+	return n == 1, nil
+}
+
+// releaseScript puts the job held in worker:<id> (ARGV[1]) back at the
+// head of its queue (KEYS[2]) as ARGV[2], only while it is still there.
+var releaseScript = redis.NewScript(2, `
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('LPUSH', KEYS[2], ARGV[2])
+redis.call('DEL', KEYS[1])
+return 1
+`)
+
+// Release gives a reserved job back: it returns to the head of its queue,
+// where it was, and leaves worker:<id>.
+func (c *Client) Release(ctx context.Context, id string, r *Reserved) error {
+	conn, err := c.pool.GetContext(ctx)
+	if err != nil {
+		return fmt.Errorf("release job of %s: %w", id, err)
+	}
+	defer conn.Close()
+	if _, err := releaseScript.Do(conn, WorkerKey(c.ns, id), QueueKey(c.ns, r.Queue), r.Record, r.Payload); err != nil {
+		return fmt.Errorf("release job of %s: %w", id, err)
 	}
 	return nil
 }

@@ -139,12 +139,16 @@ func (s *Supervisor) Run(ctx context.Context) error {
 		stopping := s.stopping
 		s.mu.Unlock()
 		log := s.log.With("pid", e.pid, "slot", e.slot)
-		if stopping || e.err == nil {
+		if e.err == nil {
 			log.Info("worker exited", "status", describe(e.err))
 			alive--
 			continue
 		}
-		log.Error("worker died; replacing it", "status", describe(e.err), "after", e.after.Round(time.Millisecond))
+		if stopping {
+			log.Warn("worker died while shutting down", "status", describe(e.err))
+		} else {
+			log.Error("worker died; replacing it", "status", describe(e.err), "after", e.after.Round(time.Millisecond))
+		}
 		if s.cfg.Reap != nil {
 			rctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			if err := s.cfg.Reap(rctx, e.pid); err != nil {

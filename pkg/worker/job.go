@@ -27,8 +27,8 @@ const (
 	ExcDirtyExit = "Resque::DirtyExit"
 )
 
-// process runs one popped job to its recorded end.
-func (w *Worker) process(q string, payload []byte) {
+// process runs one reserved job to its recorded end.
+func (w *Worker) process(r *queue.Reserved) {
 	w.mu.Lock()
 	w.inJob, w.killed, w.force = true, "", false
 	w.mu.Unlock()
@@ -38,23 +38,23 @@ func (w *Worker) process(q string, payload []byte) {
 		w.mu.Unlock()
 	}()
 	start := time.Now()
-	job, err := queue.Decode(q, payload)
+	q, payload := r.Queue, r.Payload
+	var job *queue.Job
+	var err error
+	if max := w.cfg.MaxPayload; max > 0 && len(payload) > max {
+		job = &queue.Job{Queue: q, Payload: payload}
+		err = fmt.Errorf("%w: %d bytes, over the %d-byte limit (--max-payload)", queue.ErrInvalidPayload, len(payload), max)
+	} else {
+		job, err = queue.Decode(q, payload)
+	}
 	if err != nil {
-		w.log.Error("job failed", "queue", q, "outcome", "invalid payload", "error", err)
-		w.finish(job, queue.NewFailure(time.Now(), payload, ExcInvalidPayload, err.Error(), nil, w.id, q))
+		w.log.Error("job failed", "queue", q, "outcome", ExcInvalidPayload, "error", err)
+		w.finish(job, r, queue.NewFailure(time.Now(), payload, ExcInvalidPayload, err.Error(), nil, w.id, q))
 		return
 	}
 	log := w.log.With("queue", q, "class", job.Class, "job_id", job.ID)
 
 	w.cfg.SetTitle(fmt.Sprintf("Processing %s since %d [%s]", q, start.Unix(), job.Class))
-	if err := w.retry(context.Background(), "record job start", func(ctx context.Context) error {
-		return w.cfg.Queue.StartJob(ctx, w.id, q, payload, start)
-	}); err != nil {
-		// Redis is gone and we are told to stop: the job is only in
-		// memory. Put it back rather than run it unrecorded.
-		w.requeue(q, payload)
-		return
-	}
 	w.updateStatus(job, status.Running)
 	log.Info("job started")
 
@@ -62,7 +62,7 @@ func (w *Worker) process(q string, payload []byte) {
 	dur := time.Since(start)
 	if runErr == nil {
 		log.Info("job done", "outcome", "ok", "duration", dur)
-		w.finish(job, nil)
+		w.finish(job, r, nil)
 		return
 	}
 	exc, msg, backtrace := describe(runErr, res)
@@ -73,7 +73,7 @@ func (w *Worker) process(q string, payload []byte) {
 		msg += " (" + why + ")"
 	}
 	log.Warn("job failed", "outcome", exc, "error", msg, "duration", dur)
-	w.finish(job, queue.NewFailure(time.Now(), payload, exc, msg, backtrace, w.id, q))
+	w.finish(job, r, queue.NewFailure(time.Now(), payload, exc, msg, backtrace, w.id, q))
 }
 
 // run starts the job's handler and waits for it, keeping it reachable
@@ -137,12 +137,25 @@ func describe(err error, res *runner.Result) (exc, msg string, backtrace []strin
 }
 
 // finish records the job's outcome (f == nil for success) and its status.
-func (w *Worker) finish(job *queue.Job, f *queue.Failure) {
+// While Redis is away the outcome waits here, in memory, and the job
+// stays in worker:<id>: if this process dies meanwhile, the job is
+// recovered from there.
+func (w *Worker) finish(job *queue.Job, r *queue.Reserved, f *queue.Failure) {
+	var recorded bool
 	err := w.retry(context.Background(), "record job outcome", func(ctx context.Context) error {
-		return w.cfg.Queue.FinishJob(ctx, w.id, f)
+		var err error
+		recorded, err = w.cfg.Queue.FinishJob(ctx, w.id, r.Record, f)
+		return err
 	})
-	if err != nil {
-		w.log.Error("job outcome lost: redis unreachable", "queue", job.Queue, "payload", string(job.Payload), "failure", f, "error", err)
+	switch {
+	case err != nil:
+		w.log.Error("job outcome not recorded: redis unreachable at shutdown; the job stays in worker:<id> for recovery",
+			"queue", job.Queue, "payload", string(job.Payload), "failure", f, "error", err)
+		return
+	case !recorded:
+		w.log.Warn("job outcome not recorded: the job was no longer in worker:<id> (recorded already, or recovered by a pruner)",
+			"queue", job.Queue, "payload", string(job.Payload))
+		return
 	}
 	code := status.Complete
 	if f != nil {
@@ -174,6 +187,7 @@ func (w *Worker) retry(ctx context.Context, what string, f func(context.Context)
 // retryUntil is retry with its own condition for giving up.
 func (w *Worker) retryUntil(ctx context.Context, what string, giveUp func(state) bool, f func(context.Context) error) error {
 	b := newBackoff()
+	defer b.reset(w.log)
 	for {
 		err := f(ctx)
 		if err == nil {
@@ -183,18 +197,36 @@ func (w *Worker) retryUntil(ctx context.Context, what string, giveUp func(state)
 		if giveUp(s) {
 			return err
 		}
-		w.log.Error(what+": redis unavailable, retrying", "error", err, "retry_in", b.peek())
+		b.fail(w.log, fmt.Errorf("%s: %w", what, err))
 		b.wait(wake)
 	}
 }
 
-// backoff is capped exponential: 100ms doubling to 10s.
-type backoff struct{ d time.Duration }
+// backoff is capped exponential, 100ms doubling to 1s, so that work
+// resumes within a second of Redis coming back. It logs the first failure
+// of a streak at Error, later ones at Debug, and the recovery at Info.
+type backoff struct {
+	d        time.Duration
+	failures int
+}
 
 func newBackoff() *backoff { return &backoff{d: 100 * time.Millisecond} }
 
-func (b *backoff) peek() time.Duration { return b.d }
-func (b *backoff) reset()              { b.d = 100 * time.Millisecond }
+func (b *backoff) fail(log hclog.Logger, err error) {
+	b.failures++
+	if b.failures == 1 {
+		log.Error("redis unavailable, retrying until it is back", "error", err)
+	} else {
+		log.Debug("redis still unavailable", "error", err, "retry_in", b.d, "attempt", b.failures)
+	}
+}
+
+func (b *backoff) reset(log hclog.Logger) {
+	if b.failures > 0 {
+		log.Info("redis reachable again", "after_attempts", b.failures)
+	}
+	b.d, b.failures = 100*time.Millisecond, 0
+}
 
 // wait sleeps the current delay, or less if wake closes, then doubles it.
 func (b *backoff) wait(wake <-chan struct{}) {
@@ -204,7 +236,7 @@ func (b *backoff) wait(wake <-chan struct{}) {
 	case <-t.C:
 	case <-wake:
 	}
-	if b.d *= 2; b.d > 10*time.Second {
-		b.d = 10 * time.Second
+	if b.d *= 2; b.d > time.Second {
+		b.d = time.Second
 	}
 }

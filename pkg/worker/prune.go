@@ -2,7 +2,6 @@ package worker
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"time"
 
@@ -33,6 +32,10 @@ type Pruner struct {
 	// Expiry is how old a heartbeat must be for its worker to count as
 	// dead on any host. Zero means 5 minutes, Ruby's prune_interval.
 	Expiry time.Duration
+	// OnOrphan is what happens to a dead worker's in-flight job:
+	// "requeue" (the default) puts it back at the head of its queue,
+	// "fail" records it as failed, as Ruby Resque does.
+	OnOrphan string
 	// Alive lists the live worker pids of this host. Nil means procs.WorkerPIDs.
 	Alive  func() (map[int]bool, error)
 	Logger hclog.Logger
@@ -79,7 +82,8 @@ func (p *Pruner) Prune(ctx context.Context) ([]string, error) {
 			continue
 		}
 		beat, hasBeat := beats[id]
-		dead := hasBeat && now.Sub(beat) > expiry
+		expired := hasBeat && now.Sub(beat) > expiry
+		dead := expired
 		if !dead {
 			host, pid, queues, err := queue.ParseWorkerID(id)
 			if err != nil || host != p.Hostname || !p.sameQueues(queues) {
@@ -95,10 +99,13 @@ func (p *Pruner) Prune(ctx context.Context) ([]string, error) {
 		if !dead {
 			continue
 		}
-		if err := p.PruneOne(ctx, id); err != nil {
+		done, err := p.PruneOne(ctx, id, expired)
+		if err != nil {
 			return pruned, err
 		}
-		pruned = append(pruned, id)
+		if done {
+			pruned = append(pruned, id)
+		}
 	}
 	return pruned, nil
 }
@@ -126,42 +133,56 @@ func (p *Pruner) sameQueues(theirs []string) bool {
 	return true
 }
 
-// PruneOne unregisters worker id, known to be dead, and fails its
-// in-flight job (if it was running one) as Resque::PruneDeadWorkerDirtyExit.
-func (p *Pruner) PruneOne(ctx context.Context, id string) error {
+// PruneOne unregisters worker id, known to be dead. Its in-flight job, if
+// any, goes back to the head of its queue, or with OnOrphan "fail" is
+// recorded as failed the way Ruby Resque does: for a worker whose
+// heartbeat expired, Resque::PruneDeadWorkerDirtyExit; for one found dead
+// on this host, Resque::DirtyExit "Job still being processed". It reports
+// whether it did anything: false when the worker was already gone, or
+// another pruner got there first.
+func (p *Pruner) PruneOne(ctx context.Context, id string, expired bool) (bool, error) {
 	raw, err := p.Queue.InFlight(ctx, id)
 	if err != nil {
-		return err
+		return false, err
 	}
-	var f *queue.Failure
-	var w struct {
-		Queue   string          `json:"queue"`
-		Payload json.RawMessage `json:"payload"`
-		Paused  bool            `json:"paused"`
-	}
+	var o *queue.Orphan
+	outcome := "no job"
 	if raw != nil {
-		if json.Unmarshal(raw, &w) != nil {
-			w.Payload = raw // not Resque's format: keep it whole
-		}
-		if !w.Paused {
-			class := "an unknown job"
-			if j, err := queue.Decode(w.Queue, w.Payload); err == nil {
-				class = j.Class
+		o = &queue.Orphan{Record: raw}
+		w, err := queue.ParseWorking(raw)
+		switch {
+		case err == nil && w.Paused:
+		case err == nil && p.OnOrphan != "fail" && len(w.Payload) > 0 && w.Payload[0] == '{':
+			o.Queue, o.Payload = w.Queue, w.Payload
+			outcome = "job requeued"
+		default:
+			payload, q := []byte(raw), ""
+			if err == nil {
+				payload, q = w.Payload, w.Queue
 			}
-			hostPID := id
-			if host, pid, _, err := queue.ParseWorkerID(id); err == nil {
-				hostPID = fmt.Sprintf("%s:%d", host, pid)
+			exc, msg := ExcDirtyExit, "Job still being processed"
+			if expired {
+				class := "an unknown job"
+				if j, err := queue.Decode(q, payload); err == nil {
+					class = j.Class
+				}
+				hostPID := id
+				if host, pid, _, err := queue.ParseWorkerID(id); err == nil {
+					hostPID = fmt.Sprintf("%s:%d", host, pid)
+				}
+				exc = ExcPrunedDirtyExit
+				msg = fmt.Sprintf("Worker %s did not gracefully exit while processing %s", hostPID, class)
 			}
-			f = queue.NewFailure(time.Now(), w.Payload, ExcPrunedDirtyExit,
-				fmt.Sprintf("Worker %s did not gracefully exit while processing %s", hostPID, class),
-				nil, id, w.Queue)
+			o.Failure = queue.NewFailure(time.Now(), payload, exc, msg, nil, id, q)
+			outcome = "job failed"
 		}
 	}
-	if err := p.Queue.UnregisterDead(ctx, id, f); err != nil {
-		return err
+	done, err := p.Queue.UnregisterDead(ctx, id, o)
+	if err != nil || !done {
+		return false, err
 	}
 	if p.Logger != nil {
-		p.Logger.Warn("pruned dead worker", "dead_worker", id, "failed_job", f != nil)
+		p.Logger.Warn("pruned dead worker", "dead_worker", id, "outcome", outcome)
 	}
-	return nil
+	return true, nil
 }

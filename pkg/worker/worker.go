@@ -50,6 +50,20 @@ type Config struct {
 	// (Ruby's prune_interval); negative means only at start.
 	PruneInterval time.Duration
 
+	// OnlyKnownClasses makes the worker take only jobs whose class has a
+	// handler, leaving others at the head of their queue for the workers
+	// (Ruby, PHP) that own them. See docs/reliability.md.
+	OnlyKnownClasses bool
+
+	// MaxPayload is the largest payload, in bytes, the worker runs;
+	// bigger ones fail as Resqued::InvalidPayload (kept whole in the
+	// failure record). Zero means 16 MiB; negative means no limit.
+	MaxPayload int
+
+	// OnOrphan is what happens to the in-flight job of a dead worker
+	// this worker prunes: "requeue" (zero value) or "fail".
+	OnOrphan string
+
 	// ParentPID, when set, makes the worker shut down as on QUIT once
 	// its parent process is gone (a supervisor killed with -9), instead
 	// of living on unsupervised.
@@ -101,8 +115,16 @@ func New(cfg Config) (*Worker, error) {
 			}
 		}
 	}
+	switch cfg.OnOrphan {
+	case "", "requeue", "fail":
+	default:
+		return nil, fmt.Errorf("new worker: on-orphan %q: want requeue or fail", cfg.OnOrphan)
+	}
 	if cfg.Interval == 0 {
 		cfg.Interval = 5 * time.Second
+	}
+	if cfg.MaxPayload == 0 {
+		cfg.MaxPayload = 16 << 20
 	}
 	if cfg.HeartbeatInterval == 0 {
 		cfg.HeartbeatInterval = 60 * time.Second
@@ -126,7 +148,7 @@ func New(cfg Config) (*Worker, error) {
 	w.id = queue.WorkerID(cfg.Hostname, cfg.PID, cfg.Queues)
 	w.log = cfg.Logger.With("worker", w.id)
 	w.pruner = &Pruner{Queue: cfg.Queue, Self: w.id, Hostname: cfg.Hostname, Queues: cfg.Queues,
-		Expiry: 5 * cfg.HeartbeatInterval, Logger: w.log}
+		Expiry: 5 * cfg.HeartbeatInterval, OnOrphan: cfg.OnOrphan, Logger: w.log}
 	return w, nil
 }
 
@@ -226,6 +248,11 @@ func (w *Worker) Run(ctx context.Context) error {
 		// Ruby's order: forget our own (a previous process's) heartbeat,
 		// prune the dead, then register.
 		if err := w.cfg.Queue.ForgetHeartbeat(ctx, w.id); err != nil {
+			return err
+		}
+		// A previous process with our id (same host and pid) may have
+		// left a job in worker:<id>: recover it before we reuse the key.
+		if _, err := w.pruner.PruneOne(ctx, w.id, false); err != nil {
 			return err
 		}
 		w.prune(ctx)
@@ -329,7 +356,7 @@ func (w *Worker) markPaused(ctx context.Context, paused bool) {
 
 // loop takes and runs jobs until told to quit.
 func (w *Worker) loop() error {
-	fetch := w.cfg.Queue.Fetcher()
+	fetch := w.cfg.Queue.Fetcher(w.id)
 	defer fetch.Close()
 	backoff := newBackoff()
 	for {
@@ -338,10 +365,16 @@ func (w *Worker) loop() error {
 			return nil
 		}
 		// waitCtx is cancelled by any state change, which unblocks a
-		// waiting pop at once.
+		// wait for jobs at once.
 		waitCtx, cancel := contextUntil(wake)
 		paused, err := w.cfg.Queue.PausedAll(waitCtx)
 		if err == nil && (paused || s.paused) {
+			if w.cfg.Interval < 0 {
+				// Draining (INTERVAL=0): a paused worker has nothing
+				// left to do, as in Ruby Resque.
+				cancel()
+				return nil
+			}
 			w.cfg.SetTitle("Paused")
 			if !w.paused {
 				by := "USR2"
@@ -363,47 +396,59 @@ func (w *Worker) loop() error {
 		if err == nil {
 			queues, err = w.queues(waitCtx)
 		}
-		if err != nil {
-			cancel()
-			w.log.Error("redis unavailable, retrying", "error", err, "retry_in", backoff.peek())
-			backoff.wait(wake)
-			continue
+		var r *queue.Reserved
+		if err == nil {
+			r, err = w.reserve(waitCtx, fetch, queues)
 		}
-		backoff.reset()
-		w.cfg.SetTitle("Waiting for " + strings.Join(w.cfg.Queues, ","))
-		timeout := w.cfg.Interval
-		if timeout < 0 {
-			timeout = 0
-		}
-		if len(queues) == 0 {
-			cancel()
-			if w.cfg.Interval < 0 {
-				return nil
-			}
-			sleep(waitCtx, w.cfg.Interval)
-			continue
-		}
-		w.log.Debug("waiting for a job", "queues", strings.Join(queues, ","), "timeout", timeout)
-		q, payload, err := fetch.Reserve(waitCtx, queues, timeout)
-		cancel()
 		switch {
 		case errors.Is(err, queue.ErrNoJob):
+			backoff.reset(w.log)
 			if w.cfg.Interval < 0 {
+				cancel()
 				return nil
 			}
+			w.cfg.SetTitle("Waiting for " + strings.Join(w.cfg.Queues, ","))
+			w.log.Debug("waiting for a job", "queues", strings.Join(queues, ","), "timeout", w.cfg.Interval)
+			if len(queues) == 0 {
+				sleep(waitCtx, w.cfg.Interval)
+			} else if err := fetch.Wait(waitCtx, queues, w.cfg.Interval); err != nil {
+				w.log.Debug("wait for jobs", "error", err)
+			}
+			cancel()
 			continue
 		case err != nil:
-			w.log.Error("redis unavailable, retrying", "error", err, "retry_in", backoff.peek())
+			cancel()
+			backoff.fail(w.log, err)
 			backoff.wait(wake)
 			continue
 		}
+		cancel()
+		backoff.reset(w.log)
 		if s2, _ := w.snapshot(); s2.quit || s2.paused {
-			// Popped while we were told to stop: put it back where it was.
-			w.requeue(q, payload)
+			// Taken just as we were told to stop: give it back.
+			w.release(r)
 			continue
 		}
-		w.process(q, payload)
+		w.process(r)
 	}
+}
+
+// reserve takes the next job into worker:<id>, only of a class this
+// worker has a handler for when OnlyKnownClasses is set.
+func (w *Worker) reserve(ctx context.Context, fetch *queue.Fetcher, queues []string) (*queue.Reserved, error) {
+	var opt queue.ReserveOptions
+	if w.cfg.OnlyKnownClasses {
+		classes, err := w.cfg.Runner.Classes()
+		if err != nil {
+			return nil, fmt.Errorf("list handler classes: %w", err)
+		}
+		opt.Classes = append([]string{}, classes...)
+	}
+	r, err := fetch.Reserve(ctx, queues, opt)
+	if err == nil && r.Resumed {
+		w.log.Warn("resuming a job this worker had taken before a connection was lost", "queue", r.Queue)
+	}
+	return r, err
 }
 
 func (w *Worker) queues(ctx context.Context) ([]string, error) {
@@ -420,12 +465,15 @@ func (w *Worker) queues(ctx context.Context) ([]string, error) {
 	return queue.ExpandQueues(w.cfg.Queues, all), nil
 }
 
-func (w *Worker) requeue(q string, payload []byte) {
-	err := w.retry(context.Background(), "requeue job", func(ctx context.Context) error {
-		return w.cfg.Queue.PushFront(ctx, q, payload)
+// release puts a reserved job back at the head of its queue.
+func (w *Worker) release(r *queue.Reserved) {
+	err := w.retry(context.Background(), "give back job", func(ctx context.Context) error {
+		return w.cfg.Queue.Release(ctx, w.id, r)
 	})
 	if err != nil {
-		w.log.Error("job lost: could not put it back on its queue", "queue", q, "payload", string(payload), "error", err)
+		// It stays in worker:<id>; the next start or prune of this id
+		// applies the orphan policy to it.
+		w.log.Error("could not give back a job; it stays in worker:<id> for recovery", "queue", r.Queue, "error", err)
 	}
 }
 
