@@ -77,9 +77,10 @@ func Encode(class string, args json.RawMessage, id string) ([]byte, error) {
 	if len(bytes.TrimSpace(args)) == 0 {
 		args = json.RawMessage("[]")
 	}
-	var v []interface{}
-	if err := json.Unmarshal(args, &v); err != nil {
-		return nil, fmt.Errorf("encode args: must be a JSON array: %w", err)
+	// Validate without decoding numbers: 1e700 is valid JSON, and an
+	// enqueuer's big numbers must reach the handler unchanged.
+	if t := bytes.TrimSpace(args); !json.Valid(t) || t[0] != '[' {
+		return nil, errors.New("encode args: must be a JSON array")
 	}
 	p := struct {
 		Class string          `json:"class"`

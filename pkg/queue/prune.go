@@ -93,9 +93,15 @@ type Orphan struct {
 	Payload []byte
 }
 
+// unregisterDeadScript: with ARGV[2] empty, it only acts while
+// worker:<id> holds no job (nothing, or the paused marker).
 var unregisterDeadScript = redis.NewScript(9, `
 local cur = redis.call('GET', KEYS[1])
-if ARGV[2] ~= '' and cur ~= ARGV[2] then return 0 end
+if ARGV[2] == '' then
+  if cur and not string.find(cur, '"paused":true', 1, true) then return 0 end
+elseif cur ~= ARGV[2] then
+  return 0
+end
 if ARGV[3] == 'fail' then
   redis.call('RPUSH', KEYS[7], ARGV[4])
   redis.call('INCRBY', KEYS[8], 1)
@@ -108,10 +114,10 @@ redis.call('HDEL', KEYS[4], ARGV[1])
 return 1
 `)
 
-// UnregisterDead removes a dead worker's keys, as UnregisterWorker does,
-// and deals with its in-flight job as o says (o nil: it had none), in one
-// atomic step. It reports false, doing nothing, when worker:<id> no
-// longer holds o.Record: someone else pruned it first.
+// UnregisterDead removes a dead worker's keys and deals with its
+// in-flight job as o says (o nil: it had none), in one atomic step. It
+// reports false, doing nothing, when worker:<id> no longer holds
+// o.Record (someone else pruned it first), or, with o nil, holds a job.
 func (c *Client) UnregisterDead(ctx context.Context, id string, o *Orphan) (bool, error) {
 	mode, expect, rec, q, payload := "none", []byte{}, []byte{}, "", []byte{}
 	if o != nil {

@@ -3,6 +3,7 @@ package queue
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"strconv"
@@ -10,6 +11,8 @@ import (
 	"time"
 
 	"github.com/gomodule/redigo/redis"
+
+	"github.com/resqued/resqued/pkg/status"
 )
 
 // Time formats Resque's tools parse.
@@ -104,21 +107,22 @@ func (c *Client) Heartbeat(ctx context.Context, id string) error {
 	return nil
 }
 
+// ErrHoldsJob is returned by UnregisterWorker when worker:<id> still
+// holds a job whose outcome was never recorded.
+var ErrHoldsJob = errors.New("worker still holds a job")
+
 // UnregisterWorker removes every key of worker id but the global stats,
-// as Ruby's Worker#unregister_worker does.
+// as Ruby's Worker#unregister_worker does. It refuses, with ErrHoldsJob,
+// while worker:<id> holds a job (not a paused marker): deleting it would
+// lose the job. The caller hands such a job to the orphan policy
+// (worker.Pruner.PruneOne) instead.
 func (c *Client) UnregisterWorker(ctx context.Context, id string) error {
-	conn, err := c.pool.GetContext(ctx)
+	done, err := c.UnregisterDead(ctx, id, nil)
 	if err != nil {
 		return fmt.Errorf("unregister worker %s: %w", id, err)
 	}
-	defer conn.Close()
-	_ = conn.Send("MULTI")
-	_ = conn.Send("SREM", WorkersKey(c.ns), id)
-	_ = conn.Send("DEL", WorkerKey(c.ns, id), WorkerStartedKey(c.ns, id))
-	_ = conn.Send("HDEL", HeartbeatKey(c.ns), id)
-	_ = conn.Send("DEL", WorkerStatKey(c.ns, "processed", id), WorkerStatKey(c.ns, "failed", id))
-	if _, err := conn.Do("EXEC"); err != nil {
-		return fmt.Errorf("unregister worker %s: %w", id, err)
+	if !done {
+		return fmt.Errorf("unregister worker %s: %w", id, ErrHoldsJob)
 	}
 	return nil
 }
@@ -163,9 +167,11 @@ func NewFailure(now time.Time, payload []byte, exception, msg string, backtrace 
 // finishScript records a job's outcome only while worker:<id> still
 // holds the job (ARGV[1]), so a retry after a lost reply never counts
 // twice. KEYS: worker:<id>, failed, stat:failed, stat:failed:<id>,
-// stat:processed, stat:processed:<id>. ARGV[2] is the failure record, or
-// empty for success. The order is Ruby Resque's.
-var finishScript = redis.NewScript(6, `
+// stat:processed, stat:processed:<id>, and the job's status key. ARGV[2]
+// is the failure record, or empty for success; ARGV[3..5] the status
+// code, time and TTL; ARGV[6] "1" when the job has an id to track. The order is Ruby Resque's; the php-resque status
+// (if the job is tracked) changes in the same step.
+var finishScript = redis.NewScript(7, status.UpdateLua+`
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
 if ARGV[2] ~= '' then
   redis.call('RPUSH', KEYS[2], ARGV[2])
@@ -175,22 +181,30 @@ end
 redis.call('DEL', KEYS[1])
 redis.call('INCRBY', KEYS[5], 1)
 redis.call('INCRBY', KEYS[6], 1)
+if ARGV[6] == '1' then resqued_status(KEYS[7], ARGV[3], ARGV[4], ARGV[5]) end
 return 1
 `)
 
 // FinishJob ends worker id's job held in record: with f == nil it
 // succeeded, otherwise f is pushed to the failed list and the failed
-// counters go up. Either way the job counts as processed and leaves
-// worker:<id>. All in one atomic step, and only if worker:<id> still holds
+// counters go up. Either way the job counts as processed, leaves
+// worker:<id>, and its status (jobID, if tracked) becomes complete or
+// failed. All in one atomic step, and only if worker:<id> still holds
 // record; it reports whether it did (false: already recorded, or taken
 // over by pruning).
-func (c *Client) FinishJob(ctx context.Context, id string, record []byte, f *Failure) (bool, error) {
+func (c *Client) FinishJob(ctx context.Context, id string, record []byte, jobID string, f *Failure) (bool, error) {
 	var rec []byte
+	code := status.Complete
 	if f != nil {
 		var err error
 		if rec, err = marshal(f); err != nil {
 			return false, fmt.Errorf("finish job on %s: %w", id, err)
 		}
+		code = status.Failed
+	}
+	tracked := "0"
+	if jobID != "" {
+		tracked = "1"
 	}
 	conn, err := c.pool.GetContext(ctx)
 	if err != nil {
@@ -199,7 +213,8 @@ func (c *Client) FinishJob(ctx context.Context, id string, record []byte, f *Fai
 	defer conn.Close()
 	n, err := redis.Int(finishScript.Do(conn,
 		WorkerKey(c.ns, id), FailedKey(c.ns), StatKey(c.ns, "failed"), WorkerStatKey(c.ns, "failed", id),
-		StatKey(c.ns, "processed"), WorkerStatKey(c.ns, "processed", id), record, rec))
+		StatKey(c.ns, "processed"), WorkerStatKey(c.ns, "processed", id), status.Key(c.ns, jobID),
+		record, rec, int(code), time.Now().Unix(), status.TTLFor(code), tracked))
 	if err != nil {
 		return false, fmt.Errorf("finish job on %s: %w", id, err)
 	}

@@ -94,30 +94,45 @@ func (t *Tracker) Get(ctx context.Context, id string) (Status, error) {
 	return s, nil
 }
 
-// updateScript sets status and updated in place, only if the key exists,
-// with an expiry when ARGV[3] > 0 (and none otherwise, as php-resque's SET
-// does). Everything else in the value is kept byte for byte.
-var updateScript = redis.NewScript(1, `
-local cur = redis.call('GET', KEYS[1])
-if not cur then return 0 end
-local code, now, ttl = ARGV[1], ARGV[2], tonumber(ARGV[3])
-local n1, n2
-cur, n1 = string.gsub(cur, '"status"%s*:%s*%d+', '"status":' .. code, 1)
-if n1 == 0 then
-  cur = '{"status":' .. code .. ',"updated":' .. now .. '}'
-else
-  cur, n2 = string.gsub(cur, '"updated"%s*:%s*[%d%.eE%+%-]+', '"updated":' .. now, 1)
-  if n2 == 0 then
-    cur = string.gsub(cur, '^%s*{', '{"updated":' .. now .. ',', 1)
+// UpdateLua defines the Lua function resqued_status(key, code, now, ttl):
+// it sets status and updated in place, only if key exists, with an
+// expiry when ttl > 0 (and none otherwise, as php-resque's SET does), and
+// returns 1 if it did. Everything else in the value is kept byte for
+// byte. pkg/queue includes it in the script that records a job's outcome,
+// so the status changes in the same atomic step.
+const UpdateLua = `
+local function resqued_status(key, code, now, ttl)
+  local cur = redis.call('GET', key)
+  if not cur then return 0 end
+  local n1, n2
+  cur, n1 = string.gsub(cur, '"status"%s*:%s*%d+', '"status":' .. code, 1)
+  if n1 == 0 then
+    cur = '{"status":' .. code .. ',"updated":' .. now .. '}'
+  else
+    cur, n2 = string.gsub(cur, '"updated"%s*:%s*[%d%.eE%+%-]+', '"updated":' .. now, 1)
+    if n2 == 0 then
+      cur = string.gsub(cur, '^%s*{', '{"updated":' .. now .. ',', 1)
+    end
   end
+  if tonumber(ttl) > 0 then
+    redis.call('SET', key, cur, 'EX', ttl)
+  else
+    redis.call('SET', key, cur)
+  end
+  return 1
 end
-if ttl > 0 then
-  redis.call('SET', KEYS[1], cur, 'EX', ttl)
-else
-  redis.call('SET', KEYS[1], cur)
-end
-return 1
-`)
+`
+
+var updateScript = redis.NewScript(1, UpdateLua+`return resqued_status(KEYS[1], ARGV[1], ARGV[2], ARGV[3])`)
+
+// TTLFor is the expiry, in seconds, an update to code sets: TTL for final
+// codes, none (0) otherwise.
+func TTLFor(code Code) int {
+	if code.Final() {
+		return int(TTL / time.Second)
+	}
+	return 0
+}
 
 // Update moves job id to code at now. It reports whether the job was
 // tracked; an untracked job is left alone. Final codes start the TTL.
@@ -130,11 +145,7 @@ func (t *Tracker) Update(ctx context.Context, id string, code Code, now time.Tim
 		return false, fmt.Errorf("update status %s: %w", id, err)
 	}
 	defer conn.Close()
-	ttl := 0
-	if code.Final() {
-		ttl = int(TTL / time.Second)
-	}
-	n, err := redis.Int(updateScript.Do(conn, Key(t.ns, id), int(code), now.Unix(), ttl))
+	n, err := redis.Int(updateScript.Do(conn, Key(t.ns, id), int(code), now.Unix(), TTLFor(code)))
 	if err != nil {
 		return false, fmt.Errorf("update status %s: %w", id, err)
 	}

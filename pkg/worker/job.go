@@ -136,7 +136,8 @@ func describe(err error, res *runner.Result) (exc, msg string, backtrace []strin
 	return exc, err.Error(), backtrace
 }
 
-// finish records the job's outcome (f == nil for success) and its status.
+// finish records the job's outcome (f == nil for success) and, in the
+// same atomic step, its status.
 // While Redis is away the outcome waits here, in memory, and the job
 // stays in worker:<id>: if this process dies meanwhile, the job is
 // recovered from there.
@@ -144,7 +145,7 @@ func (w *Worker) finish(job *queue.Job, r *queue.Reserved, f *queue.Failure) {
 	var recorded bool
 	err := w.retry(context.Background(), "record job outcome", func(ctx context.Context) error {
 		var err error
-		recorded, err = w.cfg.Queue.FinishJob(ctx, w.id, r.Record, f)
+		recorded, err = w.cfg.Queue.FinishJob(ctx, w.id, r.Record, job.ID, f)
 		return err
 	})
 	switch {
@@ -155,13 +156,7 @@ func (w *Worker) finish(job *queue.Job, r *queue.Reserved, f *queue.Failure) {
 	case !recorded:
 		w.log.Warn("job outcome not recorded: the job was no longer in worker:<id> (recorded already, or recovered by a pruner)",
 			"queue", job.Queue, "payload", string(job.Payload))
-		return
 	}
-	code := status.Complete
-	if f != nil {
-		code = status.Failed
-	}
-	w.updateStatus(job, code)
 }
 
 func (w *Worker) updateStatus(job *queue.Job, code status.Code) {

@@ -277,7 +277,17 @@ func (w *Worker) Run(ctx context.Context) error {
 	wg.Wait()
 	uctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if uerr := w.cfg.Queue.UnregisterWorker(uctx, w.id); uerr != nil {
+	uerr := w.cfg.Queue.UnregisterWorker(uctx, w.id)
+	if errors.Is(uerr, queue.ErrHoldsJob) {
+		// A job whose outcome could not be recorded (Redis was away at a
+		// TERM) is still in worker:<id>: hand it to the orphan policy
+		// rather than delete it with the rest.
+		w.log.Warn("leaving with a job whose outcome was not recorded; applying --on-orphan to it")
+		_, uerr = w.pruner.PruneOne(uctx, w.id, false)
+	}
+	if uerr != nil {
+		// Still registered: pruning (the supervisor's, or the next
+		// worker's on this host) recovers whatever it holds.
 		w.log.Error("unregister worker", "error", uerr)
 		if err == nil {
 			err = uerr
