@@ -476,6 +476,11 @@ func TestSignals_PauseResume(t *testing.T) {
 	if !sigRegistered(t, srv, id) {
 		t.Error("a paused worker must stay registered")
 	}
+	// resque-web and Resque.workers see it as paused through worker:<id>.
+	marker, _ := redis.String(srv.Do(t, "GET", queue.WorkerKey(ns, id)), nil)
+	if w, err := queue.ParseWorking([]byte(marker)); err != nil || !w.Paused || !strings.Contains(marker, `"class":"(paused)"`) {
+		t.Errorf("worker:<id> while paused = %q (%v)", marker, err)
+	}
 
 	d.signal(syscall.SIGCONT)
 	sigWaitFile(t, filepath.Join(m, "started-b"))

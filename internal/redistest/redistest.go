@@ -178,6 +178,11 @@ func (s *Server) Pool(tb testing.TB) *redis.Pool {
 		DialContext: func(ctx context.Context) (redis.Conn, error) {
 			return redis.DialContext(ctx, "tcp", s.Addr)
 		},
+		// Tests restart servers: never hand out a connection that died.
+		TestOnBorrow: func(c redis.Conn, _ time.Time) error {
+			_, err := c.Do("PING")
+			return err
+		},
 	}
 	tb.Cleanup(func() { p.Close() })
 	return p
