@@ -7,7 +7,7 @@ REDIS_URL ?= redis://127.0.0.1:6379/0
 QUEUES   ?= *
 HANDLERS ?= ./handlers
 
-.PHONY: build handlers run test check vet fmt bench redis clean
+.PHONY: build handlers run test check vet fmt bench redis clean faults fuzz
 
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/resqued
@@ -39,8 +39,26 @@ fmt:
 vet:
 	$(GO) vet ./...
 
+# faults runs the full fault-injection suite (make test runs a short form):
+# 2,000 jobs while the daemon is killed with -9, Redis is restarted, and
+# TERM and USR1 land at random moments; it prints the accounting table.
+faults:
+	FAULT_JOBS=$${FAULT_JOBS:-2000} FAULT_ROUNDS=$${FAULT_ROUNDS:-12} $(GO) test -race -count=1 -timeout=20m -v -run TestFaults ./faults/
+
 bench:
 	$(GO) test -run='^$$' -bench=. -benchtime=2000x ./...
 
 clean:
 	rm -rf bin
+
+# fuzz runs each native Go fuzz target for FUZZTIME. Seeds live in
+# pkg/*/testdata/fuzz/<Target>/; inputs that fail are written there too.
+# Go spends up to 60s minimizing each new interesting input by default,
+# which can use up a short run; FUZZMINIMIZETIME bounds that.
+FUZZTIME ?= 10s
+FUZZMINIMIZETIME ?= 2s
+
+fuzz:
+	$(GO) test -run='^$$' -fuzz='^FuzzDecode$$' -fuzztime=$(FUZZTIME) -fuzzminimizetime=$(FUZZMINIMIZETIME) ./pkg/queue/
+	$(GO) test -run='^$$' -fuzz='^FuzzEncodeRoundTrip$$' -fuzztime=$(FUZZTIME) -fuzzminimizetime=$(FUZZMINIMIZETIME) ./pkg/queue/
+	$(GO) test -run='^$$' -fuzz='^FuzzResolve$$' -fuzztime=$(FUZZTIME) -fuzzminimizetime=$(FUZZMINIMIZETIME) ./pkg/runner/

@@ -79,7 +79,8 @@ func Encode(class string, args json.RawMessage, id string) ([]byte, error) {
 	}
 	// Validate without decoding numbers: 1e700 is valid JSON, and an
 	// enqueuer's big numbers must reach the handler unchanged.
-	if t := bytes.TrimSpace(args); !json.Valid(t) || t[0] != '[' {
+	args = bytes.TrimSpace(args)
+	if !json.Valid(args) || args[0] != '[' {
 		return nil, errors.New("encode args: must be a JSON array")
 	}
 	p := struct {
