@@ -54,9 +54,10 @@ func (f *Fetcher) Close() error {
 type Reserved struct {
 	Queue   string
 	Payload []byte
-	// Record is the worker:<id> value that holds the job; FinishJob and
-	// Release only act while it is still there.
-	Record []byte
+	// Record is the SHA-1 (hex) of the worker:<id> value that holds the
+	// job; FinishJob and Release only act while that value is still
+	// there. A digest, so a large payload crosses the network once.
+	Record string
 	// Resumed is set when the job was already in worker:<id>: an earlier
 	// Reserve succeeded but its reply was lost (a connection dropped).
 	Resumed bool
@@ -75,13 +76,13 @@ type ReserveOptions struct {
 // reserveScript: KEYS[1] is worker:<id>, KEYS[2..] the queues in order.
 // ARGV[1] run_at, ARGV[2] the queue key prefix, ARGV[3] "1" to filter by
 // class, ARGV[4..] the classes. Returns {queue key, payload, resumed,
-// record} or false.
+// sha1 of the record} or false.
 var reserveScript = redis.NewScript(-1, `
 local cur = redis.call('GET', KEYS[1])
 if cur then
   local ok, rec = pcall(cjson.decode, cur)
   if not (ok and type(rec) == 'table' and rec['paused']) then
-    return {'', cur, 1, cur}
+    return {'', cur, 1, redis.sha1hex(cur)}
   end
 end
 local known = nil
@@ -109,7 +110,7 @@ for i = 2, #KEYS do
       local q = string.sub(k, string.len(ARGV[2]) + 1)
       local rec = '{"queue":' .. cjson.encode(q) .. ',"run_at":"' .. ARGV[1] .. '","payload":' .. embedded .. '}'
       redis.call('SET', KEYS[1], rec)
-      return {k, v, 0, rec}
+      return {k, v, 0, redis.sha1hex(rec)}
     end
   end
 end
@@ -152,15 +153,17 @@ func (f *Fetcher) Reserve(ctx context.Context, queues []string, opt ReserveOptio
 	if err != nil {
 		return nil, fmt.Errorf("reserve from %s: %w", strings.Join(queues, ","), err)
 	}
-	var key string
-	var payload, record []byte
-	var resumed int
-	if _, err := redis.Scan(reply, &key, &payload, &resumed, &record); err != nil {
-		return nil, fmt.Errorf("reserve from %s: reply: %w", strings.Join(queues, ","), err)
+	// Take the payload as redigo read it: no copy.
+	key, _ := reply[0].([]byte)
+	payload, _ := reply[1].([]byte)
+	resumed, _ := reply[2].(int64)
+	digest, _ := reply[3].([]byte)
+	if len(reply) != 4 || payload == nil || digest == nil {
+		return nil, fmt.Errorf("reserve from %s: unexpected reply", strings.Join(queues, ","))
 	}
-	r := &Reserved{Queue: strings.TrimPrefix(key, QueuePrefix(f.c.ns)), Payload: payload, Record: record}
+	r := &Reserved{Queue: strings.TrimPrefix(string(key), QueuePrefix(f.c.ns)), Payload: payload, Record: string(digest)}
 	if resumed == 1 {
-		w, err := ParseWorking(record)
+		w, err := ParseWorking(payload)
 		if err != nil {
 			return nil, fmt.Errorf("resume job of %s: %w", f.worker, err)
 		}

@@ -170,3 +170,21 @@ func TestWorkerID(t *testing.T) {
 		t.Error("empty queue part accepted")
 	}
 }
+
+// The hand-built encoding must be byte for byte what json.Marshal gives
+// for the struct, for payloads that are already compact.
+func TestFailure_EncodeMatchesMarshal(t *testing.T) {
+	for _, p := range []string{`{"class":"A","args":[1,"<b>"]}`, `not json`, ``} {
+		f := queue.NewFailure(time.Date(2026, 11, 27, 8, 50, 9, 0, time.UTC), []byte(p), "E", "msg \"quoted\" <x>", []string{"a", "b"}, "h:1:q", "q")
+		want, _ := json.Marshal(f)
+		got, err := queue.EncodeFailure(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// json.Marshal escapes <, > and & for HTML; the record does not.
+		want = bytes.ReplaceAll(bytes.ReplaceAll(want, []byte(`\u003c`), []byte("<")), []byte(`\u003e`), []byte(">"))
+		if !bytes.Equal(got, want) {
+			t.Errorf("payload %q:\n got %s\nwant %s", p, got, want)
+		}
+	}
+}

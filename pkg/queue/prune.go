@@ -126,7 +126,7 @@ func (c *Client) UnregisterDead(ctx context.Context, id string, o *Orphan) (bool
 		case o.Failure != nil:
 			mode = "fail"
 			var err error
-			if rec, err = marshal(o.Failure); err != nil {
+			if rec, err = o.Failure.encode(); err != nil {
 				return false, fmt.Errorf("unregister dead worker %s: %w", id, err)
 			}
 		case q != "":

@@ -148,6 +148,40 @@ type Failure struct {
 	RetriedAt string          `json:"retried_at,omitempty"`
 }
 
+// encode writes the record in Ruby's key order with the payload spliced in
+// as it is (NewFailure made it valid JSON), not re-encoded: a large
+// payload is copied once, not three times as json.Marshal would.
+func (f *Failure) encode() ([]byte, error) {
+	head, err := marshal(struct {
+		FailedAt string `json:"failed_at"`
+	}{f.FailedAt})
+	if err != nil {
+		return nil, err
+	}
+	tail, err := marshal(struct {
+		Exception string   `json:"exception"`
+		Error     string   `json:"error"`
+		Backtrace []string `json:"backtrace"`
+		Worker    string   `json:"worker"`
+		Queue     string   `json:"queue"`
+		RetriedAt string   `json:"retried_at,omitempty"`
+	}{f.Exception, f.Error, f.Backtrace, f.Worker, f.Queue, f.RetriedAt})
+	if err != nil {
+		return nil, err
+	}
+	payload := f.Payload
+	if len(payload) == 0 {
+		payload = json.RawMessage("null")
+	}
+	b := make([]byte, 0, len(head)+len(payload)+len(tail)+16)
+	b = append(b, head[:len(head)-1]...)
+	b = append(b, `,"payload":`...)
+	b = append(b, payload...)
+	b = append(b, ',')
+	b = append(b, tail[1:]...)
+	return b, nil
+}
+
 // NewFailure builds a failure record for payload (kept as read) at now.
 func NewFailure(now time.Time, payload []byte, exception, msg string, backtrace []string, worker, queue string) *Failure {
 	if backtrace == nil {
@@ -165,14 +199,15 @@ func NewFailure(now time.Time, payload []byte, exception, msg string, backtrace 
 }
 
 // finishScript records a job's outcome only while worker:<id> still
-// holds the job (ARGV[1]), so a retry after a lost reply never counts
+// holds the job (whose SHA-1 is ARGV[1]), so a retry after a lost reply never counts
 // twice. KEYS: worker:<id>, failed, stat:failed, stat:failed:<id>,
 // stat:processed, stat:processed:<id>, and the job's status key. ARGV[2]
 // is the failure record, or empty for success; ARGV[3..5] the status
 // code, time and TTL; ARGV[6] "1" when the job has an id to track. The order is Ruby Resque's; the php-resque status
 // (if the job is tracked) changes in the same step.
 var finishScript = redis.NewScript(7, status.UpdateLua+`
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+local cur = redis.call('GET', KEYS[1])
+if not cur or redis.sha1hex(cur) ~= ARGV[1] then return 0 end
 if ARGV[2] ~= '' then
   redis.call('RPUSH', KEYS[2], ARGV[2])
   redis.call('INCRBY', KEYS[3], 1)
@@ -192,12 +227,12 @@ return 1
 // failed. All in one atomic step, and only if worker:<id> still holds
 // record; it reports whether it did (false: already recorded, or taken
 // over by pruning).
-func (c *Client) FinishJob(ctx context.Context, id string, record []byte, jobID string, f *Failure) (bool, error) {
+func (c *Client) FinishJob(ctx context.Context, id string, record string, jobID string, f *Failure) (bool, error) {
 	var rec []byte
 	code := status.Complete
 	if f != nil {
 		var err error
-		if rec, err = marshal(f); err != nil {
+		if rec, err = f.encode(); err != nil {
 			return false, fmt.Errorf("finish job on %s: %w", id, err)
 		}
 		code = status.Failed
@@ -221,10 +256,11 @@ func (c *Client) FinishJob(ctx context.Context, id string, record []byte, jobID 
 	return n == 1, nil
 }
 
-// releaseScript puts the job held in worker:<id> (ARGV[1]) back at the
+// releaseScript puts the job held in worker:<id> (SHA-1 ARGV[1]) back at the
 // head of its queue (KEYS[2]) as ARGV[2], only while it is still there.
 var releaseScript = redis.NewScript(2, `
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+local cur = redis.call('GET', KEYS[1])
+if not cur or redis.sha1hex(cur) ~= ARGV[1] then return 0 end
 redis.call('LPUSH', KEYS[2], ARGV[2])
 redis.call('DEL', KEYS[1])
 return 1

@@ -252,8 +252,12 @@ func (w *Worker) Run(ctx context.Context) error {
 		}
 		// A previous process with our id (same host and pid) may have
 		// left a job in worker:<id>: recover it before we reuse the key.
-		if _, err := w.pruner.PruneOne(ctx, w.id, false); err != nil {
+		if raw, err := w.cfg.Queue.InFlight(ctx, w.id); err != nil {
 			return err
+		} else if raw != nil {
+			if _, err := w.pruner.PruneOne(ctx, w.id, false); err != nil {
+				return err
+			}
 		}
 		w.prune(ctx)
 		return w.cfg.Queue.RegisterWorker(ctx, w.id, time.Now())
