@@ -163,6 +163,9 @@ func workerConfig(c *cli.Context) (worker.Config, error) {
 	if termTimeout == 0 {
 		termTimeout = time.Nanosecond // zero means the 4s default; the user asked for none
 	}
+	if o := c.String("on-orphan"); o != "requeue" && o != "fail" {
+		return worker.Config{}, &usageError{msg: fmt.Sprintf("--on-orphan %q: want requeue or fail", o), hint: "--on-orphan requeue"}
+	}
 	if c.Int("count") < 1 {
 		return worker.Config{}, &usageError{msg: fmt.Sprintf("--count %d: want at least 1", c.Int("count")), hint: "COUNT=4 resqued ..."}
 	}

@@ -28,6 +28,9 @@ type Fetcher struct {
 	// peek connections, one per queue, for Wait.
 	peeks    map[string]*peekConn
 	noBLMOVE bool
+	// skipped are the queues the last Reserve passed over because their
+	// head job had a class it was not to take (ReserveOptions.Classes).
+	skipped map[string]bool
 }
 
 type peekConn struct {
@@ -76,7 +79,8 @@ type ReserveOptions struct {
 // reserveScript: KEYS[1] is worker:<id>, KEYS[2..] the queues in order.
 // ARGV[1] run_at, ARGV[2] the queue key prefix, ARGV[3] "1" to filter by
 // class, ARGV[4..] the classes. Returns {queue key, payload, resumed,
-// sha1 of the record} or false.
+// sha1 of the record}, or {"skipped", queue keys whose head job has
+// another class...}, or false.
 var reserveScript = redis.NewScript(-1, `
 local cur = redis.call('GET', KEYS[1])
 if cur then
@@ -86,6 +90,7 @@ if cur then
   end
 end
 local known = nil
+local skipped = {'skipped'}
 if ARGV[3] == '1' then
   known = {}
   for i = 4, #ARGV do known[ARGV[i]] = true end
@@ -99,6 +104,7 @@ for i = 2, #KEYS do
     if head then
       local ok, p = pcall(cjson.decode, head)
       take = ok and type(p) == 'table' and type(p['class']) == 'string' and known[p['class']] == true
+      if not take then table.insert(skipped, k) end
     end
   end
   if take then
@@ -114,6 +120,7 @@ for i = 2, #KEYS do
     end
   end
 end
+if #skipped > 1 then return skipped end
 return false
 `)
 
@@ -121,6 +128,7 @@ return false
 // given, into worker:<id>. It returns ErrNoJob when no queue had one; it
 // never blocks (see Wait).
 func (f *Fetcher) Reserve(ctx context.Context, queues []string, opt ReserveOptions) (*Reserved, error) {
+	f.skipped = nil
 	if len(queues) == 0 {
 		return nil, ErrNoJob
 	}
@@ -152,6 +160,16 @@ func (f *Fetcher) Reserve(ctx context.Context, queues []string, opt ReserveOptio
 	}
 	if err != nil {
 		return nil, fmt.Errorf("reserve from %s: %w", strings.Join(queues, ","), err)
+	}
+	if len(reply) > 0 {
+		if tag, _ := reply[0].([]byte); string(tag) == "skipped" {
+			f.skipped = map[string]bool{}
+			for _, k := range reply[1:] {
+				key, _ := k.([]byte)
+				f.skipped[strings.TrimPrefix(string(key), QueuePrefix(f.c.ns))] = true
+			}
+			return nil, ErrNoJob
+		}
 	}
 	// Take the payload as redigo read it: no copy.
 	key, _ := reply[0].([]byte)
@@ -193,7 +211,19 @@ func (f *Fetcher) Wait(ctx context.Context, queues []string, timeout time.Durati
 	if timeout <= 0 || len(queues) == 0 || ctx.Err() != nil {
 		return nil
 	}
-	if f.noBLMOVE {
+	// A queue held up by another class's job is non-empty, so a peek
+	// would return at once: watch only the others, and look again within
+	// a second for the head job to be taken by its owner.
+	if len(f.skipped) > 0 {
+		var rest []string
+		for _, q := range queues {
+			if !f.skipped[q] {
+				rest = append(rest, q)
+			}
+		}
+		queues, timeout = rest, min(timeout, time.Second)
+	}
+	if f.noBLMOVE || len(queues) == 0 {
 		sleepCtx(ctx, min(timeout, time.Second))
 		return nil
 	}

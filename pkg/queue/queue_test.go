@@ -285,3 +285,30 @@ func TestClient_WorkerLifecycle(t *testing.T) {
 		}
 	}
 }
+
+// A queue held up by another class's job must not turn Wait into a busy
+// loop: Wait then watches only the other queues, for at most a second.
+func TestFetcher_WaitSkipsForeignHeads(t *testing.T) {
+	ctx := context.Background()
+	_, c, _ := newClient(t)
+	_ = c.Enqueue(ctx, "mixed", []byte(`{"class":"RubyOnly","args":[]}`), queue.EnqueueOptions{})
+	f := c.Fetcher("h:1:mixed")
+	defer f.Close()
+	opt := queue.ReserveOptions{Classes: []string{"Mine"}}
+	if _, err := f.Reserve(ctx, []string{"mixed"}, opt); !errors.Is(err, queue.ErrNoJob) {
+		t.Fatalf("err = %v", err)
+	}
+	// Count the rounds a second allows; a busy loop would do thousands.
+	rounds := 0
+	for end := time.Now().Add(time.Second); time.Now().Before(end); rounds++ {
+		if err := f.Wait(ctx, []string{"mixed"}, 5*time.Second); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := f.Reserve(ctx, []string{"mixed"}, opt); !errors.Is(err, queue.ErrNoJob) {
+			t.Fatalf("err = %v", err)
+		}
+	}
+	if rounds > 3 {
+		t.Errorf("%d wait rounds in a second: Wait returns at once on a queue held by another class", rounds)
+	}
+}

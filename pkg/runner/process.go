@@ -400,7 +400,7 @@ func startRetryingBusy(cmd *exec.Cmd) error {
 	delay := time.Millisecond
 	for {
 		err := cmd.Start()
-		if err == nil || !errors.Is(err, syscall.ETXTBSY) || delay > 256*time.Millisecond {
+		if err == nil || !errors.Is(err, syscall.ETXTBSY) || delay > 512*time.Millisecond {
 			return err
 		}
 		time.Sleep(delay)

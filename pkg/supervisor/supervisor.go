@@ -144,6 +144,15 @@ func (s *Supervisor) Run(ctx context.Context) error {
 			alive--
 			continue
 		}
+		var ee *exec.ExitError
+		if errors.As(e.err, &ee) && ee.ExitCode() == 2 {
+			// Status 2 is a usage error: a replacement would fail the
+			// same way, forever.
+			log.Error("worker refused its configuration; shutting down", "status", describe(e.err))
+			s.Signal(syscall.SIGQUIT)
+			alive--
+			continue
+		}
 		if stopping {
 			log.Warn("worker died while shutting down", "status", describe(e.err))
 		} else {

@@ -162,16 +162,12 @@ func (p *Pruner) PruneOne(ctx context.Context, id string, expired bool) (bool, e
 			}
 			exc, msg := ExcDirtyExit, "Job still being processed"
 			if expired {
-				class := "an unknown job"
+				class := "<Unknown Job>"
 				if j, err := queue.Decode(q, payload); err == nil {
 					class = j.Class
 				}
-				hostPID := id
-				if host, pid, _, err := queue.ParseWorkerID(id); err == nil {
-					hostPID = fmt.Sprintf("%s:%d", host, pid)
-				}
 				exc = ExcPrunedDirtyExit
-				msg = fmt.Sprintf("Worker %s did not gracefully exit while processing %s", hostPID, class)
+				msg = fmt.Sprintf("Worker %s did not gracefully exit while processing %s", id, class)
 			}
 			o.Failure = queue.NewFailure(time.Now(), payload, exc, msg, nil, id, q)
 			outcome = "job failed"
