@@ -180,7 +180,7 @@ func TestDaemon_TrackedStatus(t *testing.T) {
 
 	stat := func(tok string) string {
 		out, _, _ := cli(t, srv, "status", tok)
-		return out
+		return strings.SplitN(out, "\n", 2)[0] // the state; detail lines follow
 	}
 	okTok, stderr, code := cli(t, srv, "enqueue", "--queue", "tracked", "--track", "Hold", "0")
 	if code != 0 {

@@ -23,7 +23,7 @@ func main() {
 		Version:        Version,
 		Flags:          runFlags(),
 		Action:         runAction,
-		Commands:       []*cli.Command{enqueueCommand(), statusCommand()},
+		Commands:       []*cli.Command{enqueueCommand(), statusCommand(), tryCommand(), handlersCommand()},
 		ExitErrHandler: func(*cli.Context, error) {},
 	}
 	os.Exit(exitCode(app.RunContext(context.Background(), os.Args)))
@@ -39,7 +39,9 @@ func exitCode(err error) int {
 	if err == nil {
 		return 0
 	}
-	fmt.Fprintf(os.Stderr, "resqued: %v\n", err)
+	if msg := err.Error(); msg != "" { // cli.Exit("", code) has said all already
+		fmt.Fprintf(os.Stderr, "resqued: %s\n", msg)
+	}
 	var ue *usageError
 	if errors.As(err, &ue) {
 		if ue.hint != "" {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 
@@ -36,15 +37,31 @@ func statusAction(c *cli.Context) error {
 	if c.Bool("stop") {
 		return notTracked(t.Stop(c.Context, token))
 	}
-	s, err := t.Get(c.Context, token)
+	s, err := t.GetFull(c.Context, token)
 	if err != nil {
 		return notTracked(err)
 	}
 	if c.Bool("json") {
-		fmt.Fprintf(c.App.Writer, "{\"token\":%q,\"status\":%q,\"updated\":%d,\"started\":%d}\n", token, s.Code, s.Updated, s.Started)
+		b, _ := json.Marshal(struct {
+			Token string `json:"token"`
+			State string `json:"status"` // the name, over php-resque's number
+			status.Status
+			status.Detail
+		}{token, s.Code.String(), s.Status, s.Detail})
+		fmt.Fprintln(c.App.Writer, string(b))
 		return nil
 	}
+	// The first line is the state alone, for scripts; detail follows.
 	fmt.Fprintln(c.App.Writer, s.Code)
+	if s.Progress != nil && !s.Code.Final() {
+		fmt.Fprintf(c.App.Writer, "progress: %.0f%% %s\n", *s.Progress*100, s.Message)
+	}
+	if s.Code == status.Failed && s.Error != "" {
+		fmt.Fprintf(c.App.Writer, "error: %s\n", s.Error)
+	}
+	if s.Result != nil && s.Code == status.Complete {
+		fmt.Fprintf(c.App.Writer, "result: %s\n", s.Result)
+	}
 	return nil
 }
 

@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -28,12 +30,20 @@ type Job struct {
 	// Logger is the per-job logger (already .With(job fields)); nil means
 	// the runner's logger.
 	Logger hclog.Logger
+	// Stdout and Stderr, when set, receive the handler's output lines as
+	// they are instead of the logger (resqued try).
+	Stdout, Stderr io.Writer
+	// OnProgress, when set, receives each {"progress": ...} line the
+	// handler writes on its result descriptor, as it arrives.
+	OnProgress func(Progress)
 }
 
 // Result describes a handler process that ran.
 type Result struct {
 	Duration   time.Duration
 	StderrTail []string // last lines of stderr (bounded by StderrTail bytes), oldest first, without trailing newlines
+	// Report is what the handler wrote on its result descriptor.
+	Report Report
 }
 
 // stopReason records why a handler was asked to stop; the first reason wins.
@@ -59,8 +69,11 @@ type Process struct {
 	stdin  *os.File // write end of the handler's stdin
 	stdout *os.File // read end of the handler's stdout
 	stderr *os.File // read end of the handler's stderr
-	tail   *tailBuffer
-	ioDone chan struct{} // closed when stdin, stdout and stderr are done
+	// results is the read end of the handler's result descriptor.
+	results *os.File
+	report  *reportReader
+	tail    *tailBuffer
+	ioDone  chan struct{} // closed when stdin, stdout and stderr are done
 
 	timeoutTimer *time.Timer // nil without timeout
 	stopCtx      func() bool
@@ -108,7 +121,7 @@ func (r *Runner) Start(ctx context.Context, job Job) (*Process, error) {
 		args = []byte("[]")
 	}
 
-	var pipes [3][2]*os.File // stdin, stdout, stderr; [read, write]
+	var pipes [4][2]*os.File // stdin, stdout, stderr, result fd; [read, write]
 	closeAll := func() {
 		for _, p := range pipes {
 			for _, f := range p {
@@ -133,6 +146,7 @@ func (r *Runner) Start(ctx context.Context, job Job) (*Process, error) {
 	cmd.Stdin = pipes[0][0]
 	cmd.Stdout = pipes[1][1]
 	cmd.Stderr = pipes[2][1]
+	cmd.ExtraFiles = []*os.File{pipes[3][1]} // fd 3: ResultFD
 	cmd.SysProcAttr = sysProcAttr()
 	if err := startRetryingBusy(cmd); err != nil {
 		closeAll()
@@ -143,6 +157,7 @@ func (r *Runner) Start(ctx context.Context, job Job) (*Process, error) {
 	pipes[0][0].Close()
 	pipes[1][1].Close()
 	pipes[2][1].Close()
+	pipes[3][1].Close()
 
 	p := &Process{
 		class:       job.Class,
@@ -156,6 +171,8 @@ func (r *Runner) Start(ctx context.Context, job Job) (*Process, error) {
 		stdin:       pipes[0][1],
 		stdout:      pipes[1][0],
 		stderr:      pipes[2][0],
+		results:     pipes[3][0],
+		report:      &reportReader{onProgress: job.OnProgress, logger: logger},
 		tail:        newTailBuffer(r.stderrTail),
 		ioDone:      make(chan struct{}),
 		done:        make(chan struct{}),
@@ -163,10 +180,17 @@ func (r *Runner) Start(ctx context.Context, job Job) (*Process, error) {
 	logger.Debug("handler started", "path", path, "pid", p.pid)
 
 	var wg sync.WaitGroup
-	wg.Add(3)
+	wg.Add(4)
 	go p.writeStdin(args, &wg)
-	go p.forward(p.stdout, "stdout", nil, r.maxLine, &wg)
-	go p.forward(p.stderr, "stderr", p.tail, r.maxLine, &wg)
+	go func() {
+		defer wg.Done()
+		defer p.results.Close()
+		if err := p.report.read(p.results); err != nil && !errors.Is(err, os.ErrClosed) {
+			p.logger.Debug("read result fd", "error", err)
+		}
+	}()
+	go p.forward(p.stdout, "stdout", nil, job.Stdout, r.maxLine, &wg)
+	go p.forward(p.stderr, "stderr", p.tail, job.Stderr, r.maxLine, &wg)
 	go func() {
 		wg.Wait()
 		close(p.ioDone)
@@ -191,7 +215,7 @@ func (r *Runner) environ(job Job) []string {
 		name, _, _ := strings.Cut(kv, "=")
 		switch name {
 		case "RESQUE_CLASS", "RESQUE_QUEUE", "RESQUE_JOB_ID", "RESQUE_WORKER",
-			"RESQUED_PROTOCOL", "RESQUED_HANDLERS_DIR", "PWD":
+			"RESQUED_PROTOCOL", "RESQUED_HANDLERS_DIR", "RESQUE_RESULT_FD", "PWD":
 			continue
 		}
 		env = append(env, kv)
@@ -203,6 +227,7 @@ func (r *Runner) environ(job Job) []string {
 		"RESQUE_WORKER="+job.Worker,
 		"RESQUED_PROTOCOL="+ProtocolVersion,
 		"RESQUED_HANDLERS_DIR="+r.dir,
+		"RESQUE_RESULT_FD="+strconv.Itoa(ResultFD),
 		"PWD="+r.dir,
 	)
 }
@@ -311,7 +336,7 @@ func (p *Process) supervise() {
 	}
 	p.drain()
 
-	p.result = &Result{Duration: duration, StderrTail: p.tail.snapshot()}
+	p.result = &Result{Duration: duration, StderrTail: p.tail.snapshot(), Report: p.report.get()}
 	state := p.cmd.ProcessState
 	if state == nil {
 		p.err = fmt.Errorf("wait handler %s: %w", p.path, waitErr)
@@ -362,6 +387,7 @@ func (p *Process) drain() {
 		p.stdin.Close()
 		p.stdout.Close()
 		p.stderr.Close()
+		p.results.Close()
 		<-p.ioDone
 	}
 }
@@ -378,12 +404,19 @@ func (p *Process) writeStdin(args []byte, wg *sync.WaitGroup) {
 }
 
 // forward logs the lines read from f and records them in tail (if not nil).
-func (p *Process) forward(f *os.File, stream string, tail *tailBuffer, maxLine int, wg *sync.WaitGroup) {
+func (p *Process) forward(f *os.File, stream string, tail *tailBuffer, to io.Writer, maxLine int, wg *sync.WaitGroup) {
 	defer wg.Done()
 	defer f.Close()
 	err := splitLines(f, maxLine, func(line []byte, whole bool) {
 		if tail != nil {
 			tail.add(line)
+		}
+		if to != nil {
+			_, _ = to.Write(line)
+			if whole {
+				_, _ = to.Write([]byte{'\n'})
+			}
+			return
 		}
 		logLine(p.logger, stream, line, whole)
 	})

@@ -100,3 +100,32 @@ func TestCode_String(t *testing.T) {
 		}
 	}
 }
+
+func TestTracker_Annotate(t *testing.T) {
+	ctx := context.Background()
+	srv := redistest.Start(t)
+	tr := status.New(srv.Pool(t), "resque")
+	key := status.Key("resque", "tok")
+	srv.Do(t, "SET", key, `{"status":2,"updated":1795772481,"started":1795772480,"php":"kept"}`, "EX", 500)
+	p := 0.5
+	if ok, err := tr.Annotate(ctx, "tok", status.Detail{Progress: &p, Message: "half"}); !ok || err != nil {
+		t.Fatalf("Annotate = %v %v", ok, err)
+	}
+	if ok, err := tr.Annotate(ctx, "tok", status.Detail{Result: []byte(`{"n":[1,2]}`)}); !ok || err != nil {
+		t.Fatalf("Annotate = %v %v", ok, err)
+	}
+	got, _ := redis.String(srv.Do(t, "GET", key), nil)
+	if want := `{"status":2,"updated":1795772481,"started":1795772480,"message":"half","php":"kept","progress":0.5,"result":{"n":[1,2]}}`; got != want {
+		t.Errorf("got  %s\nwant %s", got, want)
+	}
+	if ttl, _ := redis.Int(srv.Do(t, "TTL", key), nil); ttl < 490 {
+		t.Errorf("ttl = %d: Annotate must keep the expiry", ttl)
+	}
+	f, err := tr.GetFull(ctx, "tok")
+	if err != nil || f.Code != status.Running || *f.Progress != 0.5 || f.Message != "half" || string(f.Result) != `{"n":[1,2]}` {
+		t.Errorf("GetFull = %+v %v", f, err)
+	}
+	if ok, _ := tr.Annotate(ctx, "untracked", status.Detail{Message: "x"}); ok {
+		t.Error("annotated an untracked job")
+	}
+}

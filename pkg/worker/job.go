@@ -62,6 +62,10 @@ func (w *Worker) process(r *queue.Reserved) {
 	dur := time.Since(start)
 	if runErr == nil {
 		log.Info("job done", "outcome", "ok", "duration", dur)
+		if res.Report.Result != nil {
+			// Before the outcome, so whoever sees "complete" sees the result.
+			w.annotate(log, job, status.Detail{Result: res.Report.Result})
+		}
 		w.finish(job, r, nil)
 		return
 	}
@@ -73,19 +77,34 @@ func (w *Worker) process(r *queue.Reserved) {
 		msg += " (" + why + ")"
 	}
 	log.Warn("job failed", "outcome", exc, "error", msg, "duration", dur)
+	w.annotate(log, job, status.Detail{Error: exc + ": " + msg})
 	w.finish(job, r, queue.NewFailure(time.Now(), payload, exc, msg, backtrace, w.id, q))
+}
+
+// annotate adds d to a tracked job's status; a failure only costs the
+// detail, never the outcome.
+func (w *Worker) annotate(log hclog.Logger, job *queue.Job, d status.Detail) {
+	if job.ID == "" {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := w.cfg.Status.Annotate(ctx, job.ID, d); err != nil {
+		log.Warn("record result detail in status", "error", err)
+	}
 }
 
 // run starts the job's handler and waits for it, keeping it reachable
 // for Terminate, Force and KillJob meanwhile.
 func (w *Worker) run(log hclog.Logger, job *queue.Job) (*runner.Result, error) {
 	p, err := w.cfg.Runner.Start(context.Background(), runner.Job{
-		Class:  job.Class,
-		Queue:  job.Queue,
-		ID:     job.ID,
-		Worker: w.id,
-		Args:   job.Args,
-		Logger: log.Named("handler"),
+		Class:      job.Class,
+		Queue:      job.Queue,
+		ID:         job.ID,
+		Worker:     w.id,
+		Args:       job.Args,
+		Logger:     log.Named("handler"),
+		OnProgress: w.progress(log, job),
 	})
 	if err != nil {
 		return nil, err
@@ -108,8 +127,31 @@ func (w *Worker) run(log hclog.Logger, job *queue.Job) (*runner.Result, error) {
 	return res, err
 }
 
+// progress returns the OnProgress hook for job: for a tracked job, each
+// report goes into its status, at most every 100 ms (the last one of a
+// burst, and 100%, always land).
+func (w *Worker) progress(log hclog.Logger, job *queue.Job) func(runner.Progress) {
+	if job.ID == "" {
+		return nil
+	}
+	var last time.Time
+	return func(p runner.Progress) {
+		if time.Since(last) < 100*time.Millisecond && p.Progress < 1 {
+			return
+		}
+		last = time.Now()
+		v := p.Progress
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if _, err := w.cfg.Status.Annotate(ctx, job.ID, status.Detail{Progress: &v, Message: p.Message}); err != nil {
+			log.Warn("record progress", "error", err)
+		}
+	}
+}
+
 // describe turns a run error into a failure record's exception, error
-// and backtrace (the handler's stderr tail).
+// and backtrace (the handler's stderr tail). A handler that exited
+// nonzero on its own may have said better on its result descriptor.
 func describe(err error, res *runner.Result) (exc, msg string, backtrace []string) {
 	var ee *runner.ExitError
 	switch {
@@ -122,7 +164,19 @@ func describe(err error, res *runner.Result) (exc, msg string, backtrace []strin
 		default:
 			exc = ExcHandlerFailed
 		}
-		return exc, ee.Error(), ee.StderrTail
+		msg, backtrace = ee.Error(), ee.StderrTail
+		if d := res.Report.Failure; d != nil && exc == ExcHandlerFailed && !ee.Stopped {
+			if d.Exception != "" {
+				exc = d.Exception
+			}
+			if d.Error != "" {
+				msg = d.Error
+			}
+			if d.Backtrace != nil {
+				backtrace = d.Backtrace
+			}
+		}
+		return exc, msg, backtrace
 	case errors.Is(err, runner.ErrInvalidClass):
 		exc = ExcInvalidClass
 	case errors.Is(err, runner.ErrNoHandler), errors.Is(err, runner.ErrAmbiguous), errors.Is(err, runner.ErrNotExecutable):

@@ -1,0 +1,99 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/urfave/cli/v2"
+
+	"github.com/resqued/resqued/pkg/queue"
+	"github.com/resqued/resqued/pkg/runner"
+)
+
+func tryCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "try",
+		Usage:     "run one job's handler exactly as the daemon would, without Redis",
+		ArgsUsage: "CLASS [ARG...]",
+		Description: "Looks the handler up, feeds it the args on stdin with the daemon's environment and working\n" +
+			"directory, streams its output, and prints the outcome, its result (fd 3) and duration.\n" +
+			"The exit status is the handler's (128+N when killed by signal N).",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "handlers", EnvVars: []string{"RESQUED_HANDLERS"}, Value: "./handlers", Usage: "`DIR` holding one executable per job class"},
+			&cli.StringFlag{Name: "args", Usage: "the whole args `JSON` array"},
+			&cli.StringFlag{Name: "queue", Aliases: []string{"q"}, Value: "default", Usage: "queue name the handler sees in RESQUE_QUEUE"},
+			&cli.StringFlag{Name: "timeout", EnvVars: []string{"RESQUED_TIMEOUT"}, Value: "0", Usage: "seconds before the handler is stopped; 0 means no limit"},
+			&cli.StringFlag{Name: "term-timeout", EnvVars: []string{"RESQUE_TERM_TIMEOUT"}, Value: "4", Usage: "seconds between SIGTERM and SIGKILL"},
+			&cli.BoolFlag{Name: "follow-symlinks", EnvVars: []string{"RESQUED_FOLLOW_SYMLINKS"}, Usage: "allow handler symlinks that point outside the handlers directory"},
+		},
+		Action: tryAction,
+	}
+}
+
+func tryAction(c *cli.Context) error {
+	class := c.Args().First()
+	if err := runner.ValidateClass(class); err != nil {
+		return &usageError{msg: fmt.Sprintf("try: class %q: %v", class, err), hint: "resqued try Echo hello"}
+	}
+	args, err := buildArgs(c.String("args"), c.Args().Tail())
+	if err != nil {
+		return &usageError{msg: "try: " + err.Error(), hint: `resqued try MyJob --args '[1, "two"]'`}
+	}
+	timeout, err1 := parseSeconds(c.String("timeout"))
+	term, err2 := parseSeconds(c.String("term-timeout"))
+	if err := errors.Join(err1, err2); err != nil {
+		return &usageError{msg: "try: " + err.Error(), hint: "--timeout 30"}
+	}
+	log := hclog.New(&hclog.LoggerOptions{Name: "resqued", Level: hclog.Warn, Output: os.Stderr})
+	r, err := runner.New(runner.Config{Dir: c.String("handlers"), Logger: log, Timeout: timeout,
+		TermTimeout: max(term, time.Nanosecond), FollowSymlinks: c.Bool("follow-symlinks")})
+	if err != nil {
+		return &usageError{msg: "try: " + err.Error(), hint: "resqued try --handlers ./handlers " + class}
+	}
+	// Ctrl-C stops the handler the way a worker shutdown would.
+	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	res, err := r.Run(ctx, runner.Job{
+		Class: class, Queue: c.String("queue"), ID: queue.NewID(), Worker: queue.WorkerID(queue.Hostname(), os.Getpid(), []string{"try"}),
+		Args: args, Logger: log, Stdout: os.Stdout, Stderr: os.Stderr,
+		OnProgress: func(p runner.Progress) { fmt.Fprintf(os.Stderr, "progress: %.0f%% %s\n", p.Progress*100, p.Message) },
+	})
+	return tryOutcome(class, res, err)
+}
+
+// tryOutcome prints what the daemon would record and picks the exit status.
+func tryOutcome(class string, res *runner.Result, err error) error {
+	if res != nil && res.Report.Result != nil {
+		fmt.Printf("result: %s\n", res.Report.Result)
+	}
+	var ee *runner.ExitError
+	switch {
+	case err == nil:
+		fmt.Fprintf(os.Stderr, "ok: %s in %s\n", class, res.Duration.Round(time.Millisecond))
+		return nil
+	case errors.As(err, &ee):
+		fmt.Fprintf(os.Stderr, "failed: %s (after %s)\n", ee.Error(), ee.Duration.Round(time.Millisecond))
+		if d := res.Report.Failure; d != nil && ee.Signal == 0 && !ee.TimedOut {
+			fmt.Fprintf(os.Stderr, "  exception: %s\n  error: %s\n", d.Exception, d.Error)
+			for _, l := range d.Backtrace {
+				fmt.Fprintf(os.Stderr, "  | %s\n", l)
+			}
+		}
+		code := ee.Code
+		if ee.Signal != 0 {
+			code = 128 + int(ee.Signal)
+		}
+		return cli.Exit("", code)
+	case errors.Is(err, context.Canceled):
+		return cli.Exit("try: interrupted before the handler started", 130)
+	}
+	// The handler could not be found or started: what the daemon would
+	// record as NoHandler, InvalidClass or StartFailed.
+	return cli.Exit("failed: "+err.Error(), 127)
+}
