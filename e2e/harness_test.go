@@ -5,7 +5,6 @@ package e2e
 import (
 	"bytes"
 	"context"
-	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -25,19 +24,7 @@ import (
 var resqued string
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "resqued-e2e-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	resqued, err = redistest.Build("github.com/resqued/resqued/cmd/resqued", dir)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
+	os.Exit(redistest.RunWithBinary(m, "github.com/resqued/resqued/cmd/resqued", &resqued))
 }
 
 const ns = "resque"

@@ -76,23 +76,6 @@ func hosSleeping(pid int) bool {
 	return true
 }
 
-// hosVmHWM reads the peak RSS (KiB) of pid from /proc.
-func hosVmHWM(t *testing.T, pid int) int {
-	t.Helper()
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
-	if err != nil {
-		t.Skipf("no /proc: %v", err)
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if f := strings.Fields(line); len(f) >= 2 && f[0] == "VmHWM:" {
-			n, _ := strconv.Atoi(f[1])
-			return n
-		}
-	}
-	t.Fatal("no VmHWM in /proc status")
-	return 0
-}
-
 var hosGCLine = regexp.MustCompile(`(?m)^gc \d+ @.* (\d+)->(\d+)->(\d+) MB`)
 
 // hosGCPeak returns the largest heap at the start of a collection and the
@@ -241,7 +224,7 @@ func TestHostile_HugePayload(t *testing.T) {
 		t.Errorf("Reader read %s bytes of stdin, want %d", got, len(arg))
 	}
 
-	hwm := hosVmHWM(t, d.cmd.Process.Pid)
+	hwm := peakRSS(t, d.cmd.Process.Pid)
 	heap, live := hosGCPeak(d.out.String())
 	t.Logf("daemon after a 50 MB and three 10 MB payloads: peak RSS %d MiB; Go heap at most %d MB at a GC start, %d MB live after one",
 		hwm>>10, heap, live)

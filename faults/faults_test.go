@@ -36,19 +36,7 @@ const ns = "resque"
 var resqued string
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "resqued-faults-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	resqued, err = redistest.Build("github.com/resqued/resqued/cmd/resqued", dir)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
+	os.Exit(redistest.RunWithBinary(m, "github.com/resqued/resqued/cmd/resqued", &resqued))
 }
 
 func envInt(name string, def int) int {

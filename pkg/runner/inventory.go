@@ -49,13 +49,7 @@ func (r *Runner) Inventory() ([]Entry, error) {
 		if d.IsDir() {
 			return nil
 		}
-		segs := strings.Split(filepath.ToSlash(rel), "/")
-		last := segs[len(segs)-1]
-		if i := strings.IndexByte(last, '.'); i > 0 {
-			last = last[:i]
-		}
-		segs[len(segs)-1] = last
-		class := strings.Join(segs, "::")
+		class := classOf(rel)
 		e := Entry{Class: class, Path: rel}
 		if err := ValidateClass(class); err != nil {
 			e.Class, e.Problem = "", "no class can name this file: "+err.Error()
@@ -89,4 +83,16 @@ func problem(err error) string {
 		}
 	}
 	return msg
+}
+
+// classOf is the class a file answers to: its path relative to the
+// handlers directory, "/" as "::", without the extension.
+func classOf(rel string) string {
+	segs := strings.Split(filepath.ToSlash(rel), "/")
+	last := segs[len(segs)-1]
+	if i := strings.IndexByte(last, '.'); i > 0 {
+		last = last[:i]
+	}
+	segs[len(segs)-1] = last
+	return strings.Join(segs, "::")
 }
