@@ -128,8 +128,8 @@ func TestTopLevelEntries(t *testing.T) {
 	}
 	for _, e := range entries {
 		name := e.Name()
-		if e.IsDir() || strings.HasPrefix(name, ".") || name == "Checksum" {
-			continue // directories, .gitignore, the built Go handler
+		if e.IsDir() || strings.HasPrefix(name, ".") || name == "Checksum" || name == "Primes" {
+			continue // directories, .gitignore, .src, the built Go handlers
 		}
 		fi, err := e.Info()
 		if err != nil {
@@ -154,16 +154,32 @@ func TestTopLevelEntries(t *testing.T) {
 		"Fail":             "Fail.sh",
 		"Sleep":            "Sleep.sh",
 		"Mailers::Welcome": filepath.Join("Mailers", "Welcome.sh"),
+		"Slugify":          "Slugify.sh",
+		"Stats":            "Stats.py",
+		"Wordfreq":         "Wordfreq.js",
+		"Roman":            "Roman.rb",
+		"Invoice":          "Invoice.php",
 	} {
 		got, err := r.Resolve(class)
 		if want := filepath.Join(r.Dir(), file); err != nil || got != want {
 			t.Errorf("Resolve(%q) = %q, %v; want %q", class, got, err, want)
 		}
 	}
-	// Directories are not handlers.
-	for _, class := range []string{"src", "src::checksum", "Mailers"} {
-		if _, err := r.Resolve(class); !errors.Is(err, runner.ErrNotExecutable) {
-			t.Errorf("Resolve(%q) error = %v, want ErrNotExecutable", class, err)
+	// Directories are not handlers, and .src (the Go sources) is no class.
+	if _, err := r.Resolve("Mailers"); !errors.Is(err, runner.ErrNotExecutable) {
+		t.Errorf("Resolve(Mailers) error = %v, want ErrNotExecutable", err)
+	}
+	if _, err := r.Resolve(".src"); !errors.Is(err, runner.ErrInvalidClass) {
+		t.Errorf("Resolve(.src) error = %v, want ErrInvalidClass", err)
+	}
+	// What `resqued handlers` checks before a deploy: nothing here is wrong.
+	inv, err := r.Inventory()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range inv {
+		if e.Problem != "" {
+			t.Errorf("handlers/%s: %s", e.Path, e.Problem)
 		}
 	}
 }
@@ -334,10 +350,10 @@ func buildChecksum(t *testing.T) string {
 		t.Skip("go command not found; skipping the Go handler example")
 	}
 	dir := t.TempDir()
-	cmd := exec.Command(gobin, "build", "-o", filepath.Join(dir, "Checksum"), "./handlers/src/checksum")
+	cmd := exec.Command(gobin, "build", "-o", filepath.Join(dir, "Checksum"), "./handlers/.src/checksum")
 	cmd.Dir = repoRoot(t)
 	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build ./handlers/src/checksum: %v\n%s", err, out)
+		t.Fatalf("go build ./handlers/.src/checksum: %v\n%s", err, out)
 	}
 	return dir
 }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/resqued/resqued/pkg/queue"
 	"github.com/resqued/resqued/pkg/runner"
+	"github.com/resqued/resqued/pkg/worker"
 )
 
 func tryCommand() *cli.Command {
@@ -41,7 +42,11 @@ func tryAction(c *cli.Context) error {
 	if err := runner.ValidateClass(class); err != nil {
 		return &usageError{msg: fmt.Sprintf("try: class %q: %v", class, err), hint: "resqued try Echo hello"}
 	}
-	args, err := buildArgs(c.String("args"), c.Args().Tail())
+	rest := c.Args().Tail()
+	if len(rest) > 0 && rest[0] == "--" { // try CLASS -- -1
+		rest = rest[1:]
+	}
+	args, err := buildArgs(c.String("args"), rest)
 	if err != nil {
 		return &usageError{msg: "try: " + err.Error(), hint: `resqued try MyJob --args '[1, "two"]'`}
 	}
@@ -67,33 +72,34 @@ func tryAction(c *cli.Context) error {
 	return tryOutcome(class, res, err)
 }
 
-// tryOutcome prints what the daemon would record and picks the exit status.
+// tryOutcome prints what the daemon would record and picks the exit
+// status: the handler's own, 128+N for signal N, 127 when it could not be
+// found or started.
 func tryOutcome(class string, res *runner.Result, err error) error {
 	if res != nil && res.Report.Result != nil {
 		fmt.Printf("result: %s\n", res.Report.Result)
 	}
-	var ee *runner.ExitError
-	switch {
-	case err == nil:
+	if err == nil {
 		fmt.Fprintf(os.Stderr, "ok: %s in %s\n", class, res.Duration.Round(time.Millisecond))
 		return nil
-	case errors.As(err, &ee):
-		fmt.Fprintf(os.Stderr, "failed: %s (after %s)\n", ee.Error(), ee.Duration.Round(time.Millisecond))
-		if d := res.Report.Failure; d != nil && ee.Signal == 0 && !ee.TimedOut {
-			fmt.Fprintf(os.Stderr, "  exception: %s\n  error: %s\n", d.Exception, d.Error)
-			for _, l := range d.Backtrace {
-				fmt.Fprintf(os.Stderr, "  | %s\n", l)
-			}
-		}
-		code := ee.Code
+	}
+	if errors.Is(err, context.Canceled) {
+		return cli.Exit("try: interrupted before the handler started", 130)
+	}
+	exc, msg, backtrace := worker.Describe(err, res)
+	code := 127
+	var ee *runner.ExitError
+	if errors.As(err, &ee) {
+		code = ee.Code
 		if ee.Signal != 0 {
 			code = 128 + int(ee.Signal)
 		}
-		return cli.Exit("", code)
-	case errors.Is(err, context.Canceled):
-		return cli.Exit("try: interrupted before the handler started", 130)
+		msg += fmt.Sprintf(" (after %s)", ee.Duration.Round(time.Millisecond))
 	}
-	// The handler could not be found or started: what the daemon would
-	// record as NoHandler, InvalidClass or StartFailed.
-	return cli.Exit("failed: "+err.Error(), 127)
+	// Exactly the failure record's exception, error and backtrace.
+	fmt.Fprintf(os.Stderr, "failed: %s: %s\n", exc, msg)
+	for _, l := range backtrace {
+		fmt.Fprintf(os.Stderr, "  | %s\n", l)
+	}
+	return cli.Exit("", code)
 }

@@ -103,7 +103,10 @@ func (rr *reportReader) line(line []byte) {
 	if raw, ok := m["result"]; ok {
 		known = true
 		rr.mu.Lock()
-		rr.report.Result = append(json.RawMessage(nil), raw...)
+		rr.report.Result = nil // {"result": null} clears it
+		if string(raw) != "null" {
+			rr.report.Result = append(json.RawMessage(nil), raw...)
+		}
 		rr.mu.Unlock()
 	}
 	_, hasExc := m["exception"]

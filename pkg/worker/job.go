@@ -69,7 +69,7 @@ func (w *Worker) process(r *queue.Reserved) {
 		w.finish(job, r, nil)
 		return
 	}
-	exc, msg, backtrace := describe(runErr, res)
+	exc, msg, backtrace := Describe(runErr, res)
 	w.mu.Lock()
 	why := w.killed
 	w.mu.Unlock()
@@ -149,10 +149,11 @@ func (w *Worker) progress(log hclog.Logger, job *queue.Job) func(runner.Progress
 	}
 }
 
-// describe turns a run error into a failure record's exception, error
-// and backtrace (the handler's stderr tail). A handler that exited
-// nonzero on its own may have said better on its result descriptor.
-func describe(err error, res *runner.Result) (exc, msg string, backtrace []string) {
+// Describe turns a run error into the failure record's exception, error
+// and backtrace (the handler's stderr tail) that a worker records. A
+// handler that exited nonzero on its own may have said better on its
+// result descriptor. resqued try prints the same.
+func Describe(err error, res *runner.Result) (exc, msg string, backtrace []string) {
 	var ee *runner.ExitError
 	switch {
 	case errors.As(err, &ee):

@@ -2,7 +2,7 @@
 //
 // Build it into the handlers directory (the binary is gitignored):
 //
-//	go build -o handlers/Checksum ./handlers/src/checksum
+//	go build -o handlers/Checksum ./handlers/.src/checksum
 //
 // Job:
 //
@@ -21,9 +21,9 @@
 //
 //	echo '["hello"]' | RESQUE_CLASS=Checksum ./handlers/Checksum
 //
-// The source lives under handlers/src, a directory, so no job class runs it
-// by mistake: "src" and "src::checksum" name directories, which fail as
-// not executable.
+// The source lives under handlers/.src: entries whose name starts with a
+// dot are never handlers (no class segment may start with one), so
+// neither the daemon nor `resqued handlers` mistakes it for a job class.
 package main
 
 import (
