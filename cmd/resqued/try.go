@@ -48,7 +48,7 @@ func tryAction(c *cli.Context) error {
 	}
 	args, err := buildArgs(c.String("args"), rest)
 	if err != nil {
-		return &usageError{msg: "try: " + err.Error(), hint: `resqued try MyJob --args '[1, "two"]'`}
+		return &usageError{msg: "try: " + err.Error(), hint: `resqued try --args '[1, "two"]' MyJob`}
 	}
 	timeout, err1 := parseSeconds(c.String("timeout"))
 	term, err2 := parseSeconds(c.String("term-timeout"))
@@ -76,10 +76,10 @@ func tryAction(c *cli.Context) error {
 // status: the handler's own, 128+N for signal N, 127 when it could not be
 // found or started.
 func tryOutcome(class string, res *runner.Result, err error) error {
-	if res != nil && res.Report.Result != nil {
-		fmt.Printf("result: %s\n", res.Report.Result)
-	}
 	if err == nil {
+		if res.Report.Result != nil { // a failed job's result is dropped, as the daemon does
+			fmt.Printf("result: %s\n", res.Report.Result)
+		}
 		fmt.Fprintf(os.Stderr, "ok: %s in %s\n", class, res.Duration.Round(time.Millisecond))
 		return nil
 	}

@@ -97,6 +97,12 @@ func (w *Worker) annotate(log hclog.Logger, job *queue.Job, d status.Detail) {
 // run starts the job's handler and waits for it, keeping it reachable
 // for Terminate, Force and KillJob meanwhile.
 func (w *Worker) run(log hclog.Logger, job *queue.Job) (*runner.Result, error) {
+	var onProgress func(runner.Progress)
+	if job.ID != "" {
+		rec := &progressRecorder{w: w, log: log, id: job.ID}
+		onProgress = rec.report
+		defer rec.flush() // the handler has exited: no more reports
+	}
 	p, err := w.cfg.Runner.Start(context.Background(), runner.Job{
 		Class:      job.Class,
 		Queue:      job.Queue,
@@ -104,7 +110,7 @@ func (w *Worker) run(log hclog.Logger, job *queue.Job) (*runner.Result, error) {
 		Worker:     w.id,
 		Args:       job.Args,
 		Logger:     log.Named("handler"),
-		OnProgress: w.progress(log, job),
+		OnProgress: onProgress,
 	})
 	if err != nil {
 		return nil, err
@@ -127,25 +133,31 @@ func (w *Worker) run(log hclog.Logger, job *queue.Job) (*runner.Result, error) {
 	return res, err
 }
 
-// progress returns the OnProgress hook for job: for a tracked job, each
-// report goes into its status, at most every 100 ms (the last one of a
-// burst, and 100%, always land).
-func (w *Worker) progress(log hclog.Logger, job *queue.Job) func(runner.Progress) {
-	if job.ID == "" {
-		return nil
+// progressRecorder writes a tracked job's progress into its status, at
+// most every 100 ms; flush writes the last report of a burst.
+type progressRecorder struct {
+	w       *Worker
+	log     hclog.Logger
+	id      string
+	last    time.Time
+	pending *runner.Progress
+}
+
+func (p *progressRecorder) report(r runner.Progress) {
+	if time.Since(p.last) < 100*time.Millisecond && r.Progress < 1 {
+		p.pending = &r
+		return
 	}
-	var last time.Time
-	return func(p runner.Progress) {
-		if time.Since(last) < 100*time.Millisecond && p.Progress < 1 {
-			return
-		}
-		last = time.Now()
-		v := p.Progress
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		if _, err := w.cfg.Status.Annotate(ctx, job.ID, status.Detail{Progress: &v, Message: p.Message}); err != nil {
-			log.Warn("record progress", "error", err)
-		}
+	p.pending = nil
+	p.last = time.Now()
+	v := r.Progress
+	p.w.annotate(p.log, &queue.Job{ID: p.id}, status.Detail{Progress: &v, Message: r.Message})
+}
+
+func (p *progressRecorder) flush() {
+	if p.pending != nil {
+		p.last = time.Time{}
+		p.report(*p.pending)
 	}
 }
 
