@@ -19,57 +19,81 @@ type Entry struct {
 	Problem string `json:"problem,omitempty"`
 }
 
-// Inventory lists every file in the handlers directory but dot files with the class it
-// serves and, for those that cannot serve, why: not executable, a
-// directory or broken symlink, a symlink out of the directory, two files
-// for one class, or a file name no class can reach.
+// Inventory lists every file in the handlers directory but dot files
+// with the class it serves and, for those that cannot serve, why: not
+// executable, a broken symlink, a symlink out of the directory, two files
+// for one class, or a file name no class can reach. Symlinked
+// subdirectories are listed through, as Resolve follows them.
 func (r *Runner) Inventory() ([]Entry, error) {
 	var out []Entry
-	err := filepath.WalkDir(r.dir, func(path string, d os.DirEntry, err error) error {
+	onPath := map[string]bool{} // resolved directories being walked, against symlink loops
+	var walk func(rel string) error
+	walk = func(rel string) error {
+		dir := filepath.Join(r.dir, rel)
+		real, err := filepath.EvalSymlinks(dir)
 		if err != nil {
-			if path == r.dir {
-				return err
+			return err
+		}
+		if onPath[real] {
+			return nil
+		}
+		onPath[real] = true
+		defer delete(onPath, real)
+		ents, err := os.ReadDir(dir)
+		if err != nil {
+			return err
+		}
+		for _, d := range ents {
+			// Dot entries are never handlers (no class segment starts
+			// with a dot): a place for sources, notes and VCS files.
+			if strings.HasPrefix(d.Name(), ".") {
+				continue
 			}
-			rel, _ := filepath.Rel(r.dir, path)
-			out = append(out, Entry{Path: rel, Problem: err.Error()})
-			return nil
-		}
-		if path == r.dir {
-			return nil
-		}
-		rel, _ := filepath.Rel(r.dir, path)
-		// Dot entries are never handlers (no class segment starts with a
-		// dot): a place for sources, notes and VCS files.
-		if strings.HasPrefix(d.Name(), ".") {
-			if d.IsDir() {
-				return filepath.SkipDir
+			path, relPath := filepath.Join(dir, d.Name()), filepath.Join(rel, d.Name())
+			if fi, err := os.Stat(path); err == nil && fi.IsDir() {
+				if !r.follow && !within(r.dir, mustEval(path)) {
+					out = append(out, Entry{Path: relPath, Problem: "directory symlink points outside the handlers directory"})
+					continue
+				}
+				if err := walk(relPath); err != nil {
+					out = append(out, Entry{Path: relPath, Problem: err.Error()})
+				}
+				continue
 			}
-			return nil
+			out = append(out, r.entry(relPath))
 		}
-		if d.IsDir() {
-			return nil
-		}
-		class := classOf(rel)
-		e := Entry{Class: class, Path: rel}
-		if err := ValidateClass(class); err != nil {
-			e.Class, e.Problem = "", "no class can name this file: "+err.Error()
-			out = append(out, e)
-			return nil
-		}
-		resolved, err := r.Resolve(class)
-		switch {
-		case err != nil:
-			e.Problem = problem(err)
-		case resolved != path:
-			// Another file wins the lookup for this class (C beats C.sh).
-			other, _ := filepath.Rel(r.dir, resolved)
-			e.Problem = "shadowed: class " + class + " runs " + other
-		}
-		out = append(out, e)
 		return nil
-	})
+	}
+	err := walk("")
 	sort.Slice(out, func(i, j int) bool { return out[i].Path < out[j].Path })
 	return out, err
+}
+
+// entry describes the file at rel.
+func (r *Runner) entry(rel string) Entry {
+	class := classOf(rel)
+	e := Entry{Class: class, Path: rel}
+	if err := ValidateClass(class); err != nil {
+		e.Class, e.Problem = "", "no class can name this file: "+err.Error()
+		return e
+	}
+	resolved, err := r.Resolve(class)
+	switch {
+	case err != nil:
+		e.Problem = problem(err)
+	case resolved != filepath.Join(r.dir, rel):
+		// Another file wins the lookup for this class (C beats C.sh).
+		other, _ := filepath.Rel(r.dir, resolved)
+		e.Problem = "shadowed: class " + class + " runs " + other
+	}
+	return e
+}
+
+func mustEval(path string) string {
+	if p, err := filepath.EvalSymlinks(path); err == nil {
+		return p
+	}
+	return path
 }
 
 // problem shortens a Resolve error to what is wrong with the file.

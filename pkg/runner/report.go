@@ -15,12 +15,12 @@ import (
 // result, progress and failure detail (announced as RESQUE_RESULT_FD).
 const ResultFD = 3
 
-// Limits of the result descriptor: longer lines and anything past the
-// total are ignored with a warning.
-const (
-	maxReportLine  = 64 << 10
-	maxReportTotal = 1 << 20
-)
+// maxReportLine is the longest line read from the result descriptor;
+// longer ones are ignored with a warning. Lines are parsed and dropped as
+// they come, and only the last result and failure detail are kept, so
+// memory stays bounded however much a handler writes (and a stream of
+// progress lines never crowds out the final result).
+const maxReportLine = 64 << 10
 
 // Report is what a handler said on its result descriptor.
 type Report struct {
@@ -58,22 +58,19 @@ func (rr *reportReader) get() Report {
 	return rr.report
 }
 
-// read consumes r to EOF, line by line, within the limits.
+// read consumes r to EOF, line by line.
 func (rr *reportReader) read(r io.Reader) error {
-	total, warned := 0, false
+	long := false // inside an over-long line (its pieces are not whole): warn once
 	return splitLines(r, maxReportLine, func(line []byte, whole bool) {
-		total += len(line) + 1
-		switch {
-		case total > maxReportTotal:
-			if !warned {
-				rr.logger.Warn("result fd: over the 1 MiB limit, ignoring the rest")
-				warned = true
+		if !whole {
+			if !long {
+				rr.logger.Warn("result fd: line over 64 KiB ignored")
 			}
-		case !whole:
-			rr.logger.Warn("result fd: line over 64 KiB ignored")
-		default:
-			rr.line(line)
+			long = true
+			return
 		}
+		long = false
+		rr.line(line)
 	})
 }
 
