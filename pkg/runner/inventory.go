@@ -51,7 +51,7 @@ func (r *Runner) Inventory() ([]Entry, error) {
 			}
 			path, relPath := filepath.Join(dir, d.Name()), filepath.Join(rel, d.Name())
 			if fi, err := os.Stat(path); err == nil && fi.IsDir() {
-				if !r.follow && !within(r.dir, mustEval(path)) {
+				if target := mustEval(path); !r.follow && target != r.dir && !within(r.dir, target) {
 					out = append(out, Entry{Path: relPath, Problem: "directory symlink points outside the handlers directory"})
 					continue
 				}
