@@ -34,6 +34,8 @@ func runFlags() []cli.Flag {
 		&cli.BoolFlag{Name: "only-known-classes", EnvVars: []string{"RESQUED_ONLY_KNOWN_CLASSES"}, Usage: "take only jobs whose class has a handler, leaving the rest for other workers"},
 		&cli.BoolFlag{Name: "follow-symlinks", EnvVars: []string{"RESQUED_FOLLOW_SYMLINKS"}, Usage: "allow handler symlinks that point outside the handlers directory"},
 		&cli.IntFlag{Name: "max-payload", EnvVars: []string{"RESQUED_MAX_PAYLOAD"}, Value: 16 << 20, Usage: "largest job payload in `BYTES`; bigger ones fail as Resqued::InvalidPayload"},
+		&cli.IntFlag{Name: "max-jobs-per-process", EnvVars: []string{"RESQUED_MAX_JOBS_PER_PROCESS"}, Value: 1000, Usage: "recycle a persistent handler process after this many jobs"},
+		&cli.IntFlag{Name: "max-rss-per-process", EnvVars: []string{"RESQUED_MAX_RSS_PER_PROCESS"}, Usage: "recycle a persistent handler process whose RSS passes this many `MB` (0: no limit)"},
 		&cli.StringFlag{Name: "pidfile", EnvVars: []string{"PIDFILE"}, Usage: "write the daemon's pid to `FILE`; refuse to start if it names a live process"},
 	)
 }
@@ -192,6 +194,9 @@ func workerConfig(c *cli.Context) (worker.Config, error) {
 		OnlyKnownClasses: c.Bool("only-known-classes"),
 		OnOrphan:         c.String("on-orphan"),
 		MaxPayload:       c.Int("max-payload"),
+
+		MaxJobsPerProcess: c.Int("max-jobs-per-process"),
+		MaxRSSPerProcess:  int64(c.Int("max-rss-per-process")) << 20,
 	}, nil
 }
 

@@ -64,11 +64,17 @@ func tryAction(c *cli.Context) error {
 	// Ctrl-C stops the handler the way a worker shutdown would.
 	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	res, err := r.Run(ctx, runner.Job{
+	slot := r.NewSlot(runner.SlotConfig{}) // persistent handlers run as the daemon runs them
+	defer slot.Close()
+	running, err := slot.Start(ctx, runner.Job{
 		Class: class, Queue: c.String("queue"), ID: queue.NewID(), Worker: queue.WorkerID(queue.Hostname(), os.Getpid(), []string{"try"}),
 		Args: args, Logger: log, Stdout: os.Stdout, Stderr: os.Stderr,
 		OnProgress: func(p runner.Progress) { fmt.Fprintf(os.Stderr, "progress: %.0f%% %s\n", p.Progress*100, p.Message) },
 	})
+	var res *runner.Result
+	if err == nil {
+		res, err = running.Wait()
+	}
 	return tryOutcome(class, res, err)
 }
 

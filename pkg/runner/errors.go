@@ -30,6 +30,13 @@ type ExitError struct {
 	Signal   syscall.Signal // 0 unless killed by a signal
 	TimedOut bool           // killed because Config.Timeout expired
 	Stopped  bool           // killed because Stop/Kill was called (or ctx cancelled)
+	// Persistent handlers only: Reported is set when the handler ended the
+	// job with {"done":"failed"}; Exited when the process exited with
+	// status 0 in the middle of a job; Protocol says how it broke the
+	// protocol.
+	Reported bool
+	Exited   bool
+	Protocol string
 	// Timeout is the Config.Timeout that expired when TimedOut is set.
 	Timeout    time.Duration
 	Duration   time.Duration
@@ -39,6 +46,12 @@ type ExitError struct {
 // Error implements error.
 func (e *ExitError) Error() string {
 	switch {
+	case e.Protocol != "":
+		return fmt.Sprintf("persistent handler %s broke the protocol: %s", e.Class, e.Protocol)
+	case e.Reported:
+		return fmt.Sprintf("handler %s reported failure", e.Class)
+	case e.Exited:
+		return fmt.Sprintf("persistent handler %s exited in the middle of a job", e.Class)
 	case e.TimedOut:
 		d := e.Timeout
 		if d <= 0 {

@@ -7,6 +7,7 @@ import (
 	"io"
 	"slices"
 	"strings"
+	"sync"
 	"unicode/utf8"
 
 	"github.com/hashicorp/go-hclog"
@@ -61,8 +62,9 @@ func splitLines(r io.Reader, maxLine int, emit func(line []byte, whole bool)) er
 }
 
 // tailBuffer keeps the most recent lines within a byte budget, counting one
-// newline per line. It is not safe for concurrent use.
+// newline per line. It is safe for concurrent use.
 type tailBuffer struct {
+	mu    sync.Mutex // a persistent process's tail is reset between jobs
 	max   int
 	size  int
 	lines []string
@@ -74,6 +76,8 @@ func newTailBuffer(max int) *tailBuffer { return &tailBuffer{max: max} }
 // that does not fit on its own is cut to its last bytes (at a UTF-8
 // boundary).
 func (t *tailBuffer) add(line []byte) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
 	if len(line)+1 > t.max {
 		line = line[len(line)-(t.max-1):]
 		for len(line) > 0 && !utf8.RuneStart(line[0]) {
@@ -92,7 +96,16 @@ func (t *tailBuffer) add(line []byte) {
 
 // snapshot returns a copy of the kept lines, oldest first.
 func (t *tailBuffer) snapshot() []string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
 	return slices.Clone(t.lines)
+}
+
+// reset forgets every line (a persistent process starting its next job).
+func (t *tailBuffer) reset() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.lines, t.size = nil, 0
 }
 
 // logLine forwards one line of handler output to logger. See the package

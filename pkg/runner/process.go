@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -72,6 +73,9 @@ type Process struct {
 	// results is the read end of the handler's result descriptor.
 	results *os.File
 	report  *reportReader
+	// lineLog is the logger output lines go to: the job's, or for a
+	// persistent process, the current job's.
+	lineLog atomic.Pointer[hclog.Logger]
 	tail    *tailBuffer
 	ioDone  chan struct{} // closed when stdin, stdout and stderr are done
 
@@ -112,6 +116,13 @@ func (r *Runner) Start(ctx context.Context, job Job) (*Process, error) {
 	if err != nil {
 		return nil, err
 	}
+	return r.spawn(ctx, job, path, nil)
+}
+
+// spawn starts path for job. With sink set, the process is persistent:
+// its stdin stays open for the caller, its result-fd lines go to sink,
+// and its output is logged with whatever lineLog is current.
+func (r *Runner) spawn(ctx context.Context, job Job, path string, sink func([]byte)) (*Process, error) {
 	logger := job.Logger
 	if logger == nil {
 		logger = r.logger.With("class", job.Class)
@@ -172,16 +183,21 @@ func (r *Runner) Start(ctx context.Context, job Job) (*Process, error) {
 		stdout:      pipes[1][0],
 		stderr:      pipes[2][0],
 		results:     pipes[3][0],
-		report:      &reportReader{onProgress: job.OnProgress, logger: logger},
+		report:      &reportReader{onProgress: job.OnProgress, logger: logger, sink: sink},
 		tail:        newTailBuffer(r.stderrTail),
 		ioDone:      make(chan struct{}),
 		done:        make(chan struct{}),
 	}
 	logger.Debug("handler started", "path", path, "pid", p.pid)
 
+	p.lineLog.Store(&logger)
 	var wg sync.WaitGroup
 	wg.Add(4)
-	go p.writeStdin(args, &wg)
+	if sink != nil {
+		wg.Done() // stdin stays open: the caller writes one job per line
+	} else {
+		go p.writeStdin(args, &wg)
+	}
 	go func() {
 		defer wg.Done()
 		defer p.results.Close()
@@ -196,7 +212,7 @@ func (r *Runner) Start(ctx context.Context, job Job) (*Process, error) {
 		close(p.ioDone)
 	}()
 
-	if r.timeout > 0 {
+	if r.timeout > 0 && sink == nil {
 		p.timeoutTimer = time.AfterFunc(r.timeout, func() { p.stop(timedOut) })
 	}
 	p.stopCtx = context.AfterFunc(ctx, func() { p.stop(stopRequested) })
@@ -418,7 +434,7 @@ func (p *Process) forward(f *os.File, stream string, tail *tailBuffer, to io.Wri
 			}
 			return
 		}
-		logLine(p.logger, stream, line, whole)
+		logLine(*p.lineLog.Load(), stream, line, whole)
 	})
 	if err != nil && !errors.Is(err, os.ErrClosed) {
 		p.logger.Debug("read handler output", "stream", stream, "error", err)

@@ -46,6 +46,9 @@ type Progress struct {
 
 // reportReader collects the result descriptor's lines.
 type reportReader struct {
+	// sink, when set, receives every whole line instead (persistent
+	// handlers, whose lines belong to one job after another).
+	sink       func([]byte)
 	mu         sync.Mutex
 	report     Report
 	onProgress func(Progress)
@@ -65,11 +68,18 @@ func (rr *reportReader) read(r io.Reader) error {
 		if !whole {
 			if !long {
 				rr.logger.Warn("result fd: line over 64 KiB ignored")
+				if rr.sink != nil {
+					rr.sink(nil) // a persistent handler's protocol is broken
+				}
 			}
 			long = true
 			return
 		}
 		long = false
+		if rr.sink != nil {
+			rr.sink(append([]byte(nil), line...))
+			return
+		}
 		rr.line(line)
 	})
 }
@@ -84,7 +94,7 @@ func (rr *reportReader) line(line []byte) {
 		rr.logger.Warn("result fd: ignoring a line that is not a JSON object", "line", abbreviate(line))
 		return
 	}
-	known := false
+	_, known := m["done"] // a persistent handler's end of job
 	if raw, ok := m["progress"]; ok {
 		known = true
 		var p Progress

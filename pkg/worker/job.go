@@ -103,7 +103,7 @@ func (w *Worker) run(log hclog.Logger, job *queue.Job) (*runner.Result, error) {
 		onProgress = rec.report
 		defer rec.flush() // the handler has exited: no more reports
 	}
-	p, err := w.cfg.Runner.Start(context.Background(), runner.Job{
+	p, err := w.slot.Start(context.Background(), runner.Job{
 		Class:      job.Class,
 		Queue:      job.Queue,
 		ID:         job.ID,

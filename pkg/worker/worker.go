@@ -55,6 +55,12 @@ type Config struct {
 	// (Ruby, PHP) that own them. See docs/reliability.md.
 	OnlyKnownClasses bool
 
+	// MaxJobsPerProcess recycles a persistent handler process after that
+	// many jobs; zero means 1000. MaxRSSPerProcess recycles it once its
+	// resident memory passes that many bytes; zero means no limit.
+	MaxJobsPerProcess int
+	MaxRSSPerProcess  int64
+
 	// MaxPayload is the largest payload, in bytes, the worker runs;
 	// bigger ones fail as Resqued::InvalidPayload (kept whole in the
 	// failure record). Zero means 16 MiB; negative means no limit.
@@ -87,7 +93,8 @@ type Worker struct {
 	mu      sync.Mutex
 	state   state
 	wake    chan struct{} // closed and replaced whenever state changes
-	current *runner.Process
+	slot    *runner.Slot
+	current runner.Running
 	inJob   bool   // between taking a job and recording its outcome
 	killed  string // why the current job was stopped, if it was
 	force   bool   // the stop must be a KILL
@@ -145,6 +152,7 @@ func New(cfg Config) (*Worker, error) {
 		cfg.SetTitle = func(string) {}
 	}
 	w := &Worker{cfg: cfg, wake: make(chan struct{})}
+	w.slot = cfg.Runner.NewSlot(runner.SlotConfig{MaxJobs: cfg.MaxJobsPerProcess, MaxRSS: cfg.MaxRSSPerProcess})
 	w.id = queue.WorkerID(cfg.Hostname, cfg.PID, cfg.Queues)
 	w.log = cfg.Logger.With("worker", w.id)
 	w.pruner = &Pruner{Queue: cfg.Queue, Self: w.id, Hostname: cfg.Hostname, Queues: cfg.Queues,
@@ -276,6 +284,8 @@ func (w *Worker) Run(ctx context.Context) error {
 	}
 
 	err := w.loop()
+	// Persistent handlers get EOF on stdin and the grace period to exit.
+	w.slot.Close()
 
 	stopHeartbeat()
 	wg.Wait()
