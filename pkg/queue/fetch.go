@@ -76,7 +76,12 @@ type ReserveOptions struct {
 	Classes []string
 }
 
-// reserveScript: KEYS[1] is worker:<id>, KEYS[2..] the queues in order.
+// ErrPausedAll is returned by Reserve while the pause-all-workers flag is
+// "true" (Ruby Resque 2.x); nothing is taken.
+var ErrPausedAll = errors.New("all workers paused")
+
+// reserveScript: KEYS[1] is worker:<id>, KEYS[2] the pause-all-workers
+// flag, KEYS[3..] the queues in order.
 // ARGV[1] run_at, ARGV[2] the queue key prefix, ARGV[3] "1" to filter by
 // class, ARGV[4..] the classes. Returns {queue key, payload, resumed,
 // sha1 of the record}, or {"skipped", queue keys whose head job has
@@ -89,13 +94,15 @@ if cur then
     return {'', cur, 1, redis.sha1hex(cur)}
   end
 end
+local flag = redis.call('GET', KEYS[2])
+if flag and string.lower(flag) == 'true' then return {'paused'} end
 local known = nil
 local skipped = {'skipped'}
 if ARGV[3] == '1' then
   known = {}
   for i = 4, #ARGV do known[ARGV[i]] = true end
 end
-for i = 2, #KEYS do
+for i = 3, #KEYS do
   local k = KEYS[i]
   local take = true
   if known then
@@ -125,8 +132,10 @@ return false
 `)
 
 // Reserve takes the next job from queues, checked strictly in the order
-// given, into worker:<id>. It returns ErrNoJob when no queue had one; it
-// never blocks (see Wait).
+// given, into worker:<id>. It returns ErrNoJob when no queue had one, and
+// ErrPausedAll while operators paused every worker; it never blocks (see
+// Wait). A job already in worker:<id> is resumed even when paused: it
+// was taken before the pause.
 func (f *Fetcher) Reserve(ctx context.Context, queues []string, opt ReserveOptions) (*Reserved, error) {
 	f.skipped = nil
 	if len(queues) == 0 {
@@ -141,7 +150,7 @@ func (f *Fetcher) Reserve(ctx context.Context, queues []string, opt ReserveOptio
 		filter = "1"
 	}
 	args := make([]interface{}, 0, 2+len(queues)+3+len(opt.Classes))
-	args = append(args, 1+len(queues), WorkerKey(f.c.ns, f.worker))
+	args = append(args, 2+len(queues), WorkerKey(f.c.ns, f.worker), PauseAllKey(f.c.ns))
 	for _, q := range queues {
 		args = append(args, QueueKey(f.c.ns, q))
 	}
@@ -162,6 +171,9 @@ func (f *Fetcher) Reserve(ctx context.Context, queues []string, opt ReserveOptio
 		return nil, fmt.Errorf("reserve from %s: %w", strings.Join(queues, ","), err)
 	}
 	if len(reply) > 0 {
+		if tag, _ := reply[0].([]byte); string(tag) == "paused" {
+			return nil, ErrPausedAll
+		}
 		if tag, _ := reply[0].([]byte); string(tag) == "skipped" {
 			f.skipped = map[string]bool{}
 			for _, k := range reply[1:] {

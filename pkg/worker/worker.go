@@ -89,6 +89,9 @@ type Worker struct {
 
 	pruner *Pruner
 	paused bool // the paused marker is in worker:<id>; loop goroutine only
+	// expanded is the queue list last read, at expandedAt (loop only).
+	expanded   []string
+	expandedAt time.Time
 
 	mu      sync.Mutex
 	state   state
@@ -391,7 +394,24 @@ func (w *Worker) loop() error {
 		// waitCtx is cancelled by any state change, which unblocks a
 		// wait for jobs at once.
 		waitCtx, cancel := contextUntil(wake)
-		paused, err := w.cfg.Queue.PausedAll(waitCtx)
+		// The pause-all-workers flag is checked inside the reserve
+		// script (one round trip less per job); only while paused is it
+		// read on its own, to notice it being lifted.
+		var paused bool
+		var err error
+		var queues []string
+		var r *queue.Reserved
+		switch {
+		case w.paused && !s.paused:
+			paused, err = w.cfg.Queue.PausedAll(waitCtx)
+		case !s.paused:
+			if queues, err = w.queues(waitCtx, false); err == nil {
+				r, err = w.reserve(waitCtx, fetch, queues)
+			}
+			if errors.Is(err, queue.ErrPausedAll) {
+				paused, err = true, nil
+			}
+		}
 		if err == nil && (paused || s.paused) {
 			if w.cfg.Interval < 0 {
 				// Draining (INTERVAL=0): a paused worker has nothing
@@ -413,16 +433,12 @@ func (w *Worker) loop() error {
 			continue
 		}
 		if err == nil && w.paused {
+			// Lifted: clear the marker before taking anything, since a
+			// job would go into the same key.
 			w.log.Info("resumed")
 			w.markPaused(waitCtx, false)
-		}
-		var queues []string
-		if err == nil {
-			queues, err = w.queues(waitCtx)
-		}
-		var r *queue.Reserved
-		if err == nil {
-			r, err = w.reserve(waitCtx, fetch, queues)
+			cancel()
+			continue
 		}
 		switch {
 		case errors.Is(err, queue.ErrNoJob):
@@ -432,6 +448,10 @@ func (w *Worker) loop() error {
 				return nil
 			}
 			w.cfg.SetTitle("Waiting for " + strings.Join(w.cfg.Queues, ","))
+			// Idle: re-read the queue list now ("*" may have grown).
+			if q, err := w.queues(waitCtx, true); err == nil {
+				queues = q
+			}
 			w.log.Debug("waiting for a job", "queues", strings.Join(queues, ","), "timeout", w.cfg.Interval)
 			if len(queues) == 0 {
 				sleep(waitCtx, w.cfg.Interval)
@@ -475,7 +495,13 @@ func (w *Worker) reserve(ctx context.Context, fetch *queue.Fetcher, queues []str
 	return r, err
 }
 
-func (w *Worker) queues(ctx context.Context) ([]string, error) {
+// queues expands the queue specification. With "*" or globs it reads the
+// queues set, at most once a second while busy (a busy worker need not
+// pay a round trip per job for it), and always when fresh is set.
+func (w *Worker) queues(ctx context.Context, fresh bool) ([]string, error) {
+	if w.expanded != nil && !fresh && time.Since(w.expandedAt) < time.Second {
+		return w.expanded, nil
+	}
 	var all []string
 	for _, s := range w.cfg.Queues {
 		if queue.IsPattern(s) {
@@ -486,7 +512,8 @@ func (w *Worker) queues(ctx context.Context) ([]string, error) {
 			break
 		}
 	}
-	return queue.ExpandQueues(w.cfg.Queues, all), nil
+	w.expanded, w.expandedAt = queue.ExpandQueues(w.cfg.Queues, all), time.Now()
+	return w.expanded, nil
 }
 
 // release puts a reserved job back at the head of its queue.
