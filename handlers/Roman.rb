@@ -12,7 +12,7 @@ require "json"
 # RESQUE_RESULT_FD (3); on stdout when run by hand. (Do not just test whether
 # fd 3 is open: without resqued, Ruby itself uses fd 3 internally.)
 fd = ENV["RESQUE_RESULT_FD"]
-REPORT = fd ? IO.new(Integer(fd), "w", sync: true) : $stdout
+REPORT = fd ? IO.new(Integer(fd), "w").tap { |io| io.sync = true } : $stdout
 
 NUMERALS = { 1000 => "M", 900 => "CM", 500 => "D", 400 => "CD", 100 => "C", 90 => "XC",
              50 => "L", 40 => "XL", 10 => "X", 9 => "IX", 5 => "V", 4 => "IV", 1 => "I" }.freeze

@@ -106,7 +106,7 @@ func (s *Slot) Close() {
 func (s *Slot) proc(job Job, path string) (*persistentProc, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if pp := s.procs[path]; pp != nil && !pp.dead() {
+	if pp := s.procs[path]; pp != nil && !pp.dead() && !pp.p.leaderExited() {
 		return pp, nil
 	}
 	pp := &persistentProc{slot: s, path: path, ready: make(chan struct{}, 1)}
@@ -118,6 +118,9 @@ func (s *Slot) proc(job Job, path string) (*persistentProc, error) {
 	}
 	pp.p = p
 	s.procs[path] = pp
+	// A process that exits between jobs (recycling itself, or a crash
+	// while idle) is forgotten at once, not handed the next job.
+	go func() { <-p.done; s.forget(pp) }()
 	logger := *p.lineLog.Load()
 	logger.Debug("persistent handler started", "path", path, "pid", p.pid)
 	return pp, nil
@@ -194,6 +197,14 @@ func (pp *persistentProc) dead() bool {
 	}
 }
 
+// leaderExited reports whether the process has exited (its output may
+// still be draining).
+func (p *Process) leaderExited() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.exited
+}
+
 // retire closes stdin and stops the process if it does not exit within
 // the grace period.
 func (pp *persistentProc) retire() {
@@ -210,6 +221,7 @@ func (pp *persistentProc) retire() {
 
 // pjob is one job in a persistent process.
 type pjob struct {
+	ppMu  sync.Mutex // pp changes if the job is re-sent to a fresh process
 	pp    *persistentProc
 	class string
 	start time.Time
@@ -250,9 +262,15 @@ func argsOrEmpty(a []byte) json.RawMessage {
 	return a
 }
 
-func (j *pjob) Pid() int { return j.pp.p.pid }
+func (j *pjob) proc() *persistentProc {
+	j.ppMu.Lock()
+	defer j.ppMu.Unlock()
+	return j.pp
+}
+
+func (j *pjob) Pid() int { return j.proc().p.pid }
 func (j *pjob) Stop()    { j.send(stopRequested) }
-func (j *pjob) Kill()    { j.send(stopRequested); j.pp.p.Kill() }
+func (j *pjob) Kill()    { j.send(stopRequested); j.proc().p.Kill() }
 func (j *pjob) send(r stopReason) {
 	select {
 	case j.stop <- r:
@@ -269,7 +287,8 @@ func (j *pjob) Wait() (*Result, error) {
 // the process's death, a stop, or the timeout.
 func (j *pjob) supervise(ctx context.Context, job Job, line []byte) {
 	defer close(j.done)
-	pp, p := j.pp, j.pp.p
+	pp := j.proc()
+	p := pp.p
 	var report Report
 	finish := func(err error) {
 		j.result = &Result{Duration: time.Since(j.start), StderrTail: p.tail.snapshot(), Report: report}
@@ -277,11 +296,12 @@ func (j *pjob) supervise(ctx context.Context, job Job, line []byte) {
 	}
 	// Write the job without blocking supervision: a process that does not
 	// read is caught by the timeout or a stop like any other.
-	go func() {
+	write := func(p *Process) {
 		if _, err := p.stdin.Write(line); err != nil {
 			p.logger.Debug("write job to persistent handler", "error", err)
 		}
-	}()
+	}
+	go write(p)
 	var timeout <-chan time.Time
 	if t := pp.slot.r.timeout; t > 0 {
 		tm := time.NewTimer(t)
@@ -300,6 +320,7 @@ func (j *pjob) supervise(ctx context.Context, job Job, line []byte) {
 		}
 		return ee
 	}
+	touched, retried := false, false // a line came for this job; it was re-sent once
 	for {
 		l, ok := pp.pop()
 		if !ok {
@@ -309,6 +330,24 @@ func (j *pjob) supervise(ctx context.Context, job Job, line []byte) {
 			case <-p.done:
 				if l, ok = pp.pop(); !ok { // lines written just before dying count
 					pp.slot.forget(pp)
+					if p.err == nil && !touched && !retried {
+						// It exited cleanly without a word about this
+						// job: it left between jobs (recycling itself)
+						// and never read it. Hand the job to a fresh one.
+						retried = true
+						next, err := pp.slot.proc(job, pp.path)
+						if err != nil {
+							finish(err)
+							return
+						}
+						j.ppMu.Lock()
+						j.pp, pp, p = next, next, next.p
+						j.ppMu.Unlock()
+						p.lineLog.Store(rr.loggerPtr())
+						pp.clear()
+						go write(p)
+						continue
+					}
 					finish(j.exitError(p))
 					return
 				}
@@ -323,6 +362,7 @@ func (j *pjob) supervise(ctx context.Context, job Job, line []byte) {
 				return
 			}
 		}
+		touched = true
 		{
 			if l == nil {
 				finish(j.broken(p, "a result line over 64 KiB"))

@@ -138,3 +138,35 @@ func TestSlot_PersistentTimeoutAndStop(t *testing.T) {
 	s.Close() // EOF on stdin: the process exits by itself
 	waitGone(t, c)
 }
+
+// A handler that exits after each job (recycling itself) must never make
+// the next job fail: the job goes to a fresh process.
+func TestSlot_PersistentExitsBetweenJobs(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	script := "#!/bin/sh\nIFS= read -r line\necho\necho '' >&3\necho \"{\\\"done\\\":\\\"ok\\\",\\\"result\\\":$$}\" >&3\nexit 0\n"
+	if err := os.WriteFile(filepath.Join(dir, "Once.persistent"), []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	r, err := New(Config{Dir: dir, TermTimeout: 500 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := r.NewSlot(SlotConfig{})
+	defer s.Close()
+	pids := map[string]bool{}
+	for i := 0; i < 30; i++ {
+		run, err := s.Start(context.Background(), Job{Class: "Once"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		res, err := run.Wait()
+		if err != nil {
+			t.Fatalf("job %d: %v", i, err)
+		}
+		pids[string(res.Report.Result)] = true
+	}
+	if len(pids) != 30 {
+		t.Errorf("%d processes for 30 jobs, want one each", len(pids))
+	}
+}

@@ -77,7 +77,9 @@ func (rr *reportReader) read(r io.Reader) error {
 		}
 		long = false
 		if rr.sink != nil {
-			rr.sink(append([]byte(nil), line...))
+			if len(bytes.TrimSpace(line)) > 0 { // blank lines mean nothing
+				rr.sink(append([]byte(nil), line...))
+			}
 			return
 		}
 		rr.line(line)
@@ -159,3 +161,5 @@ func abbreviate(b []byte) string {
 	}
 	return string(b)
 }
+
+func (rr *reportReader) loggerPtr() *hclog.Logger { l := rr.logger; return &l }
