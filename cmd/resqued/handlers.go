@@ -48,13 +48,13 @@ func handlersAction(c *cli.Context) error {
 		fmt.Fprintln(c.App.Writer, string(b))
 	} else {
 		tw := tabwriter.NewWriter(c.App.Writer, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "CLASS\tFILE\tPROBLEM")
+		fmt.Fprintln(tw, "CLASS\tMODE\tFILE\tPROBLEM")
 		for _, e := range entries {
 			class := e.Class
 			if class == "" {
 				class = "-"
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\n", class, e.Path, e.Problem)
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", class, e.Mode, e.Path, e.Problem)
 		}
 		tw.Flush()
 	}

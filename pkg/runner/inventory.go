@@ -15,6 +15,9 @@ type Entry struct {
 	Class string `json:"class"`
 	// Path is the file, relative to the handlers directory.
 	Path string `json:"path"`
+	// Mode is "exec" (a process per job) or "persistent" (one process
+	// per worker slot serves many jobs; see Slot).
+	Mode string `json:"mode"`
 	// Problem, when not empty, says why jobs of Class would fail.
 	Problem string `json:"problem,omitempty"`
 }
@@ -72,7 +75,10 @@ func (r *Runner) Inventory() ([]Entry, error) {
 // entry describes the file at rel.
 func (r *Runner) entry(rel string) Entry {
 	class := classOf(rel)
-	e := Entry{Class: class, Path: rel}
+	e := Entry{Class: class, Path: rel, Mode: "exec"}
+	if IsPersistent(rel) {
+		e.Mode = "persistent"
+	}
 	if err := ValidateClass(class); err != nil {
 		e.Class, e.Problem = "", "no class can name this file: "+err.Error()
 		return e
