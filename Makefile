@@ -16,6 +16,7 @@ build:
 handlers:
 	$(GO) build -o handlers/Checksum ./handlers/.src/checksum
 	$(GO) build -o handlers/Primes ./handlers/.src/primes
+	$(GO) build -o handlers/Double.persistent ./handlers/.src/double
 
 # run builds resqued, makes sure a Redis answers on 127.0.0.1:6379 (starting
 # one, and installing redis-server with apt-get when missing and root), then
@@ -47,8 +48,18 @@ vet:
 faults:
 	FAULT_JOBS=$${FAULT_JOBS:-2000} FAULT_ROUNDS=$${FAULT_ROUNDS:-12} $(GO) test -race -count=1 -timeout=20m -v -run TestFaults ./faults/
 
+# bench runs the benchmark suite (docs/performance.md): a non-race resqued
+# and the no-op handlers are built into bin/bench/, a private redis-server
+# is started on a free port, and a markdown table is printed. 4-5 minutes
+# on 2 cores. BENCHFLAGS passes flags, e.g.
+# make bench BENCHFLAGS='-runs 5 -jobs 5000' or BENCHFLAGS=-check.
+BENCHFLAGS ?=
 bench:
-	$(GO) test -run='^$$' -bench=. -benchtime=2000x ./...
+	$(GO) build -ldflags "$(LDFLAGS)" -o bin/bench/resqued ./cmd/resqued
+	$(GO) build -o bin/bench/noop ./bench/noop
+	$(GO) build -o bin/bench/stamp ./bench/stamp
+	$(GO) build -o bin/bench/resqued-bench ./bench/resqued-bench
+	./bin/bench/resqued-bench -resqued bin/bench/resqued -noop bin/bench/noop -stamp bin/bench/stamp $(BENCHFLAGS)
 
 clean:
 	rm -rf bin

@@ -1,10 +1,15 @@
 package main
 
 import (
+	"bufio"
+	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"time"
 
+	"github.com/gomodule/redigo/redis"
 	"github.com/urfave/cli/v2"
 
 	"github.com/resqued/resqued/pkg/queue"
@@ -16,28 +21,40 @@ func enqueueCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "enqueue",
 		Usage:     "put a job on a queue and print its id",
-		ArgsUsage: "CLASS [ARG...]",
+		ArgsUsage: "CLASS [ARG...]  |  --stdin < jobs.jsonl",
 		Description: "Each ARG is taken as JSON when it parses as JSON (42, true, {\"a\":1}) and as a string otherwise;\n" +
-			"--args '[...]' gives the whole args array instead.",
+			"--args '[...]' gives the whole args array instead.\n\n" +
+			"With --stdin, each line of standard input is one job, {\"class\":\"C\",\"args\":[...],\"queue\":\"q\"}\n" +
+			"(args defaults to [], queue to --queue); they are enqueued in pipelined batches, each batch\n" +
+			"one transaction, and one id per line is printed (the count alone with --quiet). At the first\n" +
+			"invalid line it stops: the lines before it are enqueued, that line and the rest are not.",
 		Flags: append(connFlags(),
 			&cli.StringFlag{Name: "queue", Aliases: []string{"q"}, Value: "default", Usage: "queue to push to"},
 			&cli.StringFlag{Name: "args", Usage: "the whole args `JSON` array"},
 			&cli.BoolFlag{Name: "track", Usage: "create a php-resque status for the job; the printed id is its token"},
 			&cli.BoolFlag{Name: "wait", Usage: "track the job, wait until it ends, print its result; exit 0 if it succeeded, 1 if it failed, 124 on --wait-timeout"},
-			&cli.DurationFlag{Name: "wait-timeout", Value: 60 * time.Second, Usage: "how long --wait waits"},
+			&cli.StringFlag{Name: "wait-timeout", Value: "60", Usage: "seconds --wait waits (or a duration such as 2m)"},
+			&cli.BoolFlag{Name: "stdin", Usage: "read jobs from standard input, one JSON object per line: {\"class\":\"C\",\"args\":[...],\"queue\":\"q\"}"},
+			&cli.BoolFlag{Name: "quiet", Usage: "with --stdin, print only the number of jobs enqueued"},
 		),
 		Action: enqueueAction,
 	}
 }
 
 func enqueueAction(c *cli.Context) error {
+	if c.Bool("stdin") {
+		return enqueueStdin(c)
+	}
+	if c.Bool("quiet") {
+		return &usageError{msg: "enqueue: --quiet goes with --stdin", hint: "resqued enqueue --stdin --quiet < jobs.jsonl"}
+	}
 	class := c.Args().First()
 	if err := runner.ValidateClass(class); err != nil {
 		return &usageError{msg: fmt.Sprintf("enqueue: %v", err), hint: "resqued enqueue --queue default MyJob 42"}
 	}
 	args, err := buildArgs(c.String("args"), c.Args().Tail())
 	if err != nil {
-		return &usageError{msg: "enqueue: " + err.Error(), hint: `resqued enqueue MyJob --args '[1, "two"]'`}
+		return &usageError{msg: "enqueue: " + err.Error(), hint: `resqued enqueue --args '[1, "two"]' MyJob`}
 	}
 	q := c.String("queue")
 	if err := queue.ValidateQueueName(q); err != nil {
@@ -67,7 +84,11 @@ func enqueueAction(c *cli.Context) error {
 // waitFor polls job id's status until it ends, then prints its result
 // (stdout) or error (stderr).
 func waitFor(c *cli.Context, t *status.Tracker, id string) error {
-	deadline := time.Now().Add(c.Duration("wait-timeout"))
+	limit, err := parseSeconds(c.String("wait-timeout"))
+	if err != nil || limit <= 0 {
+		return &usageError{msg: fmt.Sprintf("enqueue: --wait-timeout %q: want seconds", c.String("wait-timeout")), hint: "--wait-timeout 30"}
+	}
+	deadline := time.Now().Add(limit)
 	delay := 10 * time.Millisecond
 	for {
 		s, err := t.GetFull(c.Context, id)
@@ -84,7 +105,7 @@ func waitFor(c *cli.Context, t *status.Tracker, id string) error {
 			return cli.Exit(fmt.Sprintf("job %s failed: %s", id, s.Error), 1)
 		}
 		if time.Now().After(deadline) {
-			return cli.Exit(fmt.Sprintf("job %s still %s after %s (it stays queued or running)", id, s.Code, c.Duration("wait-timeout")), 124)
+			return cli.Exit(fmt.Sprintf("job %s still %s after %s (it stays queued or running)", id, s.Code, limit), 124)
 		}
 		time.Sleep(delay)
 		delay = min(2*delay, 250*time.Millisecond)
@@ -115,4 +136,228 @@ func buildArgs(whole string, positional []string) (json.RawMessage, error) {
 	}
 	b, err := json.Marshal(list)
 	return b, err
+}
+
+// Bulk enqueueing (--stdin) sends jobs in batches of at most
+// bulkBatchJobs jobs or bulkBatchBytes bytes of payload, whichever
+// comes first.
+const (
+	bulkBatchJobs  = 1000
+	bulkBatchBytes = 1 << 20
+)
+
+// bulkLine is one line of enqueue --stdin input.
+type bulkLine struct {
+	Class string          `json:"class"`
+	Args  json.RawMessage `json:"args"`
+	Queue string          `json:"queue"`
+}
+
+// bulkJob is a validated, encoded job waiting in a batch.
+type bulkJob struct {
+	queue   string
+	id      string
+	payload []byte
+}
+
+// enqueueStdin is enqueue --stdin: JSON lines in, one id per line out.
+// Each batch is one MULTI/EXEC holding one SADD of its queues and one
+// RPUSH per run of consecutive jobs for the same queue, so every job's
+// SADD and RPUSH are applied together, in input order, and a batch
+// costs one round trip.
+func enqueueStdin(c *cli.Context) error {
+	const hint = `printf '%s\n' '{"class":"Resize","args":[42],"queue":"images"}' | resqued enqueue --stdin`
+	switch {
+	case c.NArg() > 0:
+		return &usageError{msg: "enqueue --stdin: takes no CLASS or ARGs; each input line is a job", hint: hint}
+	case c.IsSet("args"):
+		return &usageError{msg: "enqueue --stdin: give args in each input line, not with --args", hint: hint}
+	case c.Bool("wait"):
+		return &usageError{msg: "enqueue --stdin: --wait waits for one job; it does not go with --stdin", hint: hint}
+	}
+	defQueue := c.String("queue")
+	if err := queue.ValidateQueueName(defQueue); err != nil {
+		return &usageError{msg: "enqueue --stdin: --queue: " + err.Error(), hint: hint}
+	}
+	pool, err := newPool(c, nil)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	conn, err := pool.GetContext(c.Context)
+	if err != nil {
+		return fmt.Errorf("enqueue --stdin: %w", err)
+	}
+	defer conn.Close()
+
+	ns := c.String("namespace")
+	track, quiet := c.Bool("track"), c.Bool("quiet")
+	out := bufio.NewWriterSize(c.App.Writer, 64<<10)
+	defer out.Flush()
+	in := bufio.NewReaderSize(c.App.Reader, 64<<10)
+
+	var (
+		batch      []bulkJob
+		batchBytes int
+		batchFirst int // line numbers of the batch's first and last jobs
+		batchLast  int
+		done       int // jobs enqueued so far
+		lineNo     int
+	)
+	flush := func() error {
+		if len(batch) == 0 {
+			return nil
+		}
+		if err := sendBatch(conn, ns, batch, track); err != nil {
+			out.Flush()
+			return fmt.Errorf("enqueue --stdin: batch of lines %d-%d: %w (the %d jobs before it were enqueued)",
+				batchFirst, batchLast, err, done)
+		}
+		done += len(batch)
+		if !quiet {
+			for _, j := range batch {
+				out.WriteString(j.id)
+				out.WriteByte('\n')
+			}
+		}
+		batch, batchBytes = batch[:0], 0
+		return nil
+	}
+	for {
+		line, rerr := in.ReadBytes('\n')
+		if rerr != nil && !errors.Is(rerr, io.EOF) {
+			if err := flush(); err != nil {
+				return err
+			}
+			return fmt.Errorf("enqueue --stdin: read input after line %d: %w (%d jobs enqueued)", lineNo, rerr, done)
+		}
+		if len(line) > 0 {
+			lineNo++
+		}
+		if trimmed := bytes.TrimSpace(line); len(trimmed) > 0 {
+			job, err := parseBulkLine(trimmed, defQueue)
+			if err != nil {
+				// Enqueue what came before, so that exactly the lines
+				// before this one are in Redis.
+				if ferr := flush(); ferr != nil {
+					return ferr
+				}
+				out.Flush()
+				return &usageError{
+					msg:  fmt.Sprintf("enqueue --stdin: line %d: %v; the %d jobs before it were enqueued, this line and the rest were not", lineNo, err, done),
+					hint: hint,
+				}
+			}
+			if len(batch) == 0 {
+				batchFirst = lineNo
+			}
+			batch, batchLast = append(batch, job), lineNo
+			batchBytes += len(job.payload)
+			if len(batch) >= bulkBatchJobs || batchBytes >= bulkBatchBytes {
+				if err := flush(); err != nil {
+					return err
+				}
+			}
+		}
+		if rerr != nil { // io.EOF
+			break
+		}
+	}
+	if err := flush(); err != nil {
+		return err
+	}
+	if quiet {
+		fmt.Fprintln(out, done)
+	}
+	return nil
+}
+
+// parseBulkLine validates one input line and encodes its payload with a
+// fresh id.
+func parseBulkLine(line []byte, defQueue string) (bulkJob, error) {
+	var l bulkLine
+	dec := json.NewDecoder(bytes.NewReader(line))
+	dec.DisallowUnknownFields() // a misspelt "queue" must not send jobs to the default queue
+	if err := dec.Decode(&l); err != nil {
+		return bulkJob{}, fmt.Errorf("want {\"class\":\"C\",\"args\":[...],\"queue\":\"q\"}: %v", err)
+	}
+	if dec.More() {
+		return bulkJob{}, errors.New("want one JSON object per line")
+	}
+	if err := runner.ValidateClass(l.Class); err != nil {
+		return bulkJob{}, fmt.Errorf("class %q: %v", l.Class, err)
+	}
+	q := l.Queue
+	if q == "" {
+		q = defQueue
+	}
+	if err := queue.ValidateQueueName(q); err != nil {
+		return bulkJob{}, err
+	}
+	if l.Args == nil {
+		l.Args = json.RawMessage("[]")
+	}
+	id := queue.NewID()
+	payload, err := queue.Encode(l.Class, l.Args, id)
+	if err != nil {
+		return bulkJob{}, fmt.Errorf("args: %v", err)
+	}
+	return bulkJob{queue: q, id: id, payload: payload}, nil
+}
+
+// sendBatch enqueues batch in one transaction and one round trip.
+func sendBatch(conn redis.Conn, ns string, batch []bulkJob, track bool) error {
+	seen := map[string]bool{}
+	sadd := []interface{}{queue.QueuesKey(ns)}
+	for _, j := range batch {
+		if !seen[j.queue] {
+			seen[j.queue] = true
+			sadd = append(sadd, j.queue)
+		}
+	}
+	_ = conn.Send("MULTI")
+	if track {
+		initial := status.Initial(time.Now())
+		for _, j := range batch {
+			_ = conn.Send("SET", status.Key(ns, j.id), initial)
+		}
+	}
+	_ = conn.Send("SADD", sadd...)
+	for i := 0; i < len(batch); {
+		k := i + 1
+		for k < len(batch) && batch[k].queue == batch[i].queue {
+			k++
+		}
+		args := make([]interface{}, 0, 1+k-i)
+		args = append(args, queue.QueueKey(ns, batch[i].queue))
+		for _, j := range batch[i:k] {
+			args = append(args, j.payload)
+		}
+		_ = conn.Send("RPUSH", args...)
+		i = k
+	}
+	_ = conn.Send("EXEC")
+	replies, err := redis.Values(conn.Do(""))
+	if err != nil {
+		return fmt.Errorf("%w; whether the batch was enqueued is unknown", err)
+	}
+	// A command refused while queueing makes EXEC fail (EXECABORT) and
+	// nothing is applied; report the first error Redis gave.
+	for _, r := range replies {
+		if e, ok := r.(redis.Error); ok {
+			return fmt.Errorf("%w; the batch was not enqueued", e)
+		}
+	}
+	results, _ := replies[len(replies)-1].([]interface{})
+	if results == nil {
+		return errors.New("transaction aborted; the batch was not enqueued")
+	}
+	// Redis does not roll a transaction back when one of its commands
+	// fails as it runs (a queue key that is not a list): say so.
+	for _, r := range results {
+		if e, ok := r.(redis.Error); ok {
+			return fmt.Errorf("%w; the batch's other commands were applied", e)
+		}
+	}
+	return nil
 }
