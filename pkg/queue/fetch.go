@@ -7,9 +7,12 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gomodule/redigo/redis"
+
+	"github.com/resqued/resqued/pkg/status"
 )
 
 // Fetcher takes jobs off queues for one worker, reliably: a job moves from
@@ -83,10 +86,11 @@ var ErrPausedAll = errors.New("all workers paused")
 // reserveScript: KEYS[1] is worker:<id>, KEYS[2] the pause-all-workers
 // flag, KEYS[3..] the queues in order.
 // ARGV[1] run_at, ARGV[2] the queue key prefix, ARGV[3] "1" to filter by
-// class, ARGV[4..] the classes. Returns {queue key, payload, resumed,
+// class, ARGV[4] and ARGV[5] what goes before and after a job id in its
+// status key, ARGV[6] the time, ARGV[7..] the classes. Returns {queue key, payload, resumed,
 // sha1 of the record}, or {"skipped", queue keys whose head job has
 // another class...}, or false.
-var reserveScript = redis.NewScript(-1, `
+var reserveScript = redis.NewScript(-1, status.UpdateLua+`
 local cur = redis.call('GET', KEYS[1])
 if cur then
   local ok, rec = pcall(cjson.decode, cur)
@@ -100,7 +104,7 @@ local known = nil
 local skipped = {'skipped'}
 if ARGV[3] == '1' then
   known = {}
-  for i = 4, #ARGV do known[ARGV[i]] = true end
+  for i = 7, #ARGV do known[ARGV[i]] = true end
 end
 for i = 3, #KEYS do
   local k = KEYS[i]
@@ -123,6 +127,11 @@ for i = 3, #KEYS do
       local q = string.sub(k, string.len(ARGV[2]) + 1)
       local rec = '{"queue":' .. cjson.encode(q) .. ',"run_at":"' .. ARGV[1] .. '","payload":' .. embedded .. '}'
       redis.call('SET', KEYS[1], rec)
+      -- A tracked job turns running in the same step (php-resque's
+      -- status; only an existing key is touched).
+      if ok and type(p) == 'table' and type(p['id']) == 'string' and p['id'] ~= '' then
+        resqued_status(ARGV[4] .. p['id'] .. ARGV[5], 2, ARGV[6], 0)
+      end
       return {k, v, 0, redis.sha1hex(rec)}
     end
   end
@@ -154,7 +163,8 @@ func (f *Fetcher) Reserve(ctx context.Context, queues []string, opt ReserveOptio
 	for _, q := range queues {
 		args = append(args, QueueKey(f.c.ns, q))
 	}
-	args = append(args, now.UTC().Format(RunAtFormat), QueuePrefix(f.c.ns), filter)
+	sp, ss := status.KeyParts(f.c.ns)
+	args = append(args, now.UTC().Format(RunAtFormat), QueuePrefix(f.c.ns), filter, sp, ss, now.Unix())
 	for _, c := range opt.Classes {
 		args = append(args, c)
 	}
@@ -269,17 +279,22 @@ func (f *Fetcher) Wait(ctx context.Context, queues []string, timeout time.Durati
 	}
 	wctx, wake := context.WithCancel(ctx)
 	defer wake()
-	stop := f.unblockOnCancel(wctx, queues)
+	// returned[i] is set once queue i's BLMOVE has come back: only the
+	// peeks still blocked need a CLIENT UNBLOCK (none, with one queue,
+	// so a pickup costs no extra round trip).
+	returned := make([]atomic.Bool, len(queues))
+	stop := f.unblockOnCancel(wctx, queues, returned)
 	defer stop()
 	var wg sync.WaitGroup
 	errs := make(chan error, len(queues))
 	secs := fmt.Sprintf("%.3f", timeout.Seconds())
-	for _, q := range queues {
+	for i, q := range queues {
 		p, key := f.peeks[q], QueueKey(f.c.ns, q)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			v, err := redis.DoWithTimeout(p.conn, timeout+10*time.Second, "BLMOVE", key, key, "RIGHT", "RIGHT", secs)
+			returned[i].Store(true)
 			if err != nil {
 				errs <- err
 			}
@@ -303,7 +318,7 @@ func (f *Fetcher) Wait(ctx context.Context, queues []string, timeout time.Durati
 // unblockOnCancel unblocks the peek connections of queues once ctx is
 // done, until the returned function is called. It repeats the unblock
 // because the cancel may land before a BLMOVE reached Redis.
-func (f *Fetcher) unblockOnCancel(ctx context.Context, queues []string) (stop func()) {
+func (f *Fetcher) unblockOnCancel(ctx context.Context, queues []string, returned []atomic.Bool) (stop func()) {
 	ids := make([]int64, 0, len(queues))
 	for _, q := range queues {
 		ids = append(ids, f.peeks[q].id)
@@ -321,8 +336,17 @@ func (f *Fetcher) unblockOnCancel(ctx context.Context, queues []string) (stop fu
 		t := time.NewTicker(20 * time.Millisecond)
 		defer t.Stop()
 		for {
+			var blocked []int64
+			for i, id := range ids {
+				if !returned[i].Load() {
+					blocked = append(blocked, id)
+				}
+			}
+			if len(blocked) == 0 {
+				return
+			}
 			conn := f.c.pool.Get()
-			for _, id := range ids {
+			for _, id := range blocked {
 				_ = conn.Send("CLIENT", "UNBLOCK", id)
 			}
 			_, _ = conn.Do("")

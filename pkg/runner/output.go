@@ -23,8 +23,10 @@ const minReadBuffer = 4096
 // during the call. splitLines returns nil at EOF and the read error
 // otherwise. Memory use is bounded by maxLine plus the read buffer.
 func splitLines(r io.Reader, maxLine int, emit func(line []byte, whole bool)) error {
-	br := bufio.NewReaderSize(r, max(maxLine, minReadBuffer))
-	buf := make([]byte, 0, maxLine)
+	// Small buffers that grow with the lines: most handlers write little,
+	// and a job's four streams would otherwise cost ~200 KB up front.
+	br := bufio.NewReaderSize(r, minReadBuffer)
+	var buf []byte
 	split := false // part of the current line has been emitted already
 	for {
 		chunk, err := br.ReadSlice('\n')

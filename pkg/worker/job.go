@@ -55,7 +55,7 @@ func (w *Worker) process(r *queue.Reserved) {
 	log := w.log.With("queue", q, "class", job.Class, "job_id", job.ID)
 
 	w.cfg.SetTitle(fmt.Sprintf("Processing %s since %d [%s]", q, start.Unix(), job.Class))
-	w.updateStatus(job, status.Running)
+	// A tracked job's status turned running in the reserve script.
 	log.Info("job started")
 
 	res, runErr := w.run(log, job)
@@ -223,19 +223,6 @@ func (w *Worker) finish(job *queue.Job, r *queue.Reserved, f *queue.Failure) {
 	case !recorded:
 		w.log.Warn("job outcome not recorded: the job was no longer in worker:<id> (recorded already, or recovered by a pruner)",
 			"queue", job.Queue, "payload", string(job.Payload))
-	}
-}
-
-func (w *Worker) updateStatus(job *queue.Job, code status.Code) {
-	if job.ID == "" {
-		return
-	}
-	err := w.retry(context.Background(), "update status", func(ctx context.Context) error {
-		_, err := w.cfg.Status.Update(ctx, job.ID, code, time.Now())
-		return err
-	})
-	if err != nil {
-		w.log.Error("status update lost", "job_id", job.ID, "status", code.String(), "error", err)
 	}
 }
 
