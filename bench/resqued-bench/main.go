@@ -43,7 +43,7 @@ type config struct {
 	quiet              bool
 }
 
-var sections = []string{"throughput", "pickup", "enqueue", "memory", "idle"}
+var sections = []string{"throughput", "persistent", "pickup", "enqueue", "memory", "idle"}
 
 func main() {
 	var cfg config
@@ -132,6 +132,7 @@ func run(cfg config, tmp string) int {
 		{"throughput", b.throughput},
 		{"pickup", b.pickup},
 		{"enqueue", b.enqueue},
+		{"persistent", b.persistent},
 		{"memory", b.memory},
 		{"idle", b.idle},
 	}
@@ -205,6 +206,23 @@ func (b *bench) prepare() error {
 		}
 	}
 	if err := os.WriteFile(filepath.Join(b.handlers, "Sh.sh"), []byte("#!/bin/sh\ncat >/dev/null\n"), 0o755); err != nil {
+		return err
+	}
+	// Persistent no-ops: compiled, and Python (the case they exist for).
+	for _, c := range []struct{ pkg, name, to string }{{"./bench/pnoop", "pnoop", "PNoop.persistent"}, {"./bench/pstamp", "pstamp", "PStamp.persistent"}} {
+		path := ""
+		if err := build(&path, c.pkg, c.name); err != nil {
+			return err
+		}
+		if data, err := os.ReadFile(path); err != nil {
+			return err
+		} else if err := os.WriteFile(filepath.Join(b.handlers, c.to), data, 0o755); err != nil {
+			return err
+		}
+	}
+	py := "#!/usr/bin/env python3\nimport os, sys\nout = os.fdopen(int(os.environ['RESQUE_RESULT_FD']), 'w', buffering=1)\n" +
+		"while sys.stdin.readline():\n    out.write('{\"done\":\"ok\"}\\n')\n"
+	if err := os.WriteFile(filepath.Join(b.handlers, "PyNoop.persistent.py"), []byte(py), 0o755); err != nil {
 		return err
 	}
 	return b.readStamps()

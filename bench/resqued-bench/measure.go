@@ -199,7 +199,7 @@ func (b *bench) stamp() (int64, error) {
 func (b *bench) pickup() error {
 	n := b.cfg.pickupJobs
 	spec := newSpawnSpec(b.handlers, "Stamp", "Stamp", "RESQUED_BENCH_STAMP="+b.fifo)
-	var spawnP, pickP, addedP [3][]float64 // p50, p99, max
+	var spawnP, pickP, addedP, persP [3][]float64 // p50, p99, max
 	for run := 1; run <= b.cfg.runs; run++ {
 		spawn := make([]float64, 0, n)
 		for i := 0; i < n; i++ {
@@ -213,9 +213,16 @@ func (b *bench) pickup() error {
 			}
 			spawn = append(spawn, float64(s-t0)/1e6)
 		}
-		pick, err := b.pickupRun(n)
+		pick, err := b.pickupRun(n, "Stamp")
 		if err != nil {
 			return err
+		}
+		ppick, err := b.pickupRun(n, "PStamp")
+		if err != nil {
+			return err
+		}
+		for i, v := range quantiles(ppick) {
+			persP[i] = append(persP[i], v)
 		}
 		sq, pq := quantiles(spawn), quantiles(pick)
 		for i := range sq {
@@ -245,13 +252,20 @@ func (b *bench) pickup() error {
 		b.rep.add(row{name: "added by resqued (pickup " + q + " − spawn p50) (ms)", vals: addedP[i], prec: 3,
 			target: targets[i].t, check: targets[i].f})
 	}
+	for i, q := range names {
+		r := row{name: "persistent handler already running: push end to its reading the job, " + q + " (ms)", vals: persP[i], prec: 3}
+		if i == 0 {
+			r.target, r.check = "< 1 ms", func(v float64) bool { return v < 1 }
+		}
+		b.rep.add(r)
+	}
 	return nil
 }
 
-// pickupRun pushes n Stamp jobs one at a time, each once resqued is idle
-// (blocked in BLMOVE) and the previous job is recorded, and returns the
-// latencies in ms.
-func (b *bench) pickupRun(n int) ([]float64, error) {
+// pickupRun pushes n jobs of class (Stamp, or the persistent PStamp) one
+// at a time, each once resqued is idle (blocked in BLMOVE) and the
+// previous job is recorded, and returns the latencies in ms.
+func (b *bench) pickupRun(n int, class string) ([]float64, error) {
 	if err := b.srv.flush(); err != nil {
 		return nil, err
 	}
@@ -265,7 +279,7 @@ func (b *bench) pickupRun(n int) ([]float64, error) {
 	defer d.quit()
 	conn := b.srv.pool.Get()
 	defer conn.Close()
-	ps := payloads("Stamp", n)
+	ps := payloads(class, n)
 	key := queue.QueueKey("resque", benchQueue)
 	out := make([]float64, 0, n)
 	idle := func() (bool, error) {
@@ -700,4 +714,34 @@ func quantiles(v []float64) [3]float64 {
 		return s[max(0, min(i, len(s)-1))]
 	}
 	return [3]float64{at(0.50), at(0.99), s[len(s)-1]}
+}
+
+// persistent: resqued draining jobs into persistent handlers, compiled and
+// Python, at each COUNT. There is no exec ceiling to compare with: no
+// process is started per job.
+func (b *bench) persistent() error {
+	n := 5 * b.cfg.jobs
+	for _, class := range []string{"PNoop", "PyNoop"} {
+		b.rep.section(fmt.Sprintf("Persistent handler %s (%s jobs)", class, num(float64(n), 0)))
+		for _, par := range b.cfg.counts {
+			var rate, cpu, redisCPU []float64
+			for run := 1; run <= b.cfg.runs; run++ {
+				d, err := b.drain(class, n, par)
+				if err != nil {
+					return fmt.Errorf("resqued %s COUNT=%d: %w", class, par, err)
+				}
+				rr := float64(n) / d.wall.Seconds()
+				rate, cpu, redisCPU = append(rate, rr), append(cpu, ms(d.cpu)), append(redisCPU, ms(d.redisCPU))
+				progress("persistent run %d/%d %s COUNT=%d: %.0f jobs/s (CPU %.3f ms + Redis %.3f ms per job)", run, b.cfg.runs, class, par, rr, ms(d.cpu), ms(d.redisCPU))
+			}
+			r := row{name: fmt.Sprintf("resqued COUNT=%d (jobs/s)", par), vals: rate, prec: 0}
+			if class == "PyNoop" && par == 2 {
+				r.target, r.check = "≥ 5,000", func(v float64) bool { return v >= 5000 }
+			}
+			b.rep.add(r)
+			b.rep.add(row{name: fmt.Sprintf("resqued COUNT=%d: CPU per job, resqued + handler (ms)", par), vals: cpu, prec: 3})
+			b.rep.add(row{name: fmt.Sprintf("resqued COUNT=%d: redis-server CPU per job (ms)", par), vals: redisCPU, prec: 3})
+		}
+	}
+	return nil
 }
