@@ -170,3 +170,18 @@ func TestSlot_PersistentExitsBetweenJobs(t *testing.T) {
 		t.Errorf("%d processes for 30 jobs, want one each", len(pids))
 	}
 }
+
+// Past MaxRSS a persistent process is recycled after its job.
+func TestSlot_PersistentMaxRSS(t *testing.T) {
+	t.Parallel()
+	s := newPersistent(t, Config{}, SlotConfig{MaxRSS: 1}) // any process is over 1 byte
+	a, _, err := job(t, s, "ok")
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitGone(t, a)
+	b, _, err := job(t, s, "ok")
+	if err != nil || b == a {
+		t.Fatalf("after passing MaxRSS: pid %d (was %d), %v", b, a, err)
+	}
+}
