@@ -1,0 +1,175 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/resqued/resqued/pkg/queue"
+)
+
+// The read-only operator views: stats, queues and workers.
+
+func statsCommand() *cli.Command {
+	return &cli.Command{
+		Name:   "stats",
+		Usage:  "print processed and failed totals, queue sizes and how many workers are registered and working",
+		Flags:  append(connFlags(), &cli.BoolFlag{Name: "json", Usage: "print a JSON object"}),
+		Action: statsAction,
+	}
+}
+
+func statsAction(c *cli.Context) error {
+	if c.NArg() > 0 {
+		return &usageError{msg: "stats: takes no arguments", hint: "resqued stats --json"}
+	}
+	client, done, err := adminClient(c)
+	if err != nil {
+		return err
+	}
+	defer done()
+	s, err := client.Stats(c.Context)
+	if err != nil {
+		return err
+	}
+	if c.Bool("json") {
+		return printJSON(c.App.Writer, s)
+	}
+	tw := newTable(c.App.Writer)
+	fmt.Fprintf(tw, "processed\t%d\n", s.Processed)
+	fmt.Fprintf(tw, "failed\t%d\t(%d in the failed list)\n", s.Failed, s.FailedNow)
+	fmt.Fprintf(tw, "pending\t%d\n", s.Pending)
+	fmt.Fprintf(tw, "queues\t%d\n", len(s.Queues))
+	for _, q := range s.Queues {
+		fmt.Fprintf(tw, "  %s\t%d\n", oneLine(q.Queue), q.Size)
+	}
+	fmt.Fprintf(tw, "workers\t%d\n", s.Workers)
+	fmt.Fprintf(tw, "working\t%d\n", s.Working)
+	return tw.Flush()
+}
+
+func queuesCommand() *cli.Command {
+	return &cli.Command{
+		Name:   "queues",
+		Usage:  "list every queue and the number of jobs waiting in it",
+		Flags:  append(connFlags(), &cli.BoolFlag{Name: "json", Usage: "print a JSON array"}),
+		Action: queuesAction,
+	}
+}
+
+func queuesAction(c *cli.Context) error {
+	if c.NArg() > 0 {
+		return &usageError{msg: "queues: takes no arguments", hint: "resqued queues --json"}
+	}
+	client, done, err := adminClient(c)
+	if err != nil {
+		return err
+	}
+	defer done()
+	qs, err := client.QueueSizes(c.Context)
+	if err != nil {
+		return err
+	}
+	if c.Bool("json") {
+		return printJSON(c.App.Writer, qs)
+	}
+	tw := newTable(c.App.Writer)
+	fmt.Fprintln(tw, "QUEUE\tSIZE")
+	for _, q := range qs {
+		fmt.Fprintf(tw, "%s\t%d\n", oneLine(q.Queue), q.Size)
+	}
+	return tw.Flush()
+}
+
+func workersCommand() *cli.Command {
+	return &cli.Command{
+		Name:   "workers",
+		Usage:  "list registered workers and what each is doing",
+		Flags:  append(connFlags(), &cli.BoolFlag{Name: "json", Usage: "print a JSON array"}),
+		Action: workersAction,
+	}
+}
+
+func workersAction(c *cli.Context) error {
+	if c.NArg() > 0 {
+		return &usageError{msg: "workers: takes no arguments", hint: "resqued workers --json"}
+	}
+	client, done, err := adminClient(c)
+	if err != nil {
+		return err
+	}
+	defer done()
+	ws, err := client.WorkerInfos(c.Context)
+	if err != nil {
+		return err
+	}
+	if c.Bool("json") {
+		return printJSON(c.App.Writer, ws)
+	}
+	tw := newTable(c.App.Writer)
+	fmt.Fprintln(tw, "ID\tHOST\tPID\tQUEUES\tDOING\tSTARTED\tHEARTBEAT")
+	for _, w := range ws {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", oneLine(w.ID), orDash(w.Host), orDash(pidString(w.PID)),
+			orDash(strings.Join(w.Queues, ",")), oneLine(doing(w)), orDash(w.Started), orDash(w.Heartbeat))
+	}
+	return tw.Flush()
+}
+
+// doing is a worker's state in one phrase.
+func doing(w queue.WorkerInfo) string {
+	switch w.State {
+	case "working":
+		return fmt.Sprintf("%s %s since %s", orDash(w.Queue), orDash(w.Class), orDash(w.RunAt))
+	case "paused":
+		if w.RunAt != "" {
+			return "paused since " + w.RunAt
+		}
+	}
+	return w.State
+}
+
+// adminClient connects to Redis for an operator command; done closes the
+// pool.
+func adminClient(c *cli.Context) (*queue.Client, func(), error) {
+	pool, err := newPool(c, nil)
+	if err != nil {
+		return nil, nil, err
+	}
+	return queue.New(pool, c.String("namespace")), func() { pool.Close() }, nil
+}
+
+func newTable(w io.Writer) *tabwriter.Writer { return tabwriter.NewWriter(w, 0, 4, 2, ' ', 0) }
+
+// printJSON prints v indented, as handlers --json does.
+func printJSON(w io.Writer, v interface{}) error {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return err
+	}
+	_, err = fmt.Fprintln(w, string(b))
+	return err
+}
+
+// oneLine makes s safe for one table cell: no tabs or line breaks.
+func oneLine(s string) string {
+	return strings.Join(strings.Fields(s), " ")
+}
+
+func orDash(s string) string {
+	if s = oneLine(s); s == "" {
+		return "-"
+	}
+	return s
+}
+
+func pidString(pid int) string {
+	if pid == 0 {
+		return ""
+	}
+	return strconv.Itoa(pid)
+}
