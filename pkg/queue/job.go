@@ -25,6 +25,12 @@ type Job struct {
 	// Payload is the entry exactly as read from Redis, unknown fields and
 	// all; it is what failure records and requeues write back.
 	Payload []byte
+	// Attempt is the payload's "attempt" (1 when absent): which run of a
+	// retried job this is.
+	Attempt int
+	// Retry is the payload's "retry" field, the enqueuer's retry policy
+	// override, if any.
+	Retry json.RawMessage
 }
 
 // Decode parses a queue entry. On error it still returns a Job carrying
@@ -60,6 +66,13 @@ func Decode(queue string, payload []byte) (*Job, error) {
 		// A non-string id is not a php-resque token; ignore it.
 		_ = json.Unmarshal(rawID, &j.ID)
 	}
+	j.Attempt = 1
+	if a, ok := fields["attempt"]; ok {
+		if json.Unmarshal(a, &j.Attempt) != nil || j.Attempt < 1 {
+			j.Attempt = 1
+		}
+	}
+	j.Retry = fields["retry"]
 	return j, nil
 }
 

@@ -1,5 +1,7 @@
 package queue
 
+import "strconv"
+
 // Every Redis key resqued reads or writes for queues, workers, stats and
 // failures is built here and nowhere else. ns is the namespace without its
 // trailing colon ("resque" by default), exactly as Ruby Resque's
@@ -40,3 +42,23 @@ func PauseAllKey(ns string) string { return ns + ":pause-all-workers" }
 
 // PruneLockKey is the lock a worker holds while it prunes dead workers.
 func PruneLockKey(ns string) string { return ns + ":pruning_dead_workers_in_progress" }
+
+// The delayed-job keys are resque-scheduler's, byte for byte (pkg/scheduler).
+
+// DelayedScheduleKey is the sorted set of timestamps that have delayed
+// jobs: member and score are both the Unix time.
+func DelayedScheduleKey(ns string) string { return ns + ":delayed_queue_schedule" }
+
+// DelayedKey is the list of items due at Unix time ts.
+func DelayedKey(ns string, ts int64) string { return ns + ":delayed:" + strconv.FormatInt(ts, 10) }
+
+// TimestampsKey is the set of DelayedKey names (without the namespace,
+// "delayed:<ts>") under which the encoded item is stored.
+func TimestampsKey(ns, item string) string { return ns + ":timestamps:" + item }
+
+// ScheduleLockKey is the once-per-tick lock of recurring schedule entry
+// name: the daemon whose SET NX on it succeeds enqueues that tick's job.
+// tick is the tick's Unix time in seconds.
+func ScheduleLockKey(ns, name string, tick int64) string {
+	return ns + ":resqued:schedule:" + name + ":" + strconv.FormatInt(tick, 10)
+}

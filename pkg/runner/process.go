@@ -28,6 +28,9 @@ type Job struct {
 	ID     string // payload id, may be empty
 	Worker string // resque worker id, for RESQUE_WORKER
 	Args   []byte // the payload's args array as raw JSON, written verbatim to stdin
+	// Attempt is which run of the job this is (RESQUE_ATTEMPT); zero
+	// means 1.
+	Attempt int
 	// Logger is the per-job logger (already .With(job fields)); nil means
 	// the runner's logger.
 	Logger hclog.Logger
@@ -231,7 +234,7 @@ func (r *Runner) environ(job Job) []string {
 		name, _, _ := strings.Cut(kv, "=")
 		switch name {
 		case "RESQUE_CLASS", "RESQUE_QUEUE", "RESQUE_JOB_ID", "RESQUE_WORKER",
-			"RESQUED_PROTOCOL", "RESQUED_HANDLERS_DIR", "RESQUE_RESULT_FD", "PWD":
+			"RESQUED_PROTOCOL", "RESQUED_HANDLERS_DIR", "RESQUE_RESULT_FD", "RESQUE_ATTEMPT", "PWD":
 			continue
 		}
 		env = append(env, kv)
@@ -244,6 +247,7 @@ func (r *Runner) environ(job Job) []string {
 		"RESQUED_PROTOCOL="+ProtocolVersion,
 		"RESQUED_HANDLERS_DIR="+r.dir,
 		"RESQUE_RESULT_FD="+strconv.Itoa(ResultFD),
+		"RESQUE_ATTEMPT="+strconv.Itoa(max(job.Attempt, 1)),
 		"PWD="+r.dir,
 	)
 }

@@ -72,6 +72,7 @@ func TestRunner_Run(t *testing.T) {
 			"RESQUED_PROTOCOL":     "1",
 			"RESQUED_HANDLERS_DIR": r.Dir(),
 			"RESQUE_RESULT_FD":     "3",
+			"RESQUE_ATTEMPT":       "1",
 			"PWD":                  r.Dir(),
 		} {
 			if diff := cmp.Diff([]string{want}, got[name]); diff != "" {
@@ -84,11 +85,11 @@ func TestRunner_Run(t *testing.T) {
 		t.Parallel()
 		r := newTestRunner(t, Config{})
 		env := r.environ(Job{Class: "C", ID: "abc"})
-		if got, want := env[len(env)-6], "RESQUE_JOB_ID=abc"; got != want {
+		if got, want := env[len(env)-7], "RESQUE_JOB_ID=abc"; got != want {
 			t.Errorf("env entry = %q, want %q", got, want)
 		}
-		if len(env) < 8 {
-			t.Errorf("environ() has %d entries, want os.Environ() plus 8", len(env))
+		if len(env) < 9 {
+			t.Errorf("environ() has %d entries, want os.Environ() plus 9", len(env))
 		}
 	})
 

@@ -76,6 +76,12 @@ func (w *Worker) process(r *queue.Reserved) {
 	if why != "" && (exc == ExcDirtyExit || exc == ExcHandlerFailed) {
 		msg += " (" + why + ")"
 	}
+	if w.retryLater(log, job, r, runErr) {
+		return
+	}
+	if job.Attempt > 1 {
+		msg += fmt.Sprintf(" (attempt %d)", job.Attempt)
+	}
 	log.Warn("job failed", "outcome", exc, "error", msg, "duration", dur)
 	w.annotate(log, job, status.Detail{Error: exc + ": " + msg})
 	w.finish(job, r, queue.NewFailure(time.Now(), payload, exc, msg, backtrace, w.id, q))
@@ -109,6 +115,7 @@ func (w *Worker) run(log hclog.Logger, job *queue.Job) (*runner.Result, error) {
 		ID:         job.ID,
 		Worker:     w.id,
 		Args:       job.Args,
+		Attempt:    job.Attempt,
 		Logger:     log.Named("handler"),
 		OnProgress: onProgress,
 	})
@@ -288,4 +295,42 @@ func (b *backoff) wait(wake <-chan struct{}) {
 	if b.d *= 2; b.d > time.Second {
 		b.d = time.Second
 	}
+}
+
+// retryLater schedules the job's next attempt when its retry policy says
+// so, and reports whether it did. Only a handler's own failure (an exit
+// status, or with exit_codes [-1] a signal or timeout too) is retried; a
+// job stopped by the worker, a missing handler or a bad payload is not.
+func (w *Worker) retryLater(log hclog.Logger, job *queue.Job, r *queue.Reserved, runErr error) bool {
+	var ee *runner.ExitError
+	if !errors.As(runErr, &ee) || ee.Stopped {
+		return false
+	}
+	code := ee.Code
+	if ee.Signal != 0 || ee.TimedOut || ee.Protocol != "" {
+		code = -1
+	}
+	ok, after := w.cfg.Retry.For(job.Class, job.Retry).Decide(job.Attempt, code)
+	if !ok {
+		return false
+	}
+	item, err := queue.RetryItem(job.Payload, job.Queue, job.Attempt+1)
+	if err != nil {
+		return false
+	}
+	at := time.Now().Add(after)
+	var done bool
+	err = w.retry(context.Background(), "schedule retry", func(ctx context.Context) error {
+		done, err = w.cfg.Queue.RetryJob(ctx, w.id, r.Record, job.ID, item, at)
+		return err
+	})
+	if err != nil {
+		// Redis away at a TERM: the job stays in worker:<id> for recovery.
+		log.Error("retry not scheduled: redis unreachable; the job stays in worker:<id> for recovery", "error", err)
+		return true
+	}
+	if done {
+		log.Warn("job failed, will retry", "error", runErr, "attempt", job.Attempt, "next_attempt_at", at.UTC().Format(time.RFC3339))
+	}
+	return true
 }

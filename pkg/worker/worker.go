@@ -12,6 +12,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/resqued/resqued/pkg/queue"
+	"github.com/resqued/resqued/pkg/retry"
 	"github.com/resqued/resqued/pkg/runner"
 	"github.com/resqued/resqued/pkg/status"
 )
@@ -60,6 +61,10 @@ type Config struct {
 	// resident memory passes that many bytes; zero means no limit.
 	MaxJobsPerProcess int
 	MaxRSSPerProcess  int64
+
+	// Retry holds the retry policies (nil: a job is retried only when
+	// its payload's "retry" field asks for it).
+	Retry *retry.Config
 
 	// MaxPayload is the largest payload, in bytes, the worker runs;
 	// bigger ones fail as Resqued::InvalidPayload (kept whole in the

@@ -1,0 +1,53 @@
+package queue_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/gomodule/redigo/redis"
+
+	"github.com/resqued/resqued/pkg/queue"
+)
+
+// RetryJob moves a failed job's next attempt into resque-scheduler's
+// delayed layout, counting it processed but not failed.
+func TestClient_RetryJob(t *testing.T) {
+	ctx := context.Background()
+	srv, c, ns := newClient(t)
+	id := "h:1:q"
+	_ = c.Enqueue(ctx, "q", []byte(`{"class":"A","args":[1],"id":"tok"}`), queue.EnqueueOptions{})
+	r, err := c.Fetcher(id).Reserve(ctx, []string{"q"}, queue.ReserveOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	item, err := queue.RetryItem(r.Payload, r.Queue, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(item) != `{"args":[1],"attempt":2,"class":"A","id":"tok","queue":"q"}` {
+		t.Fatalf("item = %s", item)
+	}
+	at := time.Unix(1795800000, 0)
+	if ok, err := c.RetryJob(ctx, id, r.Record, "tok", item, at); !ok || err != nil {
+		t.Fatalf("RetryJob = %v %v", ok, err)
+	}
+	if ok, _ := c.RetryJob(ctx, id, r.Record, "tok", item, at); ok {
+		t.Fatal("a second RetryJob of the same job acted")
+	}
+	if got, _ := redis.Strings(srv.Do(t, "LRANGE", queue.DelayedKey(ns, 1795800000), 0, -1), nil); len(got) != 1 || got[0] != string(item) {
+		t.Errorf("delayed list = %v", got)
+	}
+	if got, _ := redis.Strings(srv.Do(t, "ZRANGE", queue.DelayedScheduleKey(ns), 0, -1, "WITHSCORES"), nil); len(got) != 2 || got[0] != "1795800000" || got[1] != "1795800000" {
+		t.Errorf("schedule = %v", got)
+	}
+	if got, _ := redis.Strings(srv.Do(t, "SMEMBERS", queue.TimestampsKey(ns, string(item))), nil); len(got) != 1 || got[0] != "delayed:1795800000" {
+		t.Errorf("timestamps set = %v", got)
+	}
+	if n, _ := redis.Int(srv.Do(t, "GET", queue.StatKey(ns, "processed")), nil); n != 1 {
+		t.Errorf("processed = %d", n)
+	}
+	if n, _ := redis.Int(srv.Do(t, "EXISTS", queue.StatKey(ns, "failed"), queue.FailedKey(ns), queue.WorkerKey(ns, id)), nil); n != 0 {
+		t.Errorf("%d of failed stat, failed list, worker:<id> exist", n)
+	}
+}
