@@ -14,6 +14,7 @@ import (
 
 	"github.com/resqued/resqued/pkg/queue"
 	"github.com/resqued/resqued/pkg/runner"
+	"github.com/resqued/resqued/pkg/scheduler"
 	"github.com/resqued/resqued/pkg/status"
 )
 
@@ -27,8 +28,10 @@ func enqueueCommand() *cli.Command {
 			"With --stdin, each line of standard input is one job, {\"class\":\"C\",\"args\":[...],\"queue\":\"q\"}\n" +
 			"(args defaults to [], queue to --queue); they are enqueued in pipelined batches, each batch\n" +
 			"one transaction, and one id per line is printed (the count alone with --quiet). At the first\n" +
-			"invalid line it stops: the lines before it are enqueued, that line and the rest are not.",
-		Flags: append(connFlags(),
+			"invalid line it stops: the lines before it are enqueued, that line and the rest are not.\n\n" +
+			"With --in or --at the job is delayed (resque-scheduler's layout) and the running daemon's\n" +
+			"scheduler pushes it to its queue when due (docs/scheduling.md).",
+		Flags: append(append(connFlags(),
 			&cli.StringFlag{Name: "queue", Aliases: []string{"q"}, Value: "default", Usage: "queue to push to"},
 			&cli.StringFlag{Name: "args", Usage: "the whole args `JSON` array"},
 			&cli.BoolFlag{Name: "track", Usage: "create a php-resque status for the job; the printed id is its token"},
@@ -36,13 +39,20 @@ func enqueueCommand() *cli.Command {
 			&cli.StringFlag{Name: "wait-timeout", Value: "60", Usage: "seconds --wait waits (or a duration such as 2m)"},
 			&cli.BoolFlag{Name: "stdin", Usage: "read jobs from standard input, one JSON object per line: {\"class\":\"C\",\"args\":[...],\"queue\":\"q\"}"},
 			&cli.BoolFlag{Name: "quiet", Usage: "with --stdin, print only the number of jobs enqueued"},
-		),
+		), delayFlags()...),
 		Action: enqueueAction,
 	}
 }
 
 func enqueueAction(c *cli.Context) error {
+	at, delayed, err := delayTime(c)
+	if err != nil {
+		return err
+	}
 	if c.Bool("stdin") {
+		if delayed {
+			return &usageError{msg: "enqueue --stdin: --in and --at delay one job; they do not go with --stdin", hint: "resqued enqueue --in 90s MyJob"}
+		}
 		return enqueueStdin(c)
 	}
 	if c.Bool("quiet") {
@@ -71,7 +81,12 @@ func enqueueAction(c *cli.Context) error {
 	}
 	defer pool.Close()
 	opt := queue.EnqueueOptions{Track: c.Bool("track") || c.Bool("wait"), ID: id}
-	if err := queue.New(pool, c.String("namespace")).Enqueue(c.Context, q, payload, opt); err != nil {
+	if delayed {
+		err = scheduler.New(pool, c.String("namespace"), nil).Delay(c.Context, at, q, payload, opt)
+	} else {
+		err = queue.New(pool, c.String("namespace")).Enqueue(c.Context, q, payload, opt)
+	}
+	if err != nil {
 		return err
 	}
 	if c.Bool("wait") {

@@ -19,11 +19,11 @@ func main() {
 	app := &cli.App{
 		Name:           "resqued",
 		Usage:          "run Resque jobs as handler executables written in any language",
-		UsageText:      "resqued --handlers DIR --queues LIST [options]\nresqued enqueue [--queue Q] [--track] CLASS [ARG...]\nresqued status TOKEN\nresqued stats|queues|workers [--json]\nresqued failed list|retry|remove|clear",
+		UsageText:      "resqued --handlers DIR --queues LIST [options]\nresqued enqueue [--queue Q] [--track] [--in DELAY|--at TIME] CLASS [ARG...]\nresqued delayed list [--json]\nresqued status TOKEN\nresqued stats|queues|workers [--json]\nresqued failed list|retry|remove|clear",
 		Version:        Version,
 		Flags:          runFlags(),
 		Action:         runAction,
-		Commands:       []*cli.Command{enqueueCommand(), statusCommand(), tryCommand(), handlersCommand(), statsCommand(), queuesCommand(), workersCommand(), failedCommand()},
+		Commands:       []*cli.Command{enqueueCommand(), statusCommand(), tryCommand(), handlersCommand(), statsCommand(), queuesCommand(), workersCommand(), failedCommand(), delayedCommand()},
 		ExitErrHandler: func(*cli.Context, error) {},
 	}
 	os.Exit(exitCode(app.RunContext(context.Background(), os.Args)))

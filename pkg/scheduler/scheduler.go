@@ -1,0 +1,298 @@
+package scheduler
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/gomodule/redigo/redis"
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/resqued/resqued/pkg/queue"
+	"github.com/resqued/resqued/pkg/status"
+)
+
+// Interval is how often Run looks for due jobs.
+const Interval = 250 * time.Millisecond
+
+// batchSize bounds the items one script call moves, so a huge timestamp
+// does not block Redis for long; MoveDue calls it again until done.
+const batchSize = 500
+
+// timestampsPerPass bounds the due timestamps MoveDue reads at a time.
+const timestampsPerPass = 100
+
+// Scheduler writes delayed jobs and moves them onto their queues when due.
+type Scheduler struct {
+	pool *redis.Pool
+	ns   string
+	log  hclog.Logger
+}
+
+// New returns a Scheduler for namespace ns. A nil logger logs nothing.
+func New(pool *redis.Pool, ns string, logger hclog.Logger) *Scheduler {
+	if logger == nil {
+		logger = hclog.NewNullLogger()
+	}
+	return &Scheduler{pool: pool, ns: ns, log: logger}
+}
+
+// Item builds resque-scheduler's item from a Resque payload
+// {"class","args",...}: the payload's fields in their order, then
+// "queue". For {"class","args"} it is exactly what Ruby's
+// job_to_hash_with_queue encodes.
+func Item(q string, payload []byte) ([]byte, error) {
+	if _, err := queue.Decode(q, payload); err != nil {
+		return nil, err
+	}
+	p := bytes.TrimSpace(payload)
+	body := bytes.TrimSpace(p[1 : len(p)-1]) // a JSON object: {...}
+	var fields map[string]json.RawMessage
+	_ = json.Unmarshal(p, &fields)
+	if _, ok := fields["queue"]; ok {
+		return nil, errors.New("payload already has a \"queue\" field")
+	}
+	qj, _ := json.Marshal(q)
+	var b bytes.Buffer
+	b.WriteByte('{')
+	b.Write(body)
+	b.WriteString(`,"queue":`)
+	b.Write(qj)
+	b.WriteByte('}')
+	return b.Bytes(), nil
+}
+
+// Delay stores payload to be pushed onto queue q at time at, in one
+// MULTI/EXEC. resque-scheduler keeps whole seconds: at is rounded up, so
+// a job never runs early.
+// With opt.Track the job's php-resque status is created in the same
+// transaction.
+func (s *Scheduler) Delay(ctx context.Context, at time.Time, q string, payload []byte, opt ...queue.EnqueueOptions) error {
+	if err := queue.ValidateQueueName(q); err != nil {
+		return err
+	}
+	item, err := Item(q, payload)
+	if err != nil {
+		return fmt.Errorf("delay job for %s: %w", q, err)
+	}
+	ts := at.Unix()
+	if at.Nanosecond() != 0 {
+		ts++
+	}
+	conn, err := s.pool.GetContext(ctx)
+	if err != nil {
+		return fmt.Errorf("delay job for %s: %w", q, err)
+	}
+	defer conn.Close()
+	_ = conn.Send("MULTI")
+	for _, o := range opt {
+		if !o.Track {
+			continue
+		}
+		if o.ID == "" {
+			return fmt.Errorf("delay job for %s: tracking needs a job id", q)
+		}
+		now := o.Now
+		if now.IsZero() {
+			now = time.Now()
+		}
+		_ = conn.Send("SET", status.Key(s.ns, o.ID), status.Initial(now))
+	}
+	_ = conn.Send("RPUSH", queue.DelayedKey(s.ns, ts), item)
+	_ = conn.Send("SADD", queue.TimestampsKey(s.ns, string(item)), "delayed:"+strconv.FormatInt(ts, 10))
+	_ = conn.Send("ZADD", queue.DelayedScheduleKey(s.ns), ts, ts)
+	if _, err := conn.Do("EXEC"); err != nil {
+		return fmt.Errorf("delay job for %s: %w", q, err)
+	}
+	return nil
+}
+
+// moveScript moves up to ARGV[3] items of one timestamp onto their queues.
+// KEYS[1] delayed:<ts>, KEYS[2] delayed_queue_schedule, KEYS[3] queues.
+// ARGV[1] the timestamp, ARGV[2] the namespace with its colon, ARGV[3]
+// the batch size. An item whose queue is not a usable name (not JSON, no
+// "queue") is put back at the tail of its list, for an operator. Returns
+// {moved, kept, left}: left is the list's length afterwards.
+//
+// The pushed payload is the item without its "queue" field. It is cut
+// out of the bytes, not re-encoded (cjson would reorder keys, turn [] into
+// {} and round big numbers); an item whose "queue" is not last is pushed
+// unchanged (Resque ignores the extra field).
+var moveScript = redis.NewScript(3, `
+local ts, prefix, n = ARGV[1], ARGV[2], tonumber(ARGV[3])
+local moved, kept = 0, {}
+for i = 1, n do
+  local item = redis.call('LPOP', KEYS[1])
+  if not item then break end
+  redis.call('SREM', prefix .. 'timestamps:' .. item, 'delayed:' .. ts)
+  local ok, p = pcall(cjson.decode, item)
+  local q = ok and type(p) == 'table' and p['queue']
+  if type(q) == 'string' and q ~= '' and not string.find(q, '[,: \t\r\n]') then
+    local payload = item
+    local at, from = nil, 1
+    while true do
+      local s = string.find(item, ',"queue":', from, true)
+      if not s then break end
+      at, from = s, s + 1
+    end
+    if at and string.sub(item, -1) == '}' then
+      local ok2, v = pcall(cjson.decode, string.sub(item, at + 9, -2))
+      if ok2 and v == q then payload = string.sub(item, 1, at - 1) .. '}' end
+    end
+    redis.call('SADD', KEYS[3], q)
+    redis.call('RPUSH', prefix .. 'queue:' .. q, payload)
+    moved = moved + 1
+  else
+    table.insert(kept, item)
+  end
+end
+for _, item in ipairs(kept) do
+  redis.call('RPUSH', KEYS[1], item)
+  redis.call('SADD', prefix .. 'timestamps:' .. item, 'delayed:' .. ts)
+end
+local left = redis.call('LLEN', KEYS[1])
+if left == 0 then
+  redis.call('DEL', KEYS[1])
+  redis.call('ZREM', KEYS[2], ts)
+end
+return {moved, #kept, left}
+`)
+
+// MoveDue moves every delayed item due at or before now onto its queue
+// (SADD queues, RPUSH queue:<q>) and returns how many it moved. Each
+// batch is one Lua script, so schedulers running at once never move an
+// item twice. Items that name no usable queue stay where they are.
+func (s *Scheduler) MoveDue(ctx context.Context, now time.Time) (int, error) {
+	conn, err := s.pool.GetContext(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("move delayed jobs: %w", err)
+	}
+	defer conn.Close()
+	total := 0
+	stuck := map[string]bool{} // timestamps holding only unmovable items
+	for ctx.Err() == nil {
+		tss, err := redis.Strings(conn.Do("ZRANGEBYSCORE", queue.DelayedScheduleKey(s.ns), "-inf", now.Unix(), "LIMIT", len(stuck), timestampsPerPass))
+		if err != nil {
+			return total, fmt.Errorf("move delayed jobs: %w", err)
+		}
+		if len(tss) == 0 {
+			return total, nil
+		}
+		for _, t := range tss {
+			if stuck[t] {
+				continue
+			}
+			ts, err := strconv.ParseInt(t, 10, 64)
+			if err != nil {
+				// Not resque-scheduler's; skip it rather than loop.
+				stuck[t] = true
+				continue
+			}
+			for {
+				r, err := redis.Int64s(moveScript.Do(conn, queue.DelayedKey(s.ns, ts), queue.DelayedScheduleKey(s.ns), queue.QueuesKey(s.ns), t, s.ns+":", batchSize))
+				if err != nil || len(r) != 3 {
+					return total, fmt.Errorf("move delayed jobs of %s: %v", t, orUnexpected(err))
+				}
+				total += int(r[0])
+				if r[2] == 0 {
+					break
+				}
+				if r[0] == 0 {
+					stuck[t] = true
+					s.log.Warn("delayed items name no queue; left in place", "key", queue.DelayedKey(s.ns, ts), "count", r[1])
+					break
+				}
+			}
+		}
+		if len(tss) < timestampsPerPass {
+			return total, nil
+		}
+	}
+	return total, ctx.Err()
+}
+
+func orUnexpected(err error) error {
+	if err != nil {
+		return err
+	}
+	return errors.New("unexpected reply")
+}
+
+// Run calls MoveDue every Interval until ctx is done, logging errors and
+// carrying on, so a due job waits at most about Interval plus the
+// second resque-scheduler's timestamps are rounded to.
+func (s *Scheduler) Run(ctx context.Context) {
+	t := time.NewTicker(Interval)
+	defer t.Stop()
+	for {
+		n, err := s.MoveDue(ctx, time.Now())
+		if err != nil && ctx.Err() == nil {
+			s.log.Error("move delayed jobs", "error", err)
+		}
+		if n > 0 {
+			s.log.Info("moved delayed jobs", "count", n)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// Delayed is one delayed item, as List returns it.
+type Delayed struct {
+	At    time.Time
+	Queue string
+	Class string
+	Args  json.RawMessage
+	// ID is the item's "id", if any.
+	ID string
+	// Item is the entry exactly as stored.
+	Item []byte
+}
+
+// List returns up to limit delayed items (all when limit <= 0), soonest
+// first.
+func (s *Scheduler) List(ctx context.Context, limit int) ([]Delayed, error) {
+	conn, err := s.pool.GetContext(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("list delayed jobs: %w", err)
+	}
+	defer conn.Close()
+	tss, err := redis.Int64s(conn.Do("ZRANGE", queue.DelayedScheduleKey(s.ns), 0, -1))
+	if err != nil {
+		return nil, fmt.Errorf("list delayed jobs: %w", err)
+	}
+	var out []Delayed
+	for _, ts := range tss {
+		end := -1
+		if limit > 0 {
+			end = limit - len(out) - 1
+		}
+		items, err := redis.ByteSlices(conn.Do("LRANGE", queue.DelayedKey(s.ns, ts), 0, end))
+		if err != nil {
+			return nil, fmt.Errorf("list delayed jobs at %d: %w", ts, err)
+		}
+		for _, it := range items {
+			d := Delayed{At: time.Unix(ts, 0).UTC(), Item: it}
+			var q struct {
+				Queue string `json:"queue"`
+			}
+			_ = json.Unmarshal(it, &q)
+			d.Queue = q.Queue
+			if j, err := queue.Decode(q.Queue, it); err == nil {
+				d.Class, d.Args, d.ID = j.Class, j.Args, j.ID
+			}
+			out = append(out, d)
+		}
+		if limit > 0 && len(out) >= limit {
+			break
+		}
+	}
+	return out, nil
+}
