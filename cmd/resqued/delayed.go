@@ -12,7 +12,9 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/urfave/cli/v2"
 
+	"github.com/resqued/resqued/pkg/schedule"
 	"github.com/resqued/resqued/pkg/scheduler"
+	"github.com/resqued/resqued/pkg/worker"
 )
 
 // Delayed jobs (docs/scheduling.md): enqueue --in/--at, the daemon's
@@ -115,4 +117,29 @@ func startScheduler(ctx context.Context, pool *redis.Pool, ns string, log hclog.
 	wg.Add(1)
 	go func() { defer wg.Done(); s.Run(ctx) }()
 	return func() { cancel(); wg.Wait() }
+}
+
+// startBackground starts what a daemon runs besides its workers: the
+// delayed-job loop (--scheduler) and the recurring schedule (--schedule).
+func startBackground(c *cli.Context, cfg worker.Config) (stop func(), err error) {
+	var stops []func()
+	if c.Bool("scheduler") {
+		stops = append(stops, startScheduler(c.Context, cfg.Queue.Pool(), cfg.Queue.Namespace(), cfg.Logger.ResetNamed("resqued.scheduler")))
+	}
+	if path := c.String("schedule"); path != "" {
+		sched, err := schedule.Load(path)
+		if err != nil {
+			return nil, &usageError{msg: err.Error(), hint: "--schedule schedule.yml"}
+		}
+		ctx, cancel := context.WithCancel(c.Context)
+		var wg sync.WaitGroup
+		wg.Add(1)
+		go func() { defer wg.Done(); sched.Run(ctx, cfg.Queue, cfg.Logger.ResetNamed("resqued.schedule")) }()
+		stops = append(stops, func() { cancel(); wg.Wait() })
+	}
+	return func() {
+		for _, s := range stops {
+			s()
+		}
+	}, nil
 }

@@ -37,6 +37,7 @@ func runFlags() []cli.Flag {
 		&cli.IntFlag{Name: "max-payload", EnvVars: []string{"RESQUED_MAX_PAYLOAD"}, Value: 16 << 20, Usage: "largest job payload in `BYTES`; bigger ones fail as Resqued::InvalidPayload"},
 		&cli.IntFlag{Name: "max-jobs-per-process", EnvVars: []string{"RESQUED_MAX_JOBS_PER_PROCESS"}, Value: 1000, Usage: "recycle a persistent handler process after this many jobs"},
 		&cli.IntFlag{Name: "max-rss-per-process", EnvVars: []string{"RESQUED_MAX_RSS_PER_PROCESS"}, Usage: "recycle a persistent handler process whose RSS passes this many `MB` (0: no limit)"},
+		&cli.StringFlag{Name: "schedule", EnvVars: []string{"RESQUED_SCHEDULE"}, Usage: "recurring jobs, resque-scheduler's schedule.yml `FILE` (cron or every, class, queue, args)"},
 		&cli.StringFlag{Name: "retry-config", EnvVars: []string{"RESQUED_RETRY_CONFIG"}, Usage: "retry policies per class, a YAML `FILE` (docs/scheduling.md); without it a job is retried only when its payload asks"},
 		&cli.BoolFlag{Name: "scheduler", EnvVars: []string{"RESQUED_SCHEDULER"}, Value: true, Usage: "move due delayed jobs (resque-scheduler's layout) onto their queues; --scheduler=false leaves that to another process"},
 		&cli.StringFlag{Name: "pidfile", EnvVars: []string{"PIDFILE"}, Usage: "write the daemon's pid to `FILE`; refuse to start if it names a live process"},
@@ -78,8 +79,12 @@ func runAction(c *cli.Context) error {
 	}
 	ctl := &control{stop: w.Shutdown, term: w.Terminate, force: w.Force, usr1: w.KillJob, pause: w.Pause, resume: w.Resume}
 	defer ctl.listen(cfg.Logger)()
-	if c.Bool("scheduler") && !supervised { // with COUNT, the supervisor runs it
-		defer startScheduler(c.Context, cfg.Queue.Pool(), cfg.Queue.Namespace(), cfg.Logger.ResetNamed("resqued.scheduler"))()
+	if !supervised { // with COUNT, the supervisor runs them
+		stop, err := startBackground(c, cfg)
+		if err != nil {
+			return err
+		}
+		defer stop()
 	}
 	return w.Run(c.Context)
 }
@@ -108,9 +113,11 @@ func supervise(c *cli.Context, cfg worker.Config, n int) error {
 	ctl := &control{stop: fwd(syscall.SIGQUIT), term: fwd(syscall.SIGTERM), force: fwd(syscall.SIGTERM),
 		usr1: fwd(syscall.SIGUSR1), pause: fwd(syscall.SIGUSR2), resume: fwd(syscall.SIGCONT)}
 	defer ctl.listen(cfg.Logger)()
-	if c.Bool("scheduler") {
-		defer startScheduler(c.Context, cfg.Queue.Pool(), cfg.Queue.Namespace(), cfg.Logger.ResetNamed("resqued.scheduler"))()
+	stop, err := startBackground(c, cfg)
+	if err != nil {
+		return err
 	}
+	defer stop()
 	return s.Run(c.Context)
 }
 
