@@ -278,3 +278,23 @@ func TestEnqueue_CLI(t *testing.T) {
 		t.Errorf("unknown token: exit %d %s", code, stderr)
 	}
 }
+
+// TestDaemon_PhpNamespacedClass: php-resque's App\Jobs\SendMail runs
+// handlers/App/Jobs/SendMail, as Ruby's App::Jobs::SendMail does.
+func TestDaemon_PhpNamespacedClass(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	dir := t.TempDir()
+	out := filepath.Join(t.TempDir(), "ran")
+	handler(t, dir, "App/Jobs/SendMail.php", `echo "$RESQUE_CLASS" >> "`+out+`"`)
+	push(t, srv, "php", `{"class":"App\\Jobs\\SendMail","args":[{"to":"a@b.c"}],"id":"0123456789abcdef0123456789abcdef"}`)
+	push(t, srv, "php", `{"class":"App::Jobs::SendMail","args":[]}`)
+	start(t, srv, dir, "--queues", "php", "--only-known-classes")
+	waitProcessed(t, srv, 2)
+	if b, _ := os.ReadFile(out); string(b) != "App\\Jobs\\SendMail\nApp::Jobs::SendMail\n" {
+		t.Errorf("ran %q", b)
+	}
+	if n := getInt(t, srv, queue.StatKey(ns, "failed")); n != 0 {
+		t.Errorf("failed = %d: %+v", n, failures(t, srv))
+	}
+}

@@ -164,9 +164,9 @@ func FuzzResolve(f *testing.F) {
 
 // mustRefuse reports whether class has something that must never reach
 // the filesystem: a path separator, a control character (NUL included)
-// or a "::" segment that is empty or starts with a dot.
+// or a "::" (or PHP "\\") segment that is empty or starts with a dot.
 func mustRefuse(class string) bool {
-	if strings.ContainsAny(class, `/\`) {
+	if strings.Contains(class, "/") {
 		return true
 	}
 	for i := 0; i < len(class); i++ {
@@ -174,7 +174,8 @@ func mustRefuse(class string) bool {
 			return true
 		}
 	}
-	for _, seg := range strings.Split(class, "::") {
+	// PHP's namespace separator is "::" by another name.
+	for _, seg := range strings.Split(strings.ReplaceAll(class, `\`, "::"), "::") {
 		if seg == "" || seg[0] == '.' {
 			return true
 		}

@@ -136,7 +136,7 @@ func TestRunner_Inventory(t *testing.T) {
 		t.Errorf("inventory = %v", got)
 	}
 	classes, _ := r.Classes()
-	if strings.Join(classes, ",") != "Linked::Job,real::Job" {
+	if strings.Join(classes, ",") != `Linked::Job,Linked\Job,real::Job,real\Job` {
 		t.Errorf("classes = %v", classes)
 	}
 }

@@ -132,6 +132,7 @@ func TestRunner_Resolve(t *testing.T) {
 	}{
 		{class: "Plain", want: "Plain"},
 		{class: "Mailers::Welcome", want: "Mailers/Welcome"},
+		{class: `Mailers\Welcome`, want: "Mailers/Welcome"}, // php-resque's namespaces
 		{class: "Resize", want: "Resize.py"},
 		{class: "Multi", want: "Multi.tar.gz"},
 		{class: "Link", want: "Link"},
@@ -144,7 +145,9 @@ func TestRunner_Resolve(t *testing.T) {
 		{class: "", wantErr: ErrInvalidClass},
 		{class: "../x", wantErr: ErrInvalidClass},
 		{class: "a/b", wantErr: ErrInvalidClass},
-		{class: `a\b`, wantErr: ErrInvalidClass},
+		{class: `a\\b`, wantErr: ErrInvalidClass},   // an empty PHP namespace segment
+		{class: `\a`, wantErr: ErrInvalidClass},     // a leading backslash
+		{class: `a\..\b`, wantErr: ErrInvalidClass}, // a dot segment
 		{class: ".hidden", wantErr: ErrInvalidClass},
 		{class: "..", wantErr: ErrInvalidClass},
 		{class: "A::..", wantErr: ErrInvalidClass},

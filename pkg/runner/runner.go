@@ -145,7 +145,7 @@ func (r *Runner) Resolve(class string) (string, error) {
 	if err := ValidateClass(class); err != nil {
 		return "", fmt.Errorf("class %q: %w: %s", class, ErrInvalidClass, err)
 	}
-	segments := strings.Split(class, "::")
+	segments := Segments(class)
 	exact := filepath.Join(append([]string{r.dir}, segments...)...)
 
 	_, err := os.Lstat(exact)
@@ -245,11 +245,11 @@ func ValidateClass(class string) error {
 		switch c := class[i]; {
 		case c < 0x20 || c == 0x7f:
 			return fmt.Errorf("control character %#02x at byte %d", c, i)
-		case c == '/' || c == '\\':
+		case c == '/':
 			return fmt.Errorf("path separator %q at byte %d", c, i)
 		}
 	}
-	for _, seg := range strings.Split(class, "::") {
+	for _, seg := range Segments(class) {
 		switch {
 		case seg == "":
 			return errors.New("empty segment")
@@ -258,4 +258,11 @@ func ValidateClass(class string) error {
 		}
 	}
 	return nil
+}
+
+// Segments splits a class name into its namespace parts: Ruby's
+// "Mailers::Welcome" and PHP's "App\Jobs\SendMail" alike, so a php-resque
+// job class runs handlers/App/Jobs/SendMail.
+func Segments(class string) []string {
+	return strings.Split(strings.ReplaceAll(class, "\\", "::"), "::")
 }
