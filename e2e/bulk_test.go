@@ -1,11 +1,9 @@
 package e2e
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"os"
-	"os/exec"
 	"regexp"
 	"sort"
 	"strconv"
@@ -24,19 +22,7 @@ import (
 // returns its stdout, stderr and exit code.
 func cliStdin(t *testing.T, srv *redistest.Server, stdin string, args ...string) (string, string, int) {
 	t.Helper()
-	cmd := exec.Command(resqued, args...)
-	cmd.Env = append(os.Environ(), "REDIS_URL="+srv.URL())
-	cmd.Stdin = strings.NewReader(stdin)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	err := cmd.Run()
-	code := 0
-	if ee, ok := err.(*exec.ExitError); ok {
-		code = ee.ExitCode()
-	} else if err != nil {
-		t.Fatal(err)
-	}
-	return strings.TrimSpace(stdout.String()), stderr.String(), code
+	return cliIO(t, srv, nil, stdin, args...)
 }
 
 func lrange(t *testing.T, srv *redistest.Server, q string) []string {

@@ -172,8 +172,15 @@ func cli(t *testing.T, srv *redistest.Server, args ...string) (string, string, i
 // cliEnv is cli with extra environment variables.
 func cliEnv(t *testing.T, srv *redistest.Server, env []string, args ...string) (string, string, int) {
 	t.Helper()
+	return cliIO(t, srv, env, "", args...)
+}
+
+// cliIO is cliEnv with stdin.
+func cliIO(t *testing.T, srv *redistest.Server, env []string, stdin string, args ...string) (string, string, int) {
+	t.Helper()
 	cmd := exec.Command(resqued, args...)
 	cmd.Env = append(append(os.Environ(), "REDIS_URL="+srv.URL()), env...)
+	cmd.Stdin = strings.NewReader(stdin)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()

@@ -65,11 +65,17 @@ func handlersDir(t *testing.T) string {
 // handler from hanging the test run.
 func newRunner(t *testing.T, dir string) (*runner.Runner, *syncBuffer) {
 	t.Helper()
+	return newRunnerAt(t, dir, hclog.Info, 2*time.Second)
+}
+
+// newRunnerAt is newRunner with a log level and grace period.
+func newRunnerAt(t *testing.T, dir string, level hclog.Level, term time.Duration) (*runner.Runner, *syncBuffer) {
+	t.Helper()
 	var buf syncBuffer
 	r, err := runner.New(runner.Config{
 		Dir:         dir,
-		Logger:      hclog.New(&hclog.LoggerOptions{Output: &buf, Level: hclog.Info}),
-		TermTimeout: 2 * time.Second,
+		Logger:      hclog.New(&hclog.LoggerOptions{Output: &buf, Level: level}),
+		TermTimeout: term,
 		Timeout:     30 * time.Second,
 	})
 	if err != nil {

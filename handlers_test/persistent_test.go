@@ -110,22 +110,7 @@ func (e persistentExample) dir(t *testing.T) string {
 // how each handler process ended.
 func debugRunner(t *testing.T, dir string) (*runner.Runner, *syncBuffer) {
 	t.Helper()
-	var buf syncBuffer
-	r, err := runner.New(runner.Config{
-		Dir:         dir,
-		Logger:      hclog.New(&hclog.LoggerOptions{Output: &buf, Level: hclog.Debug}),
-		TermTimeout: 10 * time.Second,
-		Timeout:     30 * time.Second,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("handler log:\n%s", buf.String())
-		}
-	})
-	return r, &buf
+	return newRunnerAt(t, dir, hclog.Debug, 10*time.Second)
 }
 
 // slotJob runs one job through s and waits for it.
