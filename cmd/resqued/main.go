@@ -23,7 +23,7 @@ func main() {
 		Version:        Version,
 		Flags:          runFlags(),
 		Action:         runAction,
-		Commands:       []*cli.Command{enqueueCommand(), statusCommand(), tryCommand(), handlersCommand(), statsCommand(), queuesCommand(), workersCommand(), failedCommand(), delayedCommand()},
+		Commands:       []*cli.Command{enqueueCommand(), statusCommand(), tryCommand(), handlersCommand(), statsCommand(), queuesCommand(), workersCommand(), failedCommand(), delayedCommand(), webCommand()},
 		ExitErrHandler: func(*cli.Context, error) {},
 	}
 	os.Exit(exitCode(app.RunContext(context.Background(), os.Args)))
