@@ -40,6 +40,7 @@ func runFlags() []cli.Flag {
 		&cli.StringFlag{Name: "schedule", EnvVars: []string{"RESQUED_SCHEDULE"}, Usage: "recurring jobs, resque-scheduler's schedule.yml `FILE` (cron or every, class, queue, args)"},
 		&cli.StringFlag{Name: "retry-config", EnvVars: []string{"RESQUED_RETRY_CONFIG"}, Usage: "retry policies per class, a YAML `FILE` (docs/scheduling.md); without it a job is retried only when its payload asks"},
 		&cli.BoolFlag{Name: "scheduler", EnvVars: []string{"RESQUED_SCHEDULER"}, Value: true, Usage: "move due delayed jobs (resque-scheduler's layout) onto their queues; --scheduler=false leaves that to another process"},
+		metricsFlag,
 		&cli.StringFlag{Name: "pidfile", EnvVars: []string{"PIDFILE"}, Usage: "write the daemon's pid to `FILE`; refuse to start if it names a live process"},
 	)
 }
@@ -72,6 +73,13 @@ func runAction(c *cli.Context) error {
 	cfg.SetTitle("Starting")
 	if supervised {
 		cfg.ParentPID, _ = strconv.Atoi(os.Getenv(supervisor.EnvParentPID))
+	}
+	if !supervised { // workers under a supervisor never serve --metrics
+		stopMetrics, err := serveMetrics(c, &cfg, true)
+		if err != nil {
+			return err
+		}
+		defer stopMetrics()
 	}
 	w, err := worker.New(cfg)
 	if err != nil {
@@ -113,6 +121,11 @@ func supervise(c *cli.Context, cfg worker.Config, n int) error {
 	ctl := &control{stop: fwd(syscall.SIGQUIT), term: fwd(syscall.SIGTERM), force: fwd(syscall.SIGTERM),
 		usr1: fwd(syscall.SIGUSR1), pause: fwd(syscall.SIGUSR2), resume: fwd(syscall.SIGCONT)}
 	defer ctl.listen(cfg.Logger)()
+	stopMetrics, err := serveMetrics(c, &cfg, false) // Redis-side metrics only
+	if err != nil {
+		return err
+	}
+	defer stopMetrics()
 	stop, err := startBackground(c, cfg)
 	if err != nil {
 		return err

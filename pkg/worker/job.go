@@ -8,6 +8,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/resqued/resqued/pkg/metrics"
 	"github.com/resqued/resqued/pkg/queue"
 	"github.com/resqued/resqued/pkg/runner"
 	"github.com/resqued/resqued/pkg/status"
@@ -53,6 +54,8 @@ func (w *Worker) process(r *queue.Reserved) {
 		return
 	}
 	log := w.log.With("queue", q, "class", job.Class, "job_id", job.ID)
+	outcome, observe := metrics.OutcomeFailed, w.cfg.Jobs.Start(job.Class)
+	defer func() { observe(outcome) }()
 
 	w.cfg.SetTitle(fmt.Sprintf("Processing %s since %d [%s]", q, start.Unix(), job.Class))
 	// A tracked job's status turned running in the reserve script.
@@ -66,6 +69,7 @@ func (w *Worker) process(r *queue.Reserved) {
 			// Before the outcome, so whoever sees "complete" sees the result.
 			w.annotate(log, job, status.Detail{Result: res.Report.Result})
 		}
+		outcome = metrics.OutcomeOK
 		w.finish(job, r, nil)
 		return
 	}
@@ -77,6 +81,7 @@ func (w *Worker) process(r *queue.Reserved) {
 		msg += " (" + why + ")"
 	}
 	if w.retryLater(log, job, r, runErr) {
+		outcome = metrics.OutcomeRetried
 		return
 	}
 	if job.Attempt > 1 {

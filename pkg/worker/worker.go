@@ -11,6 +11,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/resqued/resqued/pkg/metrics"
 	"github.com/resqued/resqued/pkg/queue"
 	"github.com/resqued/resqued/pkg/retry"
 	"github.com/resqued/resqued/pkg/runner"
@@ -84,6 +85,10 @@ type Config struct {
 	// words ("Waiting for a,b", "Processing q since 1795769182 [C]",
 	// "Paused").
 	SetTitle func(string)
+
+	// Jobs, when set, times each job by class and outcome (pkg/metrics);
+	// nil means no metrics.
+	Jobs *metrics.Jobs
 }
 
 // Worker is one Resque worker. Create it with New and start it with Run.

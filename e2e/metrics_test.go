@@ -1,0 +1,122 @@
+package e2e
+
+import (
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/resqued/resqued/internal/redistest"
+)
+
+// freeAddr returns a loopback address nothing listens on right now.
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// httpGet returns the status and body of GET url, or 0 when it cannot
+// connect.
+func httpGet(t *testing.T, url string) (int, string) {
+	t.Helper()
+	c := &http.Client{Timeout: 5 * time.Second}
+	resp, err := c.Get(url)
+	if err != nil {
+		return 0, err.Error()
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// lastBody prints the latest scrape when an Eventually gives up (its
+// arguments are formatted only then).
+type lastBody struct{ s *string }
+
+func (b lastBody) String() string { return *b.s }
+
+func TestMetrics_Daemon(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	dir := t.TempDir()
+	handler(t, dir, "Fine", `exit 0`)
+	handler(t, dir, "Boom", `echo boom >&2; exit 1`)
+	push(t, srv, "jobs", `{"class":"Fine","args":[]}`)
+	push(t, srv, "jobs", `{"class":"Boom","args":[]}`)
+	// Again fails twice: its first attempt is retried, its second fails.
+	handler(t, dir, "Again", `exit 75`)
+	push(t, srv, "jobs", `{"class":"Again","args":[],"retry":{"attempts":2,"backoff":"fixed","delay":0.1}}`)
+	addr := freeAddr(t)
+	start(t, srv, dir, "--queues", "jobs", "--metrics", addr)
+	base := "http://" + addr
+
+	wants := []string{
+		`resqued_job_duration_seconds_count{class="Fine",outcome="ok"} 1` + "\n",
+		`resqued_job_duration_seconds_count{class="Boom",outcome="failed"} 1` + "\n",
+		`resqued_job_duration_seconds_count{class="Again",outcome="retried"} 1` + "\n",
+		`resqued_job_duration_seconds_count{class="Again",outcome="failed"} 1` + "\n",
+		"resque_processed_total 4\n", // every run counts, retried ones too
+		"resque_failed_total 2\n",
+		`resque_queue_size{queue="jobs"} 0` + "\n",
+		`resque_workers{state="idle"} 1` + "\n",
+		"resqued_jobs_in_flight 0\n",
+	}
+	var body string
+	redistest.Eventually(t, 60*time.Second, func() bool {
+		var code int
+		code, body = httpGet(t, base+"/metrics")
+		if code != 200 {
+			return false
+		}
+		for _, w := range wants {
+			if !strings.Contains(body, w) {
+				return false
+			}
+		}
+		return true
+	}, "GET /metrics never showed both jobs; last:\n%s", lastBody{&body})
+
+	if code, got := httpGet(t, base+"/healthz"); code != 200 || got != "ok\n" {
+		t.Errorf("GET /healthz = %d %q, want 200 ok", code, got)
+	}
+	if code, _ := httpGet(t, base+"/"); code != http.StatusNotFound {
+		t.Errorf("GET / = %d, want 404", code)
+	}
+}
+
+// With --count the supervisor serves the Redis-side metrics and the health
+// check; its workers, which inherit --metrics, must not try to bind too.
+func TestMetrics_CountSupervisor(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	dir := t.TempDir()
+	handler(t, dir, "Fine", `exit 0`)
+	push(t, srv, "jobs", `{"class":"Fine","args":[]}`)
+	addr := freeAddr(t)
+	d := start(t, srv, dir, "--queues", "jobs", "--count", "2", "--metrics", addr)
+	waitProcessed(t, srv, 1)
+	base := "http://" + addr
+	var body string
+	redistest.Eventually(t, 30*time.Second, func() bool {
+		var code int
+		code, body = httpGet(t, base+"/metrics")
+		return code == 200 && strings.Contains(body, "resque_processed_total 1\n") &&
+			strings.Contains(body, `resque_workers{state="idle"} 2`+"\n")
+	}, "GET /metrics from the supervisor; last:\n%s", lastBody{&body})
+	if strings.Contains(body, "resqued_job_duration_seconds") {
+		t.Errorf("supervisor exports job histograms:\n%s", body)
+	}
+	if code, got := httpGet(t, base+"/healthz"); code != 200 || got != "ok\n" {
+		t.Errorf("GET /healthz = %d %q, want 200 ok", code, got)
+	}
+	if strings.Contains(d.out.String(), "address already in use") {
+		t.Errorf("a worker tried to bind --metrics:\n%s", d.out.String())
+	}
+}
