@@ -1,0 +1,157 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+	"github.com/gomodule/redigo/redis"
+
+	"github.com/resqued/resqued/internal/redistest"
+	"github.com/resqued/resqued/pkg/queue"
+)
+
+// TestBrowser_Dashboard drives the dashboard in headless Chromium: the
+// overview shows a worker and a failed job; on the Failed page the job is
+// retried (it goes back on its queue) and then removed, and the failure is
+// gone. Screenshots of each step land in $RESQUED_ARTIFACTS (or the test's
+// temp dir).
+func TestBrowser_Dashboard(t *testing.T) {
+	chrome, err := exec.LookPath("chromium")
+	if err != nil {
+		t.Skip("chromium not installed (apt-get install -y chromium): skipping the browser test")
+	}
+	t.Parallel()
+	srv := seedAdmin(t) // two failures, queues, three workers
+	port := freePort(t)
+	web := exec.Command(resqued, "web", "--listen", fmt.Sprintf("127.0.0.1:%d", port))
+	web.Env = append(os.Environ(), "REDIS_URL="+srv.URL())
+	if err := web.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { web.Process.Kill(); web.Wait() })
+	base := fmt.Sprintf("http://127.0.0.1:%d", port)
+	redistest.Eventually(t, 30*time.Second, func() bool {
+		c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+		if err == nil {
+			c.Close()
+		}
+		return err == nil
+	}, "dashboard never listened")
+
+	artifacts := os.Getenv("RESQUED_ARTIFACTS")
+	if artifacts == "" {
+		artifacts = t.TempDir()
+	}
+	os.MkdirAll(artifacts, 0o755)
+	opts := append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(chrome), chromedp.NoSandbox, chromedp.DisableGPU,
+		chromedp.Flag("disable-quic", true), chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true), chromedp.Flag("disable-sync", true),
+		chromedp.UserDataDir(t.TempDir()), chromedp.WindowSize(1280, 800))
+	actx, cancelA := chromedp.NewExecAllocator(context.Background(), opts...)
+	defer cancelA()
+	ctx, cancel := chromedp.NewContext(actx)
+	defer cancel()
+	ctx, cancelT := context.WithTimeout(ctx, 90*time.Second)
+	defer cancelT()
+	shot := func(name string) chromedp.Action {
+		return chromedp.ActionFunc(func(ctx context.Context) error {
+			var buf []byte
+			if err := chromedp.FullScreenshot(&buf, 100).Do(ctx); err != nil { // quality 100: PNG
+				return err
+			}
+			return os.WriteFile(filepath.Join(artifacts, name+".png"), buf, 0o644)
+		})
+	}
+
+	submit := func(action string, index int) chromedp.Action {
+		var ok bool
+		return chromedp.ActionFunc(func(ctx context.Context) error {
+			// Mark this page, click, then wait for the page the form's
+			// POST and redirect lead to (the mark is gone there).
+			js := fmt.Sprintf(`(() => { window.__before = true; for (const f of document.querySelectorAll('form[action="%s"]')) {
+				if (f.querySelector('input[name="index"]').value === '%d') { f.querySelector('button').click(); return true } }
+				return false })()`, action, index)
+			if err := chromedp.Evaluate(js, &ok).Do(ctx); err != nil {
+				return err
+			}
+			if !ok {
+				return fmt.Errorf("no %s button for record %d", action, index)
+			}
+			for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); {
+				var arrived bool
+				if err := chromedp.Evaluate(`window.__before === undefined && document.readyState === 'complete'`, &arrived).Do(ctx); err == nil && arrived {
+					return nil
+				}
+				time.Sleep(20 * time.Millisecond) // polling the page, not waiting blindly
+			}
+			return fmt.Errorf("%s: the page did not load after the click", action)
+		})
+	}
+	var overview, failedBefore, failedAfter string
+	run := func(actions ...chromedp.Action) {
+		t.Helper()
+		if err := chromedp.Run(ctx, actions...); err != nil {
+			t.Fatalf("browser: %v", err)
+		}
+	}
+	failedLen := func() int {
+		n, _ := redis.Int(srv.Do(t, "LLEN", queue.FailedKey(ns)), nil)
+		return n
+	}
+	run(chromedp.Navigate(base+"/"),
+		chromedp.WaitVisible("table", chromedp.ByQuery),
+		chromedp.Text("body", &overview, chromedp.ByQuery),
+		shot("overview"),
+		chromedp.Navigate(base+"/failed"),
+		chromedp.WaitVisible("table", chromedp.ByQuery),
+		chromedp.Text("body", &failedBefore, chromedp.ByQuery),
+		shot("failed"))
+	// Retry record 1 (the Resize job on images) with its button: the job
+	// goes back on its queue.
+	run(submit("/failed/retry", 1))
+	redistest.Eventually(t, 30*time.Second, func() bool {
+		n, _ := redis.Int(srv.Do(t, "LLEN", queue.QueueKey(ns, "images")), nil)
+		return n == 1
+	}, "retry from the browser did not re-enqueue the job")
+	run(chromedp.WaitVisible("table", chromedp.ByQuery), shot("failed-after-retry"))
+	// Remove it: the failure is gone from the page.
+	run(submit("/failed/remove", 1))
+	redistest.Eventually(t, 30*time.Second, func() bool { return failedLen() == 1 }, "remove from the browser did not remove the record")
+	run(chromedp.WaitVisible("h1", chromedp.ByQuery),
+		chromedp.Text("body", &failedAfter, chromedp.ByQuery),
+		shot("failed-after-remove"))
+	t.Logf("screenshots in %s", artifacts)
+	if !strings.Contains(overview, busyWorker) {
+		t.Errorf("overview does not show worker %s:\n%s", busyWorker, overview)
+	}
+	if !strings.Contains(failedBefore, "Resize") || !strings.Contains(failedBefore, "RuntimeError") {
+		t.Errorf("failed page before:\n%s", failedBefore)
+	}
+	if strings.Contains(failedAfter, "Resize") {
+		t.Errorf("the removed failure is still listed:\n%s", failedAfter)
+	}
+	// The retry put the job back on its queue, byte for byte.
+	got, _ := redis.Strings(srv.Do(t, "LRANGE", queue.QueueKey(ns, "images"), 0, -1), nil)
+	if len(got) != 1 || got[0] != oddPayload {
+		t.Errorf("queue images after retry = %q, want the failed payload", got)
+	}
+}
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
