@@ -3,7 +3,9 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -154,4 +156,34 @@ func freePort(t *testing.T) int {
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port
+}
+
+// TestWeb_FromDaemon: --web serves the dashboard, /metrics and /healthz
+// from the daemon itself.
+func TestWeb_FromDaemon(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	dir := t.TempDir()
+	port := freePort(t)
+	start(t, srv, dir, "--queues", "q", "--web", fmt.Sprintf("127.0.0.1:%d", port))
+	base := fmt.Sprintf("http://127.0.0.1:%d", port)
+	get := func(path string) (int, string) {
+		resp, err := http.Get(base + path)
+		if err != nil {
+			return 0, err.Error()
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	redistest.Eventually(t, 30*time.Second, func() bool {
+		code, body := get("/workers")
+		return code == 200 && strings.Contains(body, ":q")
+	}, "the daemon's dashboard never showed its worker")
+	if code, body := get("/healthz"); code != 200 || !strings.Contains(body, "ok") {
+		t.Errorf("/healthz: %d %q", code, body)
+	}
+	if code, body := get("/metrics"); code != 200 || !strings.Contains(body, "resque_processed_total") {
+		t.Errorf("/metrics: %d %q", code, body)
+	}
 }

@@ -123,6 +123,11 @@ func startScheduler(ctx context.Context, pool *redis.Pool, ns string, log hclog.
 // delayed-job loop (--scheduler) and the recurring schedule (--schedule).
 func startBackground(c *cli.Context, cfg worker.Config) (stop func(), err error) {
 	var stops []func()
+	stopWeb, err := serveDaemonWeb(c, cfg.Queue, cfg.Logger)
+	if err != nil {
+		return nil, err
+	}
+	stops = append(stops, stopWeb)
 	if c.Bool("scheduler") {
 		stops = append(stops, startScheduler(c.Context, cfg.Queue.Pool(), cfg.Queue.Namespace(), cfg.Logger.ResetNamed("resqued.scheduler")))
 	}

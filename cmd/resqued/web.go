@@ -12,8 +12,11 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/hashicorp/go-hclog"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/urfave/cli/v2"
 
+	"github.com/resqued/resqued/pkg/metrics"
 	"github.com/resqued/resqued/pkg/queue"
 	"github.com/resqued/resqued/pkg/scheduler"
 	"github.com/resqued/resqued/pkg/status"
@@ -40,20 +43,6 @@ func webAction(c *cli.Context) error {
 	if c.NArg() > 0 {
 		return &usageError{msg: "web: takes no arguments", hint: "resqued web --listen 127.0.0.1:5678"}
 	}
-	addr, auth := c.String("listen"), c.String("web-auth")
-	if auth != "" && !strings.Contains(auth, ":") {
-		return &usageError{msg: "web: --web-auth wants USER:PASS", hint: "resqued web --web-auth admin:s3cret"}
-	}
-	loop, err := loopbackAddr(addr)
-	if err != nil {
-		return &usageError{msg: "web: --listen " + addr + ": " + err.Error(), hint: "resqued web --listen 127.0.0.1:5678"}
-	}
-	if !loop && auth == "" && !c.Bool("web-insecure") {
-		return &usageError{
-			msg:  "web: refusing to listen on " + addr + " without --web-auth: anyone who can reach it could retry and delete jobs",
-			hint: "resqued web --listen " + addr + " --web-auth USER:PASS (or RESQUED_WEB_AUTH), or --web-insecure if a proxy guards it",
-		}
-	}
 	log, err := newLogger(c)
 	if err != nil {
 		return err
@@ -63,32 +52,64 @@ func webAction(c *cli.Context) error {
 		return err
 	}
 	defer pool.Close()
-	ns := c.String("namespace")
-	h := web.New(web.Config{
-		Queue:     queue.New(pool, ns),
+	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	stopWeb, err := serveWeb(c, c.String("listen"), queue.New(pool, c.String("namespace")), log)
+	if err != nil {
+		return err
+	}
+	<-ctx.Done()
+	stopWeb()
+	return nil
+}
+
+// serveWeb serves the dashboard, plus GET /metrics (the Redis-side
+// metrics) and GET /healthz, on addr until the returned function is
+// called: for resqued web, and for the daemon's --web.
+func serveWeb(c *cli.Context, addr string, q *queue.Client, log hclog.Logger) (stop func(), err error) {
+	auth := c.String("web-auth")
+	if auth != "" && !strings.Contains(auth, ":") {
+		return nil, &usageError{msg: "web: --web-auth wants USER:PASS", hint: "--web-auth admin:s3cret"}
+	}
+	loop, err := loopbackAddr(addr)
+	if err != nil {
+		return nil, &usageError{msg: "web: listen " + addr + ": " + err.Error(), hint: "--listen 127.0.0.1:5678"}
+	}
+	if !loop && auth == "" && !c.Bool("web-insecure") {
+		return nil, &usageError{
+			msg:  "web: refusing to listen on " + addr + " without --web-auth: anyone who can reach it could retry and delete jobs",
+			hint: "--web-auth USER:PASS (or RESQUED_WEB_AUTH), or --web-insecure if a proxy guards it",
+		}
+	}
+	pool, ns := q.Pool(), q.Namespace()
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(metrics.NewCollector(q))
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", metrics.Handler(reg))
+	mux.Handle("/healthz", metrics.Healthz(pool))
+	mux.Handle("/", web.New(web.Config{
+		Queue:     q,
 		Scheduler: scheduler.New(pool, ns, log),
 		Status:    status.New(pool, ns),
 		Auth:      auth,
 		Logger:    log.Named("web"),
-	})
+	}))
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	fmt.Fprintf(c.App.ErrWriter, "resqued web: serving on http://%s/\n", ln.Addr())
-	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
-	defer stop()
 	go func() {
-		<-ctx.Done()
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("web server stopped", "error", err)
+		}
+	}()
+	return func() {
 		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		_ = srv.Shutdown(sctx)
-	}()
-	if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-		return err
-	}
-	return nil
+	}, nil
 }
 
 // loopbackAddr reports whether host:port only listens on loopback.
@@ -103,4 +124,21 @@ func loopbackAddr(addr string) (bool, error) {
 	}
 	ip := net.ParseIP(host)
 	return ip != nil && ip.IsLoopback(), nil
+}
+
+// daemonWebFlags let the daemon serve the dashboard itself (--web ADDR).
+func daemonWebFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringFlag{Name: "web", EnvVars: []string{"RESQUED_WEB"}, Usage: "also serve the dashboard (as resqued web) on `ADDR`, e.g. 127.0.0.1:5678; empty: off"},
+		&cli.StringFlag{Name: "web-auth", EnvVars: []string{"RESQUED_WEB_AUTH"}, Usage: "require HTTP basic auth on the dashboard as `USER:PASS`"},
+		&cli.BoolFlag{Name: "web-insecure", Usage: "allow a non-loopback --web without --web-auth"},
+	}
+}
+
+// serveDaemonWeb starts the dashboard for --web, if asked for.
+func serveDaemonWeb(c *cli.Context, q *queue.Client, log hclog.Logger) (stop func(), err error) {
+	if c.String("web") == "" {
+		return func() {}, nil
+	}
+	return serveWeb(c, c.String("web"), q, log)
 }
