@@ -117,6 +117,11 @@ func TestBrowser_Dashboard(t *testing.T) {
 		chromedp.WaitVisible("table", chromedp.ByQuery),
 		chromedp.Text("body", &failedBefore, chromedp.ByQuery),
 		shot("failed"))
+	// Every other page renders (and is photographed for a look).
+	for _, page := range []string{"queues", "queues/high", "workers", "delayed", "status"} {
+		run(chromedp.Navigate(base+"/"+page), chromedp.WaitVisible("h1", chromedp.ByQuery), shot(strings.ReplaceAll(page, "/", "-")))
+	}
+	run(chromedp.Navigate(base+"/failed"), chromedp.WaitVisible("table", chromedp.ByQuery))
 	// Retry record 1 (the Resize job on images) with its button: the job
 	// goes back on its queue.
 	run(submit("/failed/retry", 1))
