@@ -102,6 +102,9 @@ type Worker struct {
 	// expanded is the queue list last read, at expandedAt (loop only).
 	expanded   []string
 	expandedAt time.Time
+	// classes are the handler classes last listed, at classesAt (loop only).
+	classes   []string
+	classesAt time.Time
 
 	mu      sync.Mutex
 	state   state
@@ -492,11 +495,17 @@ func (w *Worker) loop() error {
 func (w *Worker) reserve(ctx context.Context, fetch *queue.Fetcher, queues []string) (*queue.Reserved, error) {
 	var opt queue.ReserveOptions
 	if w.cfg.OnlyKnownClasses {
-		classes, err := w.cfg.Runner.Classes()
-		if err != nil {
-			return nil, fmt.Errorf("list handler classes: %w", err)
+		// Listing the handlers directory resolves every file in it: do it
+		// at most once a second, not for every job. A handler added
+		// meanwhile is taken up within that second.
+		if w.classes == nil || time.Since(w.classesAt) >= time.Second {
+			classes, err := w.cfg.Runner.Classes()
+			if err != nil {
+				return nil, fmt.Errorf("list handler classes: %w", err)
+			}
+			w.classes, w.classesAt = append([]string{}, classes...), time.Now()
 		}
-		opt.Classes = append([]string{}, classes...)
+		opt.Classes = w.classes
 	}
 	r, err := fetch.Reserve(ctx, queues, opt)
 	if err == nil && r.Resumed {
