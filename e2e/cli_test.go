@@ -11,17 +11,17 @@ import (
 	"github.com/gomodule/redigo/redis"
 
 	"github.com/resqued/resqued/internal/redistest"
+	"github.com/resqued/resqued/internal/resquetest"
 	"github.com/resqued/resqued/pkg/queue"
 )
 
 // The operator commands: stats, queues, workers and failed.
 
 const (
-	busyWorker = "vm:4242:high,low"
-	idleWorker = "vm:4243:*"
-	pausedWkr  = "vm:4244:low"
-	// busyJob is what a Ruby worker writes to worker:<id> while it runs.
-	busyJob = `{"queue":"high","run_at":"2026-11-27T08:50:02Z","payload":{"class":"Archive","args":[35,"tar"]}}`
+	busyWorker = resquetest.BusyWorker
+	idleWorker = resquetest.IdleWorker
+	pausedWkr  = resquetest.PausedWorker
+	busyJob    = resquetest.BusyJob
 	// oddPayload has spacing, escapes and extra fields a re-encode would lose.
 	oddPayload = `{"class":"Resize", "args":[1.50,"caf\u00e9"],"id":"0f3a","queue_time":1795769182.25}`
 	// secondFailure is a record in Ruby's exact format.
@@ -51,13 +51,7 @@ func seedAdmin(t *testing.T) *redistest.Server {
 	srv.Do(t, "SADD", queue.QueuesKey(ns), "empty")
 	srv.Do(t, "SET", queue.StatKey(ns, "processed"), 10)
 	srv.Do(t, "SET", queue.StatKey(ns, "failed"), 2)
-	for _, id := range []string{busyWorker, idleWorker, pausedWkr} {
-		srv.Do(t, "SADD", queue.WorkersKey(ns), id)
-		srv.Do(t, "SET", queue.WorkerStartedKey(ns, id), "2026-11-27 08:50:00 +0000")
-		srv.Do(t, "HSET", queue.HeartbeatKey(ns), id, "2026-11-27T08:51:00+00:00")
-	}
-	srv.Do(t, "SET", queue.WorkerKey(ns, busyWorker), busyJob)
-	srv.Do(t, "SET", queue.WorkerKey(ns, pausedWkr), queue.PausedMarker("low", time.Date(2026, 11, 27, 8, 55, 0, 0, time.UTC)))
+	resquetest.SeedWorkers(t, srv, ns)
 	return srv
 }
 

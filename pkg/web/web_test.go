@@ -9,11 +9,11 @@ import (
 	"regexp"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/gomodule/redigo/redis"
 
 	"github.com/resqued/resqued/internal/redistest"
+	"github.com/resqued/resqued/internal/resquetest"
 	"github.com/resqued/resqued/pkg/queue"
 	"github.com/resqued/resqued/pkg/scheduler"
 	"github.com/resqued/resqued/pkg/status"
@@ -22,10 +22,10 @@ import (
 
 const (
 	ns         = "resque"
-	busyWorker = "vm:4242:high,low"
-	idleWorker = "vm:4243:*"
-	pausedWkr  = "vm:4244:low"
-	busyJob    = `{"queue":"high","run_at":"2026-11-27T08:50:02Z","payload":{"class":"Archive","args":[35,"tar"]}}`
+	busyWorker = resquetest.BusyWorker
+	idleWorker = resquetest.IdleWorker
+	pausedWkr  = resquetest.PausedWorker
+	busyJob    = resquetest.BusyJob
 	failure0   = `{"failed_at":"2026/11/27 09:00:00 UTC","payload":{"class":"<script>alert(1)</script>","args":["<script>alert(2)</script>"]},"exception":"RuntimeError","error":"boom <b>","backtrace":["stderr line one","stderr tail"],"worker":"vm:4242:high,low","queue":"high"}`
 	failure1   = `{"failed_at":"2026/11/27 09:01:00 UTC","payload":{"class":"Mailer","args":[1]},"exception":"Resque::DirtyExit","error":"killed","backtrace":[],"worker":"vm:4243:*","queue":"mail"}`
 )
@@ -51,13 +51,7 @@ func start(t *testing.T, auth string) *env {
 	srv.Do(t, "SADD", queue.QueuesKey(ns), "empty")
 	srv.Do(t, "SET", queue.StatKey(ns, "processed"), 10)
 	srv.Do(t, "SET", queue.StatKey(ns, "failed"), 2)
-	for _, id := range []string{busyWorker, idleWorker, pausedWkr} {
-		srv.Do(t, "SADD", queue.WorkersKey(ns), id)
-		srv.Do(t, "SET", queue.WorkerStartedKey(ns, id), "2026-11-27 08:50:00 +0000")
-		srv.Do(t, "HSET", queue.HeartbeatKey(ns), id, "2026-11-27T08:51:00+00:00")
-	}
-	srv.Do(t, "SET", queue.WorkerKey(ns, busyWorker), busyJob)
-	srv.Do(t, "SET", queue.WorkerKey(ns, pausedWkr), queue.PausedMarker("low", time.Date(2026, 11, 27, 8, 55, 0, 0, time.UTC)))
+	resquetest.SeedWorkers(t, srv, ns)
 	// A delayed job, as resque-scheduler stores it.
 	srv.Do(t, "ZADD", queue.DelayedScheduleKey(ns), 1900000000, 1900000000)
 	srv.Do(t, "RPUSH", queue.DelayedKey(ns, 1900000000), `{"class":"Later","args":["x"],"queue":"low"}`)
