@@ -55,11 +55,10 @@ func seedAdmin(t *testing.T) *redistest.Server {
 	return srv
 }
 
-// adminCLI is cli for these quick commands: without GORACE's default
-// atexit_sleep_ms the race-enabled binary sleeps 1s when exiting 0.
+// adminCLI is cli (which already spares the race binary its exit sleep).
 func adminCLI(t *testing.T, srv *redistest.Server, args ...string) (string, string, int) {
 	t.Helper()
-	return cliEnv(t, srv, []string{"GORACE=atexit_sleep_ms=0"}, args...)
+	return cli(t, srv, args...)
 }
 
 // mustCLI runs a command that must succeed.

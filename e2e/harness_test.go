@@ -29,6 +29,10 @@ func TestMain(m *testing.M) {
 
 const ns = "resque"
 
+// noRaceExitSleep stops the race-enabled binary from sleeping a second
+// before every clean exit (GORACE's atexit_sleep_ms defaults to 1000).
+const noRaceExitSleep = "GORACE=atexit_sleep_ms=0"
+
 // syncBuffer collects a process's output safely for -race.
 type syncBuffer struct {
 	mu sync.Mutex
@@ -76,7 +80,7 @@ func startArgs(t *testing.T, srv *redistest.Server, handlers string, env []strin
 	cmd := exec.Command(resqued, all...)
 	out := &syncBuffer{}
 	cmd.Stdout, cmd.Stderr = out, out
-	cmd.Env = append(append(os.Environ(), "RESQUE_PROCLINE_PREFIX=e2e "), env...)
+	cmd.Env = append(append(os.Environ(), "RESQUE_PROCLINE_PREFIX=e2e ", noRaceExitSleep), env...)
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -179,7 +183,7 @@ func cliEnv(t *testing.T, srv *redistest.Server, env []string, args ...string) (
 func cliIO(t *testing.T, srv *redistest.Server, env []string, stdin string, args ...string) (string, string, int) {
 	t.Helper()
 	cmd := exec.Command(resqued, args...)
-	cmd.Env = append(append(os.Environ(), "REDIS_URL="+srv.URL()), env...)
+	cmd.Env = append(append(os.Environ(), "REDIS_URL="+srv.URL(), noRaceExitSleep), env...)
 	cmd.Stdin = strings.NewReader(stdin)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
