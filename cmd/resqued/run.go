@@ -41,6 +41,8 @@ func runFlags() []cli.Flag {
 		&cli.StringFlag{Name: "retry-config", EnvVars: []string{"RESQUED_RETRY_CONFIG"}, Usage: "retry policies per class, a YAML `FILE` (docs/scheduling.md); without it a job is retried only when its payload asks"},
 		&cli.BoolFlag{Name: "scheduler", EnvVars: []string{"RESQUED_SCHEDULER"}, Value: true, Usage: "move due delayed jobs (resque-scheduler's layout) onto their queues; --scheduler=false leaves that to another process"},
 		metricsFlag,
+		&cli.StringFlag{Name: "hostname", EnvVars: []string{"RESQUED_HOSTNAME"}, Usage: "host `NAME` in worker ids (host:pid:queues); default the machine's. Give each container its own when several share a hostname"},
+		&cli.IntFlag{Name: "max-redeliveries", EnvVars: []string{"RESQUED_MAX_REDELIVERIES"}, Value: 3, Usage: "times a job is requeued from workers that died running it before it fails as Resque::DirtyExit (-1: no limit)"},
 		&cli.StringFlag{Name: "pidfile", EnvVars: []string{"PIDFILE"}, Usage: "write the daemon's pid to `FILE`; refuse to start if it names a live process"},
 	)
 }
@@ -73,6 +75,7 @@ func runAction(c *cli.Context) error {
 	cfg.SetTitle("Starting")
 	if supervised {
 		cfg.ParentPID, _ = strconv.Atoi(os.Getenv(supervisor.EnvParentPID))
+		cfg.LeaseToken = os.Getenv(supervisor.EnvLeaseToken)
 	}
 	if !supervised { // workers under a supervisor never serve --metrics
 		stopMetrics, err := serveMetrics(c, &cfg, true)
@@ -104,11 +107,12 @@ func supervise(c *cli.Context, cfg worker.Config, n int) error {
 	if err != nil {
 		return fmt.Errorf("find own executable: %w", err)
 	}
-	pruner := &worker.Pruner{Queue: cfg.Queue, Hostname: queue.Hostname(), Queues: cfg.Queues, OnOrphan: cfg.OnOrphan, Logger: cfg.Logger}
+	pruner := &worker.Pruner{Queue: cfg.Queue, Hostname: cfg.Hostname, Queues: cfg.Queues, OnOrphan: cfg.OnOrphan,
+		MaxRedeliveries: cfg.MaxRedeliveries, Logger: cfg.Logger}
 	s, err := supervisor.New(supervisor.Config{
 		Count: n, Path: exe, Args: os.Args[1:],
-		Reap: func(ctx context.Context, pid int) error {
-			_, err := pruner.PruneOne(ctx, queue.WorkerID(queue.Hostname(), pid, cfg.Queues), false)
+		Reap: func(ctx context.Context, pid int, token string) error {
+			_, err := pruner.PruneOne(ctx, queue.WorkerID(cfg.Hostname, pid, cfg.Queues), false, token)
 			return err
 		},
 		Logger:   cfg.Logger.ResetNamed("resqued.supervisor"),
@@ -215,6 +219,15 @@ func workerConfig(c *cli.Context) (worker.Config, error) {
 			return worker.Config{}, &usageError{msg: err.Error(), hint: "--retry-config retries.yml"}
 		}
 	}
+	hostname := c.String("hostname")
+	if hostname == "" {
+		hostname = queue.Hostname()
+	} else if strings.ContainsAny(hostname, ": \t\n") {
+		return worker.Config{}, &usageError{msg: fmt.Sprintf("--hostname %q: a worker id is host:pid:queues, so the name may hold no colon or space", hostname), hint: "--hostname web-3"}
+	}
+	if c.Int("max-redeliveries") == 0 {
+		return worker.Config{}, &usageError{msg: "--max-redeliveries 0 would fail every job whose worker died; want at least 1, or -1 for no limit", hint: "--max-redeliveries 3"}
+	}
 	// php-resque's PREFIX may carry the colon that resqued adds itself.
 	ns := strings.TrimSuffix(c.String("namespace"), ":")
 	return worker.Config{
@@ -230,6 +243,9 @@ func workerConfig(c *cli.Context) (worker.Config, error) {
 		OnOrphan:         c.String("on-orphan"),
 		MaxPayload:       c.Int("max-payload"),
 		Retry:            retries,
+
+		Hostname:        hostname,
+		MaxRedeliveries: c.Int("max-redeliveries"),
 
 		MaxJobsPerProcess: c.Int("max-jobs-per-process"),
 		MaxRSSPerProcess:  int64(c.Int("max-rss-per-process")) << 20,

@@ -2,6 +2,8 @@ package queue
 
 import (
 	"context"
+	"crypto/sha1"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -27,6 +29,7 @@ import (
 type Fetcher struct {
 	c      *Client
 	worker string
+	lease  *Lease // nil: no ownership check
 
 	// peek connections, one per queue, for Wait.
 	peeks    map[string]*peekConn
@@ -41,9 +44,18 @@ type peekConn struct {
 	id   int64
 }
 
-// Fetcher returns a new Fetcher for worker id. Close it when done.
+// Fetcher returns a new Fetcher for worker id, which checks no lease.
+// Close it when done.
 func (c *Client) Fetcher(worker string) *Fetcher {
 	return &Fetcher{c: c, worker: worker, peeks: map[string]*peekConn{}}
+}
+
+// Fetcher returns a Fetcher for the lease's worker id that takes jobs
+// only while this process holds the lease.
+func (l *Lease) Fetcher() *Fetcher {
+	f := l.c.Fetcher(l.ID)
+	f.lease = l
+	return f
 }
 
 // Close releases the Fetcher's connections.
@@ -56,7 +68,8 @@ func (f *Fetcher) Close() error {
 	return errors.Join(errs...)
 }
 
-// Reserved is a job taken by Reserve.
+// Reserved is a job taken by Reserve: the one value that travels from
+// the reserve script to the script that records the job's outcome.
 type Reserved struct {
 	Queue   string
 	Payload []byte
@@ -67,6 +80,20 @@ type Reserved struct {
 	// Resumed is set when the job was already in worker:<id>: an earlier
 	// Reserve succeeded but its reply was lost (a connection dropped).
 	Resumed bool
+	// StatusID is the payload's "id" when it is a string: the php-resque
+	// status token the reserve script marked running (when the key
+	// exists). Set even when the rest of the payload is not a valid job,
+	// so that a rejected tracked job still gets its final status.
+	StatusID string
+
+	lease *Lease // the lease the job was taken under, or nil
+}
+
+// payloadDigest is the SHA-1 (hex) of the payload: the job's identity for
+// its redelivery count.
+func (r *Reserved) payloadDigest() string {
+	sum := sha1.Sum(r.Payload)
+	return hex.EncodeToString(sum[:])
 }
 
 // ReserveOptions tune Reserve.
@@ -77,6 +104,10 @@ type ReserveOptions struct {
 	// it: a queue whose head job has another class is passed over, its
 	// job left for the workers that own it.
 	Classes []string
+	// HeldOnly makes Reserve return only a job already held in
+	// worker:<id> (taken by an earlier Reserve whose reply was lost),
+	// taking nothing new: ErrNoJob when there is none.
+	HeldOnly bool
 }
 
 // ErrPausedAll is returned by Reserve while the pause-all-workers flag is
@@ -84,29 +115,33 @@ type ReserveOptions struct {
 var ErrPausedAll = errors.New("all workers paused")
 
 // reserveScript: KEYS[1] is worker:<id>, KEYS[2] the pause-all-workers
-// flag, KEYS[3..] the queues in order.
+// flag, KEYS[3] the worker's owner lease, KEYS[4..] the queues in order.
 // ARGV[1] run_at, ARGV[2] the queue key prefix, ARGV[3] "1" to filter by
 // class, ARGV[4] and ARGV[5] what goes before and after a job id in its
-// status key, ARGV[6] the time, ARGV[7..] the classes. Returns {queue key, payload, resumed,
-// sha1 of the record}, or {"skipped", queue keys whose head job has
-// another class...}, or false.
-var reserveScript = redis.NewScript(-1, status.UpdateLua+`
+// status key, ARGV[6] the time, ARGV[7] and ARGV[8] the lease token and
+// TTL, ARGV[9] "1" for held jobs only, ARGV[10..] the classes. Returns
+// {queue key, payload, resumed, sha1 of the record, status id}, or
+// {"skipped", queue keys whose head job has another class...}, or
+// {"paused"}, or {"notowner"}, or false.
+var reserveScript = redis.NewScript(-1, status.UpdateLua+ownerLua+`
+if not resqued_owner(KEYS[3], ARGV[7], ARGV[8]) then return {'notowner'} end
 local cur = redis.call('GET', KEYS[1])
 if cur then
   local ok, rec = pcall(cjson.decode, cur)
   if not (ok and type(rec) == 'table' and rec['paused']) then
-    return {'', cur, 1, redis.sha1hex(cur)}
+    return {'', cur, 1, redis.sha1hex(cur), ''}
   end
 end
+if ARGV[9] == '1' then return false end
 local flag = redis.call('GET', KEYS[2])
 if flag and string.lower(flag) == 'true' then return {'paused'} end
 local known = nil
 local skipped = {'skipped'}
 if ARGV[3] == '1' then
   known = {}
-  for i = 7, #ARGV do known[ARGV[i]] = true end
+  for i = 10, #ARGV do known[ARGV[i]] = true end
 end
-for i = 3, #KEYS do
+for i = 4, #KEYS do
   local k = KEYS[i]
   local take = true
   if known then
@@ -129,10 +164,12 @@ for i = 3, #KEYS do
       redis.call('SET', KEYS[1], rec)
       -- A tracked job turns running in the same step (php-resque's
       -- status; only an existing key is touched).
+      local sid = ''
       if ok and type(p) == 'table' and type(p['id']) == 'string' and p['id'] ~= '' then
-        resqued_status(ARGV[4] .. p['id'] .. ARGV[5], 2, ARGV[6], 0)
+        sid = p['id']
+        resqued_status(ARGV[4] .. sid .. ARGV[5], 2, ARGV[6], 0)
       end
-      return {k, v, 0, redis.sha1hex(rec)}
+      return {k, v, 0, redis.sha1hex(rec), sid}
     end
   end
 end
@@ -144,27 +181,32 @@ return false
 // given, into worker:<id>. It returns ErrNoJob when no queue had one, and
 // ErrPausedAll while operators paused every worker; it never blocks (see
 // Wait). A job already in worker:<id> is resumed even when paused: it
-// was taken before the pause.
+// was taken before the pause. With a lease (Lease.Fetcher) it returns
+// ErrNotOwner, taking nothing, once another process holds the id.
 func (f *Fetcher) Reserve(ctx context.Context, queues []string, opt ReserveOptions) (*Reserved, error) {
 	f.skipped = nil
-	if len(queues) == 0 {
+	if len(queues) == 0 && !opt.HeldOnly {
 		return nil, ErrNoJob
 	}
 	now := opt.Now
 	if now.IsZero() {
 		now = time.Now()
 	}
-	filter := "0"
+	filter, held := "0", "0"
 	if opt.Classes != nil {
 		filter = "1"
 	}
-	args := make([]interface{}, 0, 2+len(queues)+3+len(opt.Classes))
-	args = append(args, 2+len(queues), WorkerKey(f.c.ns, f.worker), PauseAllKey(f.c.ns))
+	if opt.HeldOnly {
+		held = "1"
+	}
+	token, ttl := f.lease.ownerArgs()
+	args := make([]interface{}, 0, 4+len(queues)+6+len(opt.Classes))
+	args = append(args, 3+len(queues), WorkerKey(f.c.ns, f.worker), PauseAllKey(f.c.ns), OwnerKey(f.c.ns, f.worker))
 	for _, q := range queues {
 		args = append(args, QueueKey(f.c.ns, q))
 	}
 	sp, ss := status.KeyParts(f.c.ns)
-	args = append(args, now.UTC().Format(RunAtFormat), QueuePrefix(f.c.ns), filter, sp, ss, now.Unix())
+	args = append(args, now.UTC().Format(RunAtFormat), QueuePrefix(f.c.ns), filter, sp, ss, now.Unix(), token, ttl, held)
 	for _, c := range opt.Classes {
 		args = append(args, c)
 	}
@@ -181,10 +223,12 @@ func (f *Fetcher) Reserve(ctx context.Context, queues []string, opt ReserveOptio
 		return nil, fmt.Errorf("reserve from %s: %w", strings.Join(queues, ","), err)
 	}
 	if len(reply) > 0 {
-		if tag, _ := reply[0].([]byte); string(tag) == "paused" {
+		switch tag, _ := reply[0].([]byte); string(tag) {
+		case "paused":
 			return nil, ErrPausedAll
-		}
-		if tag, _ := reply[0].([]byte); string(tag) == "skipped" {
+		case "notowner":
+			return nil, fmt.Errorf("reserve for %s: %w", f.worker, ErrNotOwner)
+		case "skipped":
 			f.skipped = map[string]bool{}
 			for _, k := range reply[1:] {
 				key, _ := k.([]byte)
@@ -193,23 +237,41 @@ func (f *Fetcher) Reserve(ctx context.Context, queues []string, opt ReserveOptio
 			return nil, ErrNoJob
 		}
 	}
+	if len(reply) != 5 {
+		return nil, fmt.Errorf("reserve from %s: unexpected reply", strings.Join(queues, ","))
+	}
 	// Take the payload as redigo read it: no copy.
 	key, _ := reply[0].([]byte)
 	payload, _ := reply[1].([]byte)
 	resumed, _ := reply[2].(int64)
 	digest, _ := reply[3].([]byte)
-	if len(reply) != 4 || payload == nil || digest == nil {
+	sid, _ := reply[4].([]byte)
+	if payload == nil || digest == nil {
 		return nil, fmt.Errorf("reserve from %s: unexpected reply", strings.Join(queues, ","))
 	}
-	r := &Reserved{Queue: strings.TrimPrefix(string(key), QueuePrefix(f.c.ns)), Payload: payload, Record: string(digest)}
+	r := &Reserved{Queue: strings.TrimPrefix(string(key), QueuePrefix(f.c.ns)), Payload: payload,
+		Record: string(digest), StatusID: string(sid), lease: f.lease}
 	if resumed == 1 {
 		w, err := ParseWorking(payload)
 		if err != nil {
 			return nil, fmt.Errorf("resume job of %s: %w", f.worker, err)
 		}
-		r.Queue, r.Payload, r.Resumed = w.Queue, w.Payload, true
+		r.Queue, r.Payload, r.Resumed, r.StatusID = w.Queue, w.Payload, true, StatusID(w.Payload)
 	}
 	return r, nil
+}
+
+// StatusID is payload's "id" when it is a non-empty string, as the
+// reserve script reads it: the job's php-resque status token.
+func StatusID(payload []byte) string {
+	var p struct {
+		ID interface{} `json:"id"`
+	}
+	if json.Unmarshal(payload, &p) != nil {
+		return ""
+	}
+	s, _ := p.ID.(string)
+	return s
 }
 
 // ParseWorking decodes a worker:<id> value. Payload keeps the bytes of the

@@ -62,3 +62,15 @@ func TimestampsKey(ns, item string) string { return ns + ":timestamps:" + item }
 func ScheduleLockKey(ns, name string, tick int64) string {
 	return ns + ":resqued:schedule:" + name + ":" + strconv.FormatInt(tick, 10)
 }
+
+// OwnerKey is resqued's lease on worker id: the random token of the live
+// process that holds the id, with a short expiry that process renews. A
+// Resque worker id (host:pid:queues) is unique only within one PID
+// namespace; the lease is what tells two live processes with one id apart
+// (containers that share a fixed hostname, each its own PID 1).
+func OwnerKey(ns, id string) string { return ns + ":resqued:owner:" + id }
+
+// RedeliveriesKey counts how often the job whose payload has SHA-1 digest
+// was recovered from a worker that died holding it. It lives outside the
+// payload, so Ruby and PHP workers see the job unchanged.
+func RedeliveriesKey(ns, digest string) string { return ns + ":resqued:redeliveries:" + digest }

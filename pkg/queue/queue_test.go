@@ -87,10 +87,10 @@ func TestFetcher(t *testing.T) {
 			if err != nil || !again.Resumed || string(again.Payload) != string(r.Payload) || again.Queue != r.Queue {
 				t.Fatalf("second reserve = %+v, %v; want the same job resumed", again, err)
 			}
-			if ok, err := c.FinishJob(ctx, "h:1:high,mid,low", r.Record, "", nil); !ok || err != nil {
+			if ok, err := c.FinishJob(ctx, "h:1:high,mid,low", r, nil); !ok || err != nil {
 				t.Fatalf("finish = %v %v", ok, err)
 			}
-			if ok, _ := c.FinishJob(ctx, "h:1:high,mid,low", r.Record, "", nil); ok {
+			if ok, _ := c.FinishJob(ctx, "h:1:high,mid,low", r, nil); ok {
 				t.Fatal("a second finish of the same job was recorded")
 			}
 			got = append(got, r.Queue)
@@ -130,7 +130,7 @@ func TestFetcher(t *testing.T) {
 		if err != nil || r.Queue != "b" {
 			t.Fatalf("reserve = %+v %v; want queue a passed over (RubyOnly at its head)", r, err)
 		}
-		c.FinishJob(ctx, "h:1:a,b", r.Record, "", nil)
+		c.FinishJob(ctx, "h:1:a,b", r, nil)
 		if _, err := f.Reserve(ctx, []string{"a", "b"}, opt); !errors.Is(err, queue.ErrNoJob) {
 			t.Fatalf("err = %v", err)
 		}
@@ -203,10 +203,10 @@ func TestClient_UnregisterDead(t *testing.T) {
 	r, _ := c.Fetcher(dead).Reserve(ctx, []string{"q"}, queue.ReserveOptions{})
 	raw, _ := c.InFlight(ctx, dead)
 	o := &queue.Orphan{Record: raw, Queue: r.Queue, Payload: r.Payload}
-	if ok, err := c.UnregisterDead(ctx, dead, o); !ok || err != nil {
+	if ok, err := c.UnregisterDead(ctx, dead, "", o); ok != queue.UnregisteredOK || err != nil {
 		t.Fatalf("first prune = %v %v", ok, err)
 	}
-	if ok, _ := c.UnregisterDead(ctx, dead, o); ok {
+	if ok, _ := c.UnregisterDead(ctx, dead, "", o); ok != queue.NotUnregistered {
 		t.Fatal("a second pruner acted on the same job")
 	}
 	got, _ := redis.Strings(srv.Do(t, "LRANGE", queue.QueueKey(ns, "q"), 0, -1), nil)
@@ -248,13 +248,13 @@ func TestClient_WorkerLifecycle(t *testing.T) {
 		t.Errorf("worker value = %s", got)
 	}
 	f := queue.NewFailure(time.Date(2026, 11, 27, 8, 50, 9, 0, time.UTC), payload, "RuntimeError", "bad", []string{"l1"}, id, "selfcheck_live")
-	if _, err := c.FinishJob(ctx, id, r.Record, "", f); err != nil {
+	if _, err := c.FinishJob(ctx, id, r, f); err != nil {
 		t.Fatal(err)
 	}
 	if r, err = f0.Reserve(ctx, []string{"selfcheck_live"}, queue.ReserveOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := c.FinishJob(ctx, id, r.Record, "", nil); err != nil {
+	if _, err := c.FinishJob(ctx, id, r, nil); err != nil {
 		t.Fatal(err)
 	}
 	for key, want := range map[string]string{
@@ -274,7 +274,7 @@ func TestClient_WorkerLifecycle(t *testing.T) {
 	if err != nil || len(recs) != 1 || recs[0].Worker != id || recs[0].FailedAt != "2026/11/27 08:50:09 UTC" {
 		t.Fatalf("failures = %+v, %v", recs, err)
 	}
-	if err := c.UnregisterWorker(ctx, id); err != nil {
+	if err := c.UnregisterWorker(ctx, id, ""); err != nil {
 		t.Fatal(err)
 	}
 	keys, _ := redis.Strings(srv.Do(t, "KEYS", "*"), nil)

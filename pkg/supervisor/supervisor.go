@@ -14,6 +14,8 @@ package supervisor
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
@@ -31,6 +33,12 @@ import (
 // pid: it tells the process to run as one supervised worker.
 const EnvParentPID = "RESQUED_SUPERVISOR_PID"
 
+// EnvLeaseToken is set in each worker's environment to the token of its
+// worker-id lease (queue.Lease), new for every process started: after the
+// worker died, Reap cleans up under that lease and no other, so a live
+// process elsewhere that happens to share the id is never touched.
+const EnvLeaseToken = "RESQUED_LEASE_TOKEN"
+
 // Config configures a Supervisor. Zero values get the documented defaults.
 type Config struct {
 	// Count is the number of worker processes. Required, at least 1.
@@ -43,8 +51,9 @@ type Config struct {
 	Env  []string
 	// Reap is called, with the dead process's pid, after a worker exited
 	// without being asked to, before it is replaced: it should record the
-	// worker's in-flight job and unregister it. Nil means nothing.
-	Reap func(ctx context.Context, pid int) error
+	// worker's in-flight job and unregister it, under lease token (the
+	// worker's EnvLeaseToken). Nil means nothing.
+	Reap func(ctx context.Context, pid int, token string) error
 	// MinRestartDelay is the pause before replacing a worker that died.
 	// It doubles, up to a minute, while workers keep dying within 10 s of
 	// starting. Zero means 1s.
@@ -68,6 +77,7 @@ type Supervisor struct {
 type exit struct {
 	slot  int
 	pid   int
+	token string
 	err   error
 	after time.Duration
 }
@@ -160,7 +170,7 @@ func (s *Supervisor) Run(ctx context.Context) error {
 		}
 		if s.cfg.Reap != nil {
 			rctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-			if err := s.cfg.Reap(rctx, e.pid); err != nil {
+			if err := s.cfg.Reap(rctx, e.pid, e.token); err != nil {
 				log.Error("clean up after dead worker", "error", err)
 			}
 			cancel()
@@ -214,7 +224,10 @@ func (s *Supervisor) running() int {
 
 func (s *Supervisor) start(slot int) error {
 	cmd := exec.Command(s.cfg.Path, s.cfg.Args...)
-	cmd.Env = append(append([]string{}, s.cfg.Env...), EnvParentPID+"="+strconv.Itoa(os.Getpid()))
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	token := hex.EncodeToString(b[:])
+	cmd.Env = append(append([]string{}, s.cfg.Env...), EnvParentPID+"="+strconv.Itoa(os.Getpid()), EnvLeaseToken+"="+token)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = nil, os.Stdout, os.Stderr
 	// Its own process group: a terminal's Ctrl-C reaches the supervisor
 	// alone, which forwards it once.
@@ -236,7 +249,7 @@ func (s *Supervisor) start(slot int) error {
 		s.mu.Lock()
 		delete(s.children, pid)
 		s.mu.Unlock()
-		s.exited <- exit{slot: slot, pid: pid, err: err, after: time.Since(began)}
+		s.exited <- exit{slot: slot, pid: pid, token: token, err: err, after: time.Since(began)}
 	}()
 	return nil
 }

@@ -221,13 +221,21 @@ func Describe(err error, res *runner.Result) (exc, msg string, backtrace []strin
 // stays in worker:<id>: if this process dies meanwhile, the job is
 // recovered from there.
 func (w *Worker) finish(job *queue.Job, r *queue.Reserved, f *queue.Failure) {
-	var recorded bool
+	var recorded, taken bool
 	err := w.retry(context.Background(), "record job outcome", func(ctx context.Context) error {
 		var err error
-		recorded, err = w.cfg.Queue.FinishJob(ctx, w.id, r.Record, job.ID, f)
+		recorded, err = w.cfg.Queue.FinishJob(ctx, w.id, r, f)
+		if errors.Is(err, queue.ErrNotOwner) {
+			taken, err = true, nil
+		}
 		return err
 	})
 	switch {
+	case taken:
+		w.log.Error("job outcome not recorded: another process has taken over this worker's id and recovers its job, which will run again; stopping",
+			"queue", job.Queue, "payload", string(job.Payload), "failure", f)
+		w.Terminate()
+		return
 	case err != nil:
 		w.log.Error("job outcome not recorded: redis unreachable at shutdown; the job stays in worker:<id> for recovery",
 			"queue", job.Queue, "payload", string(job.Payload), "failure", f, "error", err)

@@ -89,6 +89,20 @@ type Config struct {
 	// Jobs, when set, times each job by class and outcome (pkg/metrics);
 	// nil means no metrics.
 	Jobs *metrics.Jobs
+
+	// LeaseTTL is how long the worker's claim on its id (queue.Lease)
+	// lasts unless renewed; it is renewed every third of it. A worker
+	// killed with -9 is pruned by others once it has run out. Zero means
+	// 6s.
+	LeaseTTL time.Duration
+	// LeaseToken is the lease's token, chosen by a supervisor so that it
+	// can clean up after this worker; empty means a random one.
+	LeaseToken string
+
+	// MaxRedeliveries is how often a job may be requeued from workers
+	// that died running it before it fails as Resque::DirtyExit. Zero
+	// means 3; negative means no limit.
+	MaxRedeliveries int
 }
 
 // Worker is one Resque worker. Create it with New and start it with Run.
@@ -98,6 +112,7 @@ type Worker struct {
 	log hclog.Logger
 
 	pruner *Pruner
+	lease  *queue.Lease
 	paused bool // the paused marker is in worker:<id>; loop goroutine only
 	// expanded is the queue list last read, at expandedAt (loop only).
 	expanded   []string
@@ -167,12 +182,20 @@ func New(cfg Config) (*Worker, error) {
 	if cfg.SetTitle == nil {
 		cfg.SetTitle = func(string) {}
 	}
+	if cfg.LeaseTTL == 0 {
+		cfg.LeaseTTL = 6 * time.Second
+	}
 	w := &Worker{cfg: cfg, wake: make(chan struct{})}
 	w.slot = cfg.Runner.NewSlot(runner.SlotConfig{MaxJobs: cfg.MaxJobsPerProcess, MaxRSS: cfg.MaxRSSPerProcess})
 	w.id = queue.WorkerID(cfg.Hostname, cfg.PID, cfg.Queues)
 	w.log = cfg.Logger.With("worker", w.id)
 	w.pruner = &Pruner{Queue: cfg.Queue, Self: w.id, Hostname: cfg.Hostname, Queues: cfg.Queues,
-		Expiry: 5 * cfg.HeartbeatInterval, OnOrphan: cfg.OnOrphan, Logger: w.log}
+		Expiry: 5 * cfg.HeartbeatInterval, OnOrphan: cfg.OnOrphan, MaxRedeliveries: cfg.MaxRedeliveries, Logger: w.log}
+	if cfg.LeaseToken != "" {
+		w.lease = cfg.Queue.NewLeaseToken(w.id, cfg.LeaseToken, cfg.LeaseTTL)
+	} else {
+		w.lease = cfg.Queue.NewLease(w.id, cfg.LeaseTTL)
+	}
 	return w, nil
 }
 
@@ -268,22 +291,29 @@ func (w *Worker) Run(ctx context.Context) error {
 
 	// Nothing is in flight yet, so any stop request ends the wait.
 	quitting := func(s state) bool { return s.quit }
+	if err := w.acquireLease(quitting); err != nil {
+		return err
+	}
 	if err := w.retryUntil(context.Background(), "register worker", quitting, func(ctx context.Context) error {
 		// Ruby's order: forget our own (a previous process's) heartbeat,
-		// prune the dead, then register.
+		// then register; dead workers are pruned right after, in the
+		// background.
 		if err := w.cfg.Queue.ForgetHeartbeat(ctx, w.id); err != nil {
 			return err
 		}
-		// A previous process with our id (same host and pid) may have
-		// left a job in worker:<id>: recover it before we reuse the key.
+		// A previous process with our id (same host and pid, now dead:
+		// we hold the lease) may have left a job in worker:<id>, and its
+		// handler running: recover both before we reuse the key.
 		if raw, err := w.cfg.Queue.InFlight(ctx, w.id); err != nil {
 			return err
 		} else if raw != nil {
-			if _, err := w.pruner.PruneOne(ctx, w.id, false); err != nil {
+			if _, err := w.pruner.PruneOne(ctx, w.id, false, w.lease.Token); err != nil {
+				return err
+			}
+			if _, err := w.lease.Acquire(ctx); err != nil {
 				return err
 			}
 		}
-		w.prune(ctx)
 		return w.cfg.Queue.RegisterWorker(ctx, w.id, time.Now())
 	}); err != nil {
 		return err
@@ -307,13 +337,17 @@ func (w *Worker) Run(ctx context.Context) error {
 	wg.Wait()
 	uctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	uerr := w.cfg.Queue.UnregisterWorker(uctx, w.id)
+	uerr := w.cfg.Queue.UnregisterWorker(uctx, w.id, w.lease.Token)
 	if errors.Is(uerr, queue.ErrHoldsJob) {
 		// A job whose outcome could not be recorded (Redis was away at a
 		// TERM) is still in worker:<id>: hand it to the orphan policy
 		// rather than delete it with the rest.
 		w.log.Warn("leaving with a job whose outcome was not recorded; applying --on-orphan to it")
-		_, uerr = w.pruner.PruneOne(uctx, w.id, false)
+		_, uerr = w.pruner.PruneOne(uctx, w.id, false, w.lease.Token)
+	}
+	if errors.Is(uerr, queue.ErrIDInUse) || errors.Is(err, queue.ErrNotOwner) {
+		// Another process holds our id now: what is there is its own.
+		uerr = nil
 	}
 	if uerr != nil {
 		// Still registered: pruning (the supervisor's, or the next
@@ -327,17 +361,67 @@ func (w *Worker) Run(ctx context.Context) error {
 	return err
 }
 
-// heartbeat stamps the heartbeat every HeartbeatInterval and prunes dead
-// workers every PruneInterval, until ctx ends.
+// acquireLease claims the worker id. A lease still held by another
+// token is waited out for one lease time: a previous process with this
+// id that just died leaves one behind. A lease renewed all that time
+// belongs to a live process, and the worker refuses to start.
+func (w *Worker) acquireLease(giveUp func(state) bool) error {
+	var deadline time.Time
+	for {
+		var left time.Duration
+		err := w.retryUntil(context.Background(), "claim worker id", giveUp, func(ctx context.Context) error {
+			var err error
+			left, err = w.lease.Acquire(ctx)
+			if errors.Is(err, queue.ErrIDInUse) {
+				return nil
+			}
+			return err
+		})
+		if err != nil {
+			return err
+		}
+		if left == 0 {
+			return nil
+		}
+		if deadline.IsZero() {
+			deadline = time.Now().Add(w.cfg.LeaseTTL + time.Second)
+			w.log.Info("worker id held by another process; waiting to see whether it is alive", "lease_left", left)
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("worker id %s is held by another live process: two workers share a hostname and pid "+
+				"(containers with a fixed hostname, or host networking); give each one its own --hostname (RESQUED_HOSTNAME): %w", w.id, queue.ErrIDInUse)
+		}
+		s, wake := w.snapshot()
+		if giveUp(s) {
+			return fmt.Errorf("claim worker id %s: %w", w.id, queue.ErrIDInUse)
+		}
+		t := time.NewTimer(min(left+50*time.Millisecond, 500*time.Millisecond))
+		select {
+		case <-t.C:
+		case <-wake:
+		}
+		t.Stop()
+	}
+}
+
+// heartbeat stamps the heartbeat every HeartbeatInterval, renews the
+// lease every third of its TTL, and prunes dead workers at start and
+// every PruneInterval, until ctx ends. A prune that found workers of this
+// host dead but still holding a lease runs again once it has run out.
 func (w *Worker) heartbeat(ctx context.Context) {
 	t := time.NewTicker(w.cfg.HeartbeatInterval)
 	defer t.Stop()
+	renew := time.NewTicker(w.cfg.LeaseTTL / 3)
+	defer renew.Stop()
 	var prune <-chan time.Time
 	if w.cfg.PruneInterval > 0 {
 		pt := time.NewTicker(w.cfg.PruneInterval)
 		defer pt.Stop()
 		prune = pt.C
 	}
+	again := time.NewTimer(0) // the first prune, at start
+	defer again.Stop()
+	var renewErr outage
 	for {
 		select {
 		case <-ctx.Done():
@@ -346,19 +430,49 @@ func (w *Worker) heartbeat(ctx context.Context) {
 			if err := w.cfg.Queue.Heartbeat(ctx, w.id); err != nil && ctx.Err() == nil {
 				w.log.Warn("heartbeat", "error", err)
 			}
+		case <-renew.C:
+			err := w.lease.Renew(ctx)
+			if errors.Is(err, queue.ErrNotOwner) {
+				w.log.Error("another process has taken over this worker's id (this one lost its lease, e.g. while Redis was away or the process was stopped); stopping", "error", err)
+				w.Terminate()
+				return
+			}
+			if ctx.Err() == nil {
+				renewErr.report(w.log, "renew worker lease", err)
+			}
 		case <-prune:
-			w.prune(ctx)
+			w.prune(ctx, again)
+		case <-again.C:
+			w.prune(ctx, again)
 		}
 	}
 }
 
-func (w *Worker) prune(ctx context.Context) {
-	pruned, err := w.pruner.Prune(ctx)
+// outage logs a streak of failures once, and its end once.
+type outage struct{ failing bool }
+
+func (o *outage) report(log hclog.Logger, what string, err error) {
+	switch {
+	case err != nil && !o.failing:
+		log.Warn(what, "error", err)
+	case err == nil && o.failing:
+		log.Info(what + ": working again")
+	}
+	o.failing = err != nil
+}
+
+// prune prunes dead workers; again is reset to when the next prune is
+// due if some dead-looking workers still held a lease.
+func (w *Worker) prune(ctx context.Context, again *time.Timer) {
+	pruned, after, err := w.pruner.Prune(ctx)
 	if err != nil && ctx.Err() == nil {
 		w.log.Warn("prune dead workers", "error", err)
 	}
 	if len(pruned) > 0 {
 		w.log.Info("pruned dead workers", "count", len(pruned))
+	}
+	if after > 0 {
+		again.Reset(after + 100*time.Millisecond)
 	}
 }
 
@@ -382,21 +496,28 @@ func (w *Worker) watchParent(ctx context.Context) {
 }
 
 // markPaused writes or clears the paused marker in worker:<id> when the
-// paused state changed.
-func (w *Worker) markPaused(ctx context.Context, paused bool) {
+// paused state changed. It returns queue.ErrHoldsJob when worker:<id>
+// holds a job (taken by a reserve whose reply was lost): the marker
+// never replaces a job, which must run first.
+func (w *Worker) markPaused(ctx context.Context, paused bool) error {
 	if paused == w.paused {
-		return
+		return nil
 	}
-	if err := w.cfg.Queue.SetPaused(ctx, w.id, strings.Join(w.cfg.Queues, ","), paused, time.Now()); err != nil {
+	err := w.cfg.Queue.SetPaused(ctx, w.id, strings.Join(w.cfg.Queues, ","), paused, time.Now())
+	if errors.Is(err, queue.ErrHoldsJob) {
+		return err
+	}
+	if err != nil {
 		w.log.Warn("mark paused", "error", err)
-		return
+		return nil
 	}
 	w.paused = paused
+	return nil
 }
 
 // loop takes and runs jobs until told to quit.
 func (w *Worker) loop() error {
-	fetch := w.cfg.Queue.Fetcher(w.id)
+	fetch := w.lease.Fetcher()
 	defer fetch.Close()
 	backoff := newBackoff()
 	for {
@@ -440,7 +561,16 @@ func (w *Worker) loop() error {
 				}
 				w.log.Info("paused", "by", by)
 			}
-			w.markPaused(waitCtx, true)
+			if err := w.markPaused(waitCtx, true); errors.Is(err, queue.ErrHoldsJob) {
+				// Taken before the pause (its reply was lost): it runs
+				// first, as a running job does.
+				cancel()
+				if r, err := fetch.Reserve(context.Background(), nil, queue.ReserveOptions{HeldOnly: true}); err == nil {
+					w.log.Warn("running the job this worker had taken before a connection was lost, before pausing", "queue", r.Queue)
+					w.process(r)
+				}
+				continue
+			}
 			sleep(waitCtx, max(w.cfg.Interval, 100*time.Millisecond))
 			cancel()
 			continue
@@ -449,7 +579,7 @@ func (w *Worker) loop() error {
 			// Lifted: clear the marker before taking anything, since a
 			// job would go into the same key.
 			w.log.Info("resumed")
-			w.markPaused(waitCtx, false)
+			_ = w.markPaused(waitCtx, false)
 			cancel()
 			continue
 		}
@@ -473,6 +603,10 @@ func (w *Worker) loop() error {
 			}
 			cancel()
 			continue
+		case errors.Is(err, queue.ErrNotOwner):
+			cancel()
+			w.log.Error("another process has taken over this worker's id; stopping without taking more jobs", "error", err)
+			return err
 		case err != nil:
 			cancel()
 			backoff.fail(w.log, err)
