@@ -21,7 +21,11 @@ func TestClient_RetryJob(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	item, err := queue.RetryItem(r.Payload, r.Queue, 2)
+	j, err := queue.Decode(r.Queue, r.Payload)
+	if err != nil {
+		t.Fatal(err)
+	}
+	item, err := queue.RetryItem(j, 2)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -29,10 +33,10 @@ func TestClient_RetryJob(t *testing.T) {
 		t.Fatalf("item = %s", item)
 	}
 	at := time.Unix(1795800000, 0)
-	if ok, err := c.RetryJob(ctx, id, r.Record, "tok", item, at); !ok || err != nil {
+	if ok, err := c.RetryJob(ctx, id, r.Record, j, item, at); !ok || err != nil {
 		t.Fatalf("RetryJob = %v %v", ok, err)
 	}
-	if ok, _ := c.RetryJob(ctx, id, r.Record, "tok", item, at); ok {
+	if ok, _ := c.RetryJob(ctx, id, r.Record, j, item, at); ok {
 		t.Fatal("a second RetryJob of the same job acted")
 	}
 	if got, _ := redis.Strings(srv.Do(t, "LRANGE", queue.DelayedKey(ns, 1795800000), 0, -1), nil); len(got) != 1 || got[0] != string(item) {
