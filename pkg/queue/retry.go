@@ -20,9 +20,9 @@ import (
 // ts added to delayed_queue_schedule, "delayed:<ts>" to the item's
 // timestamps set. A tracked job's status goes back to waiting.
 // What a Ruby resque-scheduler drops from the item is kept besides:
-// resque-retry's counter (KEYS[8]) is set to ARGV[7], and a tracked job's
-// token ARGV[10] goes into the delayed-status hash (KEYS[9]) with value
-// ARGV[9]. Both expire ARGV[8] seconds on; the hash never gets a shorter
+// resque-retry's counter (KEYS[8]) is set to ARGV[7], and the token
+// ARGV[10] of a job whose status exists goes into the delayed-status hash
+// (KEYS[9]) with value ARGV[9]. Both expire ARGV[8] seconds on; the hash never gets a shorter
 // expiry than it had.
 // KEYS: worker:<id>, stat:processed, stat:processed:<id>, delayed:<ts>,
 // delayed_queue_schedule, timestamps:<item>, the status key, the
@@ -39,8 +39,7 @@ redis.call('RPUSH', KEYS[4], ARGV[2])
 redis.call('ZADD', KEYS[5], ARGV[3], ARGV[3])
 redis.call('SADD', KEYS[6], ARGV[4])
 redis.call('SET', KEYS[8], ARGV[7], 'EX', ARGV[8])
-if ARGV[6] == '1' then
-  resqued_status(KEYS[7], 1, ARGV[5], 0)
+if ARGV[6] == '1' and resqued_status(KEYS[7], 1, ARGV[5], 0) == 1 then
   redis.call('HSET', KEYS[9], ARGV[10], ARGV[9])
   if redis.call('TTL', KEYS[9]) < tonumber(ARGV[8]) then redis.call('EXPIRE', KEYS[9], ARGV[8]) end
 end
