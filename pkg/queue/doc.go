@@ -18,7 +18,14 @@
 //	resque:failed                 list    failure records (see Failure)
 //	resque:pause-all-workers      string  "true" pauses every worker
 //	resque:job:<id>:status        string  php-resque status (pkg/status)
+//	resque:delayed_queue_schedule zset    resque-scheduler's delayed timestamps
+//	resque:delayed:<ts>           list    delayed items due at <ts>
+//	resque:timestamps:<item>      set     "delayed:<ts>" lists holding <item>
+//	resque:resque-retry:<C>:<id>  string  resque-retry's attempt counter
+//	resque:resqued:delayed-status:<digest>
+//	                              hash    token -> "<ts>:<item>" of tracked
+//	                                      delayed jobs (DelayedStatusKey)
 //
 // All keys are built in keys.go. Writes that touch several keys are one
-// MULTI/EXEC transaction.
+// MULTI/EXEC transaction or one Lua script that declares all its keys.
 package queue

@@ -28,6 +28,11 @@ type Job struct {
 	// Attempt is the payload's "attempt" (1 when absent): which run of a
 	// retried job this is.
 	Attempt int
+	// HasAttempt is set when the payload had a valid "attempt" field.
+	HasAttempt bool
+	// RetryCounted is set when Attempt came from resque-retry's counter
+	// (Client.Restore), which therefore exists.
+	RetryCounted bool
 	// Retry is the payload's "retry" field, the enqueuer's retry policy
 	// override, if any.
 	Retry json.RawMessage
@@ -70,6 +75,8 @@ func Decode(queue string, payload []byte) (*Job, error) {
 	if a, ok := fields["attempt"]; ok {
 		if json.Unmarshal(a, &j.Attempt) != nil || j.Attempt < 1 {
 			j.Attempt = 1
+		} else {
+			j.HasAttempt = true
 		}
 	}
 	j.Retry = fields["retry"]

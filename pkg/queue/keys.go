@@ -1,6 +1,9 @@
 package queue
 
-import "strconv"
+import (
+	"strconv"
+	"strings"
+)
 
 // Every Redis key resqued reads or writes for queues, workers, stats and
 // failures is built here and nowhere else. ns is the namespace without its
@@ -74,3 +77,27 @@ func OwnerKey(ns, id string) string { return ns + ":resqued:owner:" + id }
 // was recovered from a worker that died holding it. It lives outside the
 // payload, so Ruby and PHP workers see the job unchanged.
 func RedeliveriesKey(ns, digest string) string { return ns + ":resqued:redeliveries:" + digest }
+
+// RetryAttemptKey is resque-retry's attempt counter of a job: class and
+// identifier as resque-retry's redis_retry_key builds them
+// (['resque-retry', name, retry_identifier(*args)].compact.join(':'),
+// whitespace removed; see RetryIdentifier). An empty identifier (args
+// that join to "") is left out, as Ruby's compact drops its nil.
+func RetryAttemptKey(ns, class, identifier string) string {
+	k := "resque-retry:" + class
+	if identifier != "" {
+		k += ":" + identifier
+	}
+	return ns + ":" + strings.Map(func(r rune) rune {
+		if strings.ContainsRune(" \t\r\n\f\v", r) {
+			return -1
+		}
+		return r
+	}, k)
+}
+
+// DelayedStatusKey is resqued's hash of the tracked delayed jobs whose
+// queue, class and args have digest (DelayedStatusDigest): status token
+// -> "<ts>:<item>". It lets a worker find the token of a job that a Ruby
+// resque-scheduler moved without its "id".
+func DelayedStatusKey(ns, digest string) string { return ns + ":resqued:delayed-status:" + digest }

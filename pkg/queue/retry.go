@@ -19,10 +19,17 @@ import (
 // resque-scheduler's delayed set: item ARGV[2] RPUSHed to delayed:<ts>,
 // ts added to delayed_queue_schedule, "delayed:<ts>" to the item's
 // timestamps set. A tracked job's status goes back to waiting.
+// What a Ruby resque-scheduler drops from the item is kept besides:
+// resque-retry's counter (KEYS[8]) is set to ARGV[7], and the token
+// ARGV[10] of a job whose status exists goes into the delayed-status hash
+// (KEYS[9]) with value ARGV[9]. Both expire ARGV[8] seconds on; the hash never gets a shorter
+// expiry than it had.
 // KEYS: worker:<id>, stat:processed, stat:processed:<id>, delayed:<ts>,
-// delayed_queue_schedule, timestamps:<item>, the status key.
-// ARGV: sha, item, ts, "delayed:<ts>", now, tracked.
-var retryScript = redis.NewScript(7, status.UpdateLua+`
+// delayed_queue_schedule, timestamps:<item>, the status key, the
+// resque-retry counter, the delayed-status hash.
+// ARGV: sha, item, ts, "delayed:<ts>", now, tracked, count, ttl, index
+// value, token.
+var retryScript = redis.NewScript(9, status.UpdateLua+`
 local cur = redis.call('GET', KEYS[1])
 if not cur or redis.sha1hex(cur) ~= ARGV[1] then return 0 end
 redis.call('DEL', KEYS[1])
@@ -31,33 +38,46 @@ redis.call('INCRBY', KEYS[3], 1)
 redis.call('RPUSH', KEYS[4], ARGV[2])
 redis.call('ZADD', KEYS[5], ARGV[3], ARGV[3])
 redis.call('SADD', KEYS[6], ARGV[4])
-if ARGV[6] == '1' then resqued_status(KEYS[7], 1, ARGV[5], 0) end
+redis.call('SET', KEYS[8], ARGV[7], 'EX', ARGV[8])
+if ARGV[6] == '1' and resqued_status(KEYS[7], 1, ARGV[5], 0) == 1 then
+  redis.call('HSET', KEYS[9], ARGV[10], ARGV[9])
+  if redis.call('TTL', KEYS[9]) < tonumber(ARGV[8]) then redis.call('EXPIRE', KEYS[9], ARGV[8]) end
+end
 return 1
 `)
 
-// RetryItem is the delayed-set item for the next attempt of payload from
-// queue q: the payload's own fields (class, args, id, ...) with "attempt"
-// set to attempt and "queue" added, as resque-scheduler stores items.
-func RetryItem(payload []byte, q string, attempt int) ([]byte, error) {
+// RetryItem is the delayed-set item for the next attempt of job j: the
+// payload's own fields (class, args, id, ...) with "attempt" set to
+// attempt and "queue" added, as resque-scheduler stores items. A token
+// Restore found (j.ID, not in the payload) is put back as "id".
+func RetryItem(j *Job, attempt int) ([]byte, error) {
 	var m map[string]json.RawMessage
-	if err := json.Unmarshal(payload, &m); err != nil || m == nil {
+	if err := json.Unmarshal(j.Payload, &m); err != nil || m == nil {
 		return nil, fmt.Errorf("retry item: payload is not a JSON object")
 	}
 	m["attempt"] = json.RawMessage(strconv.Itoa(attempt))
-	qb, _ := marshal(q)
+	if _, ok := m["id"]; !ok && j.ID != "" {
+		m["id"], _ = marshal(j.ID)
+	}
+	qb, _ := marshal(j.Queue)
 	m["queue"] = qb
 	return marshal(m)
 }
 
-// RetryJob ends worker id's job held in record and schedules item to be
-// enqueued again at at. It reports whether it did (false: the job was no
-// longer in worker:<id>).
-func (c *Client) RetryJob(ctx context.Context, id, record, jobID string, item []byte, at time.Time) (bool, error) {
+// RetryJob ends worker id's job j held in record and schedules item (its
+// RetryItem) to be enqueued again at at. It reports whether it did
+// (false: the job was no longer in worker:<id>).
+func (c *Client) RetryJob(ctx context.Context, id, record string, j *Job, item []byte, at time.Time) (bool, error) {
 	ts := at.Unix()
 	tracked := "0"
-	if jobID != "" {
+	if j.ID != "" {
 		tracked = "1"
 	}
+	countKey, err := c.retryCountKey(j)
+	if err != nil {
+		return false, fmt.Errorf("retry job on %s: %w", id, err)
+	}
+	ttl := max(int64(time.Until(at)/time.Second), 0) + int64(DelayedStatusMargin/time.Second)
 	conn, err := c.pool.GetContext(ctx)
 	if err != nil {
 		return false, fmt.Errorf("retry job on %s: %w", id, err)
@@ -65,8 +85,11 @@ func (c *Client) RetryJob(ctx context.Context, id, record, jobID string, item []
 	defer conn.Close()
 	n, err := redis.Int(retryScript.Do(conn,
 		WorkerKey(c.ns, id), StatKey(c.ns, "processed"), WorkerStatKey(c.ns, "processed", id),
-		DelayedKey(c.ns, ts), DelayedScheduleKey(c.ns), TimestampsKey(c.ns, string(item)), status.Key(c.ns, jobID),
-		record, item, ts, "delayed:"+strconv.FormatInt(ts, 10), time.Now().Unix(), tracked))
+		DelayedKey(c.ns, ts), DelayedScheduleKey(c.ns), TimestampsKey(c.ns, string(item)), status.Key(c.ns, j.ID),
+		countKey, DelayedStatusKey(c.ns, DelayedStatusDigest(j.Queue, j.Class, j.Args)),
+		record, item, ts, "delayed:"+strconv.FormatInt(ts, 10), time.Now().Unix(), tracked,
+		// resque-retry's counter during attempt N is N-1 (see Restore).
+		j.Attempt-1, ttl, DelayedStatusValue(ts, item), j.ID))
 	if err != nil {
 		return false, fmt.Errorf("retry job on %s: %w", id, err)
 	}

@@ -66,11 +66,32 @@ func Item(q string, payload []byte) ([]byte, error) {
 	return b.Bytes(), nil
 }
 
+// delayScript stores a delayed item, as resque-scheduler's delayed_push:
+// ARGV[1] RPUSHed to KEYS[1] delayed:<ts>, ARGV[2] "delayed:<ts>" added to
+// KEYS[2] timestamps:<item>, ts ARGV[3] to KEYS[3] delayed_queue_schedule.
+// With ARGV[4] == "1" the job is tracked: KEYS[4], its status, is set to
+// ARGV[5], and its token ARGV[6] goes into KEYS[5], the delayed-status
+// hash, with value ARGV[7], expiring ARGV[8] seconds on (never sooner than
+// it did), so a worker can find the token once a Ruby scheduler moved the
+// item without its "id".
+var delayScript = redis.NewScript(5, `
+if ARGV[4] == '1' then
+  redis.call('SET', KEYS[4], ARGV[5])
+  redis.call('HSET', KEYS[5], ARGV[6], ARGV[7])
+  if redis.call('TTL', KEYS[5]) < tonumber(ARGV[8]) then redis.call('EXPIRE', KEYS[5], ARGV[8]) end
+end
+redis.call('RPUSH', KEYS[1], ARGV[1])
+redis.call('SADD', KEYS[2], ARGV[2])
+redis.call('ZADD', KEYS[3], ARGV[3], ARGV[3])
+return 1
+`)
+
 // Delay stores payload to be pushed onto queue q at time at, in one
-// MULTI/EXEC. resque-scheduler keeps whole seconds: at is rounded up, so
-// a job never runs early.
+// atomic script. resque-scheduler keeps whole seconds: at is rounded up,
+// so a job never runs early.
 // With opt.Track the job's php-resque status is created in the same
-// transaction.
+// step, and its token is recorded in the delayed-status index
+// (queue.DelayedStatusKey).
 func (s *Scheduler) Delay(ctx context.Context, at time.Time, q string, payload []byte, opt ...queue.EnqueueOptions) error {
 	if err := queue.ValidateQueueName(q); err != nil {
 		return err
@@ -79,33 +100,39 @@ func (s *Scheduler) Delay(ctx context.Context, at time.Time, q string, payload [
 	if err != nil {
 		return fmt.Errorf("delay job for %s: %w", q, err)
 	}
+	job, _ := queue.Decode(q, payload) // Item checked it
 	ts := at.Unix()
 	if at.Nanosecond() != 0 {
 		ts++
 	}
+	var o queue.EnqueueOptions
+	for _, x := range opt {
+		if x.Track {
+			o = x
+		}
+	}
+	if o.Track && o.ID == "" {
+		return fmt.Errorf("delay job for %s: tracking needs a job id", q)
+	}
+	now := o.Now
+	if now.IsZero() {
+		now = time.Now()
+	}
+	tracked := "0"
+	if o.Track {
+		tracked = "1"
+	}
+	ttl := max(ts-time.Now().Unix(), 0) + int64(queue.DelayedStatusMargin/time.Second)
 	conn, err := s.pool.GetContext(ctx)
 	if err != nil {
 		return fmt.Errorf("delay job for %s: %w", q, err)
 	}
 	defer conn.Close()
-	_ = conn.Send("MULTI")
-	for _, o := range opt {
-		if !o.Track {
-			continue
-		}
-		if o.ID == "" {
-			return fmt.Errorf("delay job for %s: tracking needs a job id", q)
-		}
-		now := o.Now
-		if now.IsZero() {
-			now = time.Now()
-		}
-		_ = conn.Send("SET", status.Key(s.ns, o.ID), status.Initial(now))
-	}
-	_ = conn.Send("RPUSH", queue.DelayedKey(s.ns, ts), item)
-	_ = conn.Send("SADD", queue.TimestampsKey(s.ns, string(item)), "delayed:"+strconv.FormatInt(ts, 10))
-	_ = conn.Send("ZADD", queue.DelayedScheduleKey(s.ns), ts, ts)
-	if _, err := conn.Do("EXEC"); err != nil {
+	if _, err := delayScript.Do(conn,
+		queue.DelayedKey(s.ns, ts), queue.TimestampsKey(s.ns, string(item)), queue.DelayedScheduleKey(s.ns),
+		status.Key(s.ns, o.ID), queue.DelayedStatusKey(s.ns, queue.DelayedStatusDigest(q, job.Class, job.Args)),
+		item, "delayed:"+strconv.FormatInt(ts, 10), ts, tracked, status.Initial(now), o.ID,
+		queue.DelayedStatusValue(ts, item), ttl); err != nil {
 		return fmt.Errorf("delay job for %s: %w", q, err)
 	}
 	return nil
@@ -116,7 +143,10 @@ func (s *Scheduler) Delay(ctx context.Context, at time.Time, q string, payload [
 // ARGV[1] the timestamp, ARGV[2] the namespace with its colon, ARGV[3]
 // the batch size. An item whose queue is not a usable name (not JSON, no
 // "queue") is put back at the tail of its list, for an operator. Returns
-// {moved, kept, left}: left is the list's length afterwards.
+// {moved, kept, left, withID}: left is the list's length afterwards,
+// withID the queue and payload of each moved item that has a string "id"
+// (queue, payload, queue, payload, ...), whose delayed-status entries the
+// caller then removes.
 //
 // The pushed payload is the item without its "queue" field. It is cut
 // out of the bytes, not re-encoded (cjson would reorder keys, turn [] into
@@ -124,7 +154,7 @@ func (s *Scheduler) Delay(ctx context.Context, at time.Time, q string, payload [
 // unchanged (Resque ignores the extra field).
 var moveScript = redis.NewScript(3, `
 local ts, prefix, n = ARGV[1], ARGV[2], tonumber(ARGV[3])
-local moved, kept = 0, {}
+local moved, kept, withID = 0, {}, {}
 for i = 1, n do
   local item = redis.call('LPOP', KEYS[1])
   if not item then break end
@@ -146,6 +176,10 @@ for i = 1, n do
     redis.call('SADD', KEYS[3], q)
     redis.call('RPUSH', prefix .. 'queue:' .. q, payload)
     moved = moved + 1
+    if type(p['id']) == 'string' and p['id'] ~= '' then
+      table.insert(withID, q)
+      table.insert(withID, payload)
+    end
   else
     table.insert(kept, item)
   end
@@ -159,7 +193,7 @@ if left == 0 then
   redis.call('DEL', KEYS[1])
   redis.call('ZREM', KEYS[2], ts)
 end
-return {moved, #kept, left}
+return {moved, #kept, left, withID}
 `)
 
 // MoveDue moves every delayed item due at or before now onto its queue
@@ -193,9 +227,16 @@ func (s *Scheduler) MoveDue(ctx context.Context, now time.Time) (int, error) {
 				continue
 			}
 			for {
-				r, err := redis.Int64s(moveScript.Do(conn, queue.DelayedKey(s.ns, ts), queue.DelayedScheduleKey(s.ns), queue.QueuesKey(s.ns), t, s.ns+":", batchSize))
-				if err != nil || len(r) != 3 {
+				reply, err := redis.Values(moveScript.Do(conn, queue.DelayedKey(s.ns, ts), queue.DelayedScheduleKey(s.ns), queue.QueuesKey(s.ns), t, s.ns+":", batchSize))
+				if err != nil || len(reply) != 4 {
 					return total, fmt.Errorf("move delayed jobs of %s: %v", t, orUnexpected(err))
+				}
+				r, err := redis.Int64s(reply[:3], nil)
+				if err != nil {
+					return total, fmt.Errorf("move delayed jobs of %s: %w", t, err)
+				}
+				if err := s.forgetTokens(conn, reply[3]); err != nil {
+					return total, fmt.Errorf("move delayed jobs of %s: %w", t, err)
 				}
 				total += int(r[0])
 				if r[2] == 0 {
@@ -213,6 +254,35 @@ func (s *Scheduler) MoveDue(ctx context.Context, now time.Time) (int, error) {
 		}
 	}
 	return total, ctx.Err()
+}
+
+// forgetTokens removes the delayed-status entries of moved jobs that kept
+// their "id" (withID: queue, payload, ...): their worker sees the token,
+// so no job without one may take it. It runs just after the move, not in
+// the same script, because the entries' keys depend on items the script
+// popped; in between, an identical job moved by Ruby could take such a
+// token (docs/scheduling.md, "What survives a Ruby scheduler").
+func (s *Scheduler) forgetTokens(conn redis.Conn, withID interface{}) error {
+	pairs, err := redis.ByteSlices(withID, nil)
+	if err != nil || len(pairs) == 0 {
+		return nil
+	}
+	n := 0
+	for i := 0; i+1 < len(pairs); i += 2 {
+		j, err := queue.Decode(string(pairs[i]), pairs[i+1])
+		if err != nil || j.ID == "" {
+			continue
+		}
+		_ = conn.Send("HDEL", queue.DelayedStatusKey(s.ns, queue.DelayedStatusDigest(j.Queue, j.Class, j.Args)), j.ID)
+		n++
+	}
+	if n == 0 {
+		return nil
+	}
+	if _, err := conn.Do(""); err != nil {
+		return fmt.Errorf("forget status tokens: %w", err)
+	}
+	return nil
 }
 
 func orUnexpected(err error) error {

@@ -53,6 +53,10 @@ func (w *Worker) process(r *queue.Reserved) {
 		w.finish(job, r, queue.NewFailure(time.Now(), payload, ExcInvalidPayload, err.Error(), nil, w.id, q))
 		return
 	}
+	w.restore(job, r) // what a Ruby resque-scheduler dropped: id, attempt
+	if r.StatusID == "" {
+		r.StatusID = job.ID // the outcome is recorded under a restored token too
+	}
 	log := w.log.With("queue", q, "class", job.Class, "job_id", job.ID)
 	outcome, observe := metrics.OutcomeFailed, w.cfg.Jobs.Start(job.Class)
 	defer func() { observe(outcome) }()
@@ -243,6 +247,8 @@ func (w *Worker) finish(job *queue.Job, r *queue.Reserved, f *queue.Failure) {
 	case !recorded:
 		w.log.Warn("job outcome not recorded: the job was no longer in worker:<id> (recorded already, or recovered by a pruner)",
 			"queue", job.Queue, "payload", string(job.Payload))
+	default:
+		w.forgetAttempts(job)
 	}
 }
 
@@ -327,14 +333,14 @@ func (w *Worker) retryLater(log hclog.Logger, job *queue.Job, r *queue.Reserved,
 	if !ok {
 		return false
 	}
-	item, err := queue.RetryItem(job.Payload, job.Queue, job.Attempt+1)
+	item, err := queue.RetryItem(job, job.Attempt+1)
 	if err != nil {
 		return false
 	}
 	at := time.Now().Add(after)
 	var done bool
 	err = w.retry(context.Background(), "schedule retry", func(ctx context.Context) error {
-		done, err = w.cfg.Queue.RetryJob(ctx, w.id, r.Record, job.ID, item, at)
+		done, err = w.cfg.Queue.RetryJob(ctx, w.id, r.Record, job, item, at)
 		return err
 	})
 	if err != nil {
@@ -346,4 +352,35 @@ func (w *Worker) retryLater(log hclog.Logger, job *queue.Job, r *queue.Reserved,
 		log.Warn("job failed, will retry", "error", runErr, "attempt", job.Attempt, "next_attempt_at", at.UTC().Format(time.RFC3339))
 	}
 	return true
+}
+
+// restore gives job back what a Ruby resque-scheduler drops when it moves
+// a delayed job to its queue (only class, args and queue survive): the
+// status token of a tracked job, and for a class that is retried the
+// attempt, from resque-retry's counter. Best effort: on a Redis error the
+// job runs as it came (untracked, attempt 1), as it did before.
+func (w *Worker) restore(job *queue.Job, r *queue.Reserved) {
+	opt := queue.RestoreOptions{Attempt: !job.HasAttempt && w.cfg.Retry.For(job.Class, job.Retry).Attempts > 1}
+	if job.ID != "" && !opt.Attempt {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := w.cfg.Queue.Restore(ctx, w.id, r.Record, job, opt); err != nil {
+		w.log.Warn("restore what a ruby scheduler dropped", "queue", job.Queue, "class", job.Class, "error", err)
+	}
+}
+
+// forgetAttempts deletes the resque-retry counter of a job that ended for
+// good, as resque-retry does after a success or a final failure. Only a
+// retried job (or one whose counter Restore found) can have one.
+func (w *Worker) forgetAttempts(job *queue.Job) {
+	if job.Class == "" || (job.Attempt < 2 && !job.RetryCounted) {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := w.cfg.Queue.ForgetAttempts(ctx, job); err != nil {
+		w.log.Warn("delete resque-retry counter", "queue", job.Queue, "class", job.Class, "error", err)
+	}
 }
