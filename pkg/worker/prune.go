@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"syscall"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -69,9 +68,9 @@ func (p *Pruner) leaseGrace() time.Duration {
 // namespace), how long until the last of those leases runs out: the
 // caller prunes again then.
 func (p *Pruner) Prune(ctx context.Context) (pruned []string, again time.Duration, err error) {
-	ok, err := p.lock(ctx)
+	ok, wait, err := p.lock(ctx)
 	if err != nil || !ok {
-		return nil, 0, err
+		return nil, wait, err
 	}
 	defer func() {
 		// Unreleased, the lock still expires after 60 s.
@@ -168,23 +167,31 @@ func (p *Pruner) Prune(ctx context.Context) (pruned []string, again time.Duratio
 
 // lock takes the pruning lock, taking it over from a holder of this host
 // whose process is gone (a pruner killed mid-prune would otherwise block
-// every prune for the lock's 60 s).
-func (p *Pruner) lock(ctx context.Context) (bool, error) {
+// every prune for the lock's 60 s). When the dead holder's lease has not
+// run out yet, it returns how long until it does: prune again then.
+func (p *Pruner) lock(ctx context.Context) (bool, time.Duration, error) {
 	ok, holder, err := p.Queue.TryPruneLock(ctx, p.Self, 60*time.Second)
 	if err != nil || ok {
-		return ok, err
+		return ok, 0, err
 	}
+	// Alive means what it means to the pid check of pruning: a process
+	// titled as a Resque worker (a zombie left by a killed supervisor,
+	// which no init reaped, is not).
 	host, pid, _, err := queue.ParseWorkerID(holder)
-	if err != nil || host != p.Hostname || pid <= 0 || syscall.Kill(pid, 0) != syscall.ESRCH {
-		return false, nil
+	if err != nil || host != p.Hostname || pid <= 0 {
+		return false, 0, nil
 	}
-	if held, _, err := p.Queue.LeaseHeld(ctx, holder); err != nil || held {
-		return false, err
+	if live, err := p.alive(); err != nil || live[pid] {
+		return false, 0, err
+	}
+	if held, left, err := p.Queue.LeaseHeld(ctx, holder); err != nil || held {
+		return false, left, err
 	}
 	if p.Logger != nil {
 		p.Logger.Info("taking over the prune lock from a dead pruner", "holder", holder)
 	}
-	return p.Queue.TakeOverPruneLock(ctx, holder, p.Self, 60*time.Second)
+	ok, err = p.Queue.TakeOverPruneLock(ctx, holder, p.Self, 60*time.Second)
+	return ok, 0, err
 }
 
 func (p *Pruner) alive() (map[int]bool, error) {

@@ -413,7 +413,8 @@ func TestPruner_TakesOverDeadHoldersLock(t *testing.T) {
 	}
 	// A live holder keeps it.
 	e.deadWorker(t, host+":9:q")
-	e.srv.Do(t, "SET", queue.PruneLockKey(e.ns), host+":"+strconv.Itoa(os.Getpid())+":q", "EX", 60)
+	e.srv.Do(t, "SET", queue.PruneLockKey(e.ns), host+":4242:q", "EX", 60)
+	pr.Alive = func() (map[int]bool, error) { return map[int]bool{4242: true}, nil }
 	if pruned, _, _ := pr.Prune(ctx); len(pruned) != 0 {
 		t.Errorf("pruned %v under a live holder's lock", pruned)
 	}
