@@ -47,14 +47,14 @@ func webAction(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	pool, err := newPool(c, log)
+	pool, ns, err := connect(c, log)
 	if err != nil {
 		return err
 	}
 	defer pool.Close()
 	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	stopWeb, err := serveWeb(c, c.String("listen"), queue.New(pool, c.String("namespace")), log)
+	stopWeb, err := serveWeb(c, c.String("listen"), queue.New(pool, ns), log)
 	if err != nil {
 		return err
 	}
