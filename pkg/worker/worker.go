@@ -11,6 +11,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/resqued/resqued/internal/outage"
 	"github.com/resqued/resqued/pkg/metrics"
 	"github.com/resqued/resqued/pkg/queue"
 	"github.com/resqued/resqued/pkg/retry"
@@ -283,7 +284,7 @@ func (w *Worker) Run(ctx context.Context) error {
 				return err
 			}
 		}
-		w.prune(ctx)
+		w.prune(ctx, w.log, new(outage.Log))
 		return w.cfg.Queue.RegisterWorker(ctx, w.id, time.Now())
 	}); err != nil {
 		return err
@@ -328,8 +329,11 @@ func (w *Worker) Run(ctx context.Context) error {
 }
 
 // heartbeat stamps the heartbeat every HeartbeatInterval and prunes dead
-// workers every PruneInterval, until ctx ends.
+// workers every PruneInterval, until ctx ends. While Redis is away it logs
+// one line when the outage starts and one when it ends (internal/outage).
 func (w *Worker) heartbeat(ctx context.Context) {
+	var down outage.Log
+	log := w.log.Named("heartbeat")
 	t := time.NewTicker(w.cfg.HeartbeatInterval)
 	defer t.Stop()
 	var prune <-chan time.Time
@@ -343,19 +347,20 @@ func (w *Worker) heartbeat(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			if err := w.cfg.Queue.Heartbeat(ctx, w.id); err != nil && ctx.Err() == nil {
-				w.log.Warn("heartbeat", "error", err)
+			if err := w.cfg.Queue.Heartbeat(ctx, w.id); ctx.Err() == nil {
+				down.Report(log, wrap("heartbeat", err))
 			}
 		case <-prune:
-			w.prune(ctx)
+			w.prune(ctx, log, &down)
 		}
 	}
 }
 
-func (w *Worker) prune(ctx context.Context) {
+// prune unregisters dead workers, reporting the outcome to down.
+func (w *Worker) prune(ctx context.Context, log hclog.Logger, down *outage.Log) {
 	pruned, err := w.pruner.Prune(ctx)
-	if err != nil && ctx.Err() == nil {
-		w.log.Warn("prune dead workers", "error", err)
+	if ctx.Err() == nil {
+		down.Report(log, wrap("prune dead workers", err))
 	}
 	if len(pruned) > 0 {
 		w.log.Info("pruned dead workers", "count", len(pruned))
