@@ -192,3 +192,93 @@ func TestWeb_FromDaemon(t *testing.T) {
 		t.Errorf("/metrics: %d %q", code, body)
 	}
 }
+
+// TestWeb_DaemonHostAndAuth: the daemon's --web dashboard refuses a
+// foreign Host (DNS rebinding) and puts /metrics behind --web-auth like
+// every page; /healthz stays open for load balancers. RESQUED_WEB_HOST
+// adds names, comma-separated.
+func TestWeb_DaemonHostAndAuth(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	port := freePort(t)
+	startEnv(t, srv, t.TempDir(), []string{"RESQUED_WEB_HOST=a.example, b.example:8443"}, "--queues", "q", "--web", fmt.Sprintf("127.0.0.1:%d", port), "--web-auth", "admin:s3cret")
+	base := fmt.Sprintf("http://127.0.0.1:%d", port)
+	req := func(host, path string, auth bool) int {
+		r, _ := http.NewRequest(http.MethodGet, base+path, nil)
+		if host != "" {
+			r.Host = host
+		}
+		if auth {
+			r.SetBasicAuth("admin", "s3cret")
+		}
+		resp, err := http.DefaultClient.Do(r)
+		if err != nil {
+			return 0
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	redistest.Eventually(t, 30*time.Second, func() bool { return req("", "/healthz", false) == 200 }, "the daemon's dashboard never served /healthz")
+	if c := req("", "/metrics", false); c != http.StatusUnauthorized {
+		t.Errorf("/metrics without auth: %d, want 401", c)
+	}
+	if c := req("", "/metrics", true); c != 200 {
+		t.Errorf("/metrics with auth: %d, want 200", c)
+	}
+	if c := req("attacker.example", "/failed", true); c != http.StatusMisdirectedRequest {
+		t.Errorf("/failed with Host attacker.example: %d, want 421", c)
+	}
+	if c := req("attacker.example", "/metrics", true); c != http.StatusMisdirectedRequest {
+		t.Errorf("/metrics with Host attacker.example: %d, want 421", c)
+	}
+	for _, host := range []string{fmt.Sprintf("localhost:%d", port), "a.example", "b.example:8443"} {
+		if c := req(host, "/failed", true); c != 200 {
+			t.Errorf("/failed with Host %s: %d, want 200", host, c)
+		}
+	}
+	if c := req("b.example", "/failed", true); c != http.StatusMisdirectedRequest {
+		t.Errorf("/failed with Host b.example (only :8443 named): %d, want 421", c)
+	}
+}
+
+// TestWeb_WildcardListenNeedsWebHost: on 0.0.0.0 the dashboard names no
+// host, so it answers to the loopback names and to --web-host only.
+func TestWeb_WildcardListenNeedsWebHost(t *testing.T) {
+	t.Parallel()
+	srv := seedAdmin(t)
+	port := freePort(t)
+	web := exec.Command(resqued, "web", "--listen", fmt.Sprintf("0.0.0.0:%d", port), "--web-insecure", "--web-host", "dash.example", "--web-host", "10.9.9.9")
+	web.Env = append(os.Environ(), "REDIS_URL="+srv.URL(), noRaceExitSleep)
+	var out syncBuffer
+	web.Stderr = &out
+	if err := web.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = web.Process.Kill(); _ = web.Wait() })
+	base := fmt.Sprintf("http://127.0.0.1:%d", port)
+	get := func(host string) int {
+		r, _ := http.NewRequest(http.MethodGet, base+"/failed", nil)
+		r.Host = host
+		resp, err := http.DefaultClient.Do(r)
+		if err != nil {
+			return 0
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	redistest.Eventually(t, 30*time.Second, func() bool { return get("127.0.0.1") == 200 }, "dashboard never served on 127.0.0.1: %s", &out)
+	for host, want := range map[string]int{
+		"localhost":                          200,
+		"dash.example":                       200,
+		fmt.Sprintf("dash.example:%d", port): 200,
+		"10.9.9.9":                           200,
+		"other.example":                      http.StatusMisdirectedRequest,
+		"10.9.9.8":                           http.StatusMisdirectedRequest,
+		"0.0.0.0":                            http.StatusMisdirectedRequest,
+		"attacker.example":                   http.StatusMisdirectedRequest,
+	} {
+		if got := get(host); got != want {
+			t.Errorf("GET /failed with Host %s: %d, want %d", host, got, want)
+		}
+	}
+}

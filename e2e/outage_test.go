@@ -73,11 +73,19 @@ func TestOutage_RedisRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	outWaitFile(t, filepath.Join(marks, "gated.done"))
-	// The outcome cannot be recorded: the worker says so and retries.
+	// The outcome cannot be recorded: the worker says so and backs off.
 	redistest.Eventually(t, outWithin, func() bool { return strings.Contains(d.out.String(), "redis unavailable") }, "no \"redis unavailable\" in the log")
-	// Keep Redis away until the retries are at their 1 s cap, as in a
-	// real restart, so the resume time below is the worst case.
-	redistest.Eventually(t, outWithin, func() bool { return strings.Contains(d.out.String(), "retry_in=1s") }, "backoff never reached 1 s")
+	// Keep Redis away until the worker's backoff is at its 1 s cap, as in
+	// a real restart, so the resume time below is the worst case.
+	redistest.Eventually(t, outWithin, func() bool {
+		_, msgs := loopLines(d.out.String(), "resqued.worker")
+		for _, m := range msgs {
+			if strings.HasPrefix(m, "redis still unavailable") && strings.Contains(m, "backoff=1s") {
+				return true
+			}
+		}
+		return false
+	}, "backoff never reached 1 s")
 	if !outRunning(d) {
 		t.Fatalf("daemon exited while Redis was down: %v", d.err)
 	}
@@ -114,8 +122,9 @@ func TestOutage_RedisRestart(t *testing.T) {
 		}
 	}
 	out := d.out.String()
-	if n := strings.Count(out, "redis unavailable"); n != 1 {
-		t.Errorf("\"redis unavailable\" logged %d times, want once for the one outage", n)
+	_, msgs := loopLines(out, "resqued.worker")
+	if n := strings.Count(strings.Join(msgs, "\n"), "redis unavailable"); n != 1 {
+		t.Errorf("the worker logged \"redis unavailable\" %d times, want once for the one outage", n)
 	}
 	if !strings.Contains(out, "redis reachable again") {
 		t.Error("no \"redis reachable again\" in the log")
@@ -137,11 +146,11 @@ func TestOutage_RedisDownAtStart(t *testing.T) {
 	redistest.Eventually(t, outWithin, func() bool {
 		return strings.Contains(d.out.String(), "redis unavailable") || !outRunning(d)
 	}, "no \"redis unavailable\" in the log")
-	// The first retries have been made (backoff 100 ms, then 200 ms):
+	// The first attempts have been made (backoff 100 ms, then 200 ms):
 	// an exit on them would show by the time the log has said so.
 	redistest.Eventually(t, outWithin, func() bool {
 		return strings.Count(d.out.String(), "redis still unavailable") >= 2 || !outRunning(d)
-	}, "no retries logged")
+	}, "no further attempts logged")
 	if !outRunning(d) {
 		t.Fatalf("daemon exited while Redis was down: %v", d.err)
 	}

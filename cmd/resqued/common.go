@@ -37,17 +37,22 @@ func redisURL(c *cli.Context) string {
 	return redisurl.Default
 }
 
-// newPool dials the chosen server; at debug level every command is logged.
-func newPool(c *cli.Context, log hclog.Logger) (*redis.Pool, error) {
+// connect is how every command reaches Redis: the pool for the chosen
+// server (at debug level every command is logged) and the namespace its
+// keys live under. The namespace is kept without the colon resqued adds
+// itself, and php-resque's PREFIX carries one ("resque:"): it is trimmed
+// here, once, so that every command (the daemon, enqueue, status, stats,
+// failed, delayed, web) names the same keys whichever spelling was given.
+func connect(c *cli.Context, log hclog.Logger) (pool *redis.Pool, ns string, err error) {
 	var opt redisurl.Options
 	if log != nil && log.IsDebug() {
 		opt.CommandLog = log.Named("redis").StandardLogger(&hclog.StandardLoggerOptions{ForceLevel: hclog.Debug})
 	}
-	p, err := redisurl.NewPool(redisURL(c), opt)
+	pool, err = redisurl.NewPool(redisURL(c), opt)
 	if err != nil {
-		return nil, &usageError{msg: err.Error(), hint: "resqued --redis redis://127.0.0.1:6379/0"}
+		return nil, "", &usageError{msg: err.Error(), hint: "resqued --redis redis://127.0.0.1:6379/0"}
 	}
-	return p, nil
+	return pool, strings.TrimSuffix(c.String("namespace"), ":"), nil
 }
 
 // newLogger builds the root logger. Resque's VERBOSE and VVERBOSE are on

@@ -50,12 +50,12 @@ func delayedListAction(c *cli.Context) error {
 	if c.NArg() > 0 {
 		return &usageError{msg: "delayed list: takes no arguments", hint: "resqued delayed list --json"}
 	}
-	pool, err := newPool(c, nil)
+	pool, ns, err := connect(c, nil)
 	if err != nil {
 		return err
 	}
 	defer pool.Close()
-	items, err := scheduler.New(pool, c.String("namespace"), nil).List(c.Context, c.Int("limit"))
+	items, err := scheduler.New(pool, ns, nil).List(c.Context, c.Int("limit"))
 	if err != nil {
 		return err
 	}

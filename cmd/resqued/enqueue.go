@@ -75,22 +75,22 @@ func enqueueAction(c *cli.Context) error {
 	if err != nil {
 		return &usageError{msg: "enqueue: " + err.Error()}
 	}
-	pool, err := newPool(c, nil)
+	pool, ns, err := connect(c, nil)
 	if err != nil {
 		return err
 	}
 	defer pool.Close()
 	opt := queue.EnqueueOptions{Track: c.Bool("track") || c.Bool("wait"), ID: id}
 	if delayed {
-		err = scheduler.New(pool, c.String("namespace"), nil).Delay(c.Context, at, q, payload, opt)
+		err = scheduler.New(pool, ns, nil).Delay(c.Context, at, q, payload, opt)
 	} else {
-		err = queue.New(pool, c.String("namespace")).Enqueue(c.Context, q, payload, opt)
+		err = queue.New(pool, ns).Enqueue(c.Context, q, payload, opt)
 	}
 	if err != nil {
 		return err
 	}
 	if c.Bool("wait") {
-		return waitFor(c, status.New(pool, c.String("namespace")), id)
+		return waitFor(c, status.New(pool, ns), id)
 	}
 	fmt.Fprintln(c.App.Writer, id)
 	return nil
@@ -194,7 +194,7 @@ func enqueueStdin(c *cli.Context) error {
 	if err := queue.ValidateQueueName(defQueue); err != nil {
 		return &usageError{msg: "enqueue --stdin: --queue: " + err.Error(), hint: hint}
 	}
-	pool, err := newPool(c, nil)
+	pool, ns, err := connect(c, nil)
 	if err != nil {
 		return err
 	}
@@ -205,7 +205,6 @@ func enqueueStdin(c *cli.Context) error {
 	}
 	defer conn.Close()
 
-	ns := c.String("namespace")
 	track, quiet := c.Bool("track"), c.Bool("quiet")
 	out := bufio.NewWriterSize(c.App.Writer, 64<<10)
 	defer out.Flush()

@@ -66,7 +66,7 @@ func runAction(c *cli.Context) error {
 		}
 		defer pf.Release()
 	}
-	cfg.Logger.Info("starting", "version", Version, "redis", redisurl.Redacted(redisURL(c)), "namespace", c.String("namespace"), "handlers", cfg.Runner.Dir())
+	cfg.Logger.Info("starting", "version", Version, "redis", redisurl.Redacted(redisURL(c)), "namespace", cfg.Queue.Namespace(), "handlers", cfg.Runner.Dir())
 	if n := c.Int("count"); n > 1 && !supervised {
 		return supervise(c, cfg, n)
 	}
@@ -209,7 +209,7 @@ func workerConfig(c *cli.Context) (worker.Config, error) {
 	if err != nil {
 		return worker.Config{}, &usageError{msg: err.Error(), hint: "resqued --handlers ./handlers"}
 	}
-	pool, err := newPool(c, log)
+	pool, ns, err := connect(c, log)
 	if err != nil {
 		return worker.Config{}, err
 	}
@@ -228,8 +228,6 @@ func workerConfig(c *cli.Context) (worker.Config, error) {
 	if c.Int("max-redeliveries") == 0 {
 		return worker.Config{}, &usageError{msg: "--max-redeliveries 0 would fail every job whose worker died; want at least 1, or -1 for no limit", hint: "--max-redeliveries 3"}
 	}
-	// php-resque's PREFIX may carry the colon that resqued adds itself.
-	ns := strings.TrimSuffix(c.String("namespace"), ":")
 	return worker.Config{
 		Queue:    queue.New(pool, ns),
 		Status:   status.New(pool, ns),

@@ -29,11 +29,16 @@ func webCommand() *cli.Command {
 		Usage:     "serve a resque-web-like dashboard: queues, workers, failed and delayed jobs, statuses",
 		ArgsUsage: " ",
 		Description: "Binds to loopback by default. Listening on any other address needs --web-auth " +
-			"(HTTP basic auth), or --web-insecure to accept an open dashboard that can retry and delete jobs.",
+			"(HTTP basic auth), or --web-insecure to accept an open dashboard that can retry and delete jobs.\n\n" +
+			"It answers only to requests for localhost, 127.0.0.1, [::1] and --listen's host; a name it is " +
+			"reached by through a reverse proxy, or any name when listening on 0.0.0.0 or [::], is added with " +
+			"--web-host. Other requests get 421 Misdirected Request (this stops DNS rebinding). " +
+			"GET /healthz is answered to anyone; every other route, /metrics included, needs --web-auth when set.",
 		Flags: append(connFlags(),
 			&cli.StringFlag{Name: "listen", Value: "127.0.0.1:5678", Usage: "`ADDR` to listen on"},
 			&cli.StringFlag{Name: "web-auth", EnvVars: []string{"RESQUED_WEB_AUTH"}, Usage: "require HTTP basic auth as `USER:PASS`"},
 			&cli.BoolFlag{Name: "web-insecure", Usage: "allow a non-loopback --listen without --web-auth"},
+			webHostFlag(),
 		),
 		Action: webAction,
 	}
@@ -47,20 +52,26 @@ func webAction(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	pool, err := newPool(c, log)
+	pool, ns, err := connect(c, log)
 	if err != nil {
 		return err
 	}
 	defer pool.Close()
 	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	stopWeb, err := serveWeb(c, c.String("listen"), queue.New(pool, c.String("namespace")), log)
+	stopWeb, err := serveWeb(c, c.String("listen"), queue.New(pool, ns), log)
 	if err != nil {
 		return err
 	}
 	<-ctx.Done()
 	stopWeb()
 	return nil
+}
+
+// webHostFlag is --web-host, for resqued web and the daemon's --web.
+func webHostFlag() cli.Flag {
+	return &cli.StringSliceFlag{Name: "web-host", EnvVars: []string{"RESQUED_WEB_HOST"},
+		Usage: "also answer requests for host `NAME` (as the browser sends it, e.g. dash.example.com, or dash.example.com:8443 for that port only); repeat it, or comma-separate in the env. Needed behind a reverse proxy, and for any name but localhost when listening on 0.0.0.0 or [::]"}
 }
 
 // serveWeb serves the dashboard, plus GET /metrics (the Redis-side
@@ -81,25 +92,33 @@ func serveWeb(c *cli.Context, addr string, q *queue.Client, log hclog.Logger) (s
 			hint: "--web-auth USER:PASS (or RESQUED_WEB_AUTH), or --web-insecure if a proxy guards it",
 		}
 	}
+	hosts, wildcard, err := webHosts(addr, c.StringSlice("web-host"))
+	if err != nil {
+		return nil, err
+	}
 	pool, ns := q.Pool(), q.Namespace()
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(metrics.NewCollector(q))
-	mux := http.NewServeMux()
-	mux.Handle("/metrics", metrics.Handler(reg))
-	mux.Handle("/healthz", metrics.Healthz(pool))
-	mux.Handle("/", web.New(web.Config{
+	handler := web.New(web.Config{
 		Queue:     q,
 		Scheduler: scheduler.New(pool, ns, log),
 		Status:    status.New(pool, ns),
 		Auth:      auth,
+		Hosts:     hosts,
+		Metrics:   metrics.Handler(reg),
+		Healthz:   metrics.Healthz(pool),
 		Logger:    log.Named("web"),
-	}))
+	})
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, err
 	}
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
 	fmt.Fprintf(c.App.ErrWriter, "resqued web: serving on http://%s/\n", ln.Addr())
+	if wildcard && len(c.StringSlice("web-host")) == 0 {
+		fmt.Fprintf(c.App.ErrWriter, "resqued web: listening on every address, but answering only to localhost, 127.0.0.1 and [::1]; "+
+			"add the names it is reached by with --web-host NAME (or RESQUED_WEB_HOST)\n")
+	}
 	go func() {
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			log.Error("web server stopped", "error", err)
@@ -110,6 +129,32 @@ func serveWeb(c *cli.Context, addr string, q *queue.Client, log hclog.Logger) (s
 		defer cancel()
 		_ = srv.Shutdown(sctx)
 	}, nil
+}
+
+// webHosts is the list of Host names the dashboard on addr answers to
+// besides the loopback ones: addr's own host, unless it is a wildcard
+// (0.0.0.0, [::] or empty), which names no host, and the --web-host names.
+func webHosts(addr string, extra []string) (hosts []string, wildcard bool, err error) {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return nil, false, &usageError{msg: "web: listen " + addr + ": " + err.Error(), hint: "--listen 127.0.0.1:5678"}
+	}
+	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+		wildcard = true
+	} else {
+		hosts = append(hosts, host)
+	}
+	for _, h := range extra {
+		h = strings.TrimSpace(h)
+		if h == "" || strings.ContainsAny(h, "/ ") || strings.Contains(h, "@") {
+			return nil, false, &usageError{
+				msg:  fmt.Sprintf("web: --web-host %q: want a host name as the browser sends it, such as dash.example.com, not a URL", h),
+				hint: "--web-host dash.example.com",
+			}
+		}
+		hosts = append(hosts, h)
+	}
+	return hosts, wildcard, nil
 }
 
 // loopbackAddr reports whether host:port only listens on loopback.
@@ -132,6 +177,7 @@ func daemonWebFlags() []cli.Flag {
 		&cli.StringFlag{Name: "web", EnvVars: []string{"RESQUED_WEB"}, Usage: "also serve the dashboard (as resqued web) on `ADDR`, e.g. 127.0.0.1:5678; empty: off"},
 		&cli.StringFlag{Name: "web-auth", EnvVars: []string{"RESQUED_WEB_AUTH"}, Usage: "require HTTP basic auth on the dashboard as `USER:PASS`"},
 		&cli.BoolFlag{Name: "web-insecure", Usage: "allow a non-loopback --web without --web-auth"},
+		webHostFlag(),
 	}
 }
 

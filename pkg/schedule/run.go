@@ -13,6 +13,7 @@ import (
 	"github.com/gomodule/redigo/redis"
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/resqued/resqued/internal/outage"
 	"github.com/resqued/resqued/pkg/queue"
 )
 
@@ -24,10 +25,12 @@ const lockTTL = time.Hour
 // this much before the loop notices.
 const maxWait = time.Minute
 
-// attempts is how often a tick's claim or push is tried when Redis fails.
-const attempts = 3
-
-var retryDelay = time.Second
+// attempts is how often a tick's claim or push is tried when Redis fails,
+// backoffDelay apart.
+const (
+	attempts     = 3
+	backoffDelay = time.Second
+)
 
 // Run enqueues each entry's job at each of its ticks until ctx is done.
 // At a tick, every daemon running the same schedule on the same Redis and
@@ -46,6 +49,11 @@ var retryDelay = time.Second
 // it is skipped if any daemon already enqueued that interval, so daemons
 // that restart do not each add a run.
 //
+// While Redis is away the ticks that fall due are lost, and the log says
+// so once: one line when the outage starts and one when it ends
+// (internal/outage), for all entries together; the lost ticks are logged
+// at Debug.
+//
 // Entries whose rails_env excludes this process are not run.
 func (s *Schedule) Run(ctx context.Context, client *queue.Client, logger hclog.Logger) {
 	if logger == nil {
@@ -58,6 +66,7 @@ func (s *Schedule) Run(ctx context.Context, client *queue.Client, logger hclog.L
 	var rnd [4]byte
 	_, _ = rand.Read(rnd[:])
 	token := fmt.Sprintf("%s:%d:%s", host, os.Getpid(), hex.EncodeToString(rnd[:]))
+	var down outage.Log // shared by the entries: one schedule, one outage
 	var wg sync.WaitGroup
 	for _, e := range s.Entries {
 		if e.Skip {
@@ -67,7 +76,7 @@ func (s *Schedule) Run(ctx context.Context, client *queue.Client, logger hclog.L
 		wg.Add(1)
 		go func(e *Entry) {
 			defer wg.Done()
-			r := &entryRunner{e: e, c: client, log: logger.With("entry", e.Name), token: token, hook: s.onFire}
+			r := &entryRunner{e: e, c: client, log: logger.With("entry", e.Name), token: token, hook: s.onFire, down: &down}
 			r.loop(ctx)
 		}(e)
 	}
@@ -81,6 +90,7 @@ type entryRunner struct {
 	log   hclog.Logger
 	token string
 	hook  func(e *Entry, tick time.Time, pushed bool)
+	down  *outage.Log
 }
 
 func (r *entryRunner) loop(ctx context.Context) {
@@ -102,7 +112,7 @@ func (r *entryRunner) loop(ctx context.Context) {
 		}
 		r.fire(ctx, next, "tick")
 		now := time.Now()
-		if after := r.e.Next(next); now.Sub(after) >= time.Second {
+		if after := r.e.Next(next); now.Sub(after) >= time.Second && !r.down.Down() {
 			r.log.Warn("schedule ticks skipped: this daemon was late", "late", now.Sub(next).Round(time.Millisecond))
 		}
 		if now.Before(next) {
@@ -143,11 +153,15 @@ func (r *entryRunner) ttl() int64 {
 // fire claims tick and, if this daemon wins, enqueues the entry's job.
 func (r *entryRunner) fire(ctx context.Context, tick time.Time, why string) {
 	key := queue.ScheduleLockKey(r.c.Namespace(), r.e.Name, tick.Unix())
-	won, err := retry(ctx, func() (bool, error) { return r.claim(ctx, key) })
+	won, err := withBackoff(ctx, func() (bool, error) { return r.claim(ctx, key) })
 	if err != nil {
-		r.log.Error("schedule tick lost: cannot take its lock", "tick", tick, "error", err)
+		if ctx.Err() == nil {
+			r.down.Fail(r.log, fmt.Errorf("take the lock of tick %s: %w", tick.UTC().Format(time.RFC3339), err))
+			r.log.Debug("schedule tick lost: cannot take its lock", "tick", tick, "error", err)
+		}
 		return
 	}
+	r.down.OK(r.log)
 	if !won {
 		r.log.Trace("schedule tick taken by another daemon", "tick", tick)
 		if r.hook != nil {
@@ -164,11 +178,12 @@ func (r *entryRunner) fire(ctx context.Context, tick time.Time, why string) {
 	// The lock is ours: push even if ctx ends now, or the tick is lost.
 	pushCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
-	_, err = retry(pushCtx, func() (bool, error) {
+	_, err = withBackoff(pushCtx, func() (bool, error) {
 		return true, r.c.Enqueue(pushCtx, r.e.Queue, payload, queue.EnqueueOptions{})
 	})
 	if err != nil {
-		r.log.Error("schedule tick lost: cannot enqueue", "tick", tick, "error", err)
+		r.down.Fail(r.log, fmt.Errorf("enqueue tick %s: %w", tick.UTC().Format(time.RFC3339), err))
+		r.log.Debug("schedule tick lost: cannot enqueue", "tick", tick, "error", err)
 		return
 	}
 	r.log.Info("scheduled job enqueued", "class", r.e.Class, "queue", r.e.Queue, "id", id, "tick", tick.UTC().Format(time.RFC3339), "as", why)
@@ -202,7 +217,9 @@ func (r *entryRunner) claim(ctx context.Context, key string) (bool, error) {
 	return holder == r.token, nil
 }
 
-func retry(ctx context.Context, f func() (bool, error)) (bool, error) {
+// withBackoff calls f up to attempts times, backoffDelay apart, until it
+// returns no error.
+func withBackoff(ctx context.Context, f func() (bool, error)) (bool, error) {
 	var err error
 	for i := 0; i < attempts; i++ {
 		var ok bool
@@ -212,7 +229,7 @@ func retry(ctx context.Context, f func() (bool, error)) (bool, error) {
 		if ctx.Err() != nil {
 			return false, err
 		}
-		tm := time.NewTimer(retryDelay)
+		tm := time.NewTimer(backoffDelay)
 		select {
 		case <-ctx.Done():
 			tm.Stop()

@@ -12,6 +12,7 @@ import (
 	"github.com/gomodule/redigo/redis"
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/resqued/resqued/internal/outage"
 	"github.com/resqued/resqued/pkg/queue"
 	"github.com/resqued/resqued/pkg/status"
 )
@@ -292,17 +293,26 @@ func orUnexpected(err error) error {
 	return errors.New("unexpected reply")
 }
 
-// Run calls MoveDue every Interval until ctx is done, logging errors and
-// carrying on, so a due job waits at most about Interval plus the
-// second resque-scheduler's timestamps are rounded to.
+// Run calls MoveDue every Interval until ctx is done, so a due job waits
+// at most about Interval plus the second resque-scheduler's timestamps
+// are rounded to. While Redis fails it backs off (100ms doubling to 1s)
+// and logs one line when the outage starts and one when it ends
+// (internal/outage), however many attempts it makes in between.
 func (s *Scheduler) Run(ctx context.Context) {
 	t := time.NewTicker(Interval)
 	defer t.Stop()
+	backoff := outage.NewBackoff()
 	for {
 		n, err := s.MoveDue(ctx, time.Now())
-		if err != nil && ctx.Err() == nil {
-			s.log.Error("move delayed jobs", "error", err)
+		if ctx.Err() != nil {
+			return
 		}
+		if err != nil {
+			backoff.Fail(s.log, err)
+			backoff.Wait(ctx.Done())
+			continue
+		}
+		backoff.Reset(s.log)
 		if n > 0 {
 			s.log.Info("moved delayed jobs", "count", n)
 		}

@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"html/template"
 	"io/fs"
+	"net"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -39,9 +40,26 @@ type Config struct {
 	Queue     *queue.Client
 	Scheduler *scheduler.Scheduler // nil: the Delayed page says so
 	Status    *status.Tracker      // nil: the Status page says so
-	// Auth is "user:password" to require HTTP basic auth, or "".
-	Auth   string
-	Logger hclog.Logger
+	// Auth is "user:password" to require HTTP basic auth on every route
+	// but /healthz, or "".
+	Auth string
+	// Hosts are the names, besides the loopback ones, that the dashboard
+	// answers to in a request's Host header: the name it is reached by
+	// through a reverse proxy, or the address it listens on. An entry
+	// "name" matches on any port, "name:port" on that port only.
+	// localhost, 127.0.0.1 (any 127.x.y.z) and [::1] are always accepted,
+	// with or without a port. Any other Host gets 421 Misdirected
+	// Request, so a page on another site that rebinds its own name to
+	// this address (DNS rebinding) reads nothing and changes nothing.
+	Hosts []string
+	// Metrics, when set, is served at /metrics, behind the Host check
+	// and Auth like every page.
+	Metrics http.Handler
+	// Healthz, when set, is served at /healthz with neither check, for
+	// load balancers, which call by IP address and carry no credentials.
+	// It must say no more than whether Redis answers.
+	Healthz http.Handler
+	Logger  hclog.Logger
 }
 
 const defaultCount = 20
@@ -92,10 +110,21 @@ func New(cfg Config) http.Handler {
 	mux.HandleFunc("/failed/clear", s.mutate(s.clear))
 	mux.HandleFunc("/delayed", s.delayed)
 	mux.HandleFunc("/status", s.statusPage)
-	return s.secure(mux)
+	if cfg.Metrics != nil {
+		mux.Handle("/metrics", cfg.Metrics)
+	}
+	guarded := s.secure(mux)
+	if cfg.Healthz == nil {
+		return guarded
+	}
+	open := http.NewServeMux()
+	open.Handle("/healthz", cfg.Healthz)
+	open.Handle("/", guarded)
+	return open
 }
 
-// secure adds basic auth (when configured) and protective headers.
+// secure checks the Host, then basic auth (when configured), and adds
+// protective headers.
 func (s *server) secure(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h := w.Header()
@@ -103,6 +132,11 @@ func (s *server) secure(next http.Handler) http.Handler {
 		h.Set("X-Frame-Options", "DENY")
 		h.Set("Referrer-Policy", "same-origin")
 		h.Set("Content-Security-Policy", "default-src 'self'; script-src 'self'; style-src 'self'; frame-ancestors 'none'")
+		if !AllowedHost(r.Host, s.cfg.Hosts) {
+			s.log.Debug("request for a foreign host refused", "host", r.Host, "path", r.URL.Path, "remote", r.RemoteAddr)
+			http.Error(w, misdirected(r.Host), http.StatusMisdirectedRequest)
+			return
+		}
 		if s.cfg.Auth != "" {
 			user, pass, ok := r.BasicAuth()
 			got := sha256.Sum256([]byte(user + ":" + pass))
@@ -115,6 +149,57 @@ func (s *server) secure(next http.Handler) http.Handler {
 		}
 		next.ServeHTTP(w, r)
 	})
+}
+
+// misdirected is the body of the 421 for a Host the dashboard does not
+// answer to: what happened, and which flag to set.
+func misdirected(host string) string {
+	name := host
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		name = h
+	}
+	if name == "" {
+		name = "NAME"
+	}
+	return fmt.Sprintf("misdirected request: this dashboard answers only to localhost, 127.0.0.1, [::1], "+
+		"its --listen address and the names given with --web-host, not to %q. "+
+		"If you reach it by that name (through a reverse proxy, say), start it with --web-host %s "+
+		"(or RESQUED_WEB_HOST=%s).", host, name, name)
+}
+
+// AllowedHost reports whether the dashboard answers to a request whose
+// Host header is host: a loopback name (localhost, a 127.x.y.z or ::1
+// address) on any port, or one of hosts ("name" on any port, "name:port"
+// on that port). Names compare without case and without a trailing dot.
+func AllowedHost(host string, hosts []string) bool {
+	name, port := splitHost(host)
+	if name == "" {
+		return false
+	}
+	if name == "localhost" {
+		return true
+	}
+	if ip := net.ParseIP(name); ip != nil && ip.IsLoopback() {
+		return true
+	}
+	for _, h := range hosts {
+		n, p := splitHost(h)
+		if n == name && (p == "" || p == port) {
+			return true
+		}
+	}
+	return false
+}
+
+// splitHost splits "name", "name:port", "[v6]" or "[v6]:port" into the
+// lower-case name without brackets or trailing dot, and the port.
+func splitHost(host string) (name, port string) {
+	name = host
+	if h, p, err := net.SplitHostPort(host); err == nil {
+		name, port = h, p
+	}
+	name = strings.TrimSuffix(strings.TrimSuffix(strings.TrimPrefix(name, "["), "]"), ".")
+	return strings.ToLower(name), port
 }
 
 // mutate allows only a POST with the right CSRF token from this origin.

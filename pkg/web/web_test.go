@@ -38,6 +38,13 @@ type env struct {
 
 func start(t *testing.T, auth string) *env {
 	t.Helper()
+	return startWith(t, func(c *web.Config) { c.Auth = auth })
+}
+
+// startWith seeds a server and serves the dashboard with the Config
+// that configure adjusts.
+func startWith(t *testing.T, configure func(*web.Config)) *env {
+	t.Helper()
 	srv := redistest.Start(t)
 	srv.Do(t, "RPUSH", queue.FailedKey(ns), failure0, failure1)
 	for _, j := range []struct{ q, p string }{
@@ -59,12 +66,13 @@ func start(t *testing.T, auth string) *env {
 	srv.Do(t, "SET", status.Key(ns, "tok123"), `{"status":2,"updated":1800000000,"started":1800000000,"progress":0.5,"message":"half <i>way</i>"}`)
 
 	pool := srv.Pool(t)
-	h := web.New(web.Config{
+	cfg := web.Config{
 		Queue:     queue.New(pool, ns),
 		Scheduler: scheduler.New(pool, ns, nil),
 		Status:    status.New(pool, ns),
-		Auth:      auth,
-	})
+	}
+	configure(&cfg)
+	h := web.New(cfg)
 	ts := httptest.NewServer(h)
 	t.Cleanup(ts.Close)
 	return &env{srv: srv, ts: ts, pool: pool}

@@ -8,6 +8,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/resqued/resqued/internal/outage"
 	"github.com/resqued/resqued/pkg/metrics"
 	"github.com/resqued/resqued/pkg/queue"
 	"github.com/resqued/resqued/pkg/runner"
@@ -277,43 +278,25 @@ func (w *Worker) retryUntil(ctx context.Context, what string, giveUp func(state)
 	}
 }
 
-// backoff is capped exponential, 100ms doubling to 1s, so that work
-// resumes within a second of Redis coming back. It logs the first failure
-// of a streak at Error, later ones at Debug, and the recovery at Info.
-type backoff struct {
-	d        time.Duration
-	failures int
-}
+// backoff is the shared outage backoff (internal/outage), under the names
+// the worker's loops call it by: capped exponential, 100ms doubling to 1s,
+// so that work resumes within a second of Redis coming back. It logs the
+// first failure of a streak at Error, later ones at Debug, and the
+// recovery at Info.
+type backoff struct{ b *outage.Backoff }
 
-func newBackoff() *backoff { return &backoff{d: 100 * time.Millisecond} }
+func newBackoff() backoff { return backoff{outage.NewBackoff()} }
 
-func (b *backoff) fail(log hclog.Logger, err error) {
-	b.failures++
-	if b.failures == 1 {
-		log.Error("redis unavailable, retrying until it is back", "error", err)
-	} else {
-		log.Debug("redis still unavailable", "error", err, "retry_in", b.d, "attempt", b.failures)
-	}
-}
+func (b backoff) fail(log hclog.Logger, err error) { b.b.Fail(log, err) }
+func (b backoff) reset(log hclog.Logger)           { b.b.Reset(log) }
+func (b backoff) wait(wake <-chan struct{})        { b.b.Wait(wake) }
 
-func (b *backoff) reset(log hclog.Logger) {
-	if b.failures > 0 {
-		log.Info("redis reachable again", "after_attempts", b.failures)
+// wrap is fmt.Errorf("%s: %w", what, err), or nil for a nil err.
+func wrap(what string, err error) error {
+	if err == nil {
+		return nil
 	}
-	b.d, b.failures = 100*time.Millisecond, 0
-}
-
-// wait sleeps the current delay, or less if wake closes, then doubles it.
-func (b *backoff) wait(wake <-chan struct{}) {
-	t := time.NewTimer(b.d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-	case <-wake:
-	}
-	if b.d *= 2; b.d > time.Second {
-		b.d = time.Second
-	}
+	return fmt.Errorf("%s: %w", what, err)
 }
 
 // retryLater schedules the job's next attempt when its retry policy says

@@ -11,6 +11,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/resqued/resqued/internal/outage"
 	"github.com/resqued/resqued/pkg/metrics"
 	"github.com/resqued/resqued/pkg/queue"
 	"github.com/resqued/resqued/pkg/retry"
@@ -408,7 +409,11 @@ func (w *Worker) acquireLease(giveUp func(state) bool) error {
 // lease every third of its TTL, and prunes dead workers at start and
 // every PruneInterval, until ctx ends. A prune that found workers of this
 // host dead but still holding a lease runs again once it has run out.
+// While Redis is away it logs one line when the outage starts and one
+// when it ends (internal/outage).
 func (w *Worker) heartbeat(ctx context.Context) {
+	var down outage.Log
+	log := w.log.Named("heartbeat")
 	t := time.NewTicker(w.cfg.HeartbeatInterval)
 	defer t.Stop()
 	renew := time.NewTicker(w.cfg.LeaseTTL / 3)
@@ -421,14 +426,13 @@ func (w *Worker) heartbeat(ctx context.Context) {
 	}
 	again := time.NewTimer(0) // the first prune, at start
 	defer again.Stop()
-	var renewErr outage
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			if err := w.cfg.Queue.Heartbeat(ctx, w.id); err != nil && ctx.Err() == nil {
-				w.log.Warn("heartbeat", "error", err)
+			if err := w.cfg.Queue.Heartbeat(ctx, w.id); ctx.Err() == nil {
+				down.Report(log, wrap("heartbeat", err))
 			}
 		case <-renew.C:
 			err := w.lease.Renew(ctx)
@@ -438,35 +442,23 @@ func (w *Worker) heartbeat(ctx context.Context) {
 				return
 			}
 			if ctx.Err() == nil {
-				renewErr.report(w.log, "renew worker lease", err)
+				down.Report(log, wrap("renew worker lease", err))
 			}
 		case <-prune:
-			w.prune(ctx, again)
+			w.prune(ctx, again, log, &down)
 		case <-again.C:
-			w.prune(ctx, again)
+			w.prune(ctx, again, log, &down)
 		}
 	}
 }
 
-// outage logs a streak of failures once, and its end once.
-type outage struct{ failing bool }
-
-func (o *outage) report(log hclog.Logger, what string, err error) {
-	switch {
-	case err != nil && !o.failing:
-		log.Warn(what, "error", err)
-	case err == nil && o.failing:
-		log.Info(what + ": working again")
-	}
-	o.failing = err != nil
-}
-
-// prune prunes dead workers; again is reset to when the next prune is
-// due if some dead-looking workers still held a lease.
-func (w *Worker) prune(ctx context.Context, again *time.Timer) {
+// prune prunes dead workers, reporting the outcome to down; again is
+// reset to when the next prune is due if some dead-looking workers still
+// held a lease.
+func (w *Worker) prune(ctx context.Context, again *time.Timer, log hclog.Logger, down *outage.Log) {
 	pruned, after, err := w.pruner.Prune(ctx)
-	if err != nil && ctx.Err() == nil {
-		w.log.Warn("prune dead workers", "error", err)
+	if ctx.Err() == nil {
+		down.Report(log, wrap("prune dead workers", err))
 	}
 	if len(pruned) > 0 {
 		w.log.Info("pruned dead workers", "count", len(pruned))
