@@ -54,8 +54,12 @@ type SlotConfig struct {
 // {"result"}, {"exception","error","backtrace"}) and ends each job with a
 // line holding "done": {"done":"ok","result":...} or {"done":"failed",
 // "exception":...,"error":...,"backtrace":[...]}. Anything on that fd that
-// is not a JSON object fails the job and replaces the process. On EOF of
-// stdin the process should exit.
+// is not a JSON object fails the job and replaces the process. Between a
+// done line and the next job the process must write nothing on that fd;
+// if it does, it is killed and replaced, and the next job goes to a fresh
+// process. A job once sent is never sent to another process: if the
+// process exits first, the job fails. On EOF of stdin the process should
+// exit.
 type Slot struct {
 	r   *Runner
 	cfg SlotConfig
