@@ -149,7 +149,7 @@ func helperMain(mode, file, arg string) int {
 		fmt.Println(`plain text`)
 		return 0
 	case "persistent":
-		return helperPersistent(file)
+		return helperPersistent(file, arg)
 	default:
 		fmt.Fprintf(os.Stderr, "unknown helper mode %q\n", mode)
 		return 2
@@ -167,8 +167,13 @@ func helperMain(mode, file, arg string) int {
 //   - "flood": its done line, then floodSize bytes of lines with "done" in
 //     them; creates file.flooded once all were written;
 //   - "huge": one done line of floodSize bytes;
+//   - "exitnext" or "exitnext:N": its done line, then, once the next job
+//     is waiting on stdin, reads N bytes of it (none without ":N") and
+//     exits 0;
 //   - anything else: {"done":"ok","result":{"id":ID,"pid":PID}}.
-func helperPersistent(file string) int {
+//
+// With arg "once" it exits 0 after every job's done line.
+func helperPersistent(file, arg string) int {
 	out := os.NewFile(3, "result")
 	in := bufio.NewReader(os.Stdin)
 	pid := os.Getpid()
@@ -231,6 +236,26 @@ func helperPersistent(file string) int {
 				return 1
 			}
 			writeMarker(file+".flooded", pid)
+		case what == "exitnext" || strings.HasPrefix(what, "exitnext:"):
+			n, _ := strconv.Atoi(strings.TrimPrefix(what, "exitnext:"))
+			out.WriteString(done(job.ID))
+			if in.Buffered() > 0 {
+				fmt.Fprintln(os.Stderr, "exitnext: the next job was read already")
+				return 2
+			}
+			fds := []unix.PollFd{{Fd: 0, Events: unix.POLLIN}}
+			for {
+				if _, err := unix.Poll(fds, -1); err != unix.EINTR {
+					break
+				}
+			}
+			if n > 0 {
+				if _, err := io.ReadFull(os.Stdin, make([]byte, n)); err != nil {
+					fmt.Fprintln(os.Stderr, err)
+					return 2
+				}
+			}
+			return 0
 		case what == "huge":
 			bw := bufio.NewWriterSize(out, 1<<20)
 			bw.WriteString(`{"done":"ok","result":"`)
@@ -242,6 +267,9 @@ func helperPersistent(file string) int {
 			bw.Flush()
 		default:
 			out.WriteString(done(job.ID))
+		}
+		if arg == "once" {
+			return 0
 		}
 	}
 }

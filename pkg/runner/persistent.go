@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -57,9 +58,11 @@ type SlotConfig struct {
 // is not a JSON object fails the job and replaces the process. Between a
 // done line and the next job the process must write nothing on that fd;
 // if it does, it is killed and replaced, and the next job goes to a fresh
-// process. A job once sent is never sent to another process: if the
-// process exits first, the job fails. On EOF of stdin the process should
-// exit.
+// process. A job the process may have read is never sent to another
+// process: if the process exits first, the job fails. Only a job it
+// provably never read a byte of (the write to its stdin failed with
+// EPIPE, or after its exit the whole line was still in the pipe) goes to
+// a fresh process, once. On EOF of stdin the process should exit.
 type Slot struct {
 	r   *Runner
 	cfg SlotConfig
@@ -138,8 +141,18 @@ func (s *Slot) proc(job Job, path string) (pp *persistentProc, fresh bool, err e
 	close(pp.started)
 	s.procs[path] = pp
 	// A process that exits between jobs (recycling itself, or a crash
-	// while idle) is forgotten at once, not handed the next job.
-	go func() { <-p.done; s.forget(pp) }()
+	// while idle) is forgotten at once, not handed the next job. Its
+	// stdin is closed unless a job's supervisor still needs it.
+	go func() {
+		<-p.done
+		s.forget(pp)
+		pp.mu.Lock()
+		busy := pp.busy
+		pp.mu.Unlock()
+		if !busy {
+			p.stdin.Close()
+		}
+	}()
 	logger := *p.lineLog.Load()
 	logger.Debug("persistent handler started", "path", path, "pid", p.pid)
 	return pp, true, nil
@@ -161,6 +174,11 @@ type persistentProc struct {
 	started chan struct{} // closed once p is set
 	jobs    int           // jobs ended by a done line; one job at a time touches it
 
+	// wmu serializes the writes of job lines to stdin; written counts
+	// the bytes they put into the pipe.
+	wmu     sync.Mutex
+	written int64
+
 	// mu ties the result fd to job dispatch. The reader takes each chunk
 	// out of the pipe and sorts its lines while holding mu, so whoever
 	// holds mu sees every byte the process has written so far: handed to
@@ -172,6 +190,7 @@ type persistentProc struct {
 	partial []byte // the start of a line whose end has not been read
 	long    bool   // inside a line over maxReportLine: its bytes are dropped
 	broken  string // how the process broke the protocol; nothing more is read after
+	busy    bool   // a job's supervisor uses the process (and its stdin)
 }
 
 // maxQueued bounds the unread result-fd bytes of a job; past it, its
@@ -356,7 +375,10 @@ type pline struct {
 
 // pjob is one job in a persistent process.
 type pjob struct {
-	pp    *persistentProc
+	// pp is the process that has the job: the one it was sent to, or
+	// the fresh one it was sent to after the first exited without
+	// reading a byte of it.
+	pp    atomic.Pointer[persistentProc]
 	class string
 	start time.Time
 
@@ -387,10 +409,10 @@ func (j *pjob) pushLocked(l pline) {
 	}
 }
 
-// pop returns the job's next line, if any.
-func (j *pjob) pop() (pline, bool) {
-	j.pp.mu.Lock()
-	defer j.pp.mu.Unlock()
+// pop returns the job's next line from pp, if any.
+func (j *pjob) pop(pp *persistentProc) (pline, bool) {
+	pp.mu.Lock()
+	defer pp.mu.Unlock()
 	if len(j.lines) == 0 {
 		return pline{}, false
 	}
@@ -409,7 +431,8 @@ func (pp *persistentProc) run(ctx context.Context, job Job, fresh bool) (*pjob, 
 	if logger == nil {
 		logger = pp.slot.r.logger.With("class", job.Class)
 	}
-	j := &pjob{pp: pp, class: job.Class, start: time.Now(), ready: make(chan struct{}, 1), stop: make(chan stopReason, 1), done: make(chan struct{})}
+	j := &pjob{class: job.Class, start: time.Now(), ready: make(chan struct{}, 1), stop: make(chan stopReason, 1), done: make(chan struct{})}
+	j.pp.Store(pp)
 	line, err := json.Marshal(struct {
 		ID    string          `json:"id"`
 		Queue string          `json:"queue"`
@@ -431,14 +454,14 @@ func (pp *persistentProc) run(ctx context.Context, job Job, fresh bool) (*pjob, 
 			defer close(j.done)
 			j.result = &Result{Duration: time.Since(j.start), StderrTail: pp.p.tail.snapshot()}
 			if broken != "" {
-				j.err = j.broken(pp.p, broken)
+				j.err = j.broken(pp, broken)
 			} else {
 				j.err = j.exitError(pp.p, true)
 			}
 		}()
 		return j, false
 	}
-	go j.supervise(ctx, job, append(line, '\n'))
+	go j.supervise(ctx, job, append(line, '\n'), logger, fresh)
 	return j, true
 }
 
@@ -458,7 +481,86 @@ func (pp *persistentProc) dispatch(j *pjob, logger hclog.Logger) (broken string,
 	pp.p.lineLog.Store(&logger)
 	pp.p.tail.reset()
 	pp.cur = j
+	pp.busy = true
 	return "", true
+}
+
+// release ends a job's use of the process; the stdin of a process that
+// is gone is closed.
+func (pp *persistentProc) release() {
+	pp.mu.Lock()
+	pp.busy = false
+	gone := pp.dead()
+	if gone {
+		pp.cur = nil // its reader is done: nothing more comes for the job
+	}
+	pp.mu.Unlock()
+	if gone {
+		pp.p.stdin.Close()
+	}
+}
+
+// wrote is the outcome of writing a job line to stdin: the line's offset
+// in the stream of bytes written to the pipe, and what the write returned.
+type wrote struct {
+	start int64
+	n     int
+	err   error
+}
+
+// write writes line to stdin without blocking the caller: a process that
+// does not read is caught by the timeout or a stop like any other. stdin
+// is non-blocking (on the runtime's poller), so a write to a process that
+// is gone fails with EPIPE, and a close of stdin ends a write that waits.
+func (pp *persistentProc) write(line []byte) <-chan wrote {
+	c := make(chan wrote, 1)
+	go func() {
+		pp.wmu.Lock()
+		w := wrote{start: pp.written}
+		w.n, w.err = pp.p.stdin.Write(line)
+		pp.written += int64(w.n)
+		pp.wmu.Unlock()
+		if w.err != nil {
+			pp.p.logger.Debug("write job to persistent handler", "error", w.err, "written", w.n, "of", len(line))
+		}
+		c <- w
+	}()
+	return c
+}
+
+// neverRead reports whether the process, which has exited, provably never
+// read a byte of the job line whose write reports to c: the write failed
+// with EPIPE before writing anything (the reader was gone), or every byte
+// it put into the pipe is still there with no reader left to take it.
+// Whenever it cannot tell (a write still under way, a reader still open,
+// not Linux) it reports false.
+func (pp *persistentProc) neverRead(c <-chan wrote) bool {
+	var w wrote
+	t := time.NewTimer(pp.p.termTimeout)
+	defer t.Stop()
+	select {
+	case w = <-c:
+	case <-t.C:
+		return false // the write still waits: someone still holds the read end
+	}
+	if !pp.wmu.TryLock() {
+		return false // another write is under way: written is not final
+	}
+	defer pp.wmu.Unlock()
+	if w.n == 0 && errors.Is(w.err, syscall.EPIPE) {
+		return true
+	}
+	rc, err := pp.p.stdin.SyscallConn()
+	if err != nil {
+		return false
+	}
+	n, ok := 0, false
+	if rc.Control(func(fd uintptr) { n, ok = orphanedBytes(fd) }) != nil || !ok {
+		return false
+	}
+	// The pipe holds the last n bytes written; the line's bytes are the
+	// last written-start. All of them still there: not one was read.
+	return int64(n) >= pp.written-w.start
 }
 
 func argsOrEmpty(a []byte) json.RawMessage {
@@ -468,9 +570,9 @@ func argsOrEmpty(a []byte) json.RawMessage {
 	return a
 }
 
-func (j *pjob) Pid() int { return j.pp.p.pid }
+func (j *pjob) Pid() int { return j.pp.Load().p.pid }
 func (j *pjob) Stop()    { j.send(stopRequested) }
-func (j *pjob) Kill()    { j.send(stopRequested); j.pp.p.Kill() }
+func (j *pjob) Kill()    { j.send(stopRequested); j.pp.Load().p.Kill() }
 func (j *pjob) send(r stopReason) {
 	select {
 	case j.stop <- r:
@@ -485,52 +587,65 @@ func (j *pjob) Wait() (*Result, error) {
 
 // supervise feeds the job to the process and waits for its "done" line,
 // the process's death, a stop, or the timeout. The job is never sent to
-// another process: once sent, it may have run.
-func (j *pjob) supervise(ctx context.Context, job Job, line []byte) {
+// another process once it may have run: only if the process exits having
+// provably never read a byte of it, and was not started for it, does a
+// fresh process get it.
+func (j *pjob) supervise(ctx context.Context, job Job, line []byte, logger hclog.Logger, fresh bool) {
 	defer close(j.done)
-	pp := j.pp
-	p := pp.p
+	pp := j.pp.Load()
+	defer func() { pp.release() }()
 	var report Report
 	finish := func(err error) {
-		j.result = &Result{Duration: time.Since(j.start), StderrTail: p.tail.snapshot(), Report: report}
+		j.result = &Result{Duration: time.Since(j.start), StderrTail: pp.p.tail.snapshot(), Report: report}
 		j.err = err
 	}
-	// Write the job without blocking supervision: a process that does not
-	// read is caught by the timeout or a stop like any other.
-	go func() {
-		if _, err := p.stdin.Write(line); err != nil {
-			p.logger.Debug("write job to persistent handler", "error", err)
-		}
-	}()
+	sent := pp.write(line)
 	var timeout <-chan time.Time
 	if t := pp.slot.r.timeout; t > 0 {
 		tm := time.NewTimer(t)
 		defer tm.Stop()
 		timeout = tm.C
 	}
-	rr := &reportReader{onProgress: job.OnProgress, logger: *p.lineLog.Load()}
+	rr := &reportReader{onProgress: job.OnProgress, logger: *pp.p.lineLog.Load()}
 	kill := func(reason stopReason) error {
 		pp.slot.forget(pp)
-		p.stop(reason)
-		<-p.done
-		ee := j.exitError(p, false)
+		pp.p.stop(reason)
+		<-pp.p.done
+		ee := j.exitError(pp.p, false)
 		ee.TimedOut, ee.Stopped = reason == timedOut, reason == stopRequested
 		if ee.TimedOut {
 			ee.Timeout = pp.slot.r.timeout
 		}
 		return ee
 	}
+	heard := false // a line of the job was read
 	for {
-		l, ok := j.pop()
+		l, ok := j.pop(pp)
 		if !ok {
 			select {
 			case <-j.ready:
 				continue
-			case <-p.done:
-				if l, ok = j.pop(); !ok { // lines written just before dying count
+			case <-pp.p.done:
+				if l, ok = j.pop(pp); !ok { // lines written just before dying count
 					pp.slot.forget(pp)
-					finish(j.exitError(p, true))
-					return
+					if fresh || heard || ctx.Err() != nil || len(j.stop) > 0 || !pp.neverRead(sent) {
+						finish(j.exitError(pp.p, true))
+						return
+					}
+					next, err := j.resend(job, pp, logger)
+					if next != nil {
+						logger.Debug("persistent handler exited without reading the job: a fresh process takes it",
+							"pid", pp.p.pid, "new_pid", next.p.pid)
+						pp.release()
+						pp, fresh = next, true
+					}
+					if err != nil {
+						finish(err)
+						return
+					}
+					sent = pp.write(line)
+					rr.logger = *pp.p.lineLog.Load()
+					continue
 				}
 			case r := <-j.stop:
 				finish(kill(r))
@@ -543,8 +658,9 @@ func (j *pjob) supervise(ctx context.Context, job Job, line []byte) {
 				return
 			}
 		}
+		heard = true
 		if l.violation != "" {
-			finish(j.broken(p, l.violation))
+			finish(j.broken(pp, l.violation))
 			return
 		}
 		rr.line(l.line)
@@ -562,9 +678,30 @@ func (j *pjob) supervise(ctx context.Context, job Job, line []byte) {
 			report.Failure = nil
 			finish(nil)
 		} else {
-			finish(&ExitError{Class: j.class, Code: 1, Reported: true, Duration: time.Since(j.start), StderrTail: p.tail.snapshot()})
+			finish(&ExitError{Class: j.class, Code: 1, Reported: true, Duration: time.Since(j.start), StderrTail: pp.p.tail.snapshot()})
 		}
 		return
+	}
+}
+
+// resend makes j the job of a fresh process for the handler of old, which
+// exited without reading it, and returns that process (nil if none
+// started). The error, if any, is the job's: the process did not start,
+// or did not last until the job was handed to it.
+func (j *pjob) resend(job Job, old *persistentProc, logger hclog.Logger) (*persistentProc, error) {
+	pp, _, err := old.slot.proc(job, old.path)
+	if err != nil {
+		return nil, err
+	}
+	j.pp.Store(pp)
+	broken, sent := pp.dispatch(j, logger)
+	switch {
+	case sent:
+		return pp, nil
+	case broken != "":
+		return pp, j.broken(pp, broken)
+	default:
+		return pp, j.exitError(pp.p, true)
 	}
 }
 
@@ -587,8 +724,9 @@ func (j *pjob) exitError(p *Process, unprompted bool) *ExitError {
 }
 
 // broken fails the job for a protocol violation and replaces the process.
-func (j *pjob) broken(p *Process, what string) error {
-	j.pp.slot.forget(j.pp)
+func (j *pjob) broken(pp *persistentProc, what string) error {
+	p := pp.p
+	pp.slot.forget(pp)
 	p.Kill()
 	<-p.done
 	return &ExitError{Class: j.class, Code: -1, Protocol: what, Duration: time.Since(j.start), StderrTail: p.tail.snapshot()}

@@ -145,8 +145,9 @@ func TestSlot_PersistentTimeoutAndStop(t *testing.T) {
 }
 
 // A handler that exits after each job (recycling itself) races the next
-// job: one sent to it in that instant fails, and is never re-sent to
-// another process. No job runs twice or gets another job's outcome.
+// job: one sent to it in that instant was never read (sh reads its line a
+// byte at a time), so a fresh process takes it. Every job succeeds, none
+// runs twice or gets another job's outcome.
 func TestSlot_PersistentExitsBetweenJobs(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
@@ -178,7 +179,6 @@ exit 0
 			t.Fatal(err)
 		}
 		res, err := run.Wait()
-		var ee *ExitError
 		switch {
 		case err == nil:
 			var got struct {
@@ -190,10 +190,6 @@ exit 0
 			}
 			pids[got.Pid] = true
 			ok++
-		case errors.As(err, &ee) && ee.Exited && ee.Code == 0:
-			if i == 0 {
-				t.Errorf("job %s, the first, failed: %v", id, err)
-			}
 		default:
 			t.Errorf("job %s: %v", id, err)
 		}
@@ -204,8 +200,8 @@ exit 0
 			t.Errorf("job %s ran %d times", id, c)
 		}
 	}
-	if len(n) != ok {
-		t.Errorf("%d jobs ran, %d succeeded: a job ran without its outcome", len(n), ok)
+	if len(n) != ok || ok != 30 {
+		t.Errorf("%d jobs ran, %d of 30 succeeded", len(n), ok)
 	}
 }
 
@@ -229,9 +225,15 @@ func TestSlot_PersistentMaxRSS(t *testing.T) {
 // job it takes, and the log of the runner.
 func helperSlot(t *testing.T) (*Slot, string, *logSink) {
 	t.Helper()
+	return helperSlotArg(t, "")
+}
+
+// helperSlotArg is helperSlot with the handler's HELPER_ARG set to arg.
+func helperSlotArg(t *testing.T, arg string) (*Slot, string, *logSink) {
+	t.Helper()
 	dir := t.TempDir()
 	runs := filepath.Join(t.TempDir(), "runs")
-	writeHandler(t, dir, "Echo.persistent", helper{mode: "persistent", file: runs})
+	writeHandler(t, dir, "Echo.persistent", helper{mode: "persistent", arg: arg, file: runs})
 	logger, sink := newTestLogger()
 	r, err := New(Config{Dir: dir, TermTimeout: 500 * time.Millisecond, Logger: logger})
 	if err != nil {
@@ -395,4 +397,90 @@ func TestSlot_PersistentDoneLinesBounded(t *testing.T) {
 func fileExists(name string) bool {
 	_, err := os.Stat(name)
 	return err == nil
+}
+
+// A handler that answers done and then exits 0 after every job, fed jobs
+// in a tight loop: each job is often handed to the old process in the
+// instant before its exit is noticed. That process never read it, so a
+// fresh process gets it: every job succeeds, and each runs exactly once.
+func TestSlot_PersistentExitAfterEveryJob(t *testing.T) {
+	t.Parallel()
+	s, runs, _ := helperSlotArg(t, "once")
+	const n = 50
+	want := map[string]int{}
+	pids := map[int]string{}
+	for i := range n {
+		id := fmt.Sprintf("j%02d", i)
+		want[id] = 1
+		got, pid, _, err := helperJob(t, s, id, "ok")
+		if err != nil || got != id {
+			t.Errorf("job %s: result id %q, %v; want its own result", id, got, err)
+			continue
+		}
+		if other, ok := pids[pid]; ok {
+			t.Errorf("jobs %s and %s both ran in pid %d, which exits after one job", other, id, pid)
+		}
+		pids[pid] = id
+	}
+	if diff := cmp.Diff(want, runsOf(t, runs)); diff != "" {
+		t.Errorf("runs per job (-want +got):\n%s", diff)
+	}
+}
+
+// A process that exits after its done line, with the next job's line in
+// its stdin pipe and not one byte of it read, leaves that job to a fresh
+// process. One that read any of it fails the job, which is never re-sent.
+// A job line larger than the pipe's buffer is only partly written when
+// the process exits: the write fails with EPIPE instead of waiting for
+// ever, and the bytes it did write decide as above.
+func TestSlot_PersistentExitBeforeReading(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct {
+		name, what string
+		pad        int // bytes of padding in the next job's line
+		resent     bool
+	}{
+		{"Unread", "exitnext", 0, true},
+		{"UnreadLarge", "exitnext", 1 << 20, true},
+		{"PartlyRead", "exitnext:5", 0, false},
+		{"PartlyReadLarge", "exitnext:5", 1 << 20, false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			s, runs, _ := helperSlot(t)
+			_, first, _, err := helperJob(t, s, "a", c.what)
+			if err != nil {
+				t.Fatalf("job a: %v", err)
+			}
+			run, err := s.Start(context.Background(), Job{Class: "Echo", ID: "b", Args: []byte(`["ok","` + strings.Repeat("p", c.pad) + `"]`)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			res, err := run.Wait()
+			var got struct {
+				ID  string
+				Pid int
+			}
+			_ = json.Unmarshal(res.Report.Result, &got)
+			want := map[string]int{"a": 1}
+			if c.resent {
+				want["b"] = 1
+				if err != nil || got.ID != "b" || got.Pid == first {
+					t.Errorf("job b: result %s, %v; want its own result from a fresh process (not %d)", res.Report.Result, err, first)
+				}
+			} else {
+				var ee *ExitError
+				const msg = "persistent handler Echo exited with status 0 before reporting done for the job"
+				if !errors.As(err, &ee) || ee.Error() != msg {
+					t.Errorf("job b: %v, want %q", err, msg)
+				}
+			}
+			if diff := cmp.Diff(want, runsOf(t, runs)); diff != "" {
+				t.Errorf("runs per job (-want +got):\n%s", diff)
+			}
+			if id, pid, _, err := helperJob(t, s, "c", "ok"); err != nil || id != "c" || pid == first {
+				t.Errorf("job c: result id %q pid %d, %v", id, pid, err)
+			}
+		})
+	}
 }
