@@ -31,9 +31,9 @@ type ExitError struct {
 	TimedOut bool           // killed because Config.Timeout expired
 	Stopped  bool           // killed because Stop/Kill was called (or ctx cancelled)
 	// Persistent handlers only: Reported is set when the handler ended the
-	// job with {"done":"failed"}; Exited when the process exited with
-	// status 0 in the middle of a job; Protocol says how it broke the
-	// protocol.
+	// job with {"done":"failed"}; Exited when the process exited (with
+	// status Code, possibly 0) before it reported done for the job;
+	// Protocol says how it broke the protocol.
 	Reported bool
 	Exited   bool
 	Protocol string
@@ -51,7 +51,7 @@ func (e *ExitError) Error() string {
 	case e.Reported:
 		return fmt.Sprintf("handler %s reported failure", e.Class)
 	case e.Exited:
-		return fmt.Sprintf("persistent handler %s exited in the middle of a job", e.Class)
+		return fmt.Sprintf("persistent handler %s exited with status %d before reporting done for the job", e.Class, e.Code)
 	case e.TimedOut:
 		d := e.Timeout
 		if d <= 0 {

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+	"golang.org/x/sys/unix"
 )
 
 // The test binary doubles as the handler: a wrapper script in the handlers
@@ -147,9 +148,129 @@ func helperMain(mode, file, arg string) int {
 		fmt.Println(`{"level":"bogus","msg":"x"}`)
 		fmt.Println(`plain text`)
 		return 0
+	case "persistent":
+		return helperPersistent(file, arg)
 	default:
 		fmt.Fprintf(os.Stderr, "unknown helper mode %q\n", mode)
 		return 2
+	}
+}
+
+// helperPersistent is a persistent handler. For each job line it appends
+// the job's id to file (one line per job it took, so tests count runs from
+// the handler's side) and then acts on its first arg:
+//
+//   - "exit:N": writes to stderr and exits N without a done line;
+//   - "double": its done line and a second, stray one, in one write;
+//   - "partial": its done line and the start of a stray one in one write,
+//     then the rest of that line once the next job is waiting on stdin;
+//   - "flood": its done line, then floodSize bytes of lines with "done" in
+//     them; creates file.flooded once all were written;
+//   - "huge": one done line of floodSize bytes;
+//   - "exitnext" or "exitnext:N": its done line, then, once the next job
+//     is waiting on stdin, reads N bytes of it (none without ":N") and
+//     exits 0;
+//   - anything else: {"done":"ok","result":{"id":ID,"pid":PID}}.
+//
+// With arg "once" it exits 0 after every job's done line.
+func helperPersistent(file, arg string) int {
+	out := os.NewFile(3, "result")
+	in := bufio.NewReader(os.Stdin)
+	pid := os.Getpid()
+	done := func(id string) string {
+		return fmt.Sprintf(`{"done":"ok","result":{"id":%q,"pid":%d}}`+"\n", id, pid)
+	}
+	for {
+		line, err := in.ReadString('\n')
+		if err != nil {
+			return 0 // EOF: leave
+		}
+		var job struct {
+			ID   string   `json:"id"`
+			Args []string `json:"args"`
+		}
+		if err := json.Unmarshal([]byte(line), &job); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 2
+		}
+		f, err := os.OpenFile(file, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 2
+		}
+		f.WriteString(job.ID + "\n")
+		f.Close()
+		what := ""
+		if len(job.Args) > 0 {
+			what = job.Args[0]
+		}
+		switch {
+		case strings.HasPrefix(what, "exit:"):
+			fmt.Fprintln(os.Stderr, "leaving without done")
+			code, _ := strconv.Atoi(strings.TrimPrefix(what, "exit:"))
+			return code
+		case what == "double":
+			out.WriteString(done(job.ID) + done("stray"))
+		case what == "partial":
+			stray := done("stray")
+			out.WriteString(done(job.ID) + stray[:10])
+			if in.Buffered() == 0 {
+				fds := []unix.PollFd{{Fd: 0, Events: unix.POLLIN}}
+				for {
+					if _, err := unix.Poll(fds, -1); err != unix.EINTR {
+						break
+					}
+				}
+			}
+			out.WriteString(stray[10:])
+		case what == "flood":
+			out.WriteString(done(job.ID))
+			l := fmt.Sprintf(`{"progress":0.5,"message":"done","pad":"%s"}`+"\n", strings.Repeat("x", 60<<10))
+			bw := bufio.NewWriterSize(out, 1<<20)
+			for n := 0; n < floodSize; n += len(l) {
+				if _, err := bw.WriteString(l); err != nil {
+					return 1
+				}
+			}
+			if bw.Flush() != nil {
+				return 1
+			}
+			writeMarker(file+".flooded", pid)
+		case what == "exitnext" || strings.HasPrefix(what, "exitnext:"):
+			n, _ := strconv.Atoi(strings.TrimPrefix(what, "exitnext:"))
+			out.WriteString(done(job.ID))
+			if in.Buffered() > 0 {
+				fmt.Fprintln(os.Stderr, "exitnext: the next job was read already")
+				return 2
+			}
+			fds := []unix.PollFd{{Fd: 0, Events: unix.POLLIN}}
+			for {
+				if _, err := unix.Poll(fds, -1); err != unix.EINTR {
+					break
+				}
+			}
+			if n > 0 {
+				if _, err := io.ReadFull(os.Stdin, make([]byte, n)); err != nil {
+					fmt.Fprintln(os.Stderr, err)
+					return 2
+				}
+			}
+			return 0
+		case what == "huge":
+			bw := bufio.NewWriterSize(out, 1<<20)
+			bw.WriteString(`{"done":"ok","result":"`)
+			chunk := strings.Repeat("y", 1<<20)
+			for n := 0; n < floodSize; n += len(chunk) {
+				bw.WriteString(chunk)
+			}
+			bw.WriteString("\"}\n")
+			bw.Flush()
+		default:
+			out.WriteString(done(job.ID))
+		}
+		if arg == "once" {
+			return 0
+		}
 	}
 }
 

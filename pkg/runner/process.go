@@ -122,10 +122,11 @@ func (r *Runner) Start(ctx context.Context, job Job) (*Process, error) {
 	return r.spawn(ctx, job, path, nil)
 }
 
-// spawn starts path for job. With sink set, the process is persistent:
-// its stdin stays open for the caller, its result-fd lines go to sink,
-// and its output is logged with whatever lineLog is current.
-func (r *Runner) spawn(ctx context.Context, job Job, path string, sink func([]byte)) (*Process, error) {
+// spawn starts path for job. With results set, the process is
+// persistent: its stdin stays open for the caller, results reads its
+// result fd instead of the process's own reportReader, and its output is
+// logged with whatever lineLog is current.
+func (r *Runner) spawn(ctx context.Context, job Job, path string, results func(*os.File) error) (*Process, error) {
 	logger := job.Logger
 	if logger == nil {
 		logger = r.logger.With("class", job.Class)
@@ -186,7 +187,7 @@ func (r *Runner) spawn(ctx context.Context, job Job, path string, sink func([]by
 		stdout:      pipes[1][0],
 		stderr:      pipes[2][0],
 		results:     pipes[3][0],
-		report:      &reportReader{onProgress: job.OnProgress, logger: logger, sink: sink},
+		report:      &reportReader{onProgress: job.OnProgress, logger: logger},
 		tail:        newTailBuffer(r.stderrTail),
 		ioDone:      make(chan struct{}),
 		done:        make(chan struct{}),
@@ -196,7 +197,7 @@ func (r *Runner) spawn(ctx context.Context, job Job, path string, sink func([]by
 	p.lineLog.Store(&logger)
 	var wg sync.WaitGroup
 	wg.Add(4)
-	if sink != nil {
+	if results != nil {
 		wg.Done() // stdin stays open: the caller writes one job per line
 	} else {
 		go p.writeStdin(args, &wg)
@@ -204,7 +205,11 @@ func (r *Runner) spawn(ctx context.Context, job Job, path string, sink func([]by
 	go func() {
 		defer wg.Done()
 		defer p.results.Close()
-		if err := p.report.read(p.results); err != nil && !errors.Is(err, os.ErrClosed) {
+		read := func(f *os.File) error { return p.report.read(f) }
+		if results != nil {
+			read = results
+		}
+		if err := read(p.results); err != nil && !errors.Is(err, os.ErrClosed) {
 			p.logger.Debug("read result fd", "error", err)
 		}
 	}()
@@ -215,7 +220,7 @@ func (r *Runner) spawn(ctx context.Context, job Job, path string, sink func([]by
 		close(p.ioDone)
 	}()
 
-	if r.timeout > 0 && sink == nil {
+	if r.timeout > 0 && results == nil {
 		p.timeoutTimer = time.AfterFunc(r.timeout, func() { p.stop(timedOut) })
 	}
 	p.stopCtx = context.AfterFunc(ctx, func() { p.stop(stopRequested) })

@@ -46,9 +46,6 @@ type Progress struct {
 
 // reportReader collects the result descriptor's lines.
 type reportReader struct {
-	// sink, when set, receives every whole line instead (persistent
-	// handlers, whose lines belong to one job after another).
-	sink       func([]byte)
 	mu         sync.Mutex
 	report     Report
 	onProgress func(Progress)
@@ -61,27 +58,19 @@ func (rr *reportReader) get() Report {
 	return rr.report
 }
 
-// read consumes r to EOF, line by line.
+// read consumes r to EOF, line by line. (A persistent process's result
+// fd is read by persistentProc.read instead.)
 func (rr *reportReader) read(r io.Reader) error {
 	long := false // inside an over-long line (its pieces are not whole): warn once
 	return splitLines(r, maxReportLine, func(line []byte, whole bool) {
 		if !whole {
 			if !long {
 				rr.logger.Warn("result fd: line over 64 KiB ignored")
-				if rr.sink != nil {
-					rr.sink(nil) // a persistent handler's protocol is broken
-				}
 			}
 			long = true
 			return
 		}
 		long = false
-		if rr.sink != nil {
-			if len(bytes.TrimSpace(line)) > 0 { // blank lines mean nothing
-				rr.sink(append([]byte(nil), line...))
-			}
-			return
-		}
 		rr.line(line)
 	})
 }
