@@ -339,18 +339,20 @@ func check(specs []jobSpec, obs observed, al allow) report {
 			if succeeds(j.Kind) && len(recs) == 0 {
 				wantCode = 4
 			}
+			notFinal := func(format string, args ...interface{}) {
+				r.NotFinal++
+				right = false
+				r.errorf("status not final: %s: "+format, append([]interface{}{j}, args...)...)
+			}
 			switch {
 			case !st.Present:
-				r.NotFinal++
-				r.errorf("status not final: %s: no status key (expired or never written)", j)
+				notFinal("no status key (expired or never written)")
 			case st.Code != 3 && st.Code != 4:
-				r.NotFinal++
-				r.errorf("status not final: %s: status %s (ttl %d), want %s with a TTL", j, codeName(st.Code), st.TTL, codeName(wantCode))
+				notFinal("status %s (ttl %d), want %s with a TTL", codeName(st.Code), st.TTL, codeName(wantCode))
 			case st.Code != wantCode:
 				wrong("status %s, want %s", codeName(st.Code), codeName(wantCode))
 			case st.TTL <= 0:
-				r.NotFinal++
-				r.errorf("status not final: %s: status %s has no TTL (ttl %d)", j, codeName(st.Code), st.TTL)
+				notFinal("status %s has no TTL (ttl %d)", codeName(st.Code), st.TTL)
 			}
 		}
 		if right && finished {

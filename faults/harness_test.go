@@ -52,6 +52,7 @@ type cluster struct {
 	mu      sync.Mutex
 	daemons []*daemon
 	faults  []faultRec
+	pending []jobSpec // Lazy scenarios: jobs the faults have yet to push
 }
 
 type daemon struct {
