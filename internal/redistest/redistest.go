@@ -152,6 +152,18 @@ func (s *Server) Stop() {
 	}
 }
 
+// Signal sends sig to the running redis-server (the fault suite uses
+// SIGSTOP and SIGCONT to freeze it). It reports whether a server was
+// running to receive it.
+func (s *Server) Signal(sig os.Signal) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cmd == nil {
+		return false
+	}
+	return s.cmd.Process.Signal(sig) == nil
+}
+
 // Restart stops the server and starts it again on the same port and
 // directory, so that data persisted with AOF survives.
 func (s *Server) Restart() {

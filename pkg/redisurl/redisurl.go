@@ -3,6 +3,11 @@
 // rediss:// for TLS, unix:///path/redis.sock?db=N, and php-resque's bare
 // host:port (REDIS_BACKEND) with a separate database number.
 //
+// Any of these URLs may end in ?read_timeout=D (a Go duration such as
+// "1500ms", or seconds): how long a command may wait for its reply before
+// the connection is dropped, instead of Options.Timeout. Tests shorten it
+// to make a delayed reply count as lost; operators rarely need it.
+//
 // Passwords never leave this package except inside dial options:
 // Redacted is what logs and process titles show.
 package redisurl
@@ -109,9 +114,18 @@ func dialer(raw string, opt Options) (func(context.Context) (redis.Conn, error),
 	if err != nil {
 		return nil, fmt.Errorf("parse redis url %s: %w", Redacted(raw), err)
 	}
+	readTimeout := opt.Timeout
+	if q := u.Query(); q.Has("read_timeout") {
+		if readTimeout, err = parseTimeout(q.Get("read_timeout")); err != nil {
+			return nil, fmt.Errorf("parse redis url %s: read_timeout: %w", Redacted(raw), err)
+		}
+		q.Del("read_timeout")
+		u.RawQuery = q.Encode()
+		raw = u.String()
+	}
 	timeouts := []redis.DialOption{
 		redis.DialConnectTimeout(opt.Timeout),
-		redis.DialReadTimeout(opt.Timeout),
+		redis.DialReadTimeout(readTimeout),
 		redis.DialWriteTimeout(opt.Timeout),
 	}
 	switch u.Scheme {
@@ -153,4 +167,21 @@ func dialer(raw string, opt Options) (func(context.Context) (redis.Conn, error),
 		}, nil
 	}
 	return nil, fmt.Errorf("parse redis url %s: scheme must be redis, rediss or unix", Redacted(raw))
+}
+
+// parseTimeout reads a Go duration ("1500ms") or a number of seconds
+// ("1.5"); it must be positive.
+func parseTimeout(v string) (time.Duration, error) {
+	d, err := time.ParseDuration(v)
+	if err != nil {
+		f, ferr := strconv.ParseFloat(v, 64)
+		if ferr != nil {
+			return 0, fmt.Errorf("%q is not a duration", v)
+		}
+		d = time.Duration(f * float64(time.Second))
+	}
+	if d <= 0 {
+		return 0, fmt.Errorf("%q is not positive", v)
+	}
+	return d, nil
 }

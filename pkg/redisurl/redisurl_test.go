@@ -33,7 +33,7 @@ func TestRedacted(t *testing.T) {
 }
 
 func TestNewPool(t *testing.T) {
-	for _, bad := range []string{"http://x", "redis://", "redis://h/notanumber", "unix://", "unix:///s?db=x", "::"} {
+	for _, bad := range []string{"http://x", "redis://", "redis://h/notanumber", "unix://", "unix:///s?db=x", "::", "redis://h:1?read_timeout=x", "redis://h:1?read_timeout=0"} {
 		if _, err := redisurl.NewPool(bad, redisurl.Options{}); err == nil {
 			t.Errorf("NewPool(%q) accepted", bad)
 		}
@@ -62,5 +62,30 @@ func TestNewPool(t *testing.T) {
 	_, _ = c.Do("SELECT", 3)
 	if got, _ := redis.String(c.Do("GET", "k")); !strings.HasPrefix(got, "unix://") {
 		t.Errorf("db 3 holds %q", got)
+	}
+}
+
+// read_timeout drops a connection whose reply takes longer; it is not
+// passed on to the server as part of the URL.
+func TestNewPool_ReadTimeout(t *testing.T) {
+	srv := redistest.Start(t)
+	for _, u := range []string{srv.URL() + "/2?read_timeout=300ms", "unix:///nonexistent.sock?read_timeout=1.5&db=1"} {
+		if _, err := redisurl.NewPool(u, redisurl.Options{}); err != nil {
+			t.Fatalf("NewPool(%q): %v", u, err)
+		}
+	}
+	p, err := redisurl.NewPool(srv.URL()+"/2?read_timeout=300ms", redisurl.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	c := p.Get()
+	defer c.Close()
+	if _, err := c.Do("SET", "k", "v"); err != nil {
+		t.Fatal(err)
+	}
+	// BLPOP on an empty list replies after 1s: past 300ms, the command fails.
+	if _, err := c.Do("BLPOP", "empty", "1"); err == nil || !strings.Contains(err.Error(), "timeout") {
+		t.Fatalf("BLPOP empty 1 with read_timeout=300ms: err = %v, want a timeout", err)
 	}
 }

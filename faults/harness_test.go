@@ -1,0 +1,554 @@
+package faults
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"math/rand"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/gomodule/redigo/redis"
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/resqued/resqued/internal/faultproxy"
+	"github.com/resqued/resqued/internal/redistest"
+	"github.com/resqued/resqued/pkg/queue"
+	"github.com/resqued/resqued/pkg/scheduler"
+	"github.com/resqued/resqued/pkg/status"
+)
+
+// readTimeout is resqued's Redis read timeout in the scenarios that go
+// through the proxy (?read_timeout= in its URL): a reply later than this
+// is one resqued gave up on.
+const readTimeout = time.Second
+
+// cluster is one scenario's world: a redis-server, maybe a fault proxy in
+// front of it, a handlers directory, the handler's run log and the
+// daemons.
+type cluster struct {
+	t     *testing.T
+	sc    scenario
+	rng   *rand.Rand
+	srv   *redistest.Server
+	proxy *faultproxy.Proxy
+	pool  *redis.Pool
+	dir   string // handlers
+	runs  string // the handlers' append-only run log
+	sched string // the --schedule file
+
+	logMu sync.Mutex
+	log   bytes.Buffer
+
+	mu      sync.Mutex
+	daemons []*daemon
+	faults  []faultRec
+	pending []jobSpec // Lazy scenarios: jobs the faults have yet to push
+}
+
+type daemon struct {
+	idx  int
+	cmd  *exec.Cmd
+	done chan struct{}
+	pid  int // resqued's own pid (inside unshare, the namespace's pid 1 as seen from here)
+}
+
+func (d *daemon) exited(within time.Duration) bool {
+	select {
+	case <-d.done:
+		return true
+	case <-time.After(within):
+		return false
+	}
+}
+
+func (d *daemon) alive() bool {
+	select {
+	case <-d.done:
+		return false
+	default:
+		return true
+	}
+}
+
+const workScript = `#!/bin/sh
+# args: [n, mode, code, k]; logs "start n attempt pid ppid jobid class"
+# and "end n attempt result" as single O_APPEND writes.
+args=$(cat | tr -d '[]" ')
+n=${args%%,*}; r=${args#*,}; mode=${r%%,*}; r=${r#*,}; code=${r%%,*}; k=${r#*,}; k=${k%%,*}
+a=${RESQUE_ATTEMPT:-1}
+echo "start $n $a $$ $PPID $RESQUE_JOB_ID Work" >> "$LOG"
+case "$mode" in
+  timeout) exec sleep 1000 ;;
+  fail) echo "end $n $a fail" >> "$LOG"; echo "job $n fails on purpose" >&2; exit "$code" ;;
+  retry-ok) if [ "$a" -le "$k" ]; then echo "end $n $a retry" >> "$LOG"; exit 75; fi ;;
+  retry-fail) if [ "$a" -le "$k" ]; then echo "end $n $a retry" >> "$LOG"; exit 75; fi
+    echo "end $n $a fail" >> "$LOG"; exit "$code" ;;
+  poison) kill -9 "$PPID"; exec sleep 5 ;;
+  spawn) (exec sleep 997) & echo "child $n $!" >> "$LOG"; exec sleep 1000 ;;
+esac
+sleep 0.0$((n % 4))
+echo "end $n $a ok" >> "$LOG"
+`
+
+const pworkScript = `#!/bin/sh
+# A persistent handler: one job per stdin line, the answer on fd 3.
+while IFS= read -r line; do
+  args=$(printf '%s' "$line" | sed 's/.*"args":\[\([^]]*\)\].*/\1/' | tr -d '" ')
+  n=${args%%,*}; r=${args#*,}; mode=${r%%,*}; r=${r#*,}; code=${r%%,*}
+  echo "start $n 1 $$ $PPID - PWork" >> "$LOG"
+  case "$mode" in
+    timeout) sleep 1000 ;;
+    fail) echo "end $n 1 fail" >> "$LOG"
+      printf '{"done":"failed","exception":"Fault::Failed","error":"job %s exits %s"}\n' "$n" "$code" >&"$RESQUE_RESULT_FD"
+      continue ;;
+  esac
+  sleep 0.0$((n % 4))
+  echo "end $n 1 ok" >> "$LOG"
+  printf '{"done":"ok"}\n' >&"$RESQUE_RESULT_FD"
+done
+`
+
+const tickScript = `#!/bin/sh
+cat > /dev/null
+echo "start 0 1 $$ $PPID $RESQUE_JOB_ID Tick" >> "$LOG"
+`
+
+func newCluster(t *testing.T, sc scenario, seed int64) *cluster {
+	c := &cluster{t: t, sc: sc, rng: rand.New(rand.NewSource(seed))}
+	c.srv = redistest.Start(t, redistest.Args("--appendonly", "yes", "--appendfsync", "always"))
+	c.pool = c.srv.Pool(t)
+	c.dir = t.TempDir()
+	tmp := t.TempDir()
+	c.runs, c.sched = filepath.Join(tmp, "runs.log"), filepath.Join(tmp, "schedule.yml")
+	if err := os.WriteFile(c.sched, []byte("tick:\n  every: 1s\n  class: Tick\n  queue: default\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(c.runs, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for name, body := range map[string]string{"Work": workScript, "PWork.persistent": pworkScript, "Tick": tickScript} {
+		body = strings.Replace(body, "\n", "\nLOG='"+c.runs+"'\n", 1)
+		if err := os.WriteFile(filepath.Join(c.dir, name), []byte(body), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if sc.Proxy {
+		p, err := faultproxy.New(c.srv.Addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.proxy = p
+		t.Cleanup(func() { p.Close() })
+	}
+	// Every process the scenario started ends with it, by pid: the
+	// daemons (and through unshare's --kill-child, their namespaces),
+	// their workers, and any handler child that outlived its worker.
+	t.Cleanup(c.killEverything)
+	return c
+}
+
+func (c *cluster) url() string {
+	if c.proxy != nil {
+		return "redis://" + c.proxy.Addr + "?read_timeout=" + readTimeout.String()
+	}
+	return c.srv.URL()
+}
+
+func (c *cluster) logf(format string, args ...interface{}) {
+	c.logMu.Lock()
+	defer c.logMu.Unlock()
+	fmt.Fprintf(&c.log, "=== fault suite %s: "+format+"\n", append([]interface{}{time.Now().Format("15:04:05.000")}, args...)...)
+}
+
+type lockedWriter struct {
+	mu *sync.Mutex
+	w  *bytes.Buffer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
+}
+
+// payload builds job j's queue entry.
+func payload(j jobSpec) []byte {
+	class := "Work"
+	if j.Persistent {
+		class = "PWork"
+	}
+	args := fmt.Sprintf(`[%d,"%s",%d,%d]`, j.N, j.Kind, j.Code, j.Retries)
+	switch j.Kind {
+	case kMalformed:
+		if j.Tracked {
+			// JSON with an id, so the reserve script marks it running,
+			// but args is not an array.
+			return []byte(fmt.Sprintf(`{"class":"Work","args":{"n":%d},"id":"%s"}`, j.N, j.ID()))
+		}
+		return []byte(fmt.Sprintf(`{"class":"Work","args":[%d,"malformed"],"id":"%s"`, j.N, j.ID())) // no closing brace
+	case kOversize:
+		args = fmt.Sprintf(`[%d,"ok",0,0,"%s"]`, j.N, strings.Repeat("x", 5000))
+	}
+	p := fmt.Sprintf(`{"class":"%s","args":%s,"id":"%s"`, class, args, j.ID())
+	if j.Kind == kRetryOK || j.Kind == kRetryFail {
+		p += fmt.Sprintf(`,"retry":{"attempts":%d,"backoff":"fixed","delay":0.2,"jitter":0}`, j.Retries+1)
+	}
+	return []byte(p + "}")
+}
+
+func (c *cluster) enqueue(specs []jobSpec) {
+	ctx := context.Background()
+	qc := queue.New(c.pool, ns)
+	sch := scheduler.New(c.pool, ns, hclog.NewNullLogger())
+	for _, j := range specs {
+		opt := queue.EnqueueOptions{Track: j.Tracked, ID: j.ID()}
+		var err error
+		if j.Delayed {
+			err = sch.Delay(ctx, time.Now().Add(time.Duration(c.rng.Intn(3000))*time.Millisecond), j.Queue, payload(j), opt)
+		} else {
+			err = qc.Enqueue(ctx, j.Queue, payload(j), opt)
+		}
+		if err != nil {
+			c.t.Fatalf("enqueue %s: %v", j, err)
+		}
+	}
+}
+
+// start runs daemon idx (a new one, or a replacement).
+func (c *cluster) start(idx int) *daemon {
+	args := []string{"--redis", c.url(), "--handlers", c.dir, "--queues", "high,default,low",
+		"--timeout", "2", "--term-timeout", "0.3", "--interval", "0.5", "--max-payload", "4096", "-v",
+		"--count", strconv.Itoa(c.sc.Count)}
+	args = append(args, c.sc.Args...)
+	if c.sc.Schedule {
+		args = append(args, "--schedule", c.sched)
+	}
+	var cmd *exec.Cmd
+	if c.sc.PIDNamespace {
+		args = append(args, c.sc.NSArgs...)
+		cmd = exec.Command("unshare", append([]string{"--pid", "--fork", "--mount-proc", "--kill-child", resqued}, args...)...)
+	} else {
+		cmd = exec.Command(resqued, args...)
+	}
+	w := &lockedWriter{mu: &c.logMu, w: &c.log}
+	cmd.Stdout, cmd.Stderr = w, w
+	if err := cmd.Start(); err != nil {
+		c.t.Fatalf("start daemon: %v", err)
+	}
+	d := &daemon{idx: idx, cmd: cmd, done: make(chan struct{}), pid: cmd.Process.Pid}
+	go func() { _ = cmd.Wait(); close(d.done) }()
+	if c.sc.PIDNamespace {
+		// resqued is unshare's only child.
+		ok := waitFor(10*time.Second, func() bool {
+			kids := childrenOf(cmd.Process.Pid)
+			if len(kids) == 1 {
+				d.pid = kids[0]
+				return true
+			}
+			return false
+		})
+		if !ok {
+			c.t.Fatalf("unshare %d started no resqued", cmd.Process.Pid)
+		}
+	}
+	c.mu.Lock()
+	if idx < len(c.daemons) {
+		c.daemons[idx] = d
+	} else {
+		c.daemons = append(c.daemons, d)
+	}
+	c.mu.Unlock()
+	c.logf("daemon %d started, pid %d", idx, d.pid)
+	return d
+}
+
+func (c *cluster) daemon(idx int) *daemon {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.daemons[idx]
+}
+
+// workers returns the worker processes of d: its children when it
+// supervises (--count > 1), else d itself.
+func (c *cluster) workers(d *daemon) []int {
+	if c.sc.Count > 1 {
+		return childrenOf(d.pid)
+	}
+	return []int{d.pid}
+}
+
+func (c *cluster) record(f faultRec) {
+	c.mu.Lock()
+	c.faults = append(c.faults, f)
+	c.mu.Unlock()
+	c.logf("fault %s (killed %v)", f.Kind, f.Killed)
+}
+
+func (c *cluster) stat(name string) int {
+	n, _ := redis.Int(c.srv.Do(c.t, "GET", queue.StatKey(ns, name)), nil)
+	return n
+}
+
+// drained: no job queued, held by a worker or waiting in the delayed set.
+func (c *cluster) drained() bool {
+	for _, q := range []string{"high", "default", "low"} {
+		if n, _ := redis.Int(c.srv.Do(c.t, "LLEN", queue.QueueKey(ns, q)), nil); n > 0 {
+			return false
+		}
+	}
+	if n, _ := redis.Int(c.srv.Do(c.t, "ZCARD", queue.DelayedScheduleKey(ns)), nil); n > 0 {
+		return false
+	}
+	return len(c.inFlight()) == 0
+}
+
+// inFlight returns the job ids held in worker:<id> keys (not paused markers).
+func (c *cluster) inFlight() map[string]bool {
+	ids := map[string]bool{}
+	keys, _ := redis.Strings(c.srv.Do(c.t, "KEYS", queue.WorkerKey(ns, "*")), nil)
+	for _, k := range keys {
+		if strings.HasSuffix(k, ":started") {
+			continue
+		}
+		v, _ := redis.String(c.srv.Do(c.t, "GET", k), nil)
+		if v == "" || strings.Contains(v, `"paused":true`) {
+			continue
+		}
+		if n, ok := jobN(v); ok {
+			ids[fmt.Sprintf("job-%05d", n)] = true
+		} else {
+			ids["(not a suite job) "+v] = true
+		}
+	}
+	return ids
+}
+
+// stopAll sends QUIT to every daemon and waits; one that will not exit is
+// killed and reported.
+func (c *cluster) stopAll() {
+	c.mu.Lock()
+	ds := append([]*daemon{}, c.daemons...)
+	c.mu.Unlock()
+	for _, d := range ds {
+		if d.alive() {
+			_ = syscall.Kill(d.pid, syscall.SIGQUIT)
+		}
+	}
+	for _, d := range ds {
+		if !d.exited(30 * time.Second) {
+			c.t.Errorf("daemon %d (pid %d) did not exit within 30s of QUIT; killing it", d.idx, d.pid)
+			c.killDaemon(d)
+		}
+	}
+}
+
+func (c *cluster) killDaemon(d *daemon) []int {
+	pids := append(c.workers(d), d.pid)
+	for _, pid := range pids {
+		_ = syscall.Kill(pid, syscall.SIGKILL)
+	}
+	_ = d.cmd.Process.Kill() // unshare, when there is one
+	<-d.done
+	return uniq(pids)
+}
+
+func (c *cluster) killEverything() {
+	c.mu.Lock()
+	ds := append([]*daemon{}, c.daemons...)
+	c.mu.Unlock()
+	for _, d := range ds {
+		if d.alive() {
+			c.killDaemon(d)
+		}
+	}
+	for _, pid := range c.strays() {
+		_ = syscall.Kill(pid, syscall.SIGKILL)
+	}
+}
+
+// strays are handler children (from "child n pid" log lines) still alive.
+func (c *cluster) strays() []int {
+	b, _ := os.ReadFile(c.runs)
+	var pids []int
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) == 3 && f[0] == "child" {
+			pid, _ := strconv.Atoi(f[2])
+			if cmd, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid)); err == nil && bytes.Contains(cmd, []byte("997")) {
+				pids = append(pids, pid)
+			}
+		}
+	}
+	return pids
+}
+
+// observe reads everything the checker needs, from Redis directly (never
+// through the proxy) and from the run log.
+func (c *cluster) observe(specs []jobSpec) observed {
+	ctx := context.Background()
+	obs := observed{Statuses: map[string]statusObs{}, Queued: map[string]bool{}}
+	qc := queue.New(c.pool, ns)
+	fs, err := qc.Failures(ctx, 0, -1)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	for _, f := range fs {
+		obs.Failures = append(obs.Failures, failure{Exception: f.Exception, Error: f.Error, Payload: string(f.Payload)})
+	}
+	for _, j := range specs {
+		if !j.Tracked {
+			continue
+		}
+		v, _ := redis.Bytes(c.srv.Do(c.t, "GET", status.Key(ns, j.ID())), nil)
+		if v == nil {
+			obs.Statuses[j.ID()] = statusObs{}
+			continue
+		}
+		var st status.Status
+		_ = json.Unmarshal(v, &st)
+		ttl, _ := redis.Int(c.srv.Do(c.t, "TTL", status.Key(ns, j.ID())), nil)
+		obs.Statuses[j.ID()] = statusObs{Present: true, Code: int(st.Code), TTL: ttl}
+	}
+	obs.Processed, obs.FailedStat = c.stat("processed"), c.stat("failed")
+	for _, q := range []string{"high", "default", "low"} {
+		items, _ := redis.Strings(c.srv.Do(c.t, "LRANGE", queue.QueueKey(ns, q), 0, -1), nil)
+		for _, it := range items {
+			if n, ok := jobN(it); ok {
+				obs.Queued[fmt.Sprintf("job-%05d", n)] = true
+			} else if strings.Contains(it, `"class":"Tick"`) {
+				obs.TicksQueued++
+			}
+		}
+	}
+	obs.InFlight = c.inFlight()
+	obs.Delayed, _ = redis.Int(c.srv.Do(c.t, "ZCARD", queue.DelayedScheduleKey(ns)), nil)
+	if c.sc.Schedule {
+		keys, _ := redis.Strings(c.srv.Do(c.t, "KEYS", strings.TrimSuffix(queue.ScheduleLockKey(ns, "tick", 0), "0")+"*"), nil)
+		for _, k := range keys {
+			v, _ := redis.String(c.srv.Do(c.t, "GET", k), nil)
+			obs.TickLocks = append(obs.TickLocks, v)
+		}
+	}
+	obs.Runs = readRuns(c.t, c.runs)
+	c.mu.Lock()
+	obs.Faults = append([]faultRec{}, c.faults...)
+	c.mu.Unlock()
+	return obs
+}
+
+func readRuns(t testing.TB, path string) []run {
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var runs []run
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if r, ok := parseRun(sc.Text()); ok {
+			runs = append(runs, r)
+		}
+	}
+	return runs
+}
+
+func parseRun(line string) (run, bool) {
+	f := strings.Fields(line)
+	atoi := func(i int) int {
+		if i >= len(f) {
+			return 0
+		}
+		n, _ := strconv.Atoi(f[i])
+		return n
+	}
+	switch {
+	case len(f) == 7 && f[0] == "start":
+		return run{Start: true, N: atoi(1), Attempt: atoi(2), PID: atoi(3), PPID: atoi(4), JobID: f[5], Class: f[6]}, true
+	case len(f) == 6 && f[0] == "start": // RESQUE_JOB_ID empty
+		return run{Start: true, N: atoi(1), Attempt: atoi(2), PID: atoi(3), PPID: atoi(4), Class: f[5]}, true
+	case len(f) == 4 && f[0] == "end":
+		return run{N: atoi(1), Attempt: atoi(2), Result: f[3], Class: "Work"}, true
+	}
+	return run{}, false
+}
+
+// childrenOf lists the pids whose parent is pid.
+func childrenOf(pid int) []int {
+	ents, _ := os.ReadDir("/proc")
+	var kids []int
+	want := strconv.Itoa(pid)
+	for _, e := range ents {
+		p, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+		if err != nil {
+			continue
+		}
+		s := string(b)
+		i := strings.LastIndexByte(s, ')')
+		if i < 0 {
+			continue
+		}
+		fs := strings.Fields(s[i+1:])
+		if len(fs) > 2 && fs[1] == want && fs[0] != "Z" {
+			kids = append(kids, p)
+		}
+	}
+	return kids
+}
+
+func processAlive(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	return i >= 0 && !strings.HasPrefix(strings.TrimSpace(s[i+1:]), "Z")
+}
+
+func uniq(a []int) []int {
+	seen := map[int]bool{}
+	var out []int
+	for _, x := range a {
+		if !seen[x] {
+			seen[x] = true
+			out = append(out, x)
+		}
+	}
+	return out
+}
+
+// waitFor polls cond until it holds or within passes; it reports which.
+func waitFor(within time.Duration, cond func() bool) bool {
+	deadline := time.Now().Add(within)
+	delay := time.Millisecond
+	for {
+		if cond() {
+			return true
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(delay)
+		delay = min(2*delay, 50*time.Millisecond)
+	}
+}
+
+// hasFlag reports whether resqued's help lists flag.
+func hasFlag(flag string) bool {
+	out, _ := exec.Command(resqued, "--help").CombinedOutput()
+	return bytes.Contains(out, []byte(flag+" ")) || bytes.Contains(out, []byte(flag+"="))
+}
