@@ -134,7 +134,14 @@ func (s *Supervisor) Run(ctx context.Context) error {
 		}
 	}
 	quit := ctx.Done()
-	delay := s.cfg.MinRestartDelay
+	// Each slot has its own restart delay, and a dead worker is reaped
+	// at once: one slot's crash loop never holds up another's cleanup
+	// (a job that kills every worker it runs on is failed after a few
+	// redeliveries, which needs its deaths reaped promptly).
+	delays := make([]time.Duration, s.cfg.Count)
+	restart := make(chan int, s.cfg.Count)
+	var timers sync.WaitGroup
+	defer timers.Wait()
 	// alive counts workers that are running or about to be replaced.
 	for alive := s.cfg.Count; alive > 0; {
 		var e exit
@@ -142,6 +149,14 @@ func (s *Supervisor) Run(ctx context.Context) error {
 		case <-quit:
 			quit = nil
 			s.Signal(syscall.SIGQUIT)
+			continue
+		case slot := <-restart:
+			if slot < 0 {
+				alive--
+			} else if err := s.start(slot); err != nil {
+				s.log.Error("restart worker", "slot", slot, "error", err)
+				alive--
+			}
 			continue
 		case e = <-s.exited:
 		}
@@ -175,18 +190,24 @@ func (s *Supervisor) Run(ctx context.Context) error {
 			}
 			cancel()
 		}
-		if e.after > 10*time.Second {
-			delay = s.cfg.MinRestartDelay
-		}
-		if !s.sleep(ctx, delay) {
+		if stopping {
 			alive--
 			continue
 		}
-		delay = min(2*delay, time.Minute)
-		if err := s.start(e.slot); err != nil {
-			log.Error("restart worker", "error", err)
-			alive--
+		d := delays[e.slot]
+		if d == 0 || e.after > 10*time.Second {
+			d = s.cfg.MinRestartDelay
 		}
+		delays[e.slot] = min(2*d, time.Minute)
+		timers.Add(1)
+		go func(slot int) {
+			defer timers.Done()
+			if s.sleep(ctx, d) {
+				restart <- slot
+			} else {
+				restart <- -1 // shutting down: not replaced
+			}
+		}(e.slot)
 	}
 	return nil
 }
