@@ -14,14 +14,16 @@
 //
 //	FAULT_JOBS=400 FAULT_ROUNDS=12 FAULT_SEED=1 go test -v -run TestFaults ./faults/
 //
-// Scenarios named after a known defect ("Defect1_...") fail until that
-// defect is fixed; the rest must pass.
+// Scenarios named after a defect of issue 11 ("Defect1_...") reproduce
+// it: each failed before its fix, and guards against its return.
 package faults
 
 import (
+	"flag"
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"strconv"
 	"strings"
@@ -41,6 +43,13 @@ const ns = "resque"
 var resqued string
 
 func TestMain(m *testing.M) {
+	// The scenarios spend their time waiting on daemons and handlers, not
+	// computing: run them all at once rather than GOMAXPROCS at a time,
+	// unless -parallel says otherwise.
+	flag.Parse()
+	if f := flag.Lookup("test.parallel"); f != nil && f.Value.String() == strconv.Itoa(runtime.GOMAXPROCS(0)) {
+		_ = f.Value.Set("12")
+	}
 	os.Exit(redistest.RunWithBinary(m, "github.com/resqued/resqued/cmd/resqued", &resqued))
 }
 
@@ -54,7 +63,7 @@ func envInt(name string, def int) int {
 // scenario is one fault kind and the jobs it strikes.
 type scenario struct {
 	Name   string
-	Defect string // the known defect it hits, for the failure message; "" if none
+	Defect string // the issue 11 defect it reproduces, for the failure message; "" if none
 	Jobs   int    // short-form job count (FAULT_JOBS scales it)
 	Mix    func(n int) jobSpec
 	// Daemons and Count: how many daemons, each with --count workers.
@@ -69,6 +78,8 @@ type scenario struct {
 	Rounds         int      // short-form rounds (FAULT_ROUNDS scales it)
 	Allow          allow
 	Drain          time.Duration // how long the jobs may take to drain after the faults
+	// Until, when set, is waited for (up to 30 s) before the daemons stop.
+	Until func(c *cluster) bool
 	// Extra checks after the run (ghost workers, surviving children).
 	After func(c *cluster, r *report)
 	// Pre runs before the daemons start; an error fails the scenario
@@ -143,14 +154,13 @@ var scenarios = []scenario{
 	{
 		Name: "Defect2_TwoWorkersOneID", Defect: "2: two live workers with one id run every job twice",
 		Jobs: 20, Mix: okOnly, Daemons: 2, Count: 1, Rounds: 0, PIDNamespace: true, NSArgs: []string{"--hostname", "fault-suite-shared"},
-		Pre: func(c *cluster) string {
-			if !hasFlag("--hostname") {
-				// Both daemons still share this machine's hostname and,
-				// each being pid 1 of its namespace, one worker id.
-				c.sc.NSArgs = nil
-				return "resqued has no --hostname flag on this branch (being added in parallel): both daemons run under this machine's hostname instead"
+		// Exactly one of the two may run: the other must refuse, within
+		// one lease time, saying why and what to do.
+		Until: func(c *cluster) bool { return refusedSharedID(c) },
+		After: func(c *cluster, r *report) {
+			if !refusedSharedID(c) {
+				r.errorf("the second daemon with the same worker id did not refuse to start with a message naming --hostname")
 			}
-			return ""
 		},
 	},
 	{
@@ -172,7 +182,9 @@ var scenarios = []scenario{
 	},
 	{
 		Name: "Defect5_PoisonPill", Defect: "5: a job that kills its worker is redelivered forever (no --max-redeliveries)",
-		Jobs: 10, Daemons: 1, Count: 2, Drain: 12 * time.Second,
+		// Every death of a worker doubles the supervisor's restart delay
+		// (1, 2, 4, 8 s): four deaths per poison job take a while.
+		Jobs: 10, Daemons: 1, Count: 2, Drain: 45 * time.Second,
 		Mix: func(n int) jobSpec {
 			j := okOnly(n)
 			if n < 2 {
@@ -441,6 +453,9 @@ func runScenario(t *testing.T, sc scenario, seed int64) (report, string) {
 		from := len(readRuns(t, c.runs))
 		waitFor(5*time.Second, func() bool { return len(readRuns(t, c.runs)) > from })
 	}
+	if sc.Until != nil {
+		waitFor(30*time.Second, func() bool { return sc.Until(c) })
+	}
 	c.stopAll()
 
 	obs := c.observe(specs)
@@ -466,7 +481,7 @@ func runScenario(t *testing.T, sc scenario, seed int64) (report, string) {
 	}
 	if len(rep.Errors) > 0 {
 		if sc.Defect != "" {
-			t.Errorf("known defect %s", sc.Defect)
+			t.Errorf("regression of issue 11 defect %s", sc.Defect)
 		}
 		for i, e := range rep.Errors {
 			if i == 25 {
@@ -482,6 +497,15 @@ func runScenario(t *testing.T, sc scenario, seed int64) (report, string) {
 		t.Logf("daemon log in %s; handler run log:\n%s", path, tailFile(c.runs, 15))
 	}
 	return rep, faults
+}
+
+// refusedSharedID reports whether a daemon's log says it refused a worker
+// id another live process holds.
+func refusedSharedID(c *cluster) bool {
+	c.logMu.Lock()
+	defer c.logMu.Unlock()
+	log := c.log.String()
+	return strings.Contains(log, "is held by another live process") && strings.Contains(log, "--hostname")
 }
 
 func keys(m map[string]bool) []string {

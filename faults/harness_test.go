@@ -546,9 +546,3 @@ func waitFor(within time.Duration, cond func() bool) bool {
 		delay = min(2*delay, 50*time.Millisecond)
 	}
 }
-
-// hasFlag reports whether resqued's help lists flag.
-func hasFlag(flag string) bool {
-	out, _ := exec.Command(resqued, "--help").CombinedOutput()
-	return bytes.Contains(out, []byte(flag+" ")) || bytes.Contains(out, []byte(flag+"="))
-}
