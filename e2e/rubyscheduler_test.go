@@ -195,8 +195,15 @@ func TestDelayed_RubySchedulerKeepsStatus(t *testing.T) {
 	if n := len(failures(t, srv)); n != 1 {
 		t.Errorf("%d failure records, want Boom's 1", n)
 	}
-	if keys, _ := redis.Strings(srv.Do(t, "KEYS", ns+":resqued:delayed-status:*"), nil); len(keys) != 0 {
-		t.Errorf("delayed-status index left behind: %q", keys)
+	keys, _ := redis.Strings(srv.Do(t, "KEYS", ns+":resqued:delayed-status:*"), nil)
+	for _, k := range keys {
+		if k != queue.DelayedStatusAnyKey(ns) {
+			t.Errorf("delayed-status index left behind: %q", k)
+		}
+	}
+	// The gate that makes workers look up tokens lives on, but expires.
+	if ttl, _ := redis.Int(srv.Do(t, "TTL", queue.DelayedStatusAnyKey(ns)), nil); ttl <= 0 {
+		t.Errorf("%s TTL = %d, want an expiry", queue.DelayedStatusAnyKey(ns), ttl)
 	}
 }
 

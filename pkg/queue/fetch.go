@@ -85,6 +85,10 @@ type Reserved struct {
 	// exists). Set even when the rest of the payload is not a valid job,
 	// so that a rejected tracked job still gets its final status.
 	StatusID string
+	// DelayedStatus is set when tracked delayed jobs may be about
+	// (DelayedStatusAnyKey exists): only then can a job without an id be
+	// one whose token a Ruby scheduler dropped (Client.Restore).
+	DelayedStatus bool
 
 	lease *Lease // the lease the job was taken under, or nil
 }
@@ -115,12 +119,14 @@ type ReserveOptions struct {
 var ErrPausedAll = errors.New("all workers paused")
 
 // reserveScript: KEYS[1] is worker:<id>, KEYS[2] the pause-all-workers
-// flag, KEYS[3] the worker's owner lease, KEYS[4..] the queues in order.
+// flag, KEYS[3] the worker's owner lease, KEYS[4] DelayedStatusAnyKey,
+// KEYS[5..] the queues in order.
 // ARGV[1] run_at, ARGV[2] the queue key prefix, ARGV[3] "1" to filter by
 // class, ARGV[4] and ARGV[5] what goes before and after a job id in its
 // status key, ARGV[6] the time, ARGV[7] and ARGV[8] the lease token and
 // TTL, ARGV[9] "1" for held jobs only, ARGV[10..] the classes. Returns
-// {queue key, payload, resumed, sha1 of the record, status id}, or
+// {queue key, payload, resumed, sha1 of the record, status id, 1 if
+// DelayedStatusAnyKey exists}, or
 // {"skipped", queue keys whose head job has another class...}, or
 // {"paused"}, or {"notowner"}, or false.
 var reserveScript = redis.NewScript(-1, status.UpdateLua+ownerLua+`
@@ -129,7 +135,7 @@ local cur = redis.call('GET', KEYS[1])
 if cur then
   local ok, rec = pcall(cjson.decode, cur)
   if not (ok and type(rec) == 'table' and rec['paused']) then
-    return {'', cur, 1, redis.sha1hex(cur), ''}
+    return {'', cur, 1, redis.sha1hex(cur), '', redis.call('EXISTS', KEYS[4])}
   end
 end
 if ARGV[9] == '1' then return false end
@@ -141,7 +147,7 @@ if ARGV[3] == '1' then
   known = {}
   for i = 10, #ARGV do known[ARGV[i]] = true end
 end
-for i = 4, #KEYS do
+for i = 5, #KEYS do
   local k = KEYS[i]
   local take = true
   if known then
@@ -169,7 +175,9 @@ for i = 4, #KEYS do
         sid = p['id']
         resqued_status(ARGV[4] .. sid .. ARGV[5], 2, ARGV[6], 0)
       end
-      return {k, v, 0, redis.sha1hex(rec), sid}
+      local any = 0
+      if sid == '' then any = redis.call('EXISTS', KEYS[4]) end
+      return {k, v, 0, redis.sha1hex(rec), sid, any}
     end
   end
 end
@@ -201,7 +209,7 @@ func (f *Fetcher) Reserve(ctx context.Context, queues []string, opt ReserveOptio
 	}
 	token, ttl := f.lease.ownerArgs()
 	args := make([]interface{}, 0, 4+len(queues)+6+len(opt.Classes))
-	args = append(args, 3+len(queues), WorkerKey(f.c.ns, f.worker), PauseAllKey(f.c.ns), OwnerKey(f.c.ns, f.worker))
+	args = append(args, 4+len(queues), WorkerKey(f.c.ns, f.worker), PauseAllKey(f.c.ns), OwnerKey(f.c.ns, f.worker), DelayedStatusAnyKey(f.c.ns))
 	for _, q := range queues {
 		args = append(args, QueueKey(f.c.ns, q))
 	}
@@ -237,7 +245,7 @@ func (f *Fetcher) Reserve(ctx context.Context, queues []string, opt ReserveOptio
 			return nil, ErrNoJob
 		}
 	}
-	if len(reply) != 5 {
+	if len(reply) != 6 {
 		return nil, fmt.Errorf("reserve from %s: unexpected reply", strings.Join(queues, ","))
 	}
 	// Take the payload as redigo read it: no copy.
@@ -246,11 +254,12 @@ func (f *Fetcher) Reserve(ctx context.Context, queues []string, opt ReserveOptio
 	resumed, _ := reply[2].(int64)
 	digest, _ := reply[3].([]byte)
 	sid, _ := reply[4].([]byte)
+	any, _ := reply[5].(int64)
 	if payload == nil || digest == nil {
 		return nil, fmt.Errorf("reserve from %s: unexpected reply", strings.Join(queues, ","))
 	}
 	r := &Reserved{Queue: strings.TrimPrefix(string(key), QueuePrefix(f.c.ns)), Payload: payload,
-		Record: string(digest), StatusID: string(sid), lease: f.lease}
+		Record: string(digest), StatusID: string(sid), DelayedStatus: any == 1, lease: f.lease}
 	if resumed == 1 {
 		w, err := ParseWorking(payload)
 		if err != nil {

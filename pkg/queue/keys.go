@@ -101,3 +101,9 @@ func RetryAttemptKey(ns, class, identifier string) string {
 // -> "<ts>:<item>". It lets a worker find the token of a job that a Ruby
 // resque-scheduler moved without its "id".
 func DelayedStatusKey(ns, digest string) string { return ns + ":resqued:delayed-status:" + digest }
+
+// DelayedStatusAnyKey exists while any DelayedStatusKey may: it is set
+// with the longest of their expiries. The reserve script reads it, so
+// that a job without an "id" costs a look-up in the index only while
+// tracked delayed jobs are about, not always.
+func DelayedStatusAnyKey(ns string) string { return ns + ":resqued:delayed-status:any" }

@@ -26,10 +26,10 @@ import (
 // expiry than it had.
 // KEYS: worker:<id>, stat:processed, stat:processed:<id>, delayed:<ts>,
 // delayed_queue_schedule, timestamps:<item>, the status key, the
-// resque-retry counter, the delayed-status hash.
+// resque-retry counter, the delayed-status hash, DelayedStatusAnyKey.
 // ARGV: sha, item, ts, "delayed:<ts>", now, tracked, count, ttl, index
 // value, token.
-var retryScript = redis.NewScript(9, status.UpdateLua+`
+var retryScript = redis.NewScript(10, status.UpdateLua+`
 local cur = redis.call('GET', KEYS[1])
 if not cur or redis.sha1hex(cur) ~= ARGV[1] then return 0 end
 redis.call('DEL', KEYS[1])
@@ -42,6 +42,7 @@ redis.call('SET', KEYS[8], ARGV[7], 'EX', ARGV[8])
 if ARGV[6] == '1' and resqued_status(KEYS[7], 1, ARGV[5], 0) == 1 then
   redis.call('HSET', KEYS[9], ARGV[10], ARGV[9])
   if redis.call('TTL', KEYS[9]) < tonumber(ARGV[8]) then redis.call('EXPIRE', KEYS[9], ARGV[8]) end
+  if redis.call('TTL', KEYS[10]) < tonumber(ARGV[8]) then redis.call('SET', KEYS[10], '1', 'EX', ARGV[8]) end
 end
 return 1
 `)
@@ -86,7 +87,7 @@ func (c *Client) RetryJob(ctx context.Context, id, record string, j *Job, item [
 	n, err := redis.Int(retryScript.Do(conn,
 		WorkerKey(c.ns, id), StatKey(c.ns, "processed"), WorkerStatKey(c.ns, "processed", id),
 		DelayedKey(c.ns, ts), DelayedScheduleKey(c.ns), TimestampsKey(c.ns, string(item)), status.Key(c.ns, j.ID),
-		countKey, DelayedStatusKey(c.ns, DelayedStatusDigest(j.Queue, j.Class, j.Args)),
+		countKey, DelayedStatusKey(c.ns, DelayedStatusDigest(j.Queue, j.Class, j.Args)), DelayedStatusAnyKey(c.ns),
 		record, item, ts, "delayed:"+strconv.FormatInt(ts, 10), time.Now().Unix(), tracked,
 		// resque-retry's counter during attempt N is N-1 (see Restore).
 		j.Attempt-1, ttl, DelayedStatusValue(ts, item), j.ID))

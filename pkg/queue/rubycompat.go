@@ -324,6 +324,9 @@ type RestoreOptions struct {
 	// Attempt asks for the attempt from resque-retry's counter, for a
 	// job whose payload has no "attempt" and whose class is retried.
 	Attempt bool
+	// NoStatus skips the status token look-up: no tracked delayed job
+	// is about (Reserved.DelayedStatus is false).
+	NoStatus bool
 }
 
 // Restore gives job j, held by worker id in record, back what a Ruby
@@ -331,14 +334,15 @@ type RestoreOptions struct {
 // RetryAttemptKey): a j without an ID gets the token of the tracked
 // delayed job it is, whose status turns running; with opt.Attempt,
 // j.Attempt comes from resque-retry's counter, and j.RetryCounted says
-// the counter exists. A j that was never delayed costs one round trip.
+// the counter exists. A j that was never delayed costs one round trip,
+// and the worker asks only while tracked delayed jobs are about.
 //
 // Identical delayed jobs (same queue, class and args) cannot be told
 // apart once Ruby moved them: each takes the token of the earliest due
 // one still waiting, so every token is used once, but not necessarily by
 // the very item that carried it.
 func (c *Client) Restore(ctx context.Context, worker, record string, j *Job, opt RestoreOptions) error {
-	wantID := j.ID == ""
+	wantID := j.ID == "" && !opt.NoStatus
 	if !wantID && !opt.Attempt {
 		return nil
 	}

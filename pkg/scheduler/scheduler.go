@@ -74,12 +74,13 @@ func Item(q string, payload []byte) ([]byte, error) {
 // ARGV[5], and its token ARGV[6] goes into KEYS[5], the delayed-status
 // hash, with value ARGV[7], expiring ARGV[8] seconds on (never sooner than
 // it did), so a worker can find the token once a Ruby scheduler moved the
-// item without its "id".
-var delayScript = redis.NewScript(5, `
+// item without its "id"; KEYS[6] (DelayedStatusAnyKey) lives as long.
+var delayScript = redis.NewScript(6, `
 if ARGV[4] == '1' then
   redis.call('SET', KEYS[4], ARGV[5])
   redis.call('HSET', KEYS[5], ARGV[6], ARGV[7])
   if redis.call('TTL', KEYS[5]) < tonumber(ARGV[8]) then redis.call('EXPIRE', KEYS[5], ARGV[8]) end
+  if redis.call('TTL', KEYS[6]) < tonumber(ARGV[8]) then redis.call('SET', KEYS[6], '1', 'EX', ARGV[8]) end
 end
 redis.call('RPUSH', KEYS[1], ARGV[1])
 redis.call('SADD', KEYS[2], ARGV[2])
@@ -132,6 +133,7 @@ func (s *Scheduler) Delay(ctx context.Context, at time.Time, q string, payload [
 	if _, err := delayScript.Do(conn,
 		queue.DelayedKey(s.ns, ts), queue.TimestampsKey(s.ns, string(item)), queue.DelayedScheduleKey(s.ns),
 		status.Key(s.ns, o.ID), queue.DelayedStatusKey(s.ns, queue.DelayedStatusDigest(q, job.Class, job.Args)),
+		queue.DelayedStatusAnyKey(s.ns),
 		item, "delayed:"+strconv.FormatInt(ts, 10), ts, tracked, status.Initial(now), o.ID,
 		queue.DelayedStatusValue(ts, item), ttl); err != nil {
 		return fmt.Errorf("delay job for %s: %w", q, err)

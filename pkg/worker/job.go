@@ -344,11 +344,12 @@ func (w *Worker) retryLater(log hclog.Logger, job *queue.Job, r *queue.Reserved,
 // job runs as it came (untracked, attempt 1), as it did before.
 func (w *Worker) restore(job *queue.Job, r *queue.Reserved) {
 	opt := queue.RestoreOptions{Attempt: !job.HasAttempt && w.cfg.Retry.For(job.Class, job.Retry).Attempts > 1}
-	if job.ID != "" && !opt.Attempt {
+	if (job.ID != "" || !r.DelayedStatus) && !opt.Attempt {
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
+	opt.NoStatus = !r.DelayedStatus
 	if err := w.cfg.Queue.Restore(ctx, w.id, r.Record, job, opt); err != nil {
 		w.log.Warn("restore what a ruby scheduler dropped", "queue", job.Queue, "class", job.Class, "error", err)
 	}

@@ -419,3 +419,38 @@ func TestPruner_TakesOverDeadHoldersLock(t *testing.T) {
 		t.Errorf("pruned %v under a live holder's lock", pruned)
 	}
 }
+
+// A job without an id could be a tracked delayed job whose token a Ruby
+// scheduler dropped; the worker looks that up only while tracked delayed
+// jobs are about, not for every plain job.
+func TestWorker_NoTokenLookupWithoutDelayedJobs(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	for i := 0; i < 5; i++ {
+		p, _ := queue.Encode("Log", []byte(`["`+strconv.Itoa(i)+`"]`), "")
+		_ = e.q.Enqueue(ctx, "q", p, queue.EnqueueOptions{})
+	}
+	e.srv.Do(t, "CONFIG", "RESETSTAT")
+	cfg := e.config(t, 103)
+	cfg.Interval = -1
+	w, err := worker.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Run(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(e.runLines()); n != 5 {
+		t.Fatalf("%d jobs ran, want 5", n)
+	}
+	// One HGETALL is the prune's read of the heartbeats; a look-up per
+	// job would be five more.
+	stats, _ := redis.String(e.srv.Do(t, "INFO", "commandstats"), nil)
+	calls := 0
+	if _, rest, ok := strings.Cut(stats, "cmdstat_hgetall:calls="); ok {
+		calls, _ = strconv.Atoi(rest[:strings.IndexByte(rest, ',')])
+	}
+	if calls > 1 {
+		t.Errorf("HGETALL ran %d times for 5 plain jobs: the worker looked up delayed-job tokens with no tracked delayed job about", calls)
+	}
+}
