@@ -60,6 +60,24 @@ func TestChecker(t *testing.T) {
 		}
 	})
 
+	// A retried job whose last attempt was stopped by a signal before its
+	// handler logged anything: the failure record names the attempt, and
+	// the retried attempt before it still counts as processed.
+	t.Run("StoppedBeforeLogging", func(t *testing.T) {
+		one := []jobSpec{{N: 1, Kind: kRetryOK, Retries: 1, Queue: "high"}}
+		obs := observed{Statuses: map[string]statusObs{}, Queued: map[string]bool{}, InFlight: map[string]bool{},
+			Runs:       []run{{Start: true, N: 1, Attempt: 1, PID: 1001, PPID: 50, Class: "Work"}},
+			Failures:   []failure{{Exception: "Resque::DirtyExit", Error: "handler Work killed by signal SIGTERM (worker shutting down) (attempt 2)", Payload: `{"id":"job-00001"}`}},
+			FailedStat: 1, Processed: 2}
+		if r := check(one, obs, allow{Stop: true}); len(r.Errors) != 0 {
+			t.Fatalf("errors:\n%s", strings.Join(r.Errors, "\n"))
+		}
+		obs.Processed = 3
+		if r := check(one, obs, allow{Stop: true}); !hasError(r, "stat:processed") {
+			t.Fatal("a processed count one too high was not reported")
+		}
+	})
+
 	t.Run("EveryJobFailed", func(t *testing.T) {
 		obs := cleanState(specs)
 		obs.Failures, obs.FailedStat = nil, 0

@@ -327,7 +327,13 @@ func check(specs []jobSpec, obs observed, al allow) report {
 		}
 		if finished {
 			wantProcessed++
-			if a := maxAttempt[j.N]; a > 1 {
+			a := maxAttempt[j.N]
+			if len(recs) == 1 {
+				// A final attempt killed before its handler logged
+				// anything still counts: the record names it.
+				a = max(a, recordedAttempt(recs[0]))
+			}
+			if a > 1 {
 				wantProcessed += a - 1 // each retried attempt counts as processed
 			}
 		}
@@ -453,4 +459,15 @@ func (r report) twice() string {
 	}
 	sort.Strings(keys)
 	return fmt.Sprintf("%d: %s", total, strings.Join(keys, "; "))
+}
+
+// recordedAttempt is the attempt a failure record names ("... (attempt
+// 3)"), or 0.
+func recordedAttempt(f failure) int {
+	i := strings.LastIndex(f.Error, "(attempt ")
+	if i < 0 {
+		return 0
+	}
+	n, _ := strconv.Atoi(strings.TrimSuffix(f.Error[i+len("(attempt "):], ")"))
+	return n
 }
