@@ -406,8 +406,9 @@ func (w *Worker) acquireLease(giveUp func(state) bool) error {
 }
 
 // heartbeat stamps the heartbeat every HeartbeatInterval, renews the
-// lease every third of its TTL, and prunes dead workers at start and
-// every PruneInterval, until ctx ends. A prune that found workers of this
+// lease every third of its TTL (on a goroutine of its own, so that a long
+// prune never lets it lapse), and prunes dead workers at start and every
+// PruneInterval, until ctx ends. A prune that found workers of this
 // host dead but still holding a lease runs again once it has run out.
 // While Redis is away it logs one line when the outage starts and one
 // when it ends (internal/outage).
@@ -416,8 +417,9 @@ func (w *Worker) heartbeat(ctx context.Context) {
 	log := w.log.Named("heartbeat")
 	t := time.NewTicker(w.cfg.HeartbeatInterval)
 	defer t.Stop()
-	renew := time.NewTicker(w.cfg.LeaseTTL / 3)
-	defer renew.Stop()
+	renewed := make(chan struct{})
+	go func() { defer close(renewed); w.renewLease(ctx, log, &down) }()
+	defer func() { <-renewed }()
 	var prune <-chan time.Time
 	if w.cfg.PruneInterval > 0 {
 		pt := time.NewTicker(w.cfg.PruneInterval)
@@ -434,20 +436,33 @@ func (w *Worker) heartbeat(ctx context.Context) {
 			if err := w.cfg.Queue.Heartbeat(ctx, w.id); ctx.Err() == nil {
 				down.Report(log, wrap("heartbeat", err))
 			}
-		case <-renew.C:
-			err := w.lease.Renew(ctx)
-			if errors.Is(err, queue.ErrNotOwner) {
-				w.log.Error("another process has taken over this worker's id (this one lost its lease, e.g. while Redis was away or the process was stopped); stopping", "error", err)
-				w.Terminate()
-				return
-			}
-			if ctx.Err() == nil {
-				down.Report(log, wrap("renew worker lease", err))
-			}
 		case <-prune:
 			w.prune(ctx, again, log, &down)
 		case <-again.C:
 			w.prune(ctx, again, log, &down)
+		}
+	}
+}
+
+// renewLease renews the lease every third of its TTL until ctx ends, or
+// until another process turns out to hold the id: then the worker stops.
+func (w *Worker) renewLease(ctx context.Context, log hclog.Logger, down *outage.Log) {
+	t := time.NewTicker(w.cfg.LeaseTTL / 3)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		err := w.lease.Renew(ctx)
+		if errors.Is(err, queue.ErrNotOwner) {
+			w.log.Error("another process has taken over this worker's id (this one lost its lease, e.g. while Redis was away or the process was stopped); stopping", "error", err)
+			w.Terminate()
+			return
+		}
+		if ctx.Err() == nil {
+			down.Report(log, wrap("renew worker lease", err))
 		}
 	}
 }

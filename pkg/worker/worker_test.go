@@ -454,3 +454,22 @@ func TestWorker_NoTokenLookupWithoutDelayedJobs(t *testing.T) {
 		t.Errorf("HGETALL ran %d times for 5 plain jobs: the worker looked up delayed-job tokens with no tracked delayed job about", calls)
 	}
 }
+
+// A worker whose lease another process took (it lapsed while this one was
+// stopped or cut off) stops, leaving the id to the new holder.
+func TestWorker_StopsWhenIDTakenOver(t *testing.T) {
+	e := newEnv(t)
+	w := start(t, e.config(t, 104))
+	redistest.Eventually(t, 10*time.Second, func() bool { return e.registered(w.w.ID()) }, "worker registered")
+	e.srv.Do(t, "SET", queue.OwnerKey(e.ns, w.w.ID()), "another-process", "PX", 60000)
+	err := w.wait(t, 20*time.Second)
+	if err != nil && !errors.Is(err, queue.ErrNotOwner) {
+		t.Fatalf("Run = %v", err)
+	}
+	if got := e.get(t, queue.OwnerKey(e.ns, w.w.ID())); got != "another-process" {
+		t.Errorf("the stopped worker touched the new holder's lease: %q", got)
+	}
+	if !e.registered(w.w.ID()) {
+		t.Error("the stopped worker unregistered the id the new holder uses")
+	}
+}
