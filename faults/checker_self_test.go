@@ -161,5 +161,12 @@ func TestChecker(t *testing.T) {
 				t.Errorf("parseRun(%q) = %+v, %v; want %+v", line, got, ok, want)
 			}
 		}
+		// A handler that got no args ran no job; read with an empty n,
+		// its pid was taken for an attempt number.
+		for _, line := range []string{"start ? 1 578 587 job-00012 Work", "start ? 1 578 587 Work"} {
+			if got, ok := parseRun(line); ok {
+				t.Errorf("parseRun(%q) = %+v, want no run", line, got)
+			}
+		}
 	})
 }

@@ -254,6 +254,12 @@ func check(specs []jobSpec, obs observed, al allow) report {
 			r.errorf("wrong outcome: %s: "+format, append([]interface{}{j}, args...)...)
 		}
 
+		// No job runs more attempts than its retry policy allows (a
+		// retry loop, or an attempt count lost on the way).
+		if a, allowed := max(maxAttempt[j.N], recordedAttemptOf(recs)), 1+j.Retries; a > allowed {
+			wrong("attempt %d ran (run log %d, failure record %d), but its policy allows %d", a, maxAttempt[j.N], recordedAttemptOf(recs), allowed)
+		}
+
 		// Runs, from the handler's side: every attempt runs once, and
 		// every further run has a documented reason.
 		for a := 1; a <= maxAttempt[j.N]; a++ {
@@ -459,6 +465,15 @@ func (r report) twice() string {
 	}
 	sort.Strings(keys)
 	return fmt.Sprintf("%d: %s", total, strings.Join(keys, "; "))
+}
+
+// recordedAttemptOf is the attempt the only failure record of recs
+// names, or 0.
+func recordedAttemptOf(recs []failure) int {
+	if len(recs) != 1 {
+		return 0
+	}
+	return recordedAttempt(recs[0])
 }
 
 // recordedAttempt is the attempt a failure record names ("... (attempt

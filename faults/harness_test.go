@@ -86,7 +86,9 @@ const workScript = `#!/bin/sh
 args=$(cat | tr -d '[]" ')
 n=${args%%,*}; r=${args#*,}; mode=${r%%,*}; r=${r#*,}; code=${r%%,*}; k=${r#*,}; k=${k%%,*}
 a=${RESQUE_ATTEMPT:-1}
-echo "start $n $a $$ $PPID $RESQUE_JOB_ID Work" >> "$LOG"
+# A worker killed -9 as it spawned this handler closes stdin before its
+# death signal lands: no args, so no job, and "?" keeps the line apart.
+echo "start ${n:-?} $a $$ $PPID $RESQUE_JOB_ID Work" >> "$LOG"
 case "$mode" in
   timeout) exec sleep 1000 ;;
   fail) echo "end $n $a fail" >> "$LOG"; echo "job $n fails on purpose" >&2; exit "$code" ;;
@@ -464,6 +466,13 @@ func readRuns(t testing.TB, path string) []run {
 
 func parseRun(line string) (run, bool) {
 	f := strings.Fields(line)
+	if len(f) > 1 {
+		if _, err := strconv.Atoi(f[1]); err != nil {
+			// "start ? ...": the handler got no args (its worker died
+			// before sending them), so it ran no job.
+			return run{}, false
+		}
+	}
 	atoi := func(i int) int {
 		if i >= len(f) {
 			return 0
