@@ -93,10 +93,10 @@ type Reserved struct {
 	lease *Lease // the lease the job was taken under, or nil
 }
 
-// payloadDigest is the SHA-1 (hex) of the payload: the job's identity for
-// its redelivery count.
-func (r *Reserved) payloadDigest() string {
-	sum := sha1.Sum(r.Payload)
+// payloadDigest is the SHA-1 (hex) of a payload: the job's identity for
+// its redelivery count (RedeliveriesKey).
+func payloadDigest(payload []byte) string {
+	sum := sha1.Sum(payload)
 	return hex.EncodeToString(sum[:])
 }
 

@@ -31,18 +31,16 @@ type Lease struct {
 	TTL   time.Duration
 }
 
-// NewLease returns a lease on worker id with a fresh random token. It
-// is not held until Acquire succeeds.
-func (c *Client) NewLease(id string, ttl time.Duration) *Lease {
-	var b [16]byte
-	_, _ = rand.Read(b[:])
-	return &Lease{c: c, ID: id, Token: hex.EncodeToString(b[:]), TTL: ttl}
-}
-
-// NewLeaseToken returns a lease on worker id with a token chosen by the
-// caller: a supervisor picks its worker's token, so that after the worker
-// died it can clean up under that same lease and no other.
-func (c *Client) NewLeaseToken(id, token string, ttl time.Duration) *Lease {
+// NewLease returns a lease on worker id under token, or under a fresh
+// random one when token is empty. A supervisor picks its worker's token,
+// so that after the worker died it can clean up under that same lease and
+// no other. The lease is not held until Acquire succeeds.
+func (c *Client) NewLease(id, token string, ttl time.Duration) *Lease {
+	if token == "" {
+		var b [16]byte
+		_, _ = rand.Read(b[:])
+		token = hex.EncodeToString(b[:])
+	}
 	return &Lease{c: c, ID: id, Token: token, TTL: ttl}
 }
 
@@ -91,14 +89,6 @@ func (l *Lease) run(ctx context.Context, what, acquire string) (time.Duration, e
 		return time.Duration(-n) * time.Millisecond, fmt.Errorf("%s lease on %s: %w", what, l.ID, ErrIDInUse)
 	}
 	return 0, nil
-}
-
-// Release drops the lease if this process still holds it.
-func (l *Lease) Release(ctx context.Context) error {
-	if _, err := l.c.do(ctx, "EVAL", `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0`, 1, OwnerKey(l.c.ns, l.ID), l.Token); err != nil {
-		return fmt.Errorf("release lease on %s: %w", l.ID, err)
-	}
-	return nil
 }
 
 // LeaseHeld reports whether some process holds a live lease on worker id,

@@ -2,8 +2,6 @@ package queue
 
 import (
 	"context"
-	"crypto/sha1"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -225,7 +223,6 @@ func (c *Client) UnregisterDead(ctx context.Context, id, token string, o *Orphan
 	if sid != "" {
 		tracked = "1"
 	}
-	sum := sha1.Sum(payload)
 	conn, err := c.pool.GetContext(ctx)
 	if err != nil {
 		return NotUnregistered, fmt.Errorf("unregister dead worker %s: %w", id, err)
@@ -235,7 +232,7 @@ func (c *Client) UnregisterDead(ctx context.Context, id, token string, o *Orphan
 		WorkerKey(c.ns, id), WorkersKey(c.ns), WorkerStartedKey(c.ns, id), HeartbeatKey(c.ns),
 		WorkerStatKey(c.ns, "processed", id), WorkerStatKey(c.ns, "failed", id),
 		FailedKey(c.ns), StatKey(c.ns, "failed"), QueueKey(c.ns, q), OwnerKey(c.ns, id),
-		StatKey(c.ns, "processed"), status.Key(c.ns, sid), RedeliveriesKey(c.ns, hex.EncodeToString(sum[:])),
+		StatKey(c.ns, "processed"), status.Key(c.ns, sid), RedeliveriesKey(c.ns, payloadDigest(payload)),
 		id, expect, mode, rec, payload, token, tracked, time.Now().Unix(), maxRe, poison,
 		int(RedeliveriesTTL/time.Second), status.TTLFor(status.Failed)))
 	if err != nil {

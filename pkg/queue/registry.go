@@ -256,7 +256,7 @@ func (c *Client) FinishJob(ctx context.Context, id string, r *Reserved, f *Failu
 	n, err := redis.Int(finishScript.Do(conn,
 		WorkerKey(c.ns, id), FailedKey(c.ns), StatKey(c.ns, "failed"), WorkerStatKey(c.ns, "failed", id),
 		StatKey(c.ns, "processed"), WorkerStatKey(c.ns, "processed", id), status.Key(c.ns, r.StatusID),
-		OwnerKey(c.ns, id), RedeliveriesKey(c.ns, r.payloadDigest()),
+		OwnerKey(c.ns, id), RedeliveriesKey(c.ns, payloadDigest(r.Payload)),
 		r.Record, rec, int(code), time.Now().Unix(), status.TTLFor(code), tracked, token, ttl))
 	if err != nil {
 		return false, fmt.Errorf("finish job on %s: %w", id, err)

@@ -192,11 +192,7 @@ func New(cfg Config) (*Worker, error) {
 	w.log = cfg.Logger.With("worker", w.id)
 	w.pruner = &Pruner{Queue: cfg.Queue, Self: w.id, Hostname: cfg.Hostname, Queues: cfg.Queues,
 		Expiry: 5 * cfg.HeartbeatInterval, OnOrphan: cfg.OnOrphan, MaxRedeliveries: cfg.MaxRedeliveries, Logger: w.log}
-	if cfg.LeaseToken != "" {
-		w.lease = cfg.Queue.NewLeaseToken(w.id, cfg.LeaseToken, cfg.LeaseTTL)
-	} else {
-		w.lease = cfg.Queue.NewLease(w.id, cfg.LeaseTTL)
-	}
+	w.lease = cfg.Queue.NewLease(w.id, cfg.LeaseToken, cfg.LeaseTTL)
 	return w, nil
 }
 

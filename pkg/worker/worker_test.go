@@ -210,7 +210,7 @@ func TestQueue_FinishRefusedWithoutLease(t *testing.T) {
 	e := newEnv(t)
 	ctx := context.Background()
 	id := "testhost:7:q"
-	lease := e.q.NewLease(id, time.Minute)
+	lease := e.q.NewLease(id, "", time.Minute)
 	if _, err := lease.Acquire(ctx); err != nil {
 		t.Fatal(err)
 	}
