@@ -69,14 +69,19 @@ bench:
 clean:
 	rm -rf bin
 
-# fuzz runs each native Go fuzz target for FUZZTIME. Seeds live in
-# pkg/*/testdata/fuzz/<Target>/; inputs that fail are written there too.
-# Go spends up to 60s minimizing each new interesting input by default,
-# which can use up a short run; FUZZMINIMIZETIME bounds that.
-FUZZTIME ?= 10s
-FUZZMINIMIZETIME ?= 2s
+# fuzz runs each native Go fuzz target for a budget of executions. Seeds
+# live in pkg/*/testdata/fuzz/<Target>/; inputs that fail are written there.
+# Budgets are counts ("Nx"), not durations: go1.26's fuzz coordinator can
+# report a bare "context deadline exceeded" when a -fuzztime duration ends
+# while a worker is mid-call (golang/go#75804, fixed in go1.27), which failed
+# CI once with no input found. A count has no deadline to race. The budgets
+# are about 5 s each here; FUZZSCALE multiplies them for a longer hunt.
+# Minimizing each new interesting input is bounded the same way.
+FUZZSCALE ?= 1
+FUZZMINIMIZE ?= 2000x
+FUZZ = $(GO) test -run='^$$' -fuzzminimizetime=$(FUZZMINIMIZE)
 
 fuzz:
-	$(GO) test -run='^$$' -fuzz='^FuzzDecode$$' -fuzztime=$(FUZZTIME) -fuzzminimizetime=$(FUZZMINIMIZETIME) ./pkg/queue/
-	$(GO) test -run='^$$' -fuzz='^FuzzEncodeRoundTrip$$' -fuzztime=$(FUZZTIME) -fuzzminimizetime=$(FUZZMINIMIZETIME) ./pkg/queue/
-	$(GO) test -run='^$$' -fuzz='^FuzzResolve$$' -fuzztime=$(FUZZTIME) -fuzzminimizetime=$(FUZZMINIMIZETIME) ./pkg/runner/
+	$(FUZZ) -fuzz='^FuzzDecode$$' -fuzztime=$$((30000*$(FUZZSCALE)))x ./pkg/queue/
+	$(FUZZ) -fuzz='^FuzzEncodeRoundTrip$$' -fuzztime=$$((70000*$(FUZZSCALE)))x ./pkg/queue/
+	$(FUZZ) -fuzz='^FuzzResolve$$' -fuzztime=$$((90000*$(FUZZSCALE)))x ./pkg/runner/
