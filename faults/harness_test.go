@@ -22,8 +22,8 @@ import (
 
 	"github.com/resqued/resqued/internal/faultproxy"
 	"github.com/resqued/resqued/internal/redistest"
+	"github.com/resqued/resqued/pkg/delayed"
 	"github.com/resqued/resqued/pkg/queue"
-	"github.com/resqued/resqued/pkg/scheduler"
 	"github.com/resqued/resqued/pkg/status"
 )
 
@@ -211,7 +211,7 @@ func payload(j jobSpec) []byte {
 func (c *cluster) enqueue(specs []jobSpec) {
 	ctx := context.Background()
 	qc := queue.New(c.pool, ns)
-	sch := scheduler.New(c.pool, ns, hclog.NewNullLogger())
+	sch := delayed.New(c.pool, ns, hclog.NewNullLogger())
 	for _, j := range specs {
 		opt := queue.EnqueueOptions{Track: j.Tracked, ID: j.ID()}
 		var err error

@@ -12,8 +12,8 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/urfave/cli/v2"
 
-	"github.com/resqued/resqued/pkg/schedule"
-	"github.com/resqued/resqued/pkg/scheduler"
+	"github.com/resqued/resqued/pkg/delayed"
+	"github.com/resqued/resqued/pkg/recurring"
 	"github.com/resqued/resqued/pkg/worker"
 )
 
@@ -55,7 +55,7 @@ func delayedListAction(c *cli.Context) error {
 		return err
 	}
 	defer pool.Close()
-	items, err := scheduler.New(pool, ns, nil).List(c.Context, c.Int("limit"))
+	items, err := delayed.New(pool, ns, nil).List(c.Context, c.Int("limit"))
 	if err != nil {
 		return err
 	}
@@ -112,7 +112,7 @@ func delayTime(c *cli.Context) (at time.Time, ok bool, err error) {
 // called, which waits for it to stop.
 func startScheduler(ctx context.Context, pool *redis.Pool, ns string, log hclog.Logger) (stop func()) {
 	ctx, cancel := context.WithCancel(ctx)
-	s := scheduler.New(pool, ns, log)
+	s := delayed.New(pool, ns, log)
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() { defer wg.Done(); s.Run(ctx) }()
@@ -132,7 +132,7 @@ func startBackground(c *cli.Context, cfg worker.Config) (stop func(), err error)
 		stops = append(stops, startScheduler(c.Context, cfg.Queue.Pool(), cfg.Queue.Namespace(), cfg.Logger.ResetNamed("resqued.scheduler")))
 	}
 	if path := c.String("schedule"); path != "" {
-		sched, err := schedule.Load(path)
+		sched, err := recurring.Load(path)
 		if err != nil {
 			return nil, &usageError{msg: err.Error(), hint: "--schedule schedule.yml"}
 		}

@@ -12,9 +12,9 @@ import (
 	"github.com/gomodule/redigo/redis"
 	"github.com/urfave/cli/v2"
 
+	"github.com/resqued/resqued/pkg/delayed"
 	"github.com/resqued/resqued/pkg/queue"
 	"github.com/resqued/resqued/pkg/runner"
-	"github.com/resqued/resqued/pkg/scheduler"
 	"github.com/resqued/resqued/pkg/status"
 )
 
@@ -45,12 +45,12 @@ func enqueueCommand() *cli.Command {
 }
 
 func enqueueAction(c *cli.Context) error {
-	at, delayed, err := delayTime(c)
+	at, later, err := delayTime(c)
 	if err != nil {
 		return err
 	}
 	if c.Bool("stdin") {
-		if delayed {
+		if later {
 			return &usageError{msg: "enqueue --stdin: --in and --at delay one job; they do not go with --stdin", hint: "resqued enqueue --in 90s MyJob"}
 		}
 		return enqueueStdin(c)
@@ -81,8 +81,8 @@ func enqueueAction(c *cli.Context) error {
 	}
 	defer pool.Close()
 	opt := queue.EnqueueOptions{Track: c.Bool("track") || c.Bool("wait"), ID: id}
-	if delayed {
-		err = scheduler.New(pool, ns, nil).Delay(c.Context, at, q, payload, opt)
+	if later {
+		err = delayed.New(pool, ns, nil).Delay(c.Context, at, q, payload, opt)
 	} else {
 		err = queue.New(pool, ns).Enqueue(c.Context, q, payload, opt)
 	}

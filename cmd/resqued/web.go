@@ -16,9 +16,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/urfave/cli/v2"
 
+	"github.com/resqued/resqued/pkg/delayed"
 	"github.com/resqued/resqued/pkg/metrics"
 	"github.com/resqued/resqued/pkg/queue"
-	"github.com/resqued/resqued/pkg/scheduler"
 	"github.com/resqued/resqued/pkg/status"
 	"github.com/resqued/resqued/pkg/web"
 )
@@ -101,7 +101,7 @@ func serveWeb(c *cli.Context, addr string, q *queue.Client, log hclog.Logger) (s
 	reg.MustRegister(metrics.NewCollector(q))
 	handler := web.New(web.Config{
 		Queue:     q,
-		Scheduler: scheduler.New(pool, ns, log),
+		Scheduler: delayed.New(pool, ns, log),
 		Status:    status.New(pool, ns),
 		Auth:      auth,
 		Hosts:     hosts,

@@ -46,7 +46,7 @@ func PauseAllKey(ns string) string { return ns + ":pause-all-workers" }
 // PruneLockKey is the lock a worker holds while it prunes dead workers.
 func PruneLockKey(ns string) string { return ns + ":pruning_dead_workers_in_progress" }
 
-// The delayed-job keys are resque-scheduler's, byte for byte (pkg/scheduler).
+// The delayed-job keys are resque-scheduler's, byte for byte (pkg/delayed).
 
 // DelayedScheduleKey is the sorted set of timestamps that have delayed
 // jobs: member and score are both the Unix time.

@@ -24,8 +24,8 @@ import (
 	"github.com/gomodule/redigo/redis"
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/resqued/resqued/pkg/delayed"
 	"github.com/resqued/resqued/pkg/queue"
-	"github.com/resqued/resqued/pkg/scheduler"
 	"github.com/resqued/resqued/pkg/status"
 )
 
@@ -38,8 +38,8 @@ var staticFS embed.FS
 // Config is what the dashboard needs.
 type Config struct {
 	Queue     *queue.Client
-	Scheduler *scheduler.Scheduler // nil: the Delayed page says so
-	Status    *status.Tracker      // nil: the Status page says so
+	Scheduler *delayed.Scheduler // nil: the Delayed page says so
+	Status    *status.Tracker    // nil: the Status page says so
 	// Auth is "user:password" to require HTTP basic auth on every route
 	// but /healthz, or "".
 	Auth string

@@ -14,8 +14,8 @@ import (
 
 	"github.com/resqued/resqued/internal/redistest"
 	"github.com/resqued/resqued/internal/resquetest"
+	"github.com/resqued/resqued/pkg/delayed"
 	"github.com/resqued/resqued/pkg/queue"
-	"github.com/resqued/resqued/pkg/scheduler"
 	"github.com/resqued/resqued/pkg/status"
 	"github.com/resqued/resqued/pkg/web"
 )
@@ -68,7 +68,7 @@ func startWith(t *testing.T, configure func(*web.Config)) *env {
 	pool := srv.Pool(t)
 	cfg := web.Config{
 		Queue:     queue.New(pool, ns),
-		Scheduler: scheduler.New(pool, ns, nil),
+		Scheduler: delayed.New(pool, ns, nil),
 		Status:    status.New(pool, ns),
 	}
 	configure(&cfg)

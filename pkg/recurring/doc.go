@@ -1,4 +1,4 @@
-// Package schedule runs resque-scheduler-style recurring jobs from a
+// Package recurring runs resque-scheduler-style recurring jobs from a
 // schedule.yml: each entry names a job class, a queue, its args and either
 // a cron expression or an "every" interval, and at each of its ticks one
 // job is pushed onto the queue.
@@ -30,4 +30,4 @@
 // ticks are the cron expression's times in the daemon's local time zone
 // unless the expression names one. Ticks missed while no daemon ran are
 // not replayed, as with resque-scheduler.
-package schedule
+package recurring

@@ -1,4 +1,4 @@
-// Package scheduler owns resque-scheduler's delayed-job layout and the
+// Package delayed owns resque-scheduler's delayed-job layout and the
 // loop that moves due delayed jobs onto their queues. It knows nothing
 // about processes or handlers: pkg/queue owns the queues the jobs land on.
 //
@@ -19,4 +19,4 @@
 // list, its timestamps entry and (when the list empties) the schedule in
 // the same step as it is pushed: any number of schedulers, resqued or
 // Ruby, can run at once and each item is moved exactly once.
-package scheduler
+package delayed

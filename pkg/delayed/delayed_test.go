@@ -1,4 +1,4 @@
-package scheduler_test
+package delayed_test
 
 import (
 	"context"
@@ -11,8 +11,8 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/resqued/resqued/internal/redistest"
+	"github.com/resqued/resqued/pkg/delayed"
 	"github.com/resqued/resqued/pkg/queue"
-	"github.com/resqued/resqued/pkg/scheduler"
 )
 
 func strs(tb testing.TB, v interface{}) []string {
@@ -46,7 +46,7 @@ func TestScheduler_RubyLayout(t *testing.T) {
 
 	// Delay in another namespace writes identical keys and bytes.
 	ns2 := ns + "-go"
-	s2 := scheduler.New(srv.Pool(t), ns2, hclog.NewNullLogger())
+	s2 := delayed.New(srv.Pool(t), ns2, hclog.NewNullLogger())
 	if err := s2.Delay(context.Background(), time.Unix(ts-1, 1), "mail", []byte(`{"class":"SendMail","args":[42,"x"]}`)); err != nil {
 		t.Fatal(err)
 	}
@@ -63,7 +63,7 @@ func TestScheduler_RubyLayout(t *testing.T) {
 		t.Fatalf("DelayedKey = %q, want %q", got, want)
 	}
 
-	s := scheduler.New(srv.Pool(t), ns, nil)
+	s := delayed.New(srv.Pool(t), ns, nil)
 	n, err := s.MoveDue(context.Background(), time.Unix(ts, 0))
 	if err != nil || n != 1 {
 		t.Fatalf("MoveDue = %d, %v; want 1", n, err)
@@ -84,7 +84,7 @@ func TestScheduler_RubyLayout(t *testing.T) {
 func TestScheduler_DelayMoveDue(t *testing.T) {
 	srv := redistest.Start(t)
 	ns := redistest.Namespace(t)
-	s := scheduler.New(srv.Pool(t), ns, nil)
+	s := delayed.New(srv.Pool(t), ns, nil)
 	ctx := context.Background()
 	now := time.Unix(1800000000, 0)
 	id := queue.NewID()
@@ -117,7 +117,7 @@ func TestScheduler_DelayMoveDue(t *testing.T) {
 	}
 	// Not yet due: stays, with all its keys.
 	ts := now.Add(time.Hour).Unix()
-	item, _ := scheduler.Item("images", later)
+	item, _ := delayed.Item("images", later)
 	if !exists(t, srv, queue.DelayedKey(ns, ts)) || !exists(t, srv, queue.TimestampsKey(ns, string(item))) {
 		t.Fatal("not-yet-due job's keys are gone")
 	}
@@ -140,7 +140,7 @@ func TestScheduler_NoQueueLeftInPlace(t *testing.T) {
 	ns := redistest.Namespace(t)
 	srv.Do(t, "RPUSH", ns+":delayed:100", `{"class":"X","args":[]}`, `{"class":"Y","args":[],"queue":"q"}`)
 	srv.Do(t, "ZADD", ns+":delayed_queue_schedule", 100, 100)
-	s := scheduler.New(srv.Pool(t), ns, nil)
+	s := delayed.New(srv.Pool(t), ns, nil)
 	n, err := s.MoveDue(context.Background(), time.Unix(200, 0))
 	if err != nil || n != 1 {
 		t.Fatalf("MoveDue = %d, %v", n, err)
@@ -161,7 +161,7 @@ func TestScheduler_ExactlyOnce(t *testing.T) {
 	defer conn.Close()
 	for i := 0; i < jobs; i++ {
 		p, _ := queue.Encode("Job", []byte(fmt.Sprintf("[%d]", i)), queue.NewID())
-		item, err := scheduler.Item("q", p)
+		item, err := delayed.Item("q", p)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -179,7 +179,7 @@ func TestScheduler_ExactlyOnce(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			s := scheduler.New(srv.Pool(t), ns, nil)
+			s := delayed.New(srv.Pool(t), ns, nil)
 			for {
 				n, err := s.MoveDue(ctx, time.Now())
 				if err != nil {
@@ -238,7 +238,7 @@ func TestScheduler_OtherWriters(t *testing.T) {
 		srv.Do(t, "SADD", queue.TimestampsKey(ns, it), "delayed:50")
 	}
 	srv.Do(t, "ZADD", queue.DelayedScheduleKey(ns), 50, 50)
-	n, err := scheduler.New(srv.Pool(t), ns, nil).MoveDue(context.Background(), time.Unix(50, 0))
+	n, err := delayed.New(srv.Pool(t), ns, nil).MoveDue(context.Background(), time.Unix(50, 0))
 	if err != nil || n != 3 {
 		t.Fatalf("MoveDue = %d, %v", n, err)
 	}

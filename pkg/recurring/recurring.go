@@ -1,4 +1,4 @@
-package schedule
+package recurring
 
 import (
 	"bytes"
