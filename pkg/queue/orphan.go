@@ -2,8 +2,6 @@ package queue
 
 import (
 	"context"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"time"
 
@@ -11,94 +9,6 @@ import (
 
 	"github.com/resqued/resqued/pkg/status"
 )
-
-// TryPruneLock takes the pruning lock for id for ttl, as Ruby Resque's
-// SET pruning_dead_workers_in_progress <id> EX 60 NX does. It reports
-// whether the lock was taken (only the holder prunes) and, when it was
-// not, who holds it.
-func (c *Client) TryPruneLock(ctx context.Context, id string, ttl time.Duration) (bool, string, error) {
-	v, err := redis.Values(c.do(ctx, "EVAL", `
-if redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2], 'NX') then return {1, ARGV[1]} end
-return {0, redis.call('GET', KEYS[1]) or ''}`, 1, PruneLockKey(c.ns), id, int(ttl/time.Second)))
-	if err != nil || len(v) != 2 {
-		return false, "", fmt.Errorf("take prune lock: %w", err)
-	}
-	ok, _ := v[0].(int64)
-	holder, _ := v[1].([]byte)
-	return ok == 1, string(holder), nil
-}
-
-// TakeOverPruneLock takes the pruning lock from holder, a pruner known to
-// be dead, only if holder still has it: a pruner killed while it held the
-// lock would otherwise stop every other from pruning for the lock's 60 s.
-func (c *Client) TakeOverPruneLock(ctx context.Context, holder, id string, ttl time.Duration) (bool, error) {
-	n, err := redis.Int(c.do(ctx, "EVAL", `
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
-redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3])
-return 1`, 1, PruneLockKey(c.ns), holder, id, int(ttl/time.Second)))
-	if err != nil {
-		return false, fmt.Errorf("take over prune lock from %s: %w", holder, err)
-	}
-	return n == 1, nil
-}
-
-// ReleasePruneLock drops the pruning lock if id still holds it. Ruby
-// Resque lets it expire instead, which stops every worker that starts in
-// the next 60 s from pruning; releasing it keeps the lock to its purpose,
-// one pruner at a time.
-func (c *Client) ReleasePruneLock(ctx context.Context, id string) error {
-	if _, err := c.do(ctx, "EVAL", `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0`, 1, PruneLockKey(c.ns), id); err != nil {
-		return fmt.Errorf("release prune lock: %w", err)
-	}
-	return nil
-}
-
-// ServerTime returns the Redis server's clock.
-func (c *Client) ServerTime(ctx context.Context) (time.Time, error) {
-	conn, err := c.pool.GetContext(ctx)
-	if err != nil {
-		return time.Time{}, fmt.Errorf("read server time: %w", err)
-	}
-	defer conn.Close()
-	t, err := redisTime(conn)
-	if err != nil {
-		return time.Time{}, fmt.Errorf("read server time: %w", err)
-	}
-	return t, nil
-}
-
-// Heartbeats returns every worker's last heartbeat. Values that do not
-// parse are returned as the zero time.
-func (c *Client) Heartbeats(ctx context.Context) (map[string]time.Time, error) {
-	m, err := redis.StringMap(c.do(ctx, "HGETALL", HeartbeatKey(c.ns)))
-	if err != nil {
-		return nil, fmt.Errorf("read heartbeats: %w", err)
-	}
-	out := make(map[string]time.Time, len(m))
-	for id, v := range m {
-		t, _ := parseHeartbeat(v)
-		out[id] = t
-	}
-	return out, nil
-}
-
-func parseHeartbeat(v string) (time.Time, error) {
-	for _, layout := range []string{HeartbeatFormat, time.RFC3339Nano, StartedFormat} {
-		if t, err := time.Parse(layout, v); err == nil {
-			return t, nil
-		}
-	}
-	return time.Time{}, fmt.Errorf("parse heartbeat %q", v)
-}
-
-// ForgetHeartbeat deletes worker id's heartbeat, as Ruby does before it
-// prunes, so a previous process with the same id is not taken for us.
-func (c *Client) ForgetHeartbeat(ctx context.Context, id string) error {
-	if _, err := c.do(ctx, "HDEL", HeartbeatKey(c.ns), id); err != nil {
-		return fmt.Errorf("forget heartbeat %s: %w", id, err)
-	}
-	return nil
-}
 
 // Orphan says what becomes of a dead worker's in-flight job.
 type Orphan struct {
@@ -242,66 +152,4 @@ func (c *Client) UnregisterDead(ctx context.Context, id, token string, o *Orphan
 		return NotUnregistered, fmt.Errorf("unregister dead worker %s: %w", id, ErrIDInUse)
 	}
 	return Unregistered(n), nil
-}
-
-// PausedMarker is what a paused worker writes to worker:<id>, so that
-// resque-web and `resqued workers` show it as paused rather than idle.
-// Its payload class is "(paused)" and it carries "paused":true; pruning
-// never mistakes it for a job.
-func PausedMarker(queues string, since time.Time) []byte {
-	b, _ := marshal(struct {
-		Queue   string          `json:"queue"`
-		RunAt   string          `json:"run_at"`
-		Payload json.RawMessage `json:"payload"`
-		Paused  bool            `json:"paused"`
-	}{queues, since.UTC().Format(RunAtFormat), json.RawMessage(`{"class":"(paused)","args":[]}`), true})
-	return b
-}
-
-// setPausedScript writes (ARGV[1] "1") or clears the paused marker ARGV[2]
-// in worker:<id>, only while that key holds nothing or a paused marker:
-// it never replaces a job. Returns 0 when a job is there.
-var setPausedScript = redis.NewScript(1, `
-local cur = redis.call('GET', KEYS[1])
-if cur then
-  local ok, rec = pcall(cjson.decode, cur)
-  if not (ok and type(rec) == 'table' and rec['paused'] == true) then return 0 end
-end
-if ARGV[1] == '1' then redis.call('SET', KEYS[1], ARGV[2]) else redis.call('DEL', KEYS[1]) end
-return 1
-`)
-
-// SetPaused writes or clears worker id's paused marker. It returns
-// ErrHoldsJob, changing nothing, when worker:<id> holds a job (one taken
-// by a Reserve whose reply was lost): that job must run first.
-func (c *Client) SetPaused(ctx context.Context, id, queues string, paused bool, now time.Time) error {
-	set, marker := "0", []byte{}
-	if paused {
-		set, marker = "1", PausedMarker(queues, now)
-	}
-	conn, err := c.pool.GetContext(ctx)
-	if err != nil {
-		return fmt.Errorf("mark %s paused=%v: %w", id, paused, err)
-	}
-	defer conn.Close()
-	n, err := redis.Int(setPausedScript.Do(conn, WorkerKey(c.ns, id), set, marker))
-	if err != nil {
-		return fmt.Errorf("mark %s paused=%v: %w", id, paused, err)
-	}
-	if n == 0 {
-		return fmt.Errorf("mark %s paused=%v: %w", id, paused, ErrHoldsJob)
-	}
-	return nil
-}
-
-// InFlight returns the raw worker:<id> value, or nil when there is none.
-func (c *Client) InFlight(ctx context.Context, id string) ([]byte, error) {
-	b, err := redis.Bytes(c.do(ctx, "GET", WorkerKey(c.ns, id)))
-	if errors.Is(err, redis.ErrNil) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("read job of %s: %w", id, err)
-	}
-	return b, nil
 }

@@ -1,0 +1,107 @@
+package queue
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/gomodule/redigo/redis"
+
+	"github.com/resqued/resqued/pkg/status"
+)
+
+// finishScript records a job's outcome only while worker:<id> still
+// holds the job (whose SHA-1 is ARGV[1]), so a retry after a lost reply
+// never counts twice, and only while no other process holds the worker's
+// lease. KEYS: worker:<id>, failed, stat:failed, stat:failed:<id>,
+// stat:processed, stat:processed:<id>, the job's status key, the owner
+// lease, the job's redelivery count. ARGV[2] is the failure record, or
+// empty for success; ARGV[3..5] the status code, time and TTL; ARGV[6]
+// "1" when the job has an id to track; ARGV[7..8] the lease token and
+// TTL. The order is Ruby Resque's; the php-resque status (if the job is
+// tracked) changes in the same step. Returns 1 when recorded, 0 when the
+// job was no longer held, -1 when another process owns the worker id.
+var finishScript = redis.NewScript(9, status.UpdateLua+ownerLua+`
+if not resqued_owner(KEYS[8], ARGV[7], ARGV[8]) then return -1 end
+local cur = redis.call('GET', KEYS[1])
+if not cur or redis.sha1hex(cur) ~= ARGV[1] then return 0 end
+if ARGV[2] ~= '' then
+  redis.call('RPUSH', KEYS[2], ARGV[2])
+  redis.call('INCRBY', KEYS[3], 1)
+  redis.call('INCRBY', KEYS[4], 1)
+end
+redis.call('DEL', KEYS[1], KEYS[9])
+redis.call('INCRBY', KEYS[5], 1)
+redis.call('INCRBY', KEYS[6], 1)
+if ARGV[6] == '1' then resqued_status(KEYS[7], ARGV[3], ARGV[4], ARGV[5]) end
+return 1
+`)
+
+// FinishJob ends worker id's reserved job r: with f == nil it succeeded,
+// otherwise f is pushed to the failed list and the failed counters go up.
+// Either way the job counts as processed, leaves worker:<id>, its
+// redelivery count is dropped, and its status (r.StatusID, if tracked)
+// becomes complete or failed, with the 24 h TTL. All in one atomic step,
+// and only if worker:<id> still holds r's record; it reports whether it
+// did (false: already recorded, or taken over by pruning). It returns
+// ErrNotOwner when another process has taken over the worker id.
+func (c *Client) FinishJob(ctx context.Context, id string, r *Reserved, f *Failure) (bool, error) {
+	var rec []byte
+	code := status.Complete
+	if f != nil {
+		var err error
+		if rec, err = f.encode(); err != nil {
+			return false, fmt.Errorf("finish job on %s: %w", id, err)
+		}
+		code = status.Failed
+	}
+	tracked := "0"
+	if r.StatusID != "" {
+		tracked = "1"
+	}
+	token, ttl := r.lease.ownerArgs()
+	conn, err := c.pool.GetContext(ctx)
+	if err != nil {
+		return false, fmt.Errorf("finish job on %s: %w", id, err)
+	}
+	defer conn.Close()
+	n, err := redis.Int(finishScript.Do(conn,
+		WorkerKey(c.ns, id), FailedKey(c.ns), StatKey(c.ns, "failed"), WorkerStatKey(c.ns, "failed", id),
+		StatKey(c.ns, "processed"), WorkerStatKey(c.ns, "processed", id), status.Key(c.ns, r.StatusID),
+		OwnerKey(c.ns, id), RedeliveriesKey(c.ns, payloadDigest(r.Payload)),
+		r.Record, rec, int(code), time.Now().Unix(), status.TTLFor(code), tracked, token, ttl))
+	if err != nil {
+		return false, fmt.Errorf("finish job on %s: %w", id, err)
+	}
+	if n < 0 {
+		return false, fmt.Errorf("finish job on %s: %w", id, ErrNotOwner)
+	}
+	return n == 1, nil
+}
+
+// releaseScript puts the job held in worker:<id> (SHA-1 ARGV[1]) back at
+// the head of its queue (KEYS[2]) as ARGV[2], only while it is still
+// there; a tracked job's status (KEYS[3]) goes back to waiting.
+var releaseScript = redis.NewScript(3, status.UpdateLua+`
+local cur = redis.call('GET', KEYS[1])
+if not cur or redis.sha1hex(cur) ~= ARGV[1] then return 0 end
+redis.call('LPUSH', KEYS[2], ARGV[2])
+redis.call('DEL', KEYS[1])
+if ARGV[3] ~= '' then resqued_status(KEYS[3], 1, ARGV[4], 0) end
+return 1
+`)
+
+// Release gives a reserved job back: it returns to the head of its queue,
+// where it was, leaves worker:<id>, and its status is waiting again.
+func (c *Client) Release(ctx context.Context, id string, r *Reserved) error {
+	conn, err := c.pool.GetContext(ctx)
+	if err != nil {
+		return fmt.Errorf("release job of %s: %w", id, err)
+	}
+	defer conn.Close()
+	if _, err := releaseScript.Do(conn, WorkerKey(c.ns, id), QueueKey(c.ns, r.Queue), status.Key(c.ns, r.StatusID),
+		r.Record, r.Payload, r.StatusID, time.Now().Unix()); err != nil {
+		return fmt.Errorf("release job of %s: %w", id, err)
+	}
+	return nil
+}
