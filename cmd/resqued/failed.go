@@ -124,14 +124,14 @@ func failedRetryAction(c *cli.Context) error {
 	}
 	defer done()
 	if all {
-		n, err := client.RetryAllFailed(c.Context, time.Now())
+		n, err := client.RequeueAllFailed(c.Context, time.Now())
 		if err != nil {
 			return fmt.Errorf("%w (%d retried before it)", err, n)
 		}
 		fmt.Fprintf(c.App.Writer, "retried %d\n", n)
 		return nil
 	}
-	f, err := client.RetryFailed(c.Context, index, time.Now())
+	f, err := client.RequeueFailed(c.Context, index, time.Now())
 	if err != nil {
 		return noFailure(err, index)
 	}

@@ -243,13 +243,14 @@ func (c *Client) FailedCount(ctx context.Context) (int, error) {
 	return n, nil
 }
 
-// RetryFailed does what resque-web's retry does to failure index: it
+// RequeueFailed does what resque-web's retry does to failure index: it
 // stamps the record with retried_at (Ruby's format, UTC) in place and
 // pushes the payload, byte for byte as recorded, onto the record's
-// queue. The LSET, SADD and RPUSH are one MULTI, run under WATCH of the
-// failed list so the record stamped is the one read; it retries a few
-// times if the list changes in between. It returns the record as read.
-func (c *Client) RetryFailed(ctx context.Context, index int, now time.Time) (*Failure, error) {
+// queue (resque-web calls this "retry"; here the word is kept for the
+// job-retry policy of pkg/retry). The LSET, SADD and RPUSH are one MULTI,
+// run under WATCH of the failed list so the record stamped is the one
+// read; it tries again a few times if the list changes in between. It returns the record as read.
+func (c *Client) RequeueFailed(ctx context.Context, index int, now time.Time) (*Failure, error) {
 	if index < 0 {
 		return nil, ErrNoFailure
 	}
@@ -259,7 +260,7 @@ func (c *Client) RetryFailed(ctx context.Context, index int, now time.Time) (*Fa
 	}
 	defer conn.Close()
 	for attempt := 0; attempt < 20; attempt++ {
-		f, done, err := c.retryOnce(conn, index, now)
+		f, done, err := c.requeueOnce(conn, index, now)
 		if err != nil {
 			_, _ = conn.Do("UNWATCH")
 			return nil, fmt.Errorf("retry failure %d: %w", index, err)
@@ -271,9 +272,9 @@ func (c *Client) RetryFailed(ctx context.Context, index int, now time.Time) (*Fa
 	return nil, fmt.Errorf("retry failure %d: the failed list kept changing; try again", index)
 }
 
-// retryOnce is one WATCH/MULTI attempt of RetryFailed; done is false when
+// requeueOnce is one WATCH/MULTI attempt of RequeueFailed; done is false when
 // the failed list changed before EXEC and nothing was applied.
-func (c *Client) retryOnce(conn redis.Conn, index int, now time.Time) (f *Failure, done bool, err error) {
+func (c *Client) requeueOnce(conn redis.Conn, index int, now time.Time) (f *Failure, done bool, err error) {
 	key := FailedKey(c.ns)
 	if _, err := conn.Do("WATCH", key); err != nil {
 		return nil, false, err
@@ -361,16 +362,16 @@ func withRetriedAt(raw []byte, f *Failure, ts string) ([]byte, error) {
 	return []byte(body[:len(body)-1] + `,"retried_at":` + string(q) + "}"), nil
 }
 
-// RetryAllFailed retries every record of the failed list, in order, and
-// returns how many it retried.
-func (c *Client) RetryAllFailed(ctx context.Context, now time.Time) (int, error) {
+// RequeueAllFailed requeues every record of the failed list, in order, and
+// returns how many it requeued.
+func (c *Client) RequeueAllFailed(ctx context.Context, now time.Time) (int, error) {
 	n, err := c.FailedCount(ctx)
 	if err != nil {
 		return 0, err
 	}
 	done := 0
 	for i := 0; i < n; i++ {
-		if _, err := c.RetryFailed(ctx, i, now); err != nil {
+		if _, err := c.RequeueFailed(ctx, i, now); err != nil {
 			if errors.Is(err, ErrNoFailure) { // the list shrank meanwhile
 				break
 			}

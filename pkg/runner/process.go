@@ -163,7 +163,7 @@ func (r *Runner) spawn(ctx context.Context, job Job, path string, results func(*
 	cmd.Stderr = pipes[2][1]
 	cmd.ExtraFiles = []*os.File{pipes[3][1]} // fd 3: ResultFD
 	cmd.SysProcAttr = sysProcAttr()
-	if err := startRetryingBusy(cmd); err != nil {
+	if err := startWhenNotBusy(cmd); err != nil {
 		closeAll()
 		return nil, fmt.Errorf("start handler %s: %w", path, err)
 	}
@@ -450,11 +450,11 @@ func (p *Process) forward(f *os.File, stream string, tail *tailBuffer, to io.Wri
 	}
 }
 
-// startRetryingBusy starts cmd, retrying for up to about a second while
+// startWhenNotBusy starts cmd, trying again for up to about a second while
 // exec fails with ETXTBSY: the handler file is still open for writing,
 // as while it is being deployed, or for the instant a concurrent fork
 // holds a copy of a descriptor (golang/go#22315).
-func startRetryingBusy(cmd *exec.Cmd) error {
+func startWhenNotBusy(cmd *exec.Cmd) error {
 	delay := time.Millisecond
 	for {
 		err := cmd.Start()

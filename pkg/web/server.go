@@ -508,7 +508,7 @@ func (s *server) retry(_ http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	_, err = s.cfg.Queue.RetryFailed(r.Context(), i, time.Now())
+	_, err = s.cfg.Queue.RequeueFailed(r.Context(), i, time.Now())
 	return err
 }
 
@@ -521,7 +521,7 @@ func (s *server) remove(_ http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *server) retryAll(_ http.ResponseWriter, r *http.Request) error {
-	_, err := s.cfg.Queue.RetryAllFailed(r.Context(), time.Now())
+	_, err := s.cfg.Queue.RequeueAllFailed(r.Context(), time.Now())
 	return err
 }
 
