@@ -7,7 +7,7 @@ REDIS_URL ?= redis://127.0.0.1:6379/0
 QUEUES   ?= *
 HANDLERS ?= ./handlers
 
-.PHONY: build handlers run test check vet fmt bench redis clean faults fuzz
+.PHONY: build handlers run test check vet fmt tracked hooks screenshots bench redis clean faults fuzz
 
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/resqued
@@ -32,7 +32,24 @@ redis:
 test: check
 	$(GO) test -race -count=1 -timeout=600s ./...
 
-check: fmt vet
+check: fmt vet tracked
+
+# tracked fails when git tracks build output (an executable, an archive)
+# or a docs image no document uses. `make hooks` runs the same check on
+# every commit, on what is staged.
+tracked:
+	@scripts/check-tracked.sh
+
+hooks:
+	printf '#!/bin/sh\nexec scripts/check-tracked.sh --staged\n' > .git/hooks/pre-commit
+	chmod +x .git/hooks/pre-commit
+
+# screenshots retakes the dashboard pictures the README shows, with the
+# browser test (headless Chromium) on its demo data.
+screenshots:
+	rm -rf bin/screenshots && mkdir -p bin/screenshots
+	RESQUED_ARTIFACTS=$(CURDIR)/bin/screenshots $(GO) test -count=1 -run '^TestBrowser_Dashboard$$' ./e2e/
+	cp bin/screenshots/overview.png bin/screenshots/failed.png docs/screenshots/
 
 fmt:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
