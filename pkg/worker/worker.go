@@ -675,7 +675,7 @@ func (w *Worker) queues(ctx context.Context, fresh bool) ([]string, error) {
 // release puts a reserved job back at the head of its queue.
 func (w *Worker) release(r *queue.Reserved) {
 	err := w.retry(context.Background(), "give back job", func(ctx context.Context) error {
-		return w.cfg.Queue.Release(ctx, w.id, r)
+		return w.cfg.Queue.Release(ctx, r)
 	})
 	if err != nil {
 		// It stays in worker:<id>; the next start or prune of this id
