@@ -228,7 +228,7 @@ func (w *Worker) finish(r *queue.Reserved, o queue.Outcome) {
 		o.At = time.Now() // failed_at: when it failed, not when Redis came back
 	}
 	var recorded, taken bool
-	err := w.retry(context.Background(), "record job outcome", func(ctx context.Context) error {
+	err := w.persist(context.Background(), "record job outcome", func(ctx context.Context) error {
 		var err error
 		recorded, err = w.cfg.Queue.FinishJob(ctx, r, o)
 		if errors.Is(err, queue.ErrNotOwner) {
@@ -254,15 +254,15 @@ func (w *Worker) finish(r *queue.Reserved, o queue.Outcome) {
 	}
 }
 
-// retry runs f until it succeeds, backing off while Redis is away. It
+// persist runs f until it succeeds, backing off while Redis is away. It
 // gives up only once the worker is terminating and f still fails, so a
 // QUIT waits for Redis to record outcomes but a TERM does not hang.
-func (w *Worker) retry(ctx context.Context, what string, f func(context.Context) error) error {
-	return w.retryUntil(ctx, what, func(s state) bool { return s.term }, f)
+func (w *Worker) persist(ctx context.Context, what string, f func(context.Context) error) error {
+	return w.persistUntil(ctx, what, func(s state) bool { return s.term }, f)
 }
 
-// retryUntil is retry with its own condition for giving up.
-func (w *Worker) retryUntil(ctx context.Context, what string, giveUp func(state) bool, f func(context.Context) error) error {
+// persistUntil is persist with its own condition for giving up.
+func (w *Worker) persistUntil(ctx context.Context, what string, giveUp func(state) bool, f func(context.Context) error) error {
 	b := newBackoff()
 	defer b.reset(w.log)
 	for {
@@ -319,7 +319,7 @@ func (w *Worker) retryLater(log hclog.Logger, r *queue.Reserved, runErr error) b
 	}
 	at := time.Now().Add(after)
 	var done, invalid bool
-	err := w.retry(context.Background(), "schedule retry", func(ctx context.Context) error {
+	err := w.persist(context.Background(), "schedule retry", func(ctx context.Context) error {
 		var err error
 		done, err = w.cfg.Queue.RetryJob(ctx, r, at)
 		if errors.Is(err, queue.ErrInvalidPayload) {
