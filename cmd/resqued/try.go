@@ -92,7 +92,7 @@ func tryOutcome(class string, res *runner.Result, err error) error {
 	if errors.Is(err, context.Canceled) {
 		return cli.Exit("try: interrupted before the handler started", 130)
 	}
-	exc, msg, backtrace := worker.Describe(err, res)
+	o := worker.Describe(err, res)
 	code := 127
 	var ee *runner.ExitError
 	if errors.As(err, &ee) {
@@ -100,11 +100,11 @@ func tryOutcome(class string, res *runner.Result, err error) error {
 		if ee.Signal != 0 {
 			code = 128 + int(ee.Signal)
 		}
-		msg += fmt.Sprintf(" (after %s)", ee.Duration.Round(time.Millisecond))
+		o.Error += fmt.Sprintf(" (after %s)", ee.Duration.Round(time.Millisecond))
 	}
 	// Exactly the failure record's exception, error and backtrace.
-	fmt.Fprintf(os.Stderr, "failed: %s: %s\n", exc, msg)
-	for _, l := range backtrace {
+	fmt.Fprintf(os.Stderr, "failed: %s\n", o)
+	for _, l := range o.Backtrace {
 		fmt.Fprintf(os.Stderr, "  | %s\n", l)
 	}
 	return cli.Exit("", code)

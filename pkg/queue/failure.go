@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/gomodule/redigo/redis"
+
+	"github.com/resqued/resqued/pkg/status"
 )
 
 // Failure is a record in the failed list. Field order is Ruby Resque's.
@@ -53,6 +55,61 @@ func (f *Failure) encode() ([]byte, error) {
 	b = append(b, ',')
 	b = append(b, tail[1:]...)
 	return b, nil
+}
+
+// Outcome is how a job's run ended, as the worker hands it to FinishJob:
+// for a failure, what its record in the failed list says (Ruby Resque's
+// exception, error and backtrace); for a success, the handler's result.
+// pkg/queue turns it into the failure record and the status detail.
+type Outcome struct {
+	// Exception is the failure's class; empty means the job succeeded.
+	Exception string
+	// Error is the failure's message.
+	Error string
+	// Backtrace is the failure's backtrace (a handler's stderr tail or
+	// its own); nil is written as [].
+	Backtrace []string
+	// Result is what a succeeded job's handler reported on its result
+	// descriptor (raw JSON); a tracked job keeps it in its status.
+	Result json.RawMessage
+	// At is when the job ended: the failure record's failed_at, however
+	// long Redis takes to come back. Zero means when it is recorded.
+	At time.Time
+}
+
+// Failed reports whether the outcome is a failure.
+func (o Outcome) Failed() bool { return o.Exception != "" }
+
+// String is "ok", or the failure as a status detail shows it.
+func (o Outcome) String() string {
+	if !o.Failed() {
+		return "ok"
+	}
+	return o.Exception + ": " + o.Error
+}
+
+// failure is the failed-list record of job r ending as o.
+func (o Outcome) failure(r *Reserved) *Failure {
+	at := o.At
+	if at.IsZero() {
+		at = time.Now()
+	}
+	return NewFailure(at, r.Payload, o.Exception, o.Error, o.Backtrace, r.Worker, r.Queue)
+}
+
+// detail is what o adds to a tracked job's status, encoded as
+// status.Annotate encodes it; empty when nothing.
+func (o Outcome) detail() ([]byte, error) {
+	var d status.Detail
+	switch {
+	case o.Failed():
+		d.Error = o.String()
+	case o.Result != nil:
+		d.Result = o.Result
+	default:
+		return nil, nil
+	}
+	return json.Marshal(d)
 }
 
 // NewFailure builds a failure record for payload (kept as read) at now.

@@ -69,10 +69,20 @@ func (f *Fetcher) Close() error {
 }
 
 // Reserved is a job taken by Reserve: the one value that travels from
-// the reserve script to the script that records the job's outcome.
+// the reserve script, through Decode, Restore and the handler's run, to
+// the script that records the job's outcome (FinishJob, RetryJob,
+// Release). Nothing on the way re-parses or rebuilds it.
 type Reserved struct {
-	Queue   string
-	Payload []byte
+	// Job is the job itself. Reserve fills Queue, Payload (as read, no
+	// copy) and ID: the payload's "id" when it is a string, the
+	// php-resque status token the reserve script marked running (when
+	// the key exists). ID is set even when the rest of the payload is
+	// not a valid job, so that a rejected tracked job still gets its
+	// final status. Decode fills the rest in place; Restore may give it
+	// the token and attempt a Ruby scheduler dropped.
+	Job
+	// Worker is the id of the worker whose worker:<id> holds the job.
+	Worker string
 	// Record is the SHA-1 (hex) of the worker:<id> value that holds the
 	// job; FinishJob and Release only act while that value is still
 	// there. A digest, so a large payload crosses the network once.
@@ -80,17 +90,26 @@ type Reserved struct {
 	// Resumed is set when the job was already in worker:<id>: an earlier
 	// Reserve succeeded but its reply was lost (a connection dropped).
 	Resumed bool
-	// StatusID is the payload's "id" when it is a string: the php-resque
-	// status token the reserve script marked running (when the key
-	// exists). Set even when the rest of the payload is not a valid job,
-	// so that a rejected tracked job still gets its final status.
-	StatusID string
 	// DelayedStatus is set when tracked delayed jobs may be about
 	// (DelayedStatusAnyKey exists): only then can a job without an id be
 	// one whose token a Ruby scheduler dropped (Client.Restore).
 	DelayedStatus bool
 
 	lease *Lease // the lease the job was taken under, or nil
+}
+
+// Decode parses the reserved payload into r.Job, in place. On error r
+// still carries Queue, Payload and ID, so the failure is recorded
+// without losing the entry.
+func (r *Reserved) Decode() error {
+	token := r.ID
+	_, err := r.Job.decode()
+	if token != "" {
+		// The token as the reserve script read it names the status key
+		// it marked running: the outcome goes to the same key.
+		r.ID = token
+	}
+	return err
 }
 
 // payloadDigest is the SHA-1 (hex) of a payload: the job's identity for
@@ -258,14 +277,14 @@ func (f *Fetcher) Reserve(ctx context.Context, queues []string, opt ReserveOptio
 	if payload == nil || digest == nil {
 		return nil, fmt.Errorf("reserve from %s: unexpected reply", strings.Join(queues, ","))
 	}
-	r := &Reserved{Queue: strings.TrimPrefix(string(key), QueuePrefix(f.c.ns)), Payload: payload,
-		Record: string(digest), StatusID: string(sid), DelayedStatus: any == 1, lease: f.lease}
+	r := &Reserved{Job: Job{Queue: strings.TrimPrefix(string(key), QueuePrefix(f.c.ns)), Payload: payload, ID: string(sid)},
+		Worker: f.worker, Record: string(digest), DelayedStatus: any == 1, lease: f.lease}
 	if resumed == 1 {
 		w, err := ParseWorking(payload)
 		if err != nil {
 			return nil, fmt.Errorf("resume job of %s: %w", f.worker, err)
 		}
-		r.Queue, r.Payload, r.Resumed, r.StatusID = w.Queue, w.Payload, true, StatusID(w.Payload)
+		r.Queue, r.Payload, r.Resumed, r.ID = w.Queue, w.Payload, true, StatusID(w.Payload)
 	}
 	return r, nil
 }

@@ -18,9 +18,11 @@ import (
 // lease, the job's redelivery count. ARGV[2] is the failure record, or
 // empty for success; ARGV[3..5] the status code, time and TTL; ARGV[6]
 // "1" when the job has an id to track; ARGV[7..8] the lease token and
-// TTL. The order is Ruby Resque's; the php-resque status (if the job is
-// tracked) changes in the same step. Returns 1 when recorded, 0 when the
-// job was no longer held, -1 when another process owns the worker id.
+// TTL; ARGV[9] the status detail (an encoded status.Detail: the error of
+// a failure, the result of a success), or empty. The order is Ruby
+// Resque's; the php-resque status (if the job is tracked) and its detail
+// change in the same step. Returns 1 when recorded, 0 when the job was no
+// longer held, -1 when another process owns the worker id.
 var finishScript = redis.NewScript(9, status.UpdateLua+ownerLua+`
 if not resqued_owner(KEYS[8], ARGV[7], ARGV[8]) then return -1 end
 local cur = redis.call('GET', KEYS[1])
@@ -33,31 +35,36 @@ end
 redis.call('DEL', KEYS[1], KEYS[9])
 redis.call('INCRBY', KEYS[5], 1)
 redis.call('INCRBY', KEYS[6], 1)
-if ARGV[6] == '1' then resqued_status(KEYS[7], ARGV[3], ARGV[4], ARGV[5]) end
+if ARGV[6] == '1' then resqued_status(KEYS[7], ARGV[3], ARGV[4], ARGV[5], ARGV[9]) end
 return 1
 `)
 
-// FinishJob ends worker id's reserved job r: with f == nil it succeeded,
-// otherwise f is pushed to the failed list and the failed counters go up.
-// Either way the job counts as processed, leaves worker:<id>, its
-// redelivery count is dropped, and its status (r.StatusID, if tracked)
-// becomes complete or failed, with the 24 h TTL. All in one atomic step,
-// and only if worker:<id> still holds r's record; it reports whether it
-// did (false: already recorded, or taken over by pruning). It returns
-// ErrNotOwner when another process has taken over the worker id.
-func (c *Client) FinishJob(ctx context.Context, id string, r *Reserved, f *Failure) (bool, error) {
+// FinishJob ends reserved job r as o says: a success, or a failure
+// pushed to the failed list (the failed counters go up). Either way the
+// job counts as processed, leaves worker:<id>, its redelivery count is
+// dropped, and its status (r.ID, if tracked) becomes complete or failed,
+// with the 24 h TTL and o's error or result as detail. All in one atomic
+// step, and only if worker:<id> still holds r's record; it reports
+// whether it did (false: already recorded, or taken over by pruning). It
+// returns ErrNotOwner when another process has taken over the worker id.
+func (c *Client) FinishJob(ctx context.Context, r *Reserved, o Outcome) (bool, error) {
+	id := r.Worker
 	var rec []byte
 	code := status.Complete
-	if f != nil {
+	if o.Failed() {
 		var err error
-		if rec, err = f.encode(); err != nil {
+		if rec, err = o.failure(r).encode(); err != nil {
 			return false, fmt.Errorf("finish job on %s: %w", id, err)
 		}
 		code = status.Failed
 	}
 	tracked := "0"
-	if r.StatusID != "" {
+	if r.ID != "" {
 		tracked = "1"
+	}
+	detail, err := o.detail()
+	if err != nil {
+		return false, fmt.Errorf("finish job on %s: %w", id, err)
 	}
 	token, ttl := r.lease.ownerArgs()
 	conn, err := c.pool.GetContext(ctx)
@@ -67,9 +74,9 @@ func (c *Client) FinishJob(ctx context.Context, id string, r *Reserved, f *Failu
 	defer conn.Close()
 	n, err := redis.Int(finishScript.Do(conn,
 		WorkerKey(c.ns, id), FailedKey(c.ns), StatKey(c.ns, "failed"), WorkerStatKey(c.ns, "failed", id),
-		StatKey(c.ns, "processed"), WorkerStatKey(c.ns, "processed", id), status.Key(c.ns, r.StatusID),
+		StatKey(c.ns, "processed"), WorkerStatKey(c.ns, "processed", id), status.Key(c.ns, r.ID),
 		OwnerKey(c.ns, id), RedeliveriesKey(c.ns, payloadDigest(r.Payload)),
-		r.Record, rec, int(code), time.Now().Unix(), status.TTLFor(code), tracked, token, ttl))
+		r.Record, rec, int(code), time.Now().Unix(), status.TTLFor(code), tracked, token, ttl, detail))
 	if err != nil {
 		return false, fmt.Errorf("finish job on %s: %w", id, err)
 	}
@@ -91,16 +98,18 @@ if ARGV[3] ~= '' then resqued_status(KEYS[3], 1, ARGV[4], 0) end
 return 1
 `)
 
-// Release gives a reserved job back: it returns to the head of its queue,
-// where it was, leaves worker:<id>, and its status is waiting again.
-func (c *Client) Release(ctx context.Context, id string, r *Reserved) error {
+// Release gives reserved job r back: it returns to the head of its
+// queue, where it was, leaves worker:<id>, and its status is waiting
+// again.
+func (c *Client) Release(ctx context.Context, r *Reserved) error {
+	id := r.Worker
 	conn, err := c.pool.GetContext(ctx)
 	if err != nil {
 		return fmt.Errorf("release job of %s: %w", id, err)
 	}
 	defer conn.Close()
-	if _, err := releaseScript.Do(conn, WorkerKey(c.ns, id), QueueKey(c.ns, r.Queue), status.Key(c.ns, r.StatusID),
-		r.Record, r.Payload, r.StatusID, time.Now().Unix()); err != nil {
+	if _, err := releaseScript.Do(conn, WorkerKey(c.ns, id), QueueKey(c.ns, r.Queue), status.Key(c.ns, r.ID),
+		r.Record, r.Payload, r.ID, time.Now().Unix()); err != nil {
 		return fmt.Errorf("release job of %s: %w", id, err)
 	}
 	return nil

@@ -42,7 +42,13 @@ type Job struct {
 // Queue and Payload, so the caller can record the failure without losing
 // the entry.
 func Decode(queue string, payload []byte) (*Job, error) {
-	j := &Job{Queue: queue, Payload: payload}
+	return (&Job{Queue: queue, Payload: payload}).decode()
+}
+
+// decode fills j in place from j.Payload, and returns j. ID keeps the
+// value it had unless the payload has a string "id".
+func (j *Job) decode() (*Job, error) {
+	payload := j.Payload
 	var fields map[string]json.RawMessage
 	if err := json.Unmarshal(payload, &fields); err != nil {
 		return j, fmt.Errorf("%w: not a JSON object: %v", ErrInvalidPayload, err)

@@ -87,10 +87,10 @@ func TestFetcher(t *testing.T) {
 			if err != nil || !again.Resumed || string(again.Payload) != string(r.Payload) || again.Queue != r.Queue {
 				t.Fatalf("second reserve = %+v, %v; want the same job resumed", again, err)
 			}
-			if ok, err := c.FinishJob(ctx, "h:1:high,mid,low", r, nil); !ok || err != nil {
+			if ok, err := c.FinishJob(ctx, r, queue.Outcome{}); !ok || err != nil {
 				t.Fatalf("finish = %v %v", ok, err)
 			}
-			if ok, _ := c.FinishJob(ctx, "h:1:high,mid,low", r, nil); ok {
+			if ok, _ := c.FinishJob(ctx, r, queue.Outcome{}); ok {
 				t.Fatal("a second finish of the same job was recorded")
 			}
 			got = append(got, r.Queue)
@@ -130,7 +130,7 @@ func TestFetcher(t *testing.T) {
 		if err != nil || r.Queue != "b" {
 			t.Fatalf("reserve = %+v %v; want queue a passed over (RubyOnly at its head)", r, err)
 		}
-		c.FinishJob(ctx, "h:1:a,b", r, nil)
+		c.FinishJob(ctx, r, queue.Outcome{})
 		if _, err := f.Reserve(ctx, []string{"a", "b"}, opt); !errors.Is(err, queue.ErrNoJob) {
 			t.Fatalf("err = %v", err)
 		}
@@ -144,7 +144,7 @@ func TestFetcher(t *testing.T) {
 		_ = c.Enqueue(ctx, "q", []byte(`{"class":"B"}`), queue.EnqueueOptions{})
 		f := c.Fetcher("h:1:q")
 		r, _ := f.Reserve(ctx, []string{"q"}, queue.ReserveOptions{})
-		if err := c.Release(ctx, "h:1:q", r); err != nil {
+		if err := c.Release(ctx, r); err != nil {
 			t.Fatal(err)
 		}
 		if head, _ := redis.String(srv.Do(t, "LINDEX", queue.QueueKey(ns, "q"), 0), nil); head != `{"class":"A","x":1}` {
@@ -247,14 +247,14 @@ func TestClient_WorkerLifecycle(t *testing.T) {
 	if got, _ := redis.String(srv.Do(t, "GET", queue.WorkerKey(ns, id)), nil); got != `{"queue":"selfcheck_live","run_at":"2026-11-27T08:50:02Z","payload":{"class":"Sleep","args":[6]}}` {
 		t.Errorf("worker value = %s", got)
 	}
-	f := queue.NewFailure(time.Date(2026, 11, 27, 8, 50, 9, 0, time.UTC), payload, "RuntimeError", "bad", []string{"l1"}, id, "selfcheck_live")
-	if _, err := c.FinishJob(ctx, id, r, f); err != nil {
+	o := queue.Outcome{Exception: "RuntimeError", Error: "bad", Backtrace: []string{"l1"}, At: time.Date(2026, 11, 27, 8, 50, 9, 0, time.UTC)}
+	if _, err := c.FinishJob(ctx, r, o); err != nil {
 		t.Fatal(err)
 	}
 	if r, err = f0.Reserve(ctx, []string{"selfcheck_live"}, queue.ReserveOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := c.FinishJob(ctx, id, r, nil); err != nil {
+	if _, err := c.FinishJob(ctx, r, queue.Outcome{}); err != nil {
 		t.Fatal(err)
 	}
 	for key, want := range map[string]string{

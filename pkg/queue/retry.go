@@ -65,10 +65,17 @@ func RetryItem(j *Job, attempt int) ([]byte, error) {
 	return marshal(m)
 }
 
-// RetryJob ends worker id's job j held in record and schedules item (its
-// RetryItem) to be enqueued again at at. It reports whether it did
-// (false: the job was no longer in worker:<id>).
-func (c *Client) RetryJob(ctx context.Context, id, record string, j *Job, item []byte, at time.Time) (bool, error) {
+// RetryJob ends reserved job r and schedules its next attempt (its
+// RetryItem, attempt r.Attempt+1) to be enqueued again at at. It reports
+// whether it did (false: the job was no longer in worker:<id>). A payload
+// that is not a JSON object cannot be retried: the error then wraps
+// ErrInvalidPayload, and nothing was done.
+func (c *Client) RetryJob(ctx context.Context, r *Reserved, at time.Time) (bool, error) {
+	id, record, j := r.Worker, r.Record, &r.Job
+	item, err := RetryItem(j, j.Attempt+1)
+	if err != nil {
+		return false, fmt.Errorf("retry job on %s: %w: %v", id, ErrInvalidPayload, err)
+	}
 	ts := at.Unix()
 	tracked := "0"
 	if j.ID != "" {

@@ -21,11 +21,10 @@ func TestClient_RetryJob(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	j, err := queue.Decode(r.Queue, r.Payload)
-	if err != nil {
+	if err := r.Decode(); err != nil {
 		t.Fatal(err)
 	}
-	item, err := queue.RetryItem(j, 2)
+	item, err := queue.RetryItem(&r.Job, 2)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -33,10 +32,10 @@ func TestClient_RetryJob(t *testing.T) {
 		t.Fatalf("item = %s", item)
 	}
 	at := time.Unix(1795800000, 0)
-	if ok, err := c.RetryJob(ctx, id, r.Record, j, item, at); !ok || err != nil {
+	if ok, err := c.RetryJob(ctx, r, at); !ok || err != nil {
 		t.Fatalf("RetryJob = %v %v", ok, err)
 	}
-	if ok, _ := c.RetryJob(ctx, id, r.Record, j, item, at); ok {
+	if ok, _ := c.RetryJob(ctx, r, at); ok {
 		t.Fatal("a second RetryJob of the same job acted")
 	}
 	if got, _ := redis.Strings(srv.Do(t, "LRANGE", queue.DelayedKey(ns, 1795800000), 0, -1), nil); len(got) != 1 || got[0] != string(item) {
@@ -50,14 +49,14 @@ func TestClient_RetryJob(t *testing.T) {
 	}
 	// resque-retry's counter holds N-1 after attempt N; an untracked job
 	// (no status key) is not indexed.
-	rid, _ := queue.RetryIdentifier(j.Args)
+	rid, _ := queue.RetryIdentifier(r.Args)
 	if v, _ := redis.String(srv.Do(t, "GET", queue.RetryAttemptKey(ns, "A", rid)), nil); v != "0" {
 		t.Errorf("resque-retry counter = %q, want 0", v)
 	}
 	if ttl, _ := redis.Int(srv.Do(t, "TTL", queue.RetryAttemptKey(ns, "A", rid)), nil); ttl <= 0 {
 		t.Errorf("resque-retry counter TTL = %d", ttl)
 	}
-	if n, _ := redis.Int(srv.Do(t, "EXISTS", queue.DelayedStatusKey(ns, queue.DelayedStatusDigest("q", "A", j.Args))), nil); n != 0 {
+	if n, _ := redis.Int(srv.Do(t, "EXISTS", queue.DelayedStatusKey(ns, queue.DelayedStatusDigest("q", "A", r.Args))), nil); n != 0 {
 		t.Error("an untracked retry was indexed")
 	}
 	if n, _ := redis.Int(srv.Do(t, "GET", queue.StatKey(ns, "processed")), nil); n != 1 {

@@ -329,19 +329,20 @@ type RestoreOptions struct {
 	NoStatus bool
 }
 
-// Restore gives job j, held by worker id in record, back what a Ruby
-// resque-scheduler dropped when it moved it (see DelayedStatusKey and
-// RetryAttemptKey): a j without an ID gets the token of the tracked
-// delayed job it is, whose status turns running; with opt.Attempt,
-// j.Attempt comes from resque-retry's counter, and j.RetryCounted says
-// the counter exists. A j that was never delayed costs one round trip,
-// and the worker asks only while tracked delayed jobs are about.
+// Restore gives reserved job r, in place, what a Ruby resque-scheduler
+// dropped when it moved it (see DelayedStatusKey and RetryAttemptKey):
+// an r without an ID gets the token of the tracked delayed job it is,
+// whose status turns running; with opt.Attempt, r.Attempt comes from
+// resque-retry's counter, and r.RetryCounted says the counter exists. A
+// job that was never delayed costs one round trip, and the worker asks
+// only while tracked delayed jobs are about.
 //
 // Identical delayed jobs (same queue, class and args) cannot be told
 // apart once Ruby moved them: each takes the token of the earliest due
 // one still waiting, so every token is used once, but not necessarily by
 // the very item that carried it.
-func (c *Client) Restore(ctx context.Context, worker, record string, j *Job, opt RestoreOptions) error {
+func (c *Client) Restore(ctx context.Context, r *Reserved, opt RestoreOptions) error {
+	j := &r.Job
 	wantID := j.ID == "" && !opt.NoStatus
 	if !wantID && !opt.Attempt {
 		return nil
@@ -405,8 +406,8 @@ func (c *Client) Restore(ctx context.Context, worker, record string, j *Job, opt
 		return cands[a].tok < cands[b].tok
 	})
 	cands = cands[:min(len(cands), maxClaimCandidates)]
-	keys := []interface{}{WorkerKey(c.ns, worker), idxKey}
-	args := []interface{}{record, time.Now().Unix()}
+	keys := []interface{}{WorkerKey(c.ns, r.Worker), idxKey}
+	args := []interface{}{r.Record, time.Now().Unix()}
 	for _, cd := range cands {
 		keys = append(keys, DelayedKey(c.ns, cd.ts), status.Key(c.ns, cd.tok))
 		args = append(args, cd.tok, cd.val, cd.item)

@@ -98,16 +98,20 @@ func (t *Tracker) Get(ctx context.Context, id string) (Status, error) {
 	return s, nil
 }
 
-// UpdateLua defines the Lua function resqued_status(key, code, now, ttl):
-// it sets status and updated in place, only if key exists, with an
-// expiry when ttl > 0 (and none otherwise, as php-resque's SET does), and
-// returns 1 if it did. Everything else in the value is kept byte for
-// byte. pkg/queue includes it in the script that records a job's outcome,
-// so the status changes in the same atomic step.
-const UpdateLua = `
-local function resqued_status(key, code, now, ttl)
+// UpdateLua defines the Lua function resqued_status(key, code, now,
+// ttl, detail): it sets status and updated in place, only if key exists,
+// with an expiry when ttl > 0 (and none otherwise, as php-resque's SET
+// does), and returns 1 if it did. Everything else in the value is kept
+// byte for byte. detail, when given and not empty, is a JSON object of
+// resqued's fields (an encoded Detail) merged in first, exactly as
+// Annotate merges it. pkg/queue includes it in the script that records a
+// job's outcome, so the status and its detail change in the same atomic
+// step.
+const UpdateLua = mergeLua + `
+local function resqued_status(key, code, now, ttl, detail)
   local cur = redis.call('GET', key)
   if not cur then return 0 end
+  if detail and detail ~= '' then cur = resqued_merge(cur, detail) end
   local n1, n2
   cur, n1 = string.gsub(cur, '"status"%s*:%s*%d+', '"status":' .. code, 1)
   if n1 == 0 then
@@ -124,6 +128,107 @@ local function resqued_status(key, code, now, ttl)
     redis.call('SET', key, cur)
   end
   return 1
+end
+`
+
+// mergeLua defines resqued_merge(cur, add), merge in Lua: the members of
+// the JSON object add set in the JSON object cur, php-resque's fields
+// first in their usual order and the rest sorted bytewise, each value as
+// written. A cur that is not a JSON object comes back unchanged.
+const mergeLua = `
+local function resqued_str_end(s, i)
+  local j = i + 1
+  while true do
+    local k = string.find(s, '["\\]', j)
+    if not k then return nil end
+    if string.sub(s, k, k) == '"' then return k end
+    j = k + 2
+  end
+end
+local function resqued_value_end(s, i)
+  local c = string.sub(s, i, i)
+  if c == '"' then return resqued_str_end(s, i) end
+  if c == '{' or c == '[' then
+    local depth, j = 0, i
+    while true do
+      local k = string.find(s, '[%[%]{}"]', j)
+      if not k then return nil end
+      local d = string.sub(s, k, k)
+      if d == '"' then
+        k = resqued_str_end(s, k)
+        if not k then return nil end
+      elseif d == '{' or d == '[' then
+        depth = depth + 1
+      else
+        depth = depth - 1
+        if depth == 0 then return k end
+      end
+      j = k + 1
+    end
+  end
+  local k = string.find(s, '[,}%]%s]', i)
+  if not k or k == i then return nil end
+  return k - 1
+end
+-- resqued_members returns the members of the JSON object s as a table
+-- key (as written, without its quotes) -> value (as written) and the
+-- keys in order, or nil when s is not a JSON object.
+local function resqued_members(s)
+  local ok, v = pcall(cjson.decode, s)
+  if not ok or type(v) ~= 'table' then return nil end
+  local i = string.find(s, '%S')
+  if not i or string.sub(s, i, i) ~= '{' then return nil end
+  local vals, keys = {}, {}
+  i = string.find(s, '%S', i + 1)
+  if i and string.sub(s, i, i) == '}' then return vals, keys end
+  while i and string.sub(s, i, i) == '"' do
+    local ke = resqued_str_end(s, i)
+    if not ke then return nil end
+    local key = string.sub(s, i + 1, ke - 1)
+    i = string.find(s, '%S', ke + 1)
+    if not i or string.sub(s, i, i) ~= ':' then return nil end
+    i = string.find(s, '%S', i + 1)
+    if not i then return nil end
+    local ve = resqued_value_end(s, i)
+    if not ve then return nil end
+    if vals[key] == nil then table.insert(keys, key) end
+    vals[key] = string.sub(s, i, ve)
+    i = string.find(s, '%S', ve + 1)
+    if not i then return nil end
+    local c = string.sub(s, i, i)
+    if c == '}' then return vals, keys end
+    if c ~= ',' then return nil end
+    i = string.find(s, '%S', i + 1)
+  end
+  return nil
+end
+local function resqued_bytes_less(a, b)
+  for i = 1, math.min(#a, #b) do
+    local x, y = string.byte(a, i), string.byte(b, i)
+    if x ~= y then return x < y end
+  end
+  return #a < #b
+end
+local function resqued_merge(cur, add)
+  local vals, keys = resqued_members(cur)
+  local avals, akeys = resqued_members(add)
+  if not vals or not avals then return cur end
+  for _, k in ipairs(akeys) do
+    if vals[k] == nil then table.insert(keys, k) end
+    vals[k] = avals[k]
+  end
+  local first = {status = true, updated = true, started = true}
+  local rest = {}
+  for _, k in ipairs(keys) do
+    if not first[k] then table.insert(rest, k) end
+  end
+  table.sort(rest, resqued_bytes_less)
+  local out = {}
+  for _, k in ipairs({'status', 'updated', 'started'}) do
+    if vals[k] ~= nil then table.insert(out, '"' .. k .. '":' .. vals[k]) end
+  end
+  for _, k in ipairs(rest) do table.insert(out, '"' .. k .. '":' .. vals[k]) end
+  return '{' .. table.concat(out, ',') .. '}'
 end
 `
 

@@ -2,6 +2,7 @@ package status_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"os"
 	"testing"
@@ -127,5 +128,69 @@ func TestTracker_Annotate(t *testing.T) {
 	}
 	if ok, _ := tr.Annotate(ctx, "untracked", status.Detail{Message: "x"}); ok {
 		t.Error("annotated an untracked job")
+	}
+}
+
+// The detail the outcome script merges into a status (resqued_status with
+// a detail) must come out byte for byte as Annotate followed by Update
+// left it, when both were separate steps.
+func TestUpdateLua_DetailAsAnnotate(t *testing.T) {
+	ctx := context.Background()
+	srv := redistest.Start(t)
+	tr := status.New(srv.Pool(t), "resque")
+	script := redis.NewScript(1, status.UpdateLua+`return resqued_status(KEYS[1], ARGV[1], ARGV[2], ARGV[3], ARGV[4])`)
+	conn := srv.Pool(t).Get()
+	defer conn.Close()
+	now := time.Unix(1795772490, 0)
+	php, err := os.ReadFile("../../testdata/compat/status/php-resque-modern-complete.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	curs := []string{
+		`{"status":2,"updated":1795772481,"started":1795772480}`,
+		`{"status":2,"updated":1795772481,"started":1795772480,"message":"half","progress":0.5}`,
+		`{ "started" : 1795772480 , "zz": [1, {"a": "}]\"x"}], "status": 2, "error": "old", "updated": 1.7e9, "a_b": null, "ab": true }`,
+		`{"status":2,"updated":1795772481,"error":"first","error":"second"}`,
+		`{"updated":1795772481,"status":2}`,
+		`{"status":2}`,
+		`{"php":"no status field"}`,
+		`{}`,
+		`[1,2]`,
+		`not json`,
+		string(php),
+	}
+	details := []status.Detail{
+		{Error: `Resqued::HandlerFailed: exit status 1 "quoted" <b> & ünï`},
+		{Result: json.RawMessage(`{"n": [1, 2], "s":"x"}`)},
+	}
+	for _, d := range details {
+		add, err := json.Marshal(d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, cur := range curs {
+			key := status.Key("resque", "tok")
+			srv.Do(t, "SET", key, cur)
+			_, _ = tr.Annotate(ctx, "tok", d) // fails, as it should, on a value that is not an object
+			if _, err := tr.Update(ctx, "tok", status.Failed, now); err != nil {
+				t.Fatal(err)
+			}
+			want, _ := redis.String(srv.Do(t, "GET", key), nil)
+			srv.Do(t, "SET", key, cur)
+			if n, err := redis.Int(script.Do(conn, key, int(status.Failed), now.Unix(), status.TTLFor(status.Failed), add)); n != 1 || err != nil {
+				t.Fatalf("case %d: script = %d %v", i, n, err)
+			}
+			got, _ := redis.String(srv.Do(t, "GET", key), nil)
+			if got != want {
+				t.Errorf("case %d, detail %s:\n got  %s\n want %s", i, add, got, want)
+			}
+			if ttl, _ := redis.Int(srv.Do(t, "TTL", key), nil); ttl <= 0 {
+				t.Errorf("case %d: ttl %d, want the final expiry", i, ttl)
+			}
+		}
+	}
+	// Untracked: nothing is created.
+	if n, _ := redis.Int(script.Do(conn, status.Key("resque", "none"), 3, now.Unix(), 10, `{"error":"x"}`)); n != 0 {
+		t.Errorf("script on an untracked job = %d, want 0", n)
 	}
 }

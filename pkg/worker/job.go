@@ -29,7 +29,8 @@ const (
 	ExcDirtyExit = "Resque::DirtyExit"
 )
 
-// process runs one reserved job to its recorded end.
+// process runs one reserved job to its recorded end. r is the one value
+// the job is carried in, from the reserve script to the outcome script.
 func (w *Worker) process(r *queue.Reserved) {
 	w.mu.Lock()
 	w.inJob, w.killed, w.force = true, "", false
@@ -40,92 +41,87 @@ func (w *Worker) process(r *queue.Reserved) {
 		w.mu.Unlock()
 	}()
 	start := time.Now()
-	q, payload := r.Queue, r.Payload
-	var job *queue.Job
 	var err error
-	if max := w.cfg.MaxPayload; max > 0 && len(payload) > max {
-		job = &queue.Job{Queue: q, Payload: payload}
-		err = fmt.Errorf("%w: %d bytes, over the %d-byte limit (--max-payload)", queue.ErrInvalidPayload, len(payload), max)
+	if max := w.cfg.MaxPayload; max > 0 && len(r.Payload) > max {
+		err = fmt.Errorf("%w: %d bytes, over the %d-byte limit (--max-payload)", queue.ErrInvalidPayload, len(r.Payload), max)
 	} else {
-		job, err = queue.Decode(q, payload)
+		err = r.Decode()
 	}
 	if err != nil {
-		w.log.Error("job failed", "queue", q, "outcome", ExcInvalidPayload, "error", err)
-		w.finish(job, r, queue.NewFailure(time.Now(), payload, ExcInvalidPayload, err.Error(), nil, w.id, q))
+		w.log.Error("job failed", "queue", r.Queue, "outcome", ExcInvalidPayload, "error", err)
+		w.finish(r, queue.Outcome{Exception: ExcInvalidPayload, Error: err.Error()})
 		return
 	}
-	w.restore(job, r) // what a Ruby resque-scheduler dropped: id, attempt
-	if r.StatusID == "" {
-		r.StatusID = job.ID // the outcome is recorded under a restored token too
-	}
-	log := w.log.With("queue", q, "class", job.Class, "job_id", job.ID)
-	outcome, observe := metrics.OutcomeFailed, w.cfg.Jobs.Start(job.Class)
+	// What a Ruby resque-scheduler dropped: id, attempt. The outcome is
+	// recorded under a restored token too.
+	w.restore(r)
+	log := w.log.With("queue", r.Queue, "class", r.Class, "job_id", r.ID)
+	outcome, observe := metrics.OutcomeFailed, w.cfg.Jobs.Start(r.Class)
 	defer func() { observe(outcome) }()
 
-	w.cfg.SetTitle(fmt.Sprintf("Processing %s since %d [%s]", q, start.Unix(), job.Class))
+	w.cfg.SetTitle(fmt.Sprintf("Processing %s since %d [%s]", r.Queue, start.Unix(), r.Class))
 	// A tracked job's status turned running in the reserve script.
 	log.Info("job started")
 
-	res, runErr := w.run(log, job)
+	res, runErr := w.run(log, r)
 	dur := time.Since(start)
 	if runErr == nil {
 		log.Info("job done", "outcome", "ok", "duration", dur)
-		if res.Report.Result != nil {
-			// Before the outcome, so whoever sees "complete" sees the result.
-			w.annotate(log, job, status.Detail{Result: res.Report.Result})
-		}
 		outcome = metrics.OutcomeOK
-		w.finish(job, r, nil)
+		// The result goes into a tracked job's status with "complete".
+		w.finish(r, queue.Outcome{Result: res.Report.Result})
 		return
 	}
-	exc, msg, backtrace := Describe(runErr, res)
+	o := Describe(runErr, res)
+	o.At = time.Now()
 	w.mu.Lock()
 	why := w.killed
 	w.mu.Unlock()
-	if why != "" && (exc == ExcDirtyExit || exc == ExcHandlerFailed) {
-		msg += " (" + why + ")"
+	if why != "" && (o.Exception == ExcDirtyExit || o.Exception == ExcHandlerFailed) {
+		o.Error += " (" + why + ")"
 	}
-	if w.retryLater(log, job, r, runErr) {
+	if w.retryLater(log, r, runErr) {
 		outcome = metrics.OutcomeRetried
 		return
 	}
-	if job.Attempt > 1 {
-		msg += fmt.Sprintf(" (attempt %d)", job.Attempt)
+	if r.Attempt > 1 {
+		o.Error += fmt.Sprintf(" (attempt %d)", r.Attempt)
 	}
-	log.Warn("job failed", "outcome", exc, "error", msg, "duration", dur)
-	w.annotate(log, job, status.Detail{Error: exc + ": " + msg})
-	w.finish(job, r, queue.NewFailure(time.Now(), payload, exc, msg, backtrace, w.id, q))
+	log.Warn("job failed", "outcome", o.Exception, "error", o.Error, "duration", dur)
+	// The error goes into a tracked job's status with "failed".
+	w.finish(r, o)
 }
 
-// annotate adds d to a tracked job's status; a failure only costs the
-// detail, never the outcome.
-func (w *Worker) annotate(log hclog.Logger, job *queue.Job, d status.Detail) {
-	if job.ID == "" {
+// annotate adds d to the status of tracked job id; a failure only costs
+// the detail, never the outcome.
+func (w *Worker) annotate(log hclog.Logger, id string, d status.Detail) {
+	if id == "" {
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if _, err := w.cfg.Status.Annotate(ctx, job.ID, d); err != nil {
+	if _, err := w.cfg.Status.Annotate(ctx, id, d); err != nil {
 		log.Warn("record result detail in status", "error", err)
 	}
 }
 
 // run starts the job's handler and waits for it, keeping it reachable
 // for Terminate, Force and KillJob meanwhile.
-func (w *Worker) run(log hclog.Logger, job *queue.Job) (*runner.Result, error) {
+func (w *Worker) run(log hclog.Logger, r *queue.Reserved) (*runner.Result, error) {
 	var onProgress func(runner.Progress)
-	if job.ID != "" {
-		rec := &progressRecorder{w: w, log: log, id: job.ID}
+	if r.ID != "" {
+		rec := &progressRecorder{w: w, log: log, id: r.ID}
 		onProgress = rec.report
 		defer rec.flush() // the handler has exited: no more reports
 	}
+	// The runner's view of the job: what the handler is given.
 	p, err := w.slot.Start(context.Background(), runner.Job{
-		Class:      job.Class,
-		Queue:      job.Queue,
-		ID:         job.ID,
-		Worker:     w.id,
-		Args:       job.Args,
-		Attempt:    job.Attempt,
+		Class:      r.Class,
+		Queue:      r.Queue,
+		ID:         r.ID,
+		Worker:     r.Worker,
+		Args:       r.Args,
+		Attempt:    r.Attempt,
 		Logger:     log.Named("handler"),
 		OnProgress: onProgress,
 	})
@@ -168,7 +164,7 @@ func (p *progressRecorder) report(r runner.Progress) {
 	p.pending = nil
 	p.last = time.Now()
 	v := r.Progress
-	p.w.annotate(p.log, &queue.Job{ID: p.id}, status.Detail{Progress: &v, Message: r.Message})
+	p.w.annotate(p.log, p.id, status.Detail{Progress: &v, Message: r.Message})
 }
 
 func (p *progressRecorder) flush() {
@@ -178,58 +174,63 @@ func (p *progressRecorder) flush() {
 	}
 }
 
-// Describe turns a run error into the failure record's exception, error
-// and backtrace (the handler's stderr tail) that a worker records. A
-// handler that exited nonzero on its own may have said better on its
-// result descriptor. resqued try prints the same.
-func Describe(err error, res *runner.Result) (exc, msg string, backtrace []string) {
+// Describe turns a run error into the outcome a worker records: the
+// failure record's exception, error and backtrace (the handler's stderr
+// tail). A handler that exited nonzero on its own may have said better
+// on its result descriptor. resqued try prints the same.
+func Describe(err error, res *runner.Result) queue.Outcome {
 	var ee *runner.ExitError
+	var o queue.Outcome
 	switch {
 	case errors.As(err, &ee):
 		switch {
 		case ee.TimedOut:
-			exc = ExcTimeout
+			o.Exception = ExcTimeout
 		case ee.Signal != 0:
-			exc = ExcDirtyExit
+			o.Exception = ExcDirtyExit
 		default:
-			exc = ExcHandlerFailed
+			o.Exception = ExcHandlerFailed
 		}
-		msg, backtrace = ee.Error(), ee.StderrTail
-		if d := res.Report.Failure; d != nil && exc == ExcHandlerFailed && !ee.Stopped {
+		o.Error, o.Backtrace = ee.Error(), ee.StderrTail
+		if d := res.Report.Failure; d != nil && o.Exception == ExcHandlerFailed && !ee.Stopped {
 			if d.Exception != "" {
-				exc = d.Exception
+				o.Exception = d.Exception
 			}
 			if d.Error != "" {
-				msg = d.Error
+				o.Error = d.Error
 			}
 			if d.Backtrace != nil {
-				backtrace = d.Backtrace
+				o.Backtrace = d.Backtrace
 			}
 		}
-		return exc, msg, backtrace
+		return o
 	case errors.Is(err, runner.ErrInvalidClass):
-		exc = ExcInvalidClass
+		o.Exception = ExcInvalidClass
 	case errors.Is(err, runner.ErrNoHandler), errors.Is(err, runner.ErrAmbiguous), errors.Is(err, runner.ErrNotExecutable):
-		exc = ExcNoHandler
+		o.Exception = ExcNoHandler
 	default:
-		exc = ExcStartFailed
+		o.Exception = ExcStartFailed
 	}
+	o.Error = err.Error()
 	if res != nil {
-		backtrace = res.StderrTail
+		o.Backtrace = res.StderrTail
 	}
-	return exc, err.Error(), backtrace
+	return o
 }
 
-// finish records the job's outcome (f == nil for success) and, in the
-// same atomic step, its status.
+// finish records the job's outcome and, in the same atomic step, its
+// status with the outcome's detail (error or result).
 // While Redis is away the outcome waits here, in memory, and the job
 // stays in worker:<id>: if this process dies meanwhile, the job is
 // recovered from there.
-func (w *Worker) finish(job *queue.Job, r *queue.Reserved, f *queue.Failure) {
+func (w *Worker) finish(r *queue.Reserved, o queue.Outcome) {
+	if o.Failed() && o.At.IsZero() {
+		o.At = time.Now() // failed_at: when it failed, not when Redis came back
+	}
 	var recorded, taken bool
-	err := w.retry(context.Background(), "record job outcome", func(ctx context.Context) error {
+	err := w.persist(context.Background(), "record job outcome", func(ctx context.Context) error {
 		var err error
-		recorded, err = w.cfg.Queue.FinishJob(ctx, w.id, r, f)
+		recorded, err = w.cfg.Queue.FinishJob(ctx, r, o)
 		if errors.Is(err, queue.ErrNotOwner) {
 			taken, err = true, nil
 		}
@@ -238,30 +239,30 @@ func (w *Worker) finish(job *queue.Job, r *queue.Reserved, f *queue.Failure) {
 	switch {
 	case taken:
 		w.log.Error("job outcome not recorded: another process has taken over this worker's id and recovers its job, which will run again; stopping",
-			"queue", job.Queue, "payload", string(job.Payload), "failure", f)
+			"queue", r.Queue, "payload", string(r.Payload), "failure", o.String())
 		w.Terminate()
 		return
 	case err != nil:
 		w.log.Error("job outcome not recorded: redis unreachable at shutdown; the job stays in worker:<id> for recovery",
-			"queue", job.Queue, "payload", string(job.Payload), "failure", f, "error", err)
+			"queue", r.Queue, "payload", string(r.Payload), "failure", o.String(), "error", err)
 		return
 	case !recorded:
 		w.log.Warn("job outcome not recorded: the job was no longer in worker:<id> (recorded already, or recovered by a pruner)",
-			"queue", job.Queue, "payload", string(job.Payload))
+			"queue", r.Queue, "payload", string(r.Payload))
 	default:
-		w.forgetAttempts(job)
+		w.forgetAttempts(r)
 	}
 }
 
-// retry runs f until it succeeds, backing off while Redis is away. It
+// persist runs f until it succeeds, backing off while Redis is away. It
 // gives up only once the worker is terminating and f still fails, so a
 // QUIT waits for Redis to record outcomes but a TERM does not hang.
-func (w *Worker) retry(ctx context.Context, what string, f func(context.Context) error) error {
-	return w.retryUntil(ctx, what, func(s state) bool { return s.term }, f)
+func (w *Worker) persist(ctx context.Context, what string, f func(context.Context) error) error {
+	return w.persistUntil(ctx, what, func(s state) bool { return s.term }, f)
 }
 
-// retryUntil is retry with its own condition for giving up.
-func (w *Worker) retryUntil(ctx context.Context, what string, giveUp func(state) bool, f func(context.Context) error) error {
+// persistUntil is persist with its own condition for giving up.
+func (w *Worker) persistUntil(ctx context.Context, what string, giveUp func(state) bool, f func(context.Context) error) error {
 	b := newBackoff()
 	defer b.reset(w.log)
 	for {
@@ -303,7 +304,7 @@ func wrap(what string, err error) error {
 // so, and reports whether it did. Only a handler's own failure (an exit
 // status, or with exit_codes [-1] a signal or timeout too) is retried; a
 // job stopped by the worker, a missing handler or a bad payload is not.
-func (w *Worker) retryLater(log hclog.Logger, job *queue.Job, r *queue.Reserved, runErr error) bool {
+func (w *Worker) retryLater(log hclog.Logger, r *queue.Reserved, runErr error) bool {
 	var ee *runner.ExitError
 	if !errors.As(runErr, &ee) || ee.Stopped {
 		return false
@@ -312,59 +313,63 @@ func (w *Worker) retryLater(log hclog.Logger, job *queue.Job, r *queue.Reserved,
 	if ee.Signal != 0 || ee.TimedOut || ee.Protocol != "" {
 		code = -1
 	}
-	ok, after := w.cfg.Retry.For(job.Class, job.Retry).Decide(job.Attempt, code)
+	ok, after := w.cfg.Retry.For(r.Class, r.Retry).Decide(r.Attempt, code)
 	if !ok {
 		return false
 	}
-	item, err := queue.RetryItem(job, job.Attempt+1)
-	if err != nil {
-		return false
-	}
 	at := time.Now().Add(after)
-	var done bool
-	err = w.retry(context.Background(), "schedule retry", func(ctx context.Context) error {
-		done, err = w.cfg.Queue.RetryJob(ctx, w.id, r.Record, job, item, at)
+	var done, invalid bool
+	err := w.persist(context.Background(), "schedule retry", func(ctx context.Context) error {
+		var err error
+		done, err = w.cfg.Queue.RetryJob(ctx, r, at)
+		if errors.Is(err, queue.ErrInvalidPayload) {
+			invalid, err = true, nil // not retryable: it fails instead
+		}
 		return err
 	})
+	if invalid {
+		return false
+	}
 	if err != nil {
 		// Redis away at a TERM: the job stays in worker:<id> for recovery.
 		log.Error("retry not scheduled: redis unreachable; the job stays in worker:<id> for recovery", "error", err)
 		return true
 	}
 	if done {
-		log.Warn("job failed, will retry", "error", runErr, "attempt", job.Attempt, "next_attempt_at", at.UTC().Format(time.RFC3339))
+		log.Warn("job failed, will retry", "error", runErr, "attempt", r.Attempt, "next_attempt_at", at.UTC().Format(time.RFC3339))
 	}
 	return true
 }
 
-// restore gives job back what a Ruby resque-scheduler drops when it moves
-// a delayed job to its queue (only class, args and queue survive): the
-// status token of a tracked job, and for a class that is retried the
-// attempt, from resque-retry's counter. Best effort: on a Redis error the
-// job runs as it came (untracked, attempt 1), as it did before.
-func (w *Worker) restore(job *queue.Job, r *queue.Reserved) {
-	opt := queue.RestoreOptions{Attempt: !job.HasAttempt && w.cfg.Retry.For(job.Class, job.Retry).Attempts > 1}
-	if (job.ID != "" || !r.DelayedStatus) && !opt.Attempt {
+// restore gives the job back, in place, what a Ruby resque-scheduler
+// drops when it moves a delayed job to its queue (only class, args and
+// queue survive): the status token of a tracked job, and for a class
+// that is retried the attempt, from resque-retry's counter. Best effort:
+// on a Redis error the job runs as it came (untracked, attempt 1), as it
+// did before.
+func (w *Worker) restore(r *queue.Reserved) {
+	opt := queue.RestoreOptions{Attempt: !r.HasAttempt && w.cfg.Retry.For(r.Class, r.Retry).Attempts > 1}
+	if (r.ID != "" || !r.DelayedStatus) && !opt.Attempt {
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	opt.NoStatus = !r.DelayedStatus
-	if err := w.cfg.Queue.Restore(ctx, w.id, r.Record, job, opt); err != nil {
-		w.log.Warn("restore what a ruby scheduler dropped", "queue", job.Queue, "class", job.Class, "error", err)
+	if err := w.cfg.Queue.Restore(ctx, r, opt); err != nil {
+		w.log.Warn("restore what a ruby scheduler dropped", "queue", r.Queue, "class", r.Class, "error", err)
 	}
 }
 
 // forgetAttempts deletes the resque-retry counter of a job that ended for
 // good, as resque-retry does after a success or a final failure. Only a
 // retried job (or one whose counter Restore found) can have one.
-func (w *Worker) forgetAttempts(job *queue.Job) {
-	if job.Class == "" || (job.Attempt < 2 && !job.RetryCounted) {
+func (w *Worker) forgetAttempts(r *queue.Reserved) {
+	if r.Class == "" || (r.Attempt < 2 && !r.RetryCounted) {
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if err := w.cfg.Queue.ForgetAttempts(ctx, job); err != nil {
-		w.log.Warn("delete resque-retry counter", "queue", job.Queue, "class", job.Class, "error", err)
+	if err := w.cfg.Queue.ForgetAttempts(ctx, &r.Job); err != nil {
+		w.log.Warn("delete resque-retry counter", "queue", r.Queue, "class", r.Class, "error", err)
 	}
 }

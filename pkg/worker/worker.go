@@ -291,7 +291,7 @@ func (w *Worker) Run(ctx context.Context) error {
 	if err := w.acquireLease(quitting); err != nil {
 		return err
 	}
-	if err := w.retryUntil(context.Background(), "register worker", quitting, func(ctx context.Context) error {
+	if err := w.persistUntil(context.Background(), "register worker", quitting, func(ctx context.Context) error {
 		// Ruby's order: forget our own (a previous process's) heartbeat,
 		// then register; dead workers are pruned right after, in the
 		// background.
@@ -366,7 +366,7 @@ func (w *Worker) acquireLease(giveUp func(state) bool) error {
 	var deadline time.Time
 	for {
 		var left time.Duration
-		err := w.retryUntil(context.Background(), "claim worker id", giveUp, func(ctx context.Context) error {
+		err := w.persistUntil(context.Background(), "claim worker id", giveUp, func(ctx context.Context) error {
 			var err error
 			left, err = w.lease.Acquire(ctx)
 			if errors.Is(err, queue.ErrIDInUse) {
@@ -674,8 +674,8 @@ func (w *Worker) queues(ctx context.Context, fresh bool) ([]string, error) {
 
 // release puts a reserved job back at the head of its queue.
 func (w *Worker) release(r *queue.Reserved) {
-	err := w.retry(context.Background(), "give back job", func(ctx context.Context) error {
-		return w.cfg.Queue.Release(ctx, w.id, r)
+	err := w.persist(context.Background(), "give back job", func(ctx context.Context) error {
+		return w.cfg.Queue.Release(ctx, r)
 	})
 	if err != nil {
 		// It stays in worker:<id>; the next start or prune of this id

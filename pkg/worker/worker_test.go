@@ -222,7 +222,7 @@ func TestQueue_FinishRefusedWithoutLease(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.srv.Do(t, "SET", queue.OwnerKey(e.ns, id), "someone-else")
-	if ok, err := e.q.FinishJob(ctx, id, r, nil); ok || !errors.Is(err, queue.ErrNotOwner) {
+	if ok, err := e.q.FinishJob(ctx, r, queue.Outcome{}); ok || !errors.Is(err, queue.ErrNotOwner) {
 		t.Errorf("FinishJob under a lost lease = %v %v, want ErrNotOwner", ok, err)
 	}
 	if got := e.get(t, queue.StatKey(e.ns, "processed")); got != "" {
@@ -352,7 +352,7 @@ func TestQueue_ReleaseStatusWaiting(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := e.q.Release(ctx, "testhost:3:q", r); err != nil {
+	if err := e.q.Release(ctx, r); err != nil {
 		t.Fatal(err)
 	}
 	if s, _ := e.st.Get(ctx, "tok"); s.Code != status.Waiting {
