@@ -12,7 +12,6 @@ import (
 	"github.com/gomodule/redigo/redis"
 	"github.com/urfave/cli/v2"
 
-	"github.com/resqued/resqued/pkg/delayed"
 	"github.com/resqued/resqued/pkg/queue"
 	"github.com/resqued/resqued/pkg/runner"
 	"github.com/resqued/resqued/pkg/status"
@@ -82,7 +81,7 @@ func enqueueAction(c *cli.Context) error {
 	defer pool.Close()
 	opt := queue.EnqueueOptions{Track: c.Bool("track") || c.Bool("wait"), ID: id}
 	if later {
-		err = delayed.New(pool, ns, nil).Delay(c.Context, at, q, payload, opt)
+		err = queue.New(pool, ns).Delay(c.Context, at, q, payload, opt)
 	} else {
 		err = queue.New(pool, ns).Enqueue(c.Context, q, payload, opt)
 	}

@@ -16,7 +16,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/urfave/cli/v2"
 
-	"github.com/resqued/resqued/pkg/delayed"
 	"github.com/resqued/resqued/pkg/metrics"
 	"github.com/resqued/resqued/pkg/queue"
 	"github.com/resqued/resqued/pkg/status"
@@ -100,14 +99,13 @@ func serveWeb(c *cli.Context, addr string, q *queue.Client, log hclog.Logger) (s
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(metrics.NewCollector(q))
 	handler := web.New(web.Config{
-		Queue:     q,
-		Scheduler: delayed.New(pool, ns, log),
-		Status:    status.New(pool, ns),
-		Auth:      auth,
-		Hosts:     hosts,
-		Metrics:   metrics.Handler(reg),
-		Healthz:   metrics.Healthz(pool),
-		Logger:    log.Named("web"),
+		Queue:   q,
+		Status:  status.New(pool, ns),
+		Auth:    auth,
+		Hosts:   hosts,
+		Metrics: metrics.Handler(reg),
+		Healthz: metrics.Healthz(pool),
+		Logger:  log.Named("web"),
 	})
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {

@@ -71,11 +71,7 @@ func (c *Client) Enqueue(ctx context.Context, q string, payload []byte, opt Enqu
 		return fmt.Errorf("enqueue to %s: %w", q, err)
 	}
 	if opt.Track {
-		now := opt.Now
-		if now.IsZero() {
-			now = time.Now()
-		}
-		_ = conn.Send("SET", status.Key(c.ns, opt.ID), status.Initial(now))
+		_ = conn.Send("SET", status.Key(c.ns, opt.ID), initialStatus(opt.Now))
 	}
 	_ = conn.Send("SADD", QueuesKey(c.ns), q)
 	_ = conn.Send("RPUSH", QueueKey(c.ns, q), payload)
@@ -85,13 +81,30 @@ func (c *Client) Enqueue(ctx context.Context, q string, payload []byte, opt Enqu
 	return nil
 }
 
+// initialStatus is php-resque's waiting status of a job tracked from its
+// enqueue at now (zero: time.Now()): the one value every enqueue and
+// delay writes for it.
+func initialStatus(now time.Time) []byte {
+	if now.IsZero() {
+		now = time.Now()
+	}
+	return status.Initial(now)
+}
+
+// queueNameForbidden are the characters a queue name may not hold. The
+// move-due script gets them as a Lua pattern's character class, so they
+// must stay free of Lua's magic characters (^%]-).
+const queueNameForbidden = ",: \t\r\n"
+
 // ValidateQueueName refuses names Resque's tools cannot show: empty ones,
 // and ones with a comma (the worker id separator), colon or whitespace.
+// It is the one queue-name rule: the move-due script applies the same
+// queueNameForbidden to the queues delayed items name.
 func ValidateQueueName(q string) error {
 	if q == "" {
 		return errors.New("queue name is empty")
 	}
-	if strings.ContainsAny(q, ",: \t\r\n") {
+	if strings.ContainsAny(q, queueNameForbidden) {
 		return fmt.Errorf("queue name %q: must not contain a comma, colon or whitespace", q)
 	}
 	return nil

@@ -24,7 +24,6 @@ import (
 	"github.com/gomodule/redigo/redis"
 	"github.com/hashicorp/go-hclog"
 
-	"github.com/resqued/resqued/pkg/delayed"
 	"github.com/resqued/resqued/pkg/queue"
 	"github.com/resqued/resqued/pkg/status"
 )
@@ -37,9 +36,8 @@ var staticFS embed.FS
 
 // Config is what the dashboard needs.
 type Config struct {
-	Queue     *queue.Client
-	Scheduler *delayed.Scheduler // nil: the Delayed page says so
-	Status    *status.Tracker    // nil: the Status page says so
+	Queue  *queue.Client
+	Status *status.Tracker // nil: the Status page says so
 	// Auth is "user:password" to require HTTP basic auth on every route
 	// but /healthz, or "".
 	Auth string
@@ -535,12 +533,7 @@ func (s *server) delayed(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	p := &page{Title: "Delayed", Nav: "delayed", Live: true}
-	if s.cfg.Scheduler == nil {
-		p.Error = "no scheduler configured"
-		s.render(w, r, "delayed", p)
-		return
-	}
-	items, err := s.cfg.Scheduler.List(r.Context(), 500)
+	items, err := s.cfg.Queue.ListDelayed(r.Context(), 500)
 	if err != nil {
 		s.fail(w, err)
 		return
