@@ -41,46 +41,6 @@ func (c *Client) do(ctx context.Context, cmd string, args ...interface{}) (inter
 	return conn.Do(cmd, args...)
 }
 
-// EnqueueOptions tune Enqueue.
-type EnqueueOptions struct {
-	// Track creates the php-resque status key for the payload's id, in
-	// the same transaction as the push, so a fast worker's "running"
-	// can never be overwritten by "waiting".
-	Track bool
-	// ID is the job id Track uses; required when Track is set.
-	ID string
-	// Now is the status timestamp; zero means time.Now().
-	Now time.Time
-}
-
-// Enqueue adds payload to the tail of queue q and q to the queues set, in
-// one transaction.
-func (c *Client) Enqueue(ctx context.Context, q string, payload []byte, opt EnqueueOptions) error {
-	if err := ValidateQueueName(q); err != nil {
-		return err
-	}
-	if opt.Track && opt.ID == "" {
-		return fmt.Errorf("enqueue to %s: tracking needs a job id", q)
-	}
-	conn, err := c.pool.GetContext(ctx)
-	if err != nil {
-		return fmt.Errorf("enqueue to %s: %w", q, err)
-	}
-	defer conn.Close()
-	if err := conn.Send("MULTI"); err != nil {
-		return fmt.Errorf("enqueue to %s: %w", q, err)
-	}
-	if opt.Track {
-		_ = conn.Send("SET", status.Key(c.ns, opt.ID), initialStatus(opt.Now))
-	}
-	_ = conn.Send("SADD", QueuesKey(c.ns), q)
-	_ = conn.Send("RPUSH", QueueKey(c.ns, q), payload)
-	if _, err := conn.Do("EXEC"); err != nil {
-		return fmt.Errorf("enqueue to %s: %w", q, err)
-	}
-	return nil
-}
-
 // initialStatus is php-resque's waiting status of a job tracked from its
 // enqueue at now (zero: time.Now()): the one value every enqueue and
 // delay writes for it.
