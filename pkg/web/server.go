@@ -2,7 +2,6 @@ package web
 
 import (
 	"bytes"
-	"context"
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
@@ -21,7 +20,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/gomodule/redigo/redis"
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/resqued/resqued/pkg/queue"
@@ -396,7 +394,7 @@ func (s *server) queuePeek(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, err)
 		return
 	}
-	raws, err := peek(r.Context(), s.cfg.Queue, name, p.Start, p.Count)
+	raws, err := s.cfg.Queue.Peek(r.Context(), name, p.Start, p.Count)
 	if err != nil {
 		s.fail(w, err)
 		return
@@ -420,21 +418,6 @@ func (s *server) queuePeek(w http.ResponseWriter, r *http.Request) {
 		Jobs  []peekJob
 	}{name, jobs}
 	s.render(w, r, "queue", p)
-}
-
-// peek reads jobs start..start+count-1 of queue q (LRANGE, read only):
-// pkg/queue has no peek of its own.
-func peek(ctx context.Context, c *queue.Client, q string, start, count int) ([][]byte, error) {
-	conn, err := c.Pool().GetContext(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("peek %s: %w", q, err)
-	}
-	defer conn.Close()
-	raws, err := redis.ByteSlices(conn.Do("LRANGE", queue.QueueKey(c.Namespace(), q), start, start+count-1))
-	if err != nil {
-		return nil, fmt.Errorf("peek %s: %w", q, err)
-	}
-	return raws, nil
 }
 
 func (s *server) workers(w http.ResponseWriter, r *http.Request) {
