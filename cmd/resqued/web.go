@@ -104,7 +104,7 @@ func serveWeb(c *cli.Context, addr string, q *queue.Client, log hclog.Logger) (s
 		Auth:    auth,
 		Hosts:   hosts,
 		Metrics: metrics.Handler(reg),
-		Healthz: metrics.Healthz(pool),
+		Healthz: metrics.Healthz(q),
 		Logger:  log.Named("web"),
 	})
 	ln, err := net.Listen("tcp", addr)
