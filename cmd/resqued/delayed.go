@@ -50,12 +50,12 @@ func delayedListAction(c *cli.Context) error {
 	if c.NArg() > 0 {
 		return &usageError{msg: "delayed list: takes no arguments", hint: "resqued delayed list --json"}
 	}
-	pool, ns, err := connect(c, nil)
+	rc, err := connect(c, nil)
 	if err != nil {
 		return err
 	}
-	defer pool.Close()
-	items, err := queue.New(pool, ns).ListDelayed(c.Context, c.Int("limit"))
+	defer rc.Close()
+	items, err := rc.queue.ListDelayed(c.Context, c.Int("limit"))
 	if err != nil {
 		return err
 	}
@@ -123,7 +123,7 @@ func startScheduler(ctx context.Context, q *queue.Client, log hclog.Logger) (sto
 // delayed-job loop (--scheduler) and the recurring schedule (--schedule).
 func startBackground(c *cli.Context, cfg worker.Config) (stop func(), err error) {
 	var stops []func()
-	stopWeb, err := serveDaemonWeb(c, cfg.Queue, cfg.Logger)
+	stopWeb, err := serveDaemonWeb(c, cfg.Queue, cfg.Status, cfg.Logger)
 	if err != nil {
 		return nil, err
 	}

@@ -73,22 +73,22 @@ func enqueueAction(c *cli.Context) error {
 	if err != nil {
 		return &usageError{msg: "enqueue: " + err.Error()}
 	}
-	pool, ns, err := connect(c, nil)
+	rc, err := connect(c, nil)
 	if err != nil {
 		return err
 	}
-	defer pool.Close()
+	defer rc.Close()
 	opt := queue.EnqueueOptions{Track: c.Bool("track") || c.Bool("wait"), ID: id}
 	if later {
-		err = queue.New(pool, ns).Delay(c.Context, at, q, payload, opt)
+		err = rc.queue.Delay(c.Context, at, q, payload, opt)
 	} else {
-		err = queue.New(pool, ns).Enqueue(c.Context, q, payload, opt)
+		err = rc.queue.Enqueue(c.Context, q, payload, opt)
 	}
 	if err != nil {
 		return err
 	}
 	if c.Bool("wait") {
-		return waitFor(c, status.New(pool, ns), id)
+		return waitFor(c, rc.status, id)
 	}
 	fmt.Fprintln(c.App.Writer, id)
 	return nil
@@ -191,12 +191,12 @@ func enqueueStdin(c *cli.Context) error {
 	if err := queue.ValidateQueueName(defQueue); err != nil {
 		return &usageError{msg: "enqueue --stdin: --queue: " + err.Error(), hint: hint}
 	}
-	pool, ns, err := connect(c, nil)
+	rc, err := connect(c, nil)
 	if err != nil {
 		return err
 	}
-	defer pool.Close()
-	bulk, err := queue.New(pool, ns).Bulk(c.Context)
+	defer rc.Close()
+	bulk, err := rc.queue.Bulk(c.Context)
 	if err != nil {
 		return fmt.Errorf("enqueue --stdin: %w", err)
 	}

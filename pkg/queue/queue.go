@@ -29,9 +29,6 @@ func New(pool *redis.Pool, ns string) *Client { return &Client{pool: pool, ns: n
 // Namespace returns the namespace, without its trailing colon.
 func (c *Client) Namespace() string { return c.ns }
 
-// Pool returns the connection pool.
-func (c *Client) Pool() *redis.Pool { return c.pool }
-
 func (c *Client) do(ctx context.Context, cmd string, args ...interface{}) (interface{}, error) {
 	conn, err := c.pool.GetContext(ctx)
 	if err != nil {
