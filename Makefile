@@ -7,7 +7,7 @@ REDIS_URL ?= redis://127.0.0.1:6379/0
 QUEUES   ?= *
 HANDLERS ?= ./handlers
 
-.PHONY: build handlers run test check vet fmt bench redis clean faults fuzz
+.PHONY: build handlers run test check vet fmt redis-imports bench redis clean faults fuzz
 
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/resqued
@@ -32,7 +32,13 @@ redis:
 test: check
 	$(GO) test -race -count=1 -timeout=600s ./...
 
-check: fmt vet
+check: fmt vet redis-imports
+
+# redis-imports fails when a package other than pkg/queue, pkg/status and
+# pkg/redisurl imports the Redis client (tests and test helpers excepted):
+# pkg/queue is the one door to Redis.
+redis-imports:
+	@scripts/check-redis-imports.sh
 
 fmt:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
