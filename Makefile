@@ -7,7 +7,7 @@ REDIS_URL ?= redis://127.0.0.1:6379/0
 QUEUES   ?= *
 HANDLERS ?= ./handlers
 
-.PHONY: build handlers run test check vet fmt tracked hooks screenshots bench redis clean faults fuzz
+.PHONY: build handlers run test check vet fmt tracked redis-imports hooks screenshots bench redis clean faults fuzz
 
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/resqued
@@ -32,7 +32,7 @@ redis:
 test: check
 	$(GO) test -race -count=1 -timeout=600s ./...
 
-check: fmt vet tracked
+check: fmt vet redis-imports tracked
 
 # tracked fails when git tracks build output (an executable, an archive)
 # or a docs image no document uses. `make hooks` runs the same check on
@@ -50,6 +50,12 @@ screenshots:
 	rm -rf bin/screenshots && mkdir -p bin/screenshots
 	RESQUED_ARTIFACTS=$(CURDIR)/bin/screenshots $(GO) test -count=1 -run '^TestBrowser_Dashboard$$' ./e2e/
 	cp bin/screenshots/overview.png bin/screenshots/failed.png docs/screenshots/
+
+# redis-imports fails when a package other than pkg/queue, pkg/status and
+# pkg/redisurl imports the Redis client (tests and test helpers excepted):
+# pkg/queue is the one door to Redis.
+redis-imports:
+	@scripts/check-redis-imports.sh
 
 fmt:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \

@@ -18,11 +18,9 @@ import (
 	"time"
 
 	"github.com/gomodule/redigo/redis"
-	"github.com/hashicorp/go-hclog"
 
 	"github.com/resqued/resqued/internal/faultproxy"
 	"github.com/resqued/resqued/internal/redistest"
-	"github.com/resqued/resqued/pkg/delayed"
 	"github.com/resqued/resqued/pkg/queue"
 	"github.com/resqued/resqued/pkg/status"
 )
@@ -211,12 +209,11 @@ func payload(j jobSpec) []byte {
 func (c *cluster) enqueue(specs []jobSpec) {
 	ctx := context.Background()
 	qc := queue.New(c.pool, ns)
-	sch := delayed.New(c.pool, ns, hclog.NewNullLogger())
 	for _, j := range specs {
 		opt := queue.EnqueueOptions{Track: j.Tracked, ID: j.ID()}
 		var err error
 		if j.Delayed {
-			err = sch.Delay(ctx, time.Now().Add(time.Duration(c.rng.Intn(3000))*time.Millisecond), j.Queue, payload(j), opt)
+			err = qc.Delay(ctx, time.Now().Add(time.Duration(c.rng.Intn(3000))*time.Millisecond), j.Queue, payload(j), opt)
 		} else {
 			err = qc.Enqueue(ctx, j.Queue, payload(j), opt)
 		}

@@ -6,11 +6,12 @@ import (
 	"strings"
 	"time"
 
-	"github.com/gomodule/redigo/redis"
 	"github.com/hashicorp/go-hclog"
 	"github.com/urfave/cli/v2"
 
+	"github.com/resqued/resqued/pkg/queue"
 	"github.com/resqued/resqued/pkg/redisurl"
+	"github.com/resqued/resqued/pkg/status"
 )
 
 // connFlags are the flags every command that talks to Redis takes.
@@ -37,22 +38,32 @@ func redisURL(c *cli.Context) string {
 	return redisurl.Default
 }
 
-// connect is how every command reaches Redis: the pool for the chosen
+// redisClients are what a command reaches Redis through: pkg/queue for
+// jobs, workers, stats, failures and delayed items, pkg/status for
+// statuses, both on one connection pool. Close closes the pool.
+type redisClients struct {
+	queue  *queue.Client
+	status *status.Tracker
+	Close  func() error
+}
+
+// connect is how every command reaches Redis: a pool for the chosen
 // server (at debug level every command is logged) and the namespace its
 // keys live under. The namespace is kept without the colon resqued adds
 // itself, and php-resque's PREFIX carries one ("resque:"): it is trimmed
 // here, once, so that every command (the daemon, enqueue, status, stats,
 // failed, delayed, web) names the same keys whichever spelling was given.
-func connect(c *cli.Context, log hclog.Logger) (pool *redis.Pool, ns string, err error) {
+func connect(c *cli.Context, log hclog.Logger) (*redisClients, error) {
 	var opt redisurl.Options
 	if log != nil && log.IsDebug() {
 		opt.CommandLog = log.Named("redis").StandardLogger(&hclog.StandardLoggerOptions{ForceLevel: hclog.Debug})
 	}
-	pool, err = redisurl.NewPool(redisURL(c), opt)
+	pool, err := redisurl.NewPool(redisURL(c), opt)
 	if err != nil {
-		return nil, "", &usageError{msg: err.Error(), hint: "resqued --redis redis://127.0.0.1:6379/0"}
+		return nil, &usageError{msg: err.Error(), hint: "resqued --redis redis://127.0.0.1:6379/0"}
 	}
-	return pool, strings.TrimSuffix(c.String("namespace"), ":"), nil
+	ns := strings.TrimSuffix(c.String("namespace"), ":")
+	return &redisClients{queue: queue.New(pool, ns), status: status.New(pool, ns), Close: pool.Close}, nil
 }
 
 // newLogger builds the root logger. Resque's VERBOSE and VVERBOSE are on

@@ -8,11 +8,11 @@ import (
 	"sync"
 	"time"
 
-	"github.com/gomodule/redigo/redis"
 	"github.com/hashicorp/go-hclog"
 	"github.com/urfave/cli/v2"
 
 	"github.com/resqued/resqued/pkg/delayed"
+	"github.com/resqued/resqued/pkg/queue"
 	"github.com/resqued/resqued/pkg/recurring"
 	"github.com/resqued/resqued/pkg/worker"
 )
@@ -50,12 +50,12 @@ func delayedListAction(c *cli.Context) error {
 	if c.NArg() > 0 {
 		return &usageError{msg: "delayed list: takes no arguments", hint: "resqued delayed list --json"}
 	}
-	pool, ns, err := connect(c, nil)
+	rc, err := connect(c, nil)
 	if err != nil {
 		return err
 	}
-	defer pool.Close()
-	items, err := delayed.New(pool, ns, nil).List(c.Context, c.Int("limit"))
+	defer rc.Close()
+	items, err := rc.queue.ListDelayed(c.Context, c.Int("limit"))
 	if err != nil {
 		return err
 	}
@@ -110,9 +110,9 @@ func delayTime(c *cli.Context) (at time.Time, ok bool, err error) {
 
 // startScheduler runs the delayed-job loop until the returned function is
 // called, which waits for it to stop.
-func startScheduler(ctx context.Context, pool *redis.Pool, ns string, log hclog.Logger) (stop func()) {
+func startScheduler(ctx context.Context, q *queue.Client, log hclog.Logger) (stop func()) {
 	ctx, cancel := context.WithCancel(ctx)
-	s := delayed.New(pool, ns, log)
+	s := delayed.New(q, log)
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() { defer wg.Done(); s.Run(ctx) }()
@@ -123,13 +123,13 @@ func startScheduler(ctx context.Context, pool *redis.Pool, ns string, log hclog.
 // delayed-job loop (--scheduler) and the recurring schedule (--schedule).
 func startBackground(c *cli.Context, cfg worker.Config) (stop func(), err error) {
 	var stops []func()
-	stopWeb, err := serveDaemonWeb(c, cfg.Queue, cfg.Logger)
+	stopWeb, err := serveDaemonWeb(c, cfg.Queue, cfg.Status, cfg.Logger)
 	if err != nil {
 		return nil, err
 	}
 	stops = append(stops, stopWeb)
 	if c.Bool("scheduler") {
-		stops = append(stops, startScheduler(c.Context, cfg.Queue.Pool(), cfg.Queue.Namespace(), cfg.Logger.ResetNamed("resqued.scheduler")))
+		stops = append(stops, startScheduler(c.Context, cfg.Queue, cfg.Logger.ResetNamed("resqued.scheduler")))
 	}
 	if path := c.String("schedule"); path != "" {
 		sched, err := recurring.Load(path)

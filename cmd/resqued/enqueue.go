@@ -9,10 +9,8 @@ import (
 	"io"
 	"time"
 
-	"github.com/gomodule/redigo/redis"
 	"github.com/urfave/cli/v2"
 
-	"github.com/resqued/resqued/pkg/delayed"
 	"github.com/resqued/resqued/pkg/queue"
 	"github.com/resqued/resqued/pkg/runner"
 	"github.com/resqued/resqued/pkg/status"
@@ -75,22 +73,22 @@ func enqueueAction(c *cli.Context) error {
 	if err != nil {
 		return &usageError{msg: "enqueue: " + err.Error()}
 	}
-	pool, ns, err := connect(c, nil)
+	rc, err := connect(c, nil)
 	if err != nil {
 		return err
 	}
-	defer pool.Close()
+	defer rc.Close()
 	opt := queue.EnqueueOptions{Track: c.Bool("track") || c.Bool("wait"), ID: id}
 	if later {
-		err = delayed.New(pool, ns, nil).Delay(c.Context, at, q, payload, opt)
+		err = rc.queue.Delay(c.Context, at, q, payload, opt)
 	} else {
-		err = queue.New(pool, ns).Enqueue(c.Context, q, payload, opt)
+		err = rc.queue.Enqueue(c.Context, q, payload, opt)
 	}
 	if err != nil {
 		return err
 	}
 	if c.Bool("wait") {
-		return waitFor(c, status.New(pool, ns), id)
+		return waitFor(c, rc.status, id)
 	}
 	fmt.Fprintln(c.App.Writer, id)
 	return nil
@@ -176,10 +174,9 @@ type bulkJob struct {
 }
 
 // enqueueStdin is enqueue --stdin: JSON lines in, one id per line out.
-// Each batch is one MULTI/EXEC holding one SADD of its queues and one
-// RPUSH per run of consecutive jobs for the same queue, so every job's
-// SADD and RPUSH are applied together, in input order, and a batch
-// costs one round trip.
+// Each batch is one MULTI/EXEC (queue.Bulk), so every job's SADD and
+// RPUSH are applied together, in input order, and a batch costs one
+// round trip.
 func enqueueStdin(c *cli.Context) error {
 	const hint = `printf '%s\n' '{"class":"Resize","args":[42],"queue":"images"}' | resqued enqueue --stdin`
 	switch {
@@ -194,16 +191,16 @@ func enqueueStdin(c *cli.Context) error {
 	if err := queue.ValidateQueueName(defQueue); err != nil {
 		return &usageError{msg: "enqueue --stdin: --queue: " + err.Error(), hint: hint}
 	}
-	pool, ns, err := connect(c, nil)
+	rc, err := connect(c, nil)
 	if err != nil {
 		return err
 	}
-	defer pool.Close()
-	conn, err := pool.GetContext(c.Context)
+	defer rc.Close()
+	bulk, err := rc.queue.Bulk(c.Context)
 	if err != nil {
 		return fmt.Errorf("enqueue --stdin: %w", err)
 	}
-	defer conn.Close()
+	defer bulk.Close()
 
 	track, quiet := c.Bool("track"), c.Bool("quiet")
 	out := bufio.NewWriterSize(c.App.Writer, 64<<10)
@@ -222,7 +219,7 @@ func enqueueStdin(c *cli.Context) error {
 		if len(batch) == 0 {
 			return nil
 		}
-		if err := sendBatch(conn, ns, batch, track); err != nil {
+		if err := bulk.Enqueue(bulkJobs(batch), track); err != nil {
 			out.Flush()
 			return fmt.Errorf("enqueue --stdin: batch of lines %d-%d: %w (the %d jobs before it were enqueued)",
 				batchFirst, batchLast, err, done)
@@ -319,59 +316,12 @@ func parseBulkLine(line []byte, defQueue string) (bulkJob, error) {
 	return bulkJob{queue: q, id: id, payload: payload}, nil
 }
 
-// sendBatch enqueues batch in one transaction and one round trip.
-func sendBatch(conn redis.Conn, ns string, batch []bulkJob, track bool) error {
-	seen := map[string]bool{}
-	sadd := []interface{}{queue.QueuesKey(ns)}
-	for _, j := range batch {
-		if !seen[j.queue] {
-			seen[j.queue] = true
-			sadd = append(sadd, j.queue)
-		}
+// bulkJobs hands batch to pkg/queue, which enqueues it in one
+// transaction and one round trip.
+func bulkJobs(batch []bulkJob) []queue.BulkJob {
+	jobs := make([]queue.BulkJob, len(batch))
+	for i, j := range batch {
+		jobs[i] = queue.BulkJob{Queue: j.queue, ID: j.id, Payload: j.payload}
 	}
-	_ = conn.Send("MULTI")
-	if track {
-		initial := status.Initial(time.Now())
-		for _, j := range batch {
-			_ = conn.Send("SET", status.Key(ns, j.id), initial)
-		}
-	}
-	_ = conn.Send("SADD", sadd...)
-	for i := 0; i < len(batch); {
-		k := i + 1
-		for k < len(batch) && batch[k].queue == batch[i].queue {
-			k++
-		}
-		args := make([]interface{}, 0, 1+k-i)
-		args = append(args, queue.QueueKey(ns, batch[i].queue))
-		for _, j := range batch[i:k] {
-			args = append(args, j.payload)
-		}
-		_ = conn.Send("RPUSH", args...)
-		i = k
-	}
-	_ = conn.Send("EXEC")
-	replies, err := redis.Values(conn.Do(""))
-	if err != nil {
-		return fmt.Errorf("%w; whether the batch was enqueued is unknown", err)
-	}
-	// A command refused while queueing makes EXEC fail (EXECABORT) and
-	// nothing is applied; report the first error Redis gave.
-	for _, r := range replies {
-		if e, ok := r.(redis.Error); ok {
-			return fmt.Errorf("%w; the batch was not enqueued", e)
-		}
-	}
-	results, _ := replies[len(replies)-1].([]interface{})
-	if results == nil {
-		return errors.New("transaction aborted; the batch was not enqueued")
-	}
-	// Redis does not roll a transaction back when one of its commands
-	// fails as it runs (a queue key that is not a list): say so.
-	for _, r := range results {
-		if e, ok := r.(redis.Error); ok {
-			return fmt.Errorf("%w; the batch's other commands were applied", e)
-		}
-	}
-	return nil
+	return jobs
 }

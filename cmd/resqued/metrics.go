@@ -41,7 +41,7 @@ func serveMetrics(c *cli.Context, cfg *worker.Config, withJobs bool) (stop func(
 		return nil, &usageError{msg: fmt.Sprintf("--metrics %s: %v", addr, err), hint: "--metrics 127.0.0.1:9187"}
 	}
 	srv := &http.Server{
-		Handler:           metrics.Mux(reg, cfg.Queue.Pool()),
+		Handler:           metrics.Mux(reg, cfg.Queue),
 		ReadHeaderTimeout: 10 * time.Second,
 	}
 	log := cfg.Logger.ResetNamed("resqued.metrics")

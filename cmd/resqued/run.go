@@ -18,7 +18,6 @@ import (
 	"github.com/resqued/resqued/pkg/redisurl"
 	"github.com/resqued/resqued/pkg/retry"
 	"github.com/resqued/resqued/pkg/runner"
-	"github.com/resqued/resqued/pkg/status"
 	"github.com/resqued/resqued/pkg/supervisor"
 	"github.com/resqued/resqued/pkg/worker"
 )
@@ -209,7 +208,7 @@ func workerConfig(c *cli.Context) (worker.Config, error) {
 	if err != nil {
 		return worker.Config{}, &usageError{msg: err.Error(), hint: "resqued --handlers ./handlers"}
 	}
-	pool, ns, err := connect(c, log)
+	rc, err := connect(c, log)
 	if err != nil {
 		return worker.Config{}, err
 	}
@@ -229,8 +228,8 @@ func workerConfig(c *cli.Context) (worker.Config, error) {
 		return worker.Config{}, &usageError{msg: "--max-redeliveries 0 would fail every job whose worker died; want at least 1, or -1 for no limit", hint: "--max-redeliveries 3"}
 	}
 	return worker.Config{
-		Queue:    queue.New(pool, ns),
-		Status:   status.New(pool, ns),
+		Queue:    rc.queue,
+		Status:   rc.status,
 		Runner:   run,
 		Queues:   specs,
 		Interval: interval,

@@ -136,11 +136,11 @@ func doing(w queue.WorkerInfo) string {
 // adminClient connects to Redis for an operator command; done closes the
 // pool.
 func adminClient(c *cli.Context) (*queue.Client, func(), error) {
-	pool, ns, err := connect(c, nil)
+	rc, err := connect(c, nil)
 	if err != nil {
 		return nil, nil, err
 	}
-	return queue.New(pool, ns), func() { pool.Close() }, nil
+	return rc.queue, func() { rc.Close() }, nil
 }
 
 func newTable(w io.Writer) *tabwriter.Writer { return tabwriter.NewWriter(w, 0, 4, 2, ' ', 0) }

@@ -28,12 +28,12 @@ func statusAction(c *cli.Context) error {
 	if token == "" || c.NArg() > 1 {
 		return &usageError{msg: "status: want exactly one TOKEN", hint: "resqued status 3f2a... (the id enqueue --track printed)"}
 	}
-	pool, ns, err := connect(c, nil)
+	rc, err := connect(c, nil)
 	if err != nil {
 		return err
 	}
-	defer pool.Close()
-	t := status.New(pool, ns)
+	defer rc.Close()
+	t := rc.status
 	if c.Bool("stop") {
 		return notTracked(t.Stop(c.Context, token))
 	}

@@ -16,7 +16,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/urfave/cli/v2"
 
-	"github.com/resqued/resqued/pkg/delayed"
 	"github.com/resqued/resqued/pkg/metrics"
 	"github.com/resqued/resqued/pkg/queue"
 	"github.com/resqued/resqued/pkg/status"
@@ -52,14 +51,14 @@ func webAction(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	pool, ns, err := connect(c, log)
+	rc, err := connect(c, log)
 	if err != nil {
 		return err
 	}
-	defer pool.Close()
+	defer rc.Close()
 	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	stopWeb, err := serveWeb(c, c.String("listen"), queue.New(pool, ns), log)
+	stopWeb, err := serveWeb(c, c.String("listen"), rc.queue, rc.status, log)
 	if err != nil {
 		return err
 	}
@@ -77,7 +76,7 @@ func webHostFlag() cli.Flag {
 // serveWeb serves the dashboard, plus GET /metrics (the Redis-side
 // metrics) and GET /healthz, on addr until the returned function is
 // called: for resqued web, and for the daemon's --web.
-func serveWeb(c *cli.Context, addr string, q *queue.Client, log hclog.Logger) (stop func(), err error) {
+func serveWeb(c *cli.Context, addr string, q *queue.Client, st *status.Tracker, log hclog.Logger) (stop func(), err error) {
 	auth := c.String("web-auth")
 	if auth != "" && !strings.Contains(auth, ":") {
 		return nil, &usageError{msg: "web: --web-auth wants USER:PASS", hint: "--web-auth admin:s3cret"}
@@ -96,18 +95,16 @@ func serveWeb(c *cli.Context, addr string, q *queue.Client, log hclog.Logger) (s
 	if err != nil {
 		return nil, err
 	}
-	pool, ns := q.Pool(), q.Namespace()
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(metrics.NewCollector(q))
 	handler := web.New(web.Config{
-		Queue:     q,
-		Scheduler: delayed.New(pool, ns, log),
-		Status:    status.New(pool, ns),
-		Auth:      auth,
-		Hosts:     hosts,
-		Metrics:   metrics.Handler(reg),
-		Healthz:   metrics.Healthz(pool),
-		Logger:    log.Named("web"),
+		Queue:   q,
+		Status:  st,
+		Auth:    auth,
+		Hosts:   hosts,
+		Metrics: metrics.Handler(reg),
+		Healthz: metrics.Healthz(q),
+		Logger:  log.Named("web"),
 	})
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
@@ -182,9 +179,9 @@ func daemonWebFlags() []cli.Flag {
 }
 
 // serveDaemonWeb starts the dashboard for --web, if asked for.
-func serveDaemonWeb(c *cli.Context, q *queue.Client, log hclog.Logger) (stop func(), err error) {
+func serveDaemonWeb(c *cli.Context, q *queue.Client, st *status.Tracker, log hclog.Logger) (stop func(), err error) {
 	if c.String("web") == "" {
 		return func() {}, nil
 	}
-	return serveWeb(c, c.String("web"), q, log)
+	return serveWeb(c, c.String("web"), q, st, log)
 }

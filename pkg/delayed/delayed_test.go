@@ -46,8 +46,8 @@ func TestScheduler_RubyLayout(t *testing.T) {
 
 	// Delay in another namespace writes identical keys and bytes.
 	ns2 := ns + "-go"
-	s2 := delayed.New(srv.Pool(t), ns2, hclog.NewNullLogger())
-	if err := s2.Delay(context.Background(), time.Unix(ts-1, 1), "mail", []byte(`{"class":"SendMail","args":[42,"x"]}`)); err != nil {
+	q2 := queue.New(srv.Pool(t), ns2)
+	if err := q2.Delay(context.Background(), time.Unix(ts-1, 1), "mail", []byte(`{"class":"SendMail","args":[42,"x"]}`), queue.EnqueueOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	if got := strs(t, srv.Do(t, "LRANGE", queue.DelayedKey(ns2, ts), 0, -1)); len(got) != 1 || got[0] != item {
@@ -63,7 +63,7 @@ func TestScheduler_RubyLayout(t *testing.T) {
 		t.Fatalf("DelayedKey = %q, want %q", got, want)
 	}
 
-	s := delayed.New(srv.Pool(t), ns, nil)
+	s := delayed.New(queue.New(srv.Pool(t), ns), hclog.NewNullLogger())
 	n, err := s.MoveDue(context.Background(), time.Unix(ts, 0))
 	if err != nil || n != 1 {
 		t.Fatalf("MoveDue = %d, %v; want 1", n, err)
@@ -84,26 +84,27 @@ func TestScheduler_RubyLayout(t *testing.T) {
 func TestScheduler_DelayMoveDue(t *testing.T) {
 	srv := redistest.Start(t)
 	ns := redistest.Namespace(t)
-	s := delayed.New(srv.Pool(t), ns, nil)
+	qc := queue.New(srv.Pool(t), ns)
+	s := delayed.New(qc, hclog.NewNullLogger())
 	ctx := context.Background()
 	now := time.Unix(1800000000, 0)
 	id := queue.NewID()
 	payload, _ := queue.Encode("Resize", []byte(`[{"w":1e700},[]]`), id)
-	if err := s.Delay(ctx, now.Add(-time.Second), "images", payload, queue.EnqueueOptions{Track: true, ID: id}); err != nil {
+	if err := qc.Delay(ctx, now.Add(-time.Second), "images", payload, queue.EnqueueOptions{Track: true, ID: id}); err != nil {
 		t.Fatal(err)
 	}
 	later, _ := queue.Encode("Later", []byte(`[]`), "")
-	if err := s.Delay(ctx, now.Add(time.Hour), "images", later); err != nil {
+	if err := qc.Delay(ctx, now.Add(time.Hour), "images", later, queue.EnqueueOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	if !exists(t, srv, ns+":job:"+id+":status") {
 		t.Fatal("no status for tracked delayed job")
 	}
-	list, err := s.List(ctx, 0)
+	list, err := qc.ListDelayed(ctx, 0)
 	if err != nil || len(list) != 2 || list[0].Class != "Resize" || list[0].ID != id || list[1].Class != "Later" || list[1].Queue != "images" {
 		t.Fatalf("List = %+v, %v", list, err)
 	}
-	if l, _ := s.List(ctx, 1); len(l) != 1 {
+	if l, _ := qc.ListDelayed(ctx, 1); len(l) != 1 {
 		t.Fatalf("List(1) gave %d", len(l))
 	}
 
@@ -117,7 +118,7 @@ func TestScheduler_DelayMoveDue(t *testing.T) {
 	}
 	// Not yet due: stays, with all its keys.
 	ts := now.Add(time.Hour).Unix()
-	item, _ := delayed.Item("images", later)
+	item, _ := queue.DelayedItem("images", later)
 	if !exists(t, srv, queue.DelayedKey(ns, ts)) || !exists(t, srv, queue.TimestampsKey(ns, string(item))) {
 		t.Fatal("not-yet-due job's keys are gone")
 	}
@@ -140,7 +141,7 @@ func TestScheduler_NoQueueLeftInPlace(t *testing.T) {
 	ns := redistest.Namespace(t)
 	srv.Do(t, "RPUSH", ns+":delayed:100", `{"class":"X","args":[]}`, `{"class":"Y","args":[],"queue":"q"}`)
 	srv.Do(t, "ZADD", ns+":delayed_queue_schedule", 100, 100)
-	s := delayed.New(srv.Pool(t), ns, nil)
+	s := delayed.New(queue.New(srv.Pool(t), ns), hclog.NewNullLogger())
 	n, err := s.MoveDue(context.Background(), time.Unix(200, 0))
 	if err != nil || n != 1 {
 		t.Fatalf("MoveDue = %d, %v", n, err)
@@ -161,7 +162,7 @@ func TestScheduler_ExactlyOnce(t *testing.T) {
 	defer conn.Close()
 	for i := 0; i < jobs; i++ {
 		p, _ := queue.Encode("Job", []byte(fmt.Sprintf("[%d]", i)), queue.NewID())
-		item, err := delayed.Item("q", p)
+		item, err := queue.DelayedItem("q", p)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -179,7 +180,7 @@ func TestScheduler_ExactlyOnce(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			s := delayed.New(srv.Pool(t), ns, nil)
+			s := delayed.New(queue.New(srv.Pool(t), ns), hclog.NewNullLogger())
 			for {
 				n, err := s.MoveDue(ctx, time.Now())
 				if err != nil {
@@ -219,7 +220,7 @@ func TestScheduler_ExactlyOnce(t *testing.T) {
 }
 
 // TestScheduler_OtherWriters: items whose "queue" is last lose it byte for
-// byte (resqued's retries sort their keys); others are pushed unchanged.
+// byte (as resqued writes every item); others are pushed unchanged.
 func TestScheduler_OtherWriters(t *testing.T) {
 	srv := redistest.Start(t)
 	ns := redistest.Namespace(t)
@@ -238,7 +239,7 @@ func TestScheduler_OtherWriters(t *testing.T) {
 		srv.Do(t, "SADD", queue.TimestampsKey(ns, it), "delayed:50")
 	}
 	srv.Do(t, "ZADD", queue.DelayedScheduleKey(ns), 50, 50)
-	n, err := delayed.New(srv.Pool(t), ns, nil).MoveDue(context.Background(), time.Unix(50, 0))
+	n, err := delayed.New(queue.New(srv.Pool(t), ns), hclog.NewNullLogger()).MoveDue(context.Background(), time.Unix(50, 0))
 	if err != nil || n != 3 {
 		t.Fatalf("MoveDue = %d, %v", n, err)
 	}

@@ -1,6 +1,9 @@
-// Package delayed owns resque-scheduler's delayed-job layout and the
-// loop that moves due delayed jobs onto their queues. It knows nothing
-// about processes or handlers: pkg/queue owns the queues the jobs land on.
+// Package delayed owns the loop that moves due delayed jobs onto their
+// queues: when to look, how much to move at a time, what to log while
+// Redis is away. It does no Redis I/O of its own: pkg/queue owns
+// resque-scheduler's delayed-job layout, writes delayed items
+// (Client.Delay, Client.RetryJob), lists them (Client.ListDelayed) and
+// holds the script that moves them (Client.MoveDelayed).
 //
 // The layout is resque-scheduler's (lib/resque/scheduler/delaying_extensions.rb),
 // byte for byte, so a Ruby Resque.enqueue_at job is run by resqued and a
@@ -11,9 +14,9 @@
 //	resque:delayed:<ts>               list    items {"class","args","queue"} due at ts
 //	resque:timestamps:<item>          set     "delayed:<ts>" for each list holding item
 //
-// An item written by resqued keeps the payload's other fields ("id")
-// between "args" and "queue"; one without them is exactly what Ruby's
-// Resque.enqueue_at_with_queue writes.
+// An item written by resqued keeps the payload's bytes, other fields
+// ("id") and all, and adds "queue" last (queue.DelayedItem); one without
+// other fields is exactly what Ruby's Resque.enqueue_at_with_queue writes.
 //
 // MoveDue runs one Lua script per due timestamp, so each item leaves its
 // list, its timestamps entry and (when the list empties) the schedule in

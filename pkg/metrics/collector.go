@@ -4,7 +4,6 @@ import (
 	"context"
 	"time"
 
-	"github.com/gomodule/redigo/redis"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/resqued/resqued/pkg/queue"
@@ -59,7 +58,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	defer c.errors.Collect(ch)
 	ctx, cancel := context.WithTimeout(context.Background(), scrapeTimeout)
 	defer cancel()
-	processed, failed, err := c.counters(ctx)
+	processed, failed, err := c.q.Counters(ctx)
 	if err != nil {
 		c.errors.Inc()
 		return
@@ -93,29 +92,4 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	for s, n := range states {
 		ch <- prometheus.MustNewConstMetric(c.workers, prometheus.GaugeValue, float64(n), s)
 	}
-}
-
-// counters reads stat:processed and stat:failed (missing keys are 0).
-func (c *Collector) counters(ctx context.Context) (processed, failed int, err error) {
-	conn, err := c.q.Pool().GetContext(ctx)
-	if err != nil {
-		return 0, 0, err
-	}
-	defer conn.Close()
-	ns := c.q.Namespace()
-	vs, err := redis.Values(redis.DoContext(conn, ctx, "MGET", queue.StatKey(ns, "processed"), queue.StatKey(ns, "failed")))
-	if err != nil {
-		return 0, 0, err
-	}
-	var p, f *int
-	if _, err := redis.Scan(vs, &p, &f); err != nil {
-		return 0, 0, err
-	}
-	if p != nil {
-		processed = *p
-	}
-	if f != nil {
-		failed = *f
-	}
-	return processed, failed, nil
 }

@@ -5,9 +5,10 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/gomodule/redigo/redis"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/resqued/resqued/pkg/queue"
 )
 
 // Handler serves reg's metrics in the Prometheus exposition format.
@@ -21,13 +22,13 @@ func Handler(reg *prometheus.Registry) http.Handler {
 // healthTimeout is how long Redis has to answer the health check's PING.
 const healthTimeout = time.Second
 
-// Healthz answers 200 "ok" when Redis answers PING within a second, and
-// 503 with the error otherwise.
-func Healthz(pool *redis.Pool) http.HandlerFunc {
+// Healthz answers 200 "ok" when Redis answers q's PING within a second,
+// and 503 with the error otherwise.
+func Healthz(q *queue.Client) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		ctx, cancel := context.WithTimeout(r.Context(), healthTimeout)
 		defer cancel()
-		err := ping(ctx, pool)
+		err := q.Ping(ctx)
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		w.Header().Set("Cache-Control", "no-store")
 		if err != nil {
@@ -39,20 +40,10 @@ func Healthz(pool *redis.Pool) http.HandlerFunc {
 	}
 }
 
-func ping(ctx context.Context, pool *redis.Pool) error {
-	conn, err := pool.GetContext(ctx)
-	if err != nil {
-		return err
-	}
-	defer conn.Close()
-	_, err = redis.DoContext(conn, ctx, "PING")
-	return err
-}
-
 // Mux returns a ServeMux with GET /metrics and GET /healthz.
-func Mux(reg *prometheus.Registry, pool *redis.Pool) *http.ServeMux {
+func Mux(reg *prometheus.Registry, q *queue.Client) *http.ServeMux {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", Handler(reg))
-	mux.Handle("GET /healthz", Healthz(pool))
+	mux.Handle("GET /healthz", Healthz(q))
 	return mux
 }

@@ -132,7 +132,7 @@ func checkInFlight(t *testing.T, reg *prometheus.Registry, want string) {
 func TestHealthz(t *testing.T) {
 	srv := redistest.Start(t)
 	pool := srv.Pool(t)
-	ts := httptest.NewServer(metrics.Mux(prometheus.NewRegistry(), pool))
+	ts := httptest.NewServer(metrics.Mux(prometheus.NewRegistry(), queue.New(pool, "resque")))
 	defer ts.Close()
 	get := func() (int, string) {
 		resp, err := http.Get(ts.URL + "/healthz")

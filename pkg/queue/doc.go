@@ -1,6 +1,10 @@
 // Package queue owns the Resque key layout and every Redis read and write of
-// jobs, queues, workers, stats and failures. It knows nothing about
-// processes: pkg/runner runs handlers, pkg/worker wires the two together.
+// jobs, queues, workers, stats, failures, delayed items and recurring
+// ticks: it is the one door to Redis (with pkg/status for statuses, and
+// pkg/redisurl to dial). pkg/delayed, pkg/recurring, pkg/metrics, pkg/web
+// and cmd/resqued ask it; `make check` fails when another package imports
+// the Redis client. It knows nothing about processes: pkg/runner runs
+// handlers, pkg/worker wires the two together.
 //
 // The layout is Ruby Resque's, byte for byte, so that Ruby Resque,
 // php-resque, goworker and resque-web share a Redis with resqued. With the
@@ -22,10 +26,29 @@
 //	resque:delayed:<ts>           list    delayed items due at <ts>
 //	resque:timestamps:<item>      set     "delayed:<ts>" lists holding <item>
 //	resque:resque-retry:<C>:<id>  string  resque-retry's attempt counter
+//	resque:pruning_dead_workers_in_progress
+//	                              string  the pruner's lock (Ruby Resque)
+//	resque:resqued:owner:<id>     string  the live process's lease on id
+//	resque:resqued:redeliveries:<sha1>
+//	                              string  how often a job was recovered
+//	resque:resqued:schedule:<name>:<tick>
+//	                              string  a recurring tick's lock (ClaimTick)
 //	resque:resqued:delayed-status:<digest>
 //	                              hash    token -> "<ts>:<item>" of tracked
 //	                                      delayed jobs (DelayedStatusKey)
+//	resque:resqued:delayed-status:any
+//	                              string  exists while any of those may
 //
-// All keys are built in keys.go. Writes that touch several keys are one
-// MULTI/EXEC transaction or one Lua script that declares all its keys.
+// Where the I/O lives: enqueue.go (Enqueue, Bulk), fetch.go and finish.go
+// (reserve, outcome), retry.go, delayed.go (Delay, ListDelayed,
+// MoveDelayed), item.go (the one delayed-item encoder), peek.go,
+// counters.go (Counters, Ping), ticklock.go, admin.go (stats, failures),
+// workers.go, heartbeats.go, owner.go, orphan.go, prunelock.go, pause.go,
+// rubycompat.go (what a Ruby scheduler drops).
+//
+// All keys are built in keys.go, those Lua scripts use too: a script gets
+// its keys in KEYS, or, where it learns a key only as it runs (a queue
+// named by a delayed item), a prefix from keys.go in ARGV; a test fails
+// on a Lua string literal that spells a piece of the layout. Writes that
+// touch several keys are one MULTI/EXEC transaction or one Lua script.
 package queue

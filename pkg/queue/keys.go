@@ -16,7 +16,10 @@ func QueuesKey(ns string) string { return ns + ":queues" }
 // QueueKey is the list holding the jobs of queue q.
 func QueueKey(ns, q string) string { return ns + ":queue:" + q }
 
-// QueuePrefix is what QueueKey puts before the queue name.
+// QueuePrefix is what QueueKey puts before the queue name. Scripts that
+// learn a queue's name only as they run (the reserve script strips it
+// from a queue key, the move-due script reads it from a delayed item)
+// get this prefix as an argument, so the layout lives here alone.
 func QueuePrefix(ns string) string { return ns + ":queue:" }
 
 // FailedKey is the list of failure records.
@@ -53,11 +56,21 @@ func PruneLockKey(ns string) string { return ns + ":pruning_dead_workers_in_prog
 func DelayedScheduleKey(ns string) string { return ns + ":delayed_queue_schedule" }
 
 // DelayedKey is the list of items due at Unix time ts.
-func DelayedKey(ns string, ts int64) string { return ns + ":delayed:" + strconv.FormatInt(ts, 10) }
+func DelayedKey(ns string, ts int64) string { return ns + ":" + TimestampsEntry(ts) }
 
 // TimestampsKey is the set of DelayedKey names (without the namespace,
-// "delayed:<ts>") under which the encoded item is stored.
-func TimestampsKey(ns, item string) string { return ns + ":timestamps:" + item }
+// TimestampsEntry) under which the encoded item is stored.
+func TimestampsKey(ns, item string) string { return TimestampsPrefix(ns) + item }
+
+// TimestampsPrefix is what TimestampsKey puts before the item. The
+// move-due script gets it as an argument: it learns the items, and so
+// their timestamps sets, only as it pops them.
+func TimestampsPrefix(ns string) string { return ns + ":timestamps:" }
+
+// TimestampsEntry is the member of an item's TimestampsKey set that
+// names DelayedKey(ns, ts): the key without its namespace, as
+// resque-scheduler writes it ("delayed:<ts>").
+func TimestampsEntry(ts int64) string { return "delayed:" + strconv.FormatInt(ts, 10) }
 
 // ScheduleLockKey is the once-per-tick lock of recurring schedule entry
 // name: the daemon whose SET NX on it succeeds enqueues that tick's job.

@@ -29,9 +29,6 @@ func New(pool *redis.Pool, ns string) *Client { return &Client{pool: pool, ns: n
 // Namespace returns the namespace, without its trailing colon.
 func (c *Client) Namespace() string { return c.ns }
 
-// Pool returns the connection pool.
-func (c *Client) Pool() *redis.Pool { return c.pool }
-
 func (c *Client) do(ctx context.Context, cmd string, args ...interface{}) (interface{}, error) {
 	conn, err := c.pool.GetContext(ctx)
 	if err != nil {
@@ -41,57 +38,30 @@ func (c *Client) do(ctx context.Context, cmd string, args ...interface{}) (inter
 	return conn.Do(cmd, args...)
 }
 
-// EnqueueOptions tune Enqueue.
-type EnqueueOptions struct {
-	// Track creates the php-resque status key for the payload's id, in
-	// the same transaction as the push, so a fast worker's "running"
-	// can never be overwritten by "waiting".
-	Track bool
-	// ID is the job id Track uses; required when Track is set.
-	ID string
-	// Now is the status timestamp; zero means time.Now().
-	Now time.Time
+// initialStatus is php-resque's waiting status of a job tracked from its
+// enqueue at now (zero: time.Now()): the one value every enqueue and
+// delay writes for it.
+func initialStatus(now time.Time) []byte {
+	if now.IsZero() {
+		now = time.Now()
+	}
+	return status.Initial(now)
 }
 
-// Enqueue adds payload to the tail of queue q and q to the queues set, in
-// one transaction.
-func (c *Client) Enqueue(ctx context.Context, q string, payload []byte, opt EnqueueOptions) error {
-	if err := ValidateQueueName(q); err != nil {
-		return err
-	}
-	if opt.Track && opt.ID == "" {
-		return fmt.Errorf("enqueue to %s: tracking needs a job id", q)
-	}
-	conn, err := c.pool.GetContext(ctx)
-	if err != nil {
-		return fmt.Errorf("enqueue to %s: %w", q, err)
-	}
-	defer conn.Close()
-	if err := conn.Send("MULTI"); err != nil {
-		return fmt.Errorf("enqueue to %s: %w", q, err)
-	}
-	if opt.Track {
-		now := opt.Now
-		if now.IsZero() {
-			now = time.Now()
-		}
-		_ = conn.Send("SET", status.Key(c.ns, opt.ID), status.Initial(now))
-	}
-	_ = conn.Send("SADD", QueuesKey(c.ns), q)
-	_ = conn.Send("RPUSH", QueueKey(c.ns, q), payload)
-	if _, err := conn.Do("EXEC"); err != nil {
-		return fmt.Errorf("enqueue to %s: %w", q, err)
-	}
-	return nil
-}
+// queueNameForbidden are the characters a queue name may not hold. The
+// move-due script gets them as a Lua pattern's character class, so they
+// must stay free of Lua's magic characters (^%]-).
+const queueNameForbidden = ",: \t\r\n"
 
 // ValidateQueueName refuses names Resque's tools cannot show: empty ones,
 // and ones with a comma (the worker id separator), colon or whitespace.
+// It is the one queue-name rule: the move-due script applies the same
+// queueNameForbidden to the queues delayed items name.
 func ValidateQueueName(q string) error {
 	if q == "" {
 		return errors.New("queue name is empty")
 	}
-	if strings.ContainsAny(q, ",: \t\r\n") {
+	if strings.ContainsAny(q, queueNameForbidden) {
 		return fmt.Errorf("queue name %q: must not contain a comma, colon or whitespace", q)
 	}
 	return nil

@@ -2,9 +2,7 @@ package queue
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
-	"strconv"
 	"time"
 
 	"github.com/gomodule/redigo/redis"
@@ -17,7 +15,7 @@ import (
 // processed (not failed: only the final failure lands in the failed list,
 // as with resque-retry), leaves worker:<id>, and its next attempt goes into
 // resque-scheduler's delayed set: item ARGV[2] RPUSHed to delayed:<ts>,
-// ts added to delayed_queue_schedule, "delayed:<ts>" to the item's
+// ts added to delayed_queue_schedule, TimestampsEntry(ts) to the item's
 // timestamps set. A tracked job's status goes back to waiting.
 // What a Ruby resque-scheduler drops from the item is kept besides:
 // resque-retry's counter (KEYS[8]) is set to ARGV[7], and the token
@@ -27,7 +25,7 @@ import (
 // KEYS: worker:<id>, stat:processed, stat:processed:<id>, delayed:<ts>,
 // delayed_queue_schedule, timestamps:<item>, the status key, the
 // resque-retry counter, the delayed-status hash, DelayedStatusAnyKey.
-// ARGV: sha, item, ts, "delayed:<ts>", now, tracked, count, ttl, index
+// ARGV: sha, item, ts, TimestampsEntry(ts), now, tracked, count, ttl, index
 // value, token.
 var retryScript = redis.NewScript(10, status.UpdateLua+`
 local cur = redis.call('GET', KEYS[1])
@@ -46,24 +44,6 @@ if ARGV[6] == '1' and resqued_status(KEYS[7], 1, ARGV[5], 0) == 1 then
 end
 return 1
 `)
-
-// RetryItem is the delayed-set item for the next attempt of job j: the
-// payload's own fields (class, args, id, ...) with "attempt" set to
-// attempt and "queue" added, as resque-scheduler stores items. A token
-// Restore found (j.ID, not in the payload) is put back as "id".
-func RetryItem(j *Job, attempt int) ([]byte, error) {
-	var m map[string]json.RawMessage
-	if err := json.Unmarshal(j.Payload, &m); err != nil || m == nil {
-		return nil, fmt.Errorf("retry item: payload is not a JSON object")
-	}
-	m["attempt"] = json.RawMessage(strconv.Itoa(attempt))
-	if _, ok := m["id"]; !ok && j.ID != "" {
-		m["id"], _ = marshal(j.ID)
-	}
-	qb, _ := marshal(j.Queue)
-	m["queue"] = qb
-	return marshal(m)
-}
 
 // RetryJob ends reserved job r and schedules its next attempt (its
 // RetryItem, attempt r.Attempt+1) to be enqueued again at at. It reports
@@ -95,7 +75,7 @@ func (c *Client) RetryJob(ctx context.Context, r *Reserved, at time.Time) (bool,
 		WorkerKey(c.ns, id), StatKey(c.ns, "processed"), WorkerStatKey(c.ns, "processed", id),
 		DelayedKey(c.ns, ts), DelayedScheduleKey(c.ns), TimestampsKey(c.ns, string(item)), status.Key(c.ns, j.ID),
 		countKey, DelayedStatusKey(c.ns, DelayedStatusDigest(j.Queue, j.Class, j.Args)), DelayedStatusAnyKey(c.ns),
-		record, item, ts, "delayed:"+strconv.FormatInt(ts, 10), time.Now().Unix(), tracked,
+		record, item, ts, TimestampsEntry(ts), time.Now().Unix(), tracked,
 		// resque-retry's counter during attempt N is N-1 (see Restore).
 		j.Attempt-1, ttl, DelayedStatusValue(ts, item), j.ID))
 	if err != nil {

@@ -28,7 +28,9 @@ func TestClient_RetryJob(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if string(item) != `{"args":[1],"attempt":2,"class":"A","id":"tok","queue":"q"}` {
+	// The payload's bytes, fields in their order, "attempt" and "queue"
+	// added last.
+	if string(item) != `{"class":"A","args":[1],"id":"tok","attempt":2,"queue":"q"}` {
 		t.Fatalf("item = %s", item)
 	}
 	at := time.Unix(1795800000, 0)

@@ -4,13 +4,11 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"os"
 	"sync"
 	"time"
 
-	"github.com/gomodule/redigo/redis"
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/resqued/resqued/internal/outage"
@@ -34,8 +32,9 @@ const (
 
 // Run enqueues each entry's job at each of its ticks until ctx is done.
 // At a tick, every daemon running the same schedule on the same Redis and
-// namespace tries SET ScheduleLockKey(ns, name, tick) <host:pid:run> NX
-// EX 3600 (or the entry's interval, if longer); only the winner pushes the
+// namespace takes the tick's lock (queue.Client.ClaimTick: SET
+// ScheduleLockKey(ns, name, tick) <host:pid:run> NX EX 3600, or the
+// entry's interval if longer); only the winner pushes the
 // job, so each tick is enqueued once in all. A winner that dies or loses
 // Redis between the SET and the push loses that tick: the other daemons
 // have already given it up and nobody retries it. Conversely, a push whose
@@ -142,21 +141,20 @@ func sleepUntil(ctx context.Context, t time.Time) bool {
 	}
 }
 
-func (r *entryRunner) ttl() int64 {
+func (r *entryRunner) ttl() time.Duration {
 	ttl := lockTTL
 	if r.e.Every > ttl {
 		ttl = r.e.Every
 	}
-	return int64(ttl / time.Second)
+	return ttl
 }
 
 // fire claims tick and, if this daemon wins, enqueues the entry's job.
 func (r *entryRunner) fire(ctx context.Context, tick time.Time, why string) {
-	key := queue.ScheduleLockKey(r.c.Namespace(), r.e.Name, tick.Unix())
-	won, err := withBackoff(ctx, func() (bool, error) { return r.claim(ctx, key) })
+	won, err := withBackoff(ctx, func() (bool, error) { return r.c.ClaimTick(ctx, r.e.Name, tick, r.token, r.ttl()) })
 	if err != nil {
 		if ctx.Err() == nil {
-			r.down.Fail(r.log, fmt.Errorf("take the lock of tick %s: %w", tick.UTC().Format(time.RFC3339), err))
+			r.down.Fail(r.log, err)
 			r.log.Debug("schedule tick lost: cannot take its lock", "tick", tick, "error", err)
 		}
 		return
@@ -190,31 +188,6 @@ func (r *entryRunner) fire(ctx context.Context, tick time.Time, why string) {
 	if r.hook != nil {
 		r.hook(r.e, tick, true)
 	}
-}
-
-// claim tries to take the tick's lock. A lock already holding this run's
-// token is ours: an earlier attempt set it and lost the reply.
-func (r *entryRunner) claim(ctx context.Context, key string) (bool, error) {
-	conn, err := r.c.Pool().GetContext(ctx)
-	if err != nil {
-		return false, err
-	}
-	defer conn.Close()
-	_, err = redis.String(conn.Do("SET", key, r.token, "NX", "EX", r.ttl()))
-	if err == nil {
-		return true, nil
-	}
-	if !errors.Is(err, redis.ErrNil) {
-		return false, err
-	}
-	holder, err := redis.String(conn.Do("GET", key))
-	if errors.Is(err, redis.ErrNil) {
-		return false, nil // expired in between: far too late to count
-	}
-	if err != nil {
-		return false, err
-	}
-	return holder == r.token, nil
 }
 
 // withBackoff calls f up to attempts times, backoffDelay apart, until it

@@ -2,7 +2,6 @@ package web
 
 import (
 	"bytes"
-	"context"
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
@@ -21,10 +20,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/gomodule/redigo/redis"
 	"github.com/hashicorp/go-hclog"
 
-	"github.com/resqued/resqued/pkg/delayed"
 	"github.com/resqued/resqued/pkg/queue"
 	"github.com/resqued/resqued/pkg/status"
 )
@@ -37,9 +34,8 @@ var staticFS embed.FS
 
 // Config is what the dashboard needs.
 type Config struct {
-	Queue     *queue.Client
-	Scheduler *delayed.Scheduler // nil: the Delayed page says so
-	Status    *status.Tracker    // nil: the Status page says so
+	Queue  *queue.Client
+	Status *status.Tracker // nil: the Status page says so
 	// Auth is "user:password" to require HTTP basic auth on every route
 	// but /healthz, or "".
 	Auth string
@@ -398,7 +394,7 @@ func (s *server) queuePeek(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, err)
 		return
 	}
-	raws, err := peek(r.Context(), s.cfg.Queue, name, p.Start, p.Count)
+	raws, err := s.cfg.Queue.Peek(r.Context(), name, p.Start, p.Count)
 	if err != nil {
 		s.fail(w, err)
 		return
@@ -422,21 +418,6 @@ func (s *server) queuePeek(w http.ResponseWriter, r *http.Request) {
 		Jobs  []peekJob
 	}{name, jobs}
 	s.render(w, r, "queue", p)
-}
-
-// peek reads jobs start..start+count-1 of queue q (LRANGE, read only):
-// pkg/queue has no peek of its own.
-func peek(ctx context.Context, c *queue.Client, q string, start, count int) ([][]byte, error) {
-	conn, err := c.Pool().GetContext(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("peek %s: %w", q, err)
-	}
-	defer conn.Close()
-	raws, err := redis.ByteSlices(conn.Do("LRANGE", queue.QueueKey(c.Namespace(), q), start, start+count-1))
-	if err != nil {
-		return nil, fmt.Errorf("peek %s: %w", q, err)
-	}
-	return raws, nil
 }
 
 func (s *server) workers(w http.ResponseWriter, r *http.Request) {
@@ -535,12 +516,7 @@ func (s *server) delayed(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	p := &page{Title: "Delayed", Nav: "delayed", Live: true}
-	if s.cfg.Scheduler == nil {
-		p.Error = "no scheduler configured"
-		s.render(w, r, "delayed", p)
-		return
-	}
-	items, err := s.cfg.Scheduler.List(r.Context(), 500)
+	items, err := s.cfg.Queue.ListDelayed(r.Context(), 500)
 	if err != nil {
 		s.fail(w, err)
 		return

@@ -14,7 +14,6 @@ import (
 
 	"github.com/resqued/resqued/internal/redistest"
 	"github.com/resqued/resqued/internal/resquetest"
-	"github.com/resqued/resqued/pkg/delayed"
 	"github.com/resqued/resqued/pkg/queue"
 	"github.com/resqued/resqued/pkg/status"
 	"github.com/resqued/resqued/pkg/web"
@@ -67,9 +66,8 @@ func startWith(t *testing.T, configure func(*web.Config)) *env {
 
 	pool := srv.Pool(t)
 	cfg := web.Config{
-		Queue:     queue.New(pool, ns),
-		Scheduler: delayed.New(pool, ns, nil),
-		Status:    status.New(pool, ns),
+		Queue:  queue.New(pool, ns),
+		Status: status.New(pool, ns),
 	}
 	configure(&cfg)
 	h := web.New(cfg)
