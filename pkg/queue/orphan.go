@@ -15,21 +15,25 @@ type Orphan struct {
 	// Record is the worker:<id> value that was read; the cleanup only
 	// happens if it is still there, so two pruners never both act.
 	Record []byte
-	// Failure, when set, is pushed to the failed list (Ruby's
-	// Resque::PruneDeadWorkerDirtyExit).
-	Failure *Failure
-	// Requeue, when Failure is nil, puts Payload back at the head of
-	// Queue.
+	// Queue and Payload are the job's, as worker:<id> held them (Payload
+	// is the whole record when it could not be parsed).
 	Queue   string
 	Payload []byte
+	// Fail, when set, fails the job with this outcome (Ruby's
+	// Resque::PruneDeadWorkerDirtyExit). Otherwise Requeue puts Payload
+	// back at the head of Queue; with neither (a paused marker), nothing
+	// becomes of it.
+	Fail    *Outcome
+	Requeue bool
 	// StatusID is the job's status token, if tracked: failed (with the
-	// 24 h TTL) when the job fails, waiting when it is requeued.
+	// 24 h TTL and the failure as its error) when the job fails, waiting
+	// when it is requeued.
 	StatusID string
 	// MaxRedeliveries bounds how often one job is requeued from dead
 	// workers: each requeue counts (RedeliveriesKey), and past the limit
 	// the job fails with Poison instead. Negative means no limit.
 	MaxRedeliveries int
-	Poison          *Failure
+	Poison          *Outcome
 }
 
 // RedeliveriesTTL is how long a job's redelivery count is kept after its
@@ -46,7 +50,8 @@ const RedeliveriesTTL = 7 * 24 * time.Hour
 // 12 the status key, 13 the redelivery count. ARGV: 1 id, 2 record,
 // 3 mode (none, fail, requeue), 4 failure record, 5 payload, 6 token,
 // 7 "1" if tracked, 8 now, 9 max redeliveries (-1: no limit), 10 the
-// poison failure record, 11 the count's TTL, 12 the failed status TTL.
+// poison failure record, 11 the count's TTL, 12 the failed status TTL,
+// 13 and 14 the error the status gets when the job fails or is poison.
 // Returns 1, or 2 when a requeue turned into a poison failure.
 var unregisterDeadScript = redis.NewScript(13, status.UpdateLua+`
 local owner = redis.call('GET', KEYS[10])
@@ -62,11 +67,12 @@ elseif cur ~= ARGV[2] then
 end
 local mode = ARGV[3]
 local rec = ARGV[4]
+local detail = ARGV[13]
 if mode == 'requeue' and tonumber(ARGV[9]) >= 0 then
   local n = redis.call('INCR', KEYS[13])
   redis.call('EXPIRE', KEYS[13], ARGV[11])
   if n > tonumber(ARGV[9]) then
-    mode, rec = 'poison', ARGV[10]
+    mode, rec, detail = 'poison', ARGV[10], ARGV[14]
     redis.call('DEL', KEYS[13])
   end
 end
@@ -74,7 +80,7 @@ if mode == 'fail' or mode == 'poison' then
   redis.call('RPUSH', KEYS[7], rec)
   redis.call('INCRBY', KEYS[8], 1)
   redis.call('INCRBY', KEYS[11], 1)
-  if ARGV[7] == '1' then resqued_status(KEYS[12], 3, ARGV[8], ARGV[12]) end
+  if ARGV[7] == '1' then resqued_status(KEYS[12], 3, ARGV[8], ARGV[12], detail) end
 elseif mode == 'requeue' then
   redis.call('LPUSH', KEYS[9], ARGV[5])
   if ARGV[7] == '1' then resqued_status(KEYS[12], 1, ARGV[8], 0) end
@@ -108,25 +114,35 @@ const (
 // only while nobody holds the id's lease. It returns ErrIDInUse, doing
 // nothing, while another process holds that lease.
 func (c *Client) UnregisterDead(ctx context.Context, id, token string, o *Orphan) (Unregistered, error) {
-	mode, expect, rec, q, payload, sid, maxRe, poison := "none", []byte{}, []byte{}, "", []byte{}, "", -1, []byte{}
+	mode, expect, rec, q, payload, sid, maxRe := "none", []byte{}, []byte{}, "", []byte{}, "", -1
+	poison, detail, poisonDetail := []byte{}, []byte{}, []byte{}
 	if o != nil {
 		expect, q, payload, sid, maxRe = o.Record, o.Queue, o.Payload, o.StatusID, o.MaxRedeliveries
+		// encode is the failed-list record of the job ending as out, and
+		// the error its status gets.
+		encode := func(out *Outcome) (rec, detail []byte, err error) {
+			r := &Reserved{Job: Job{Queue: q, Payload: payload}, Worker: id}
+			if rec, err = out.failure(r).encode(); err != nil {
+				return nil, nil, err
+			}
+			detail, err = out.detail()
+			return rec, detail, err
+		}
 		var err error
 		switch {
-		case o.Failure != nil:
+		case o.Fail != nil:
 			mode = "fail"
-			if rec, err = o.Failure.encode(); err != nil {
-				return NotUnregistered, fmt.Errorf("unregister dead worker %s: %w", id, err)
-			}
-		case q != "":
+			rec, detail, err = encode(o.Fail)
+		case o.Requeue:
 			mode = "requeue"
 			if o.Poison != nil {
-				if poison, err = o.Poison.encode(); err != nil {
-					return NotUnregistered, fmt.Errorf("unregister dead worker %s: %w", id, err)
-				}
+				poison, poisonDetail, err = encode(o.Poison)
 			} else {
 				maxRe = -1
 			}
+		}
+		if err != nil {
+			return NotUnregistered, fmt.Errorf("unregister dead worker %s: %w", id, err)
 		}
 	}
 	tracked := "0"
@@ -144,7 +160,7 @@ func (c *Client) UnregisterDead(ctx context.Context, id, token string, o *Orphan
 		FailedKey(c.ns), StatKey(c.ns, "failed"), QueueKey(c.ns, q), OwnerKey(c.ns, id),
 		StatKey(c.ns, "processed"), status.Key(c.ns, sid), RedeliveriesKey(c.ns, payloadDigest(payload)),
 		id, expect, mode, rec, payload, token, tracked, time.Now().Unix(), maxRe, poison,
-		int(RedeliveriesTTL/time.Second), status.TTLFor(status.Failed)))
+		int(RedeliveriesTTL/time.Second), status.TTLFor(status.Failed), detail, poisonDetail))
 	if err != nil {
 		return NotUnregistered, fmt.Errorf("unregister dead worker %s: %w", id, err)
 	}

@@ -202,7 +202,7 @@ func TestClient_UnregisterDead(t *testing.T) {
 	_ = c.RegisterWorker(ctx, dead, time.Now())
 	r, _ := c.Fetcher(dead).Reserve(ctx, []string{"q"}, queue.ReserveOptions{})
 	raw, _ := c.InFlight(ctx, dead)
-	o := &queue.Orphan{Record: raw, Queue: r.Queue, Payload: r.Payload}
+	o := &queue.Orphan{Record: raw, Queue: r.Queue, Payload: r.Payload, Requeue: true}
 	if ok, err := c.UnregisterDead(ctx, dead, "", o); ok != queue.UnregisteredOK || err != nil {
 		t.Fatalf("first prune = %v %v", ok, err)
 	}

@@ -252,35 +252,33 @@ func (p *Pruner) PruneOne(ctx context.Context, id string, expired bool, token st
 	var o *queue.Orphan
 	outcome := "no job"
 	if raw != nil {
-		o = &queue.Orphan{Record: raw}
 		w, err := queue.ParseWorking(raw)
 		payload, q := []byte(raw), ""
 		if err == nil {
 			payload, q = w.Payload, w.Queue
 		}
+		o = &queue.Orphan{Record: raw, Queue: q, Payload: payload, StatusID: queue.StatusID(payload)}
 		class := "<Unknown Job>"
 		if j, err := queue.Decode(q, payload); err == nil {
 			class = j.Class
 		}
-		o.StatusID = queue.StatusID(payload)
 		switch {
 		case err == nil && w.Paused:
 		case err == nil && p.OnOrphan != "fail" && len(w.Payload) > 0 && w.Payload[0] == '{':
-			o.Queue, o.Payload = w.Queue, w.Payload
+			o.Requeue = true
 			o.MaxRedeliveries = p.maxRedeliveries()
 			if o.MaxRedeliveries >= 0 {
-				o.Poison = queue.NewFailure(time.Now(), payload, ExcDirtyExit, fmt.Sprintf(
+				o.Poison = &queue.Outcome{Exception: ExcDirtyExit, Error: fmt.Sprintf(
 					"Job of class %s was still running when its worker died %d times (redelivered %d times; --max-redeliveries %d): it may be killing its workers",
-					class, o.MaxRedeliveries+1, o.MaxRedeliveries, o.MaxRedeliveries), nil, id, q)
+					class, o.MaxRedeliveries+1, o.MaxRedeliveries, o.MaxRedeliveries)}
 			}
 			outcome = "job requeued"
 		default:
-			exc, msg := ExcDirtyExit, "Job still being processed"
+			fail := &queue.Outcome{Exception: ExcDirtyExit, Error: "Job still being processed"}
 			if expired {
-				exc = ExcPrunedDirtyExit
-				msg = fmt.Sprintf("Worker %s did not gracefully exit while processing %s", id, class)
+				fail = &queue.Outcome{Exception: ExcPrunedDirtyExit, Error: fmt.Sprintf("Worker %s did not gracefully exit while processing %s", id, class)}
 			}
-			o.Failure = queue.NewFailure(time.Now(), payload, exc, msg, nil, id, q)
+			o.Fail = fail
 			outcome = "job failed"
 		}
 	}

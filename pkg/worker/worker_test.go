@@ -325,6 +325,12 @@ func TestPruner_OrphanStatus(t *testing.T) {
 			if err != nil || s.Code != tc.want {
 				t.Errorf("status = %v %v, want %v", s.Code, err, tc.want)
 			}
+			// A failed orphan says why in its status, as a job that failed
+			// while its worker lived does.
+			full, _ := e.st.GetFull(ctx, "tok")
+			if wantErr := map[string]string{"fail": "Resque::DirtyExit: Job still being processed"}[tc.policy]; full.Error != wantErr {
+				t.Errorf("status error = %q, want %q", full.Error, wantErr)
+			}
 			ttl, _ := redis.Int(e.srv.Do(t, "TTL", status.Key(e.ns, "tok")), nil)
 			if tc.ttl != (ttl > 0) {
 				t.Errorf("status TTL = %d, want expiry %v", ttl, tc.ttl)
