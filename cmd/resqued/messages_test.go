@@ -1,0 +1,55 @@
+package main
+
+import (
+	"testing"
+)
+
+// TestBuildArgs_Messages pins what enqueue and try say about a bad
+// --args: the flag, what it is and what it must be.
+func TestBuildArgs_Messages(t *testing.T) {
+	for _, tc := range []struct{ args, want string }{
+		{`{"a":1}`, `--args is a JSON object, not a JSON array`},
+		{`"x"`, `--args is a JSON string, not a JSON array`},
+		{`42`, `--args is a JSON number, not a JSON array`},
+		{`null`, `--args is null, not a JSON array`},
+		{`hello`, `--args is not valid JSON: found 'h' at byte 1, where a value was expected`},
+		{`thing`, `--args is not valid JSON: found 'h' at byte 2, in a word that is not true, false or null; text must be in double quotes`},
+		{`[1, two]`, `--args is not valid JSON: found 'w' at byte 6, in a word that is not true, false or null; text must be in double quotes`},
+		{`[1`, `--args is not valid JSON: it ends after 2 bytes, before the JSON value is complete`},
+	} {
+		_, err := buildArgs(tc.args, nil)
+		if err == nil {
+			t.Errorf("--args %s: no error", tc.args)
+			continue
+		}
+		if got := err.Error(); got != tc.want {
+			t.Errorf("--args %s:\n got %s\nwant %s", tc.args, got, tc.want)
+		}
+	}
+}
+
+// TestParseBulkLine_Messages pins what enqueue --stdin says about a bad
+// line.
+func TestParseBulkLine_Messages(t *testing.T) {
+	for _, tc := range []struct{ line, want string }{
+		{`not json`, `line 3 is not valid JSON: found 'o' at byte 2, in a word that is not true, false or null; text must be in double quotes`},
+		{`[1]`, `line 3 is a JSON array, not an object {"class":"C","args":[...],"queue":"q"}`},
+		{`{"class":"A","qeue":"typo"}`, `line 3 has an unknown field "qeue"; a line has only "class", "args" and "queue"`},
+		{`{"class":42}`, `line 3: "class" is a JSON number, not a string`},
+		{`{"args":[]}`, `line 3 has no "class"; want an object {"class":"C","args":[...],"queue":"q"}`},
+		{`{"class":"../etc/passwd"}`, `line 3: invalid class name "../etc/passwd": a class name is Ruby constants joined by "::" (letters, digits, _), with no "/"`},
+		{`{"class":"A","args":{"not":"array"}}`, `line 3: "args" is a JSON object, not an array`},
+		{`{"class":"A","args":null}`, `line 3: "args" is null, not an array`},
+		{`{"class":"A","queue":"a,b"}`, `line 3: queue name "a,b": must not contain a comma, colon or whitespace`},
+		{`{"class":"A"} {"class":"B"}`, `line 3 has more than one JSON value; want one JSON object per line`},
+	} {
+		_, err := parseBulkLine([]byte(tc.line), 3, "default")
+		if err == nil {
+			t.Errorf("%s: no error", tc.line)
+			continue
+		}
+		if got := err.Error(); got != tc.want {
+			t.Errorf("%s:\n got %s\nwant %s", tc.line, got, tc.want)
+		}
+	}
+}
