@@ -1,7 +1,13 @@
 package main
 
 import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
+
+	"github.com/resqued/resqued/pkg/runner"
 )
 
 // TestBuildArgs_Messages pins what enqueue and try say about a bad
@@ -50,6 +56,42 @@ func TestParseBulkLine_Messages(t *testing.T) {
 		}
 		if got := err.Error(); got != tc.want {
 			t.Errorf("%s:\n got %s\nwant %s", tc.line, got, tc.want)
+		}
+	}
+}
+
+// TestHandlersDirError_Messages: the message says where resqued looked
+// (absolute) and the hint how to point it elsewhere, never the default
+// that just failed.
+func TestHandlersDirError_Messages(t *testing.T) {
+	tmp := t.TempDir()
+	file := filepath.Join(tmp, "file")
+	if err := os.WriteFile(file, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cwd, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	const hint = " --handlers DIR (or RESQUED_HANDLERS=DIR), DIR holding one executable per job class"
+	for _, tc := range []struct{ prefix, invocation, dir, msg string }{
+		{"handlers: ", "resqued handlers", "./handlers", "handlers: no handlers directory at " + filepath.Join(cwd, "handlers") + " (--handlers ./handlers)"},
+		{"try: ", "resqued try", filepath.Join(tmp, "none"), "try: no handlers directory at " + filepath.Join(tmp, "none") + " (--handlers " + filepath.Join(tmp, "none") + ")"},
+		{"", "resqued", file, file + " is not a directory (--handlers " + file + ")"},
+	} {
+		_, rerr := runner.New(runner.Config{Dir: tc.dir})
+		if rerr == nil {
+			t.Fatalf("runner.New(%q) succeeded", tc.dir)
+		}
+		var ue *usageError
+		if !errors.As(handlersDirError(tc.prefix, tc.invocation, tc.dir, rerr), &ue) {
+			t.Fatalf("not a usageError")
+		}
+		if ue.msg != tc.msg || ue.hint != tc.invocation+hint {
+			t.Errorf("%s:\n got %s / Try: %s\nwant %s / Try: %s", tc.dir, ue.msg, ue.hint, tc.msg, tc.invocation+hint)
+		}
+		if strings.Contains(ue.hint, "./handlers") {
+			t.Errorf("hint %q repeats the default", ue.hint)
 		}
 	}
 }

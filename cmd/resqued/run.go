@@ -207,7 +207,7 @@ func workerConfig(c *cli.Context) (worker.Config, error) {
 	run, err := runner.New(runner.Config{Dir: c.String("handlers"), Logger: log.Named("handler"),
 		TermTimeout: termTimeout, Timeout: timeout, FollowSymlinks: c.Bool("follow-symlinks")})
 	if err != nil {
-		return worker.Config{}, &usageError{msg: err.Error(), hint: "resqued --handlers ./handlers"}
+		return worker.Config{}, handlersDirError("", "resqued", c.String("handlers"), err)
 	}
 	pool, ns, err := connect(c, log)
 	if err != nil {

@@ -62,7 +62,7 @@ func tryAction(c *cli.Context) error {
 	r, err := runner.New(runner.Config{Dir: c.String("handlers"), Logger: log, Timeout: timeout,
 		TermTimeout: max(term, time.Nanosecond), FollowSymlinks: c.Bool("follow-symlinks")})
 	if err != nil {
-		return &usageError{msg: "try: " + err.Error(), hint: "resqued try --handlers ./handlers " + class}
+		return handlersDirError("try: ", "resqued try", c.String("handlers"), err)
 	}
 	// Ctrl-C stops the handler the way a worker shutdown would.
 	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
