@@ -71,6 +71,9 @@ func enqueueAction(c *cli.Context) error {
 	if err != nil {
 		return &usageError{msg: "enqueue: " + err.Error(), hint: `resqued enqueue --args '[1, "two"]' MyJob`}
 	}
+	for _, w := range misplacedFlags(c.Command.Flags, "resqued enqueue", class, c.Args().Tail()) {
+		fmt.Fprintln(c.App.ErrWriter, w)
+	}
 	q := c.String("queue")
 	if err := queue.ValidateQueueName(q); err != nil {
 		return &usageError{msg: "enqueue: " + err.Error(), hint: "resqued enqueue --queue default " + class}

@@ -95,3 +95,30 @@ func TestHandlersDirError_Messages(t *testing.T) {
 		}
 	}
 }
+
+// TestMisplacedFlags_Messages: an enqueue flag after the class is the
+// job's argument; the warning says so and shows the command that means
+// the flag.
+func TestMisplacedFlags_Messages(t *testing.T) {
+	flags := enqueueCommand().Flags
+	for _, tc := range []struct {
+		args []string
+		want []string
+	}{
+		{[]string{"hello", "42"}, nil},
+		{[]string{"-1", "--", "--queue"}, nil},
+		{[]string{"--queue", "foo"}, []string{`warning: "--queue" after the class is passed to the job as an argument; put enqueue's flags before the class: resqued enqueue --queue foo Echo`}},
+		{[]string{"hi", "-q", "foo", "there"}, []string{`warning: "-q" after the class is passed to the job as an argument; put enqueue's flags before the class: resqued enqueue -q foo Echo hi there`}},
+		{[]string{"--in=90s", "x y"}, []string{`warning: "--in=90s" after the class is passed to the job as an argument; put enqueue's flags before the class: resqued enqueue --in=90s Echo 'x y'`}},
+		{[]string{"--track", "--at", "2026-12-01T10:00:00Z"}, []string{
+			`warning: "--track" after the class is passed to the job as an argument; put enqueue's flags before the class: resqued enqueue --track --at 2026-12-01T10:00:00Z Echo`,
+			`warning: "--at" after the class is passed to the job as an argument; put enqueue's flags before the class: resqued enqueue --track --at 2026-12-01T10:00:00Z Echo`,
+		}},
+		{[]string{"--not-a-flag", "-5"}, nil},
+	} {
+		got := misplacedFlags(flags, "resqued enqueue", "Echo", tc.args)
+		if strings.Join(got, "\n") != strings.Join(tc.want, "\n") {
+			t.Errorf("%q:\n got %q\nwant %q", tc.args, got, tc.want)
+		}
+	}
+}
