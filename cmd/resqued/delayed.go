@@ -65,7 +65,7 @@ func delayedListAction(c *cli.Context) error {
 		if args == nil {
 			args = json.RawMessage("null")
 		}
-		rows = append(rows, delayedRow{At: d.At.Format(time.RFC3339), Queue: d.Queue, Class: d.Class, Args: args, ID: d.ID})
+		rows = append(rows, delayedRow{At: humanTimeOf(d.At), Queue: d.Queue, Class: d.Class, Args: args, ID: d.ID})
 	}
 	if c.Bool("json") {
 		return printJSON(c.App.Writer, rows)
