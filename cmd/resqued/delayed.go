@@ -30,7 +30,7 @@ func delayedCommand() *cli.Command {
 			ArgsUsage: " ",
 			Flags: append(connFlags(),
 				&cli.BoolFlag{Name: "json", Usage: "print a JSON array"},
-				&cli.IntFlag{Name: "limit", Usage: "show at most `N` jobs (default all)"},
+				&cli.IntFlag{Name: "limit", Usage: "show at most `N` jobs", DefaultText: "all"},
 			),
 			Action: delayedListAction,
 		}},

@@ -33,7 +33,7 @@ func enqueueCommand() *cli.Command {
 			"invalid line it stops: the lines before it are enqueued, that line and the rest are not.\n\n" +
 			"With --in or --at the job is delayed (resque-scheduler's layout) and the running daemon's\n" +
 			"scheduler pushes it to its queue when due (docs/scheduling.md).",
-		Flags: append(append(connFlags(),
+		Flags: append(append(redisOnly(connFlags()),
 			&cli.StringFlag{Name: "queue", Aliases: []string{"q"}, Value: "default", Usage: "queue to push to"},
 			&cli.StringFlag{Name: "args", Usage: "the whole args `JSON` array"},
 			&cli.BoolFlag{Name: "track", Usage: "create a php-resque status for the job; the printed id is its token"},
@@ -44,6 +44,18 @@ func enqueueCommand() *cli.Command {
 		), delayFlags()...),
 		Action: enqueueAction,
 	}
+}
+
+// redisOnly keeps the flags that choose the Redis server and namespace:
+// enqueue logs nothing, so the logging flags would mean nothing in it.
+func redisOnly(flags []cli.Flag) []cli.Flag {
+	var out []cli.Flag
+	for _, f := range flags {
+		if n := f.Names()[0]; n == "redis" || n == "namespace" {
+			out = append(out, f)
+		}
+	}
+	return out
 }
 
 func enqueueAction(c *cli.Context) error {

@@ -28,7 +28,7 @@ func failedCommand() *cli.Command {
 					&cli.StringFlag{Name: "queue", Aliases: []string{"q"}, Usage: "only failures from queue `Q`"},
 					&cli.StringFlag{Name: "class", Usage: "only failures of job class `C`"},
 					&cli.IntFlag{Name: "start", Usage: "first index to look at"},
-					&cli.IntFlag{Name: "count", Usage: "look at `M` records from --start (default all)"},
+					&cli.IntFlag{Name: "count", Usage: "look at `M` records from --start", DefaultText: "all"},
 				),
 				Action: failedListAction,
 			},

@@ -52,7 +52,7 @@ func runFlags() []cli.Flag {
 // each of which runs this same action as one worker.
 func runAction(c *cli.Context) error {
 	if c.NArg() > 0 {
-		return &usageError{msg: fmt.Sprintf("unknown command %q", c.Args().First()), hint: "resqued --help"}
+		return unknownCommand(c.App.Commands, c.Args().First())
 	}
 	cfg, err := workerConfig(c)
 	if err != nil {
