@@ -122,3 +122,26 @@ func TestMisplacedFlags_Messages(t *testing.T) {
 		}
 	}
 }
+
+// TestReadyLine: the daemon's ready line says what runs and the command
+// that gives it work, with only the flags that differ from enqueue's
+// defaults.
+func TestReadyLine(t *testing.T) {
+	for _, tc := range []struct {
+		workers       int
+		queues        []string
+		redis, ns, cl string
+		want          string
+	}{
+		{2, []string{"*"}, "redis://127.0.0.1:6379/0", "resque", "Echo",
+			"resqued is ready: 2 workers on queues * with handlers /srv/h. From another terminal: bin/resqued enqueue Echo hello"},
+		{1, []string{"high", "low"}, "", "resque", "Echo",
+			"resqued is ready: 1 worker on queues high,low with handlers /srv/h. From another terminal: bin/resqued enqueue --queue high Echo hello"},
+		{1, []string{"mail*", "!mail_slow"}, "redis://10.0.0.5:6380/2", "app", "Mailers::Welcome",
+			"resqued is ready: 1 worker on queues mail*,!mail_slow with handlers /srv/h. From another terminal: bin/resqued enqueue --redis redis://10.0.0.5:6380/2 --namespace app Mailers::Welcome hello"},
+	} {
+		if got := readyLine(tc.workers, tc.queues, "/srv/h", "bin/resqued", tc.redis, tc.ns, tc.cl); got != tc.want {
+			t.Errorf("got  %s\nwant %s", got, tc.want)
+		}
+	}
+}

@@ -84,6 +84,9 @@ func runAction(c *cli.Context) error {
 		}
 		defer stopMetrics()
 	}
+	if !supervised {
+		cfg.OnRegistered = func(string) { sayReady(cfg, 1, redisURL(c)) }
+	}
 	w, err := worker.New(cfg)
 	if err != nil {
 		return &usageError{msg: err.Error(), hint: "resqued --queues high,default"}
@@ -135,6 +138,9 @@ func supervise(c *cli.Context, cfg worker.Config, n int) error {
 		return err
 	}
 	defer stop()
+	readyCtx, cancelReady := context.WithCancel(c.Context)
+	defer cancelReady()
+	go sayReadyWhenRegistered(readyCtx, cfg, n, s.PIDs, redisURL(c))
 	return s.Run(c.Context)
 }
 
