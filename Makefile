@@ -21,6 +21,8 @@ handlers:
 # run builds resqued, makes sure a Redis answers on 127.0.0.1:6379 (starting
 # one, and installing redis-server with apt-get when missing and root), then
 # runs the daemon on ./handlers for every queue, with one log line per job.
+# Once its worker is registered it logs "resqued is ready: ..." with the
+# command that gives it a job from another terminal.
 run: build handlers redis
 	VERBOSE=1 ./$(BIN) --redis "$(REDIS_URL)" --handlers "$(HANDLERS)" --queues '$(QUEUES)'
 

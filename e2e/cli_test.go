@@ -154,7 +154,7 @@ func TestCLIWorkers(t *testing.T) {
 		"paused since 2026-11-27T08:55:00Z",
 		"idle",
 		"4242", "high,low",
-		"2026-11-27 08:50:00 +0000", "2026-11-27T08:51:00+00:00")
+		"2026-11-27T08:50:00Z", "2026-11-27T08:51:00Z") // started, heartbeat: one human time format
 	var ws []queue.WorkerInfo
 	mustJSON(t, mustCLI(t, srv, "workers", "--json"), &ws)
 	if len(ws) != 3 {
@@ -196,8 +196,8 @@ func TestCLIFailedList(t *testing.T) {
 		t.Fatalf("failed list: %d lines, want a header and one line per record:\n%s", len(lines), out)
 	}
 	wantLines(t, lines[0], "INDEX", "FAILED_AT", "QUEUE", "CLASS", "EXCEPTION", "ERROR")
-	wantLines(t, lines[1], "0  ", "2026/11/27 08:50:09 UTC", "trace", "Fail", "RuntimeError", "bad thing")
-	wantLines(t, lines[2], "1  ", "2026/11/27 09:01:00 UTC", "images", "Resize", "Resque::DirtyExit", "SIGKILL second line")
+	wantLines(t, lines[1], "0  ", "2026-11-27T08:50:09Z", "trace", "Fail", "RuntimeError", "bad thing")
+	wantLines(t, lines[2], "1  ", "2026-11-27T09:01:00Z", "images", "Resize", "Resque::DirtyExit", "SIGKILL second line")
 	if strings.Index(lines[1], "trace") != strings.Index(lines[2], "images") {
 		t.Errorf("columns not aligned:\n%s", out)
 	}

@@ -100,8 +100,8 @@ func TestDaemon_Outcomes(t *testing.T) {
 	for _, j := range jobs[6:13] {
 		check(j, "Resqued::InvalidClass", "invalid class name")
 	}
-	check(jobs[13], "Resqued::InvalidPayload", "not a JSON object")
-	check(jobs[14], "Resqued::InvalidPayload", "not a JSON object")
+	check(jobs[13], "Resqued::InvalidPayload", "payload is not valid JSON: it ends after")
+	check(jobs[14], "Resqued::InvalidPayload", "payload is not valid JSON: found")
 	check(jobs[15], "Resqued::InvalidPayload", "not an array")
 	check(jobs[16], "Resqued::InvalidPayload", "class")
 

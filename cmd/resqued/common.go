@@ -21,7 +21,7 @@ func connFlags() []cli.Flag {
 		&cli.StringFlag{Name: "namespace", EnvVars: []string{"RESQUE_NAMESPACE", "PREFIX"}, Value: "resque", Usage: "key namespace, as Resque.redis.namespace"},
 		&cli.BoolFlag{Name: "verbose", Aliases: []string{"v"}, Usage: "log one line per job (also VERBOSE or LOGGING set to anything)"},
 		&cli.BoolFlag{Name: "vv", Usage: "debug logging (also VVERBOSE set to anything)"},
-		&cli.StringFlag{Name: "log-level", EnvVars: []string{"RESQUED_LOG_LEVEL"}, Usage: "trace, debug, info, warn or error (default warn; overrides -v/-vv)"},
+		&cli.StringFlag{Name: "log-level", EnvVars: []string{"RESQUED_LOG_LEVEL"}, Usage: "trace, debug, info, warn or error; overrides -v/-vv", DefaultText: "warn"},
 		&cli.StringFlag{Name: "log-format", EnvVars: []string{"RESQUED_LOG_FORMAT"}, Value: "text", Usage: "text or json"},
 	}
 }

@@ -30,7 +30,7 @@ func delayedCommand() *cli.Command {
 			ArgsUsage: " ",
 			Flags: append(connFlags(),
 				&cli.BoolFlag{Name: "json", Usage: "print a JSON array"},
-				&cli.IntFlag{Name: "limit", Usage: "show at most `N` jobs (default all)"},
+				&cli.IntFlag{Name: "limit", Usage: "show at most `N` jobs", DefaultText: "all"},
 			),
 			Action: delayedListAction,
 		}},
@@ -65,7 +65,7 @@ func delayedListAction(c *cli.Context) error {
 		if args == nil {
 			args = json.RawMessage("null")
 		}
-		rows = append(rows, delayedRow{At: d.At.Format(time.RFC3339), Queue: d.Queue, Class: d.Class, Args: args, ID: d.ID})
+		rows = append(rows, delayedRow{At: humanTimeOf(d.At), Queue: d.Queue, Class: d.Class, Args: args, ID: d.ID})
 	}
 	if c.Bool("json") {
 		return printJSON(c.App.Writer, rows)

@@ -7,10 +7,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"time"
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/resqued/resqued/internal/jsonerr"
 	"github.com/resqued/resqued/pkg/queue"
 	"github.com/resqued/resqued/pkg/runner"
 	"github.com/resqued/resqued/pkg/status"
@@ -29,7 +31,7 @@ func enqueueCommand() *cli.Command {
 			"invalid line it stops: the lines before it are enqueued, that line and the rest are not.\n\n" +
 			"With --in or --at the job is delayed (resque-scheduler's layout) and the running daemon's\n" +
 			"scheduler pushes it to its queue when due (docs/scheduling.md).",
-		Flags: append(append(connFlags(),
+		Flags: append(append(redisOnly(connFlags()),
 			&cli.StringFlag{Name: "queue", Aliases: []string{"q"}, Value: "default", Usage: "queue to push to"},
 			&cli.StringFlag{Name: "args", Usage: "the whole args `JSON` array"},
 			&cli.BoolFlag{Name: "track", Usage: "create a php-resque status for the job; the printed id is its token"},
@@ -40,6 +42,18 @@ func enqueueCommand() *cli.Command {
 		), delayFlags()...),
 		Action: enqueueAction,
 	}
+}
+
+// redisOnly keeps the flags that choose the Redis server and namespace:
+// enqueue logs nothing, so the logging flags would mean nothing in it.
+func redisOnly(flags []cli.Flag) []cli.Flag {
+	var out []cli.Flag
+	for _, f := range flags {
+		if n := f.Names()[0]; n == "redis" || n == "namespace" {
+			out = append(out, f)
+		}
+	}
+	return out
 }
 
 func enqueueAction(c *cli.Context) error {
@@ -57,12 +71,18 @@ func enqueueAction(c *cli.Context) error {
 		return &usageError{msg: "enqueue: --quiet goes with --stdin", hint: "resqued enqueue --stdin --quiet < jobs.jsonl"}
 	}
 	class := c.Args().First()
+	if class == "" {
+		return &usageError{msg: "enqueue: no job class given; put it after enqueue's flags, then the job's ARGs", hint: "resqued enqueue --queue default MyJob 42"}
+	}
 	if err := runner.ValidateClass(class); err != nil {
 		return &usageError{msg: fmt.Sprintf("enqueue: %v", err), hint: "resqued enqueue --queue default MyJob 42"}
 	}
 	args, err := buildArgs(c.String("args"), c.Args().Tail())
 	if err != nil {
 		return &usageError{msg: "enqueue: " + err.Error(), hint: `resqued enqueue --args '[1, "two"]' MyJob`}
+	}
+	for _, w := range misplacedFlags(c.Command.Flags, "resqued enqueue", class, c.Args().Tail()) {
+		fmt.Fprintln(c.App.ErrWriter, w)
 	}
 	q := c.String("queue")
 	if err := queue.ValidateQueueName(q); err != nil {
@@ -134,7 +154,10 @@ func buildArgs(whole string, positional []string) (json.RawMessage, error) {
 		}
 		var v []json.RawMessage
 		if err := json.Unmarshal([]byte(whole), &v); err != nil {
-			return nil, fmt.Errorf("--args must be a JSON array: %v", err)
+			return nil, errors.New(jsonerr.Explain("--args", "a JSON array", []byte(whole), err))
+		}
+		if v == nil {
+			return nil, errors.New("--args is null, not a JSON array")
 		}
 		return json.RawMessage(whole), nil
 	}
@@ -246,7 +269,7 @@ func enqueueStdin(c *cli.Context) error {
 			lineNo++
 		}
 		if trimmed := bytes.TrimSpace(line); len(trimmed) > 0 {
-			job, err := parseBulkLine(trimmed, defQueue)
+			job, err := parseBulkLine(trimmed, lineNo, defQueue)
 			if err != nil {
 				// Enqueue what came before, so that exactly the lines
 				// before this one are in Redis.
@@ -255,7 +278,7 @@ func enqueueStdin(c *cli.Context) error {
 				}
 				out.Flush()
 				return &usageError{
-					msg:  fmt.Sprintf("enqueue --stdin: line %d: %v; the %d jobs before it were enqueued, this line and the rest were not", lineNo, err, done),
+					msg:  fmt.Sprintf("enqueue --stdin: %v; the %d jobs before it were enqueued, this line and the rest were not", err, done),
 					hint: hint,
 				}
 			}
@@ -283,35 +306,48 @@ func enqueueStdin(c *cli.Context) error {
 	return nil
 }
 
-// parseBulkLine validates one input line and encodes its payload with a
-// fresh id.
-func parseBulkLine(line []byte, defQueue string) (bulkJob, error) {
+// bulkWant is what an enqueue --stdin line must be.
+const bulkWant = `an object {"class":"C","args":[...],"queue":"q"}`
+
+// parseBulkLine validates input line lineNo and encodes its payload with
+// a fresh id. Its errors start with "line N".
+func parseBulkLine(line []byte, lineNo int, defQueue string) (bulkJob, error) {
+	where := fmt.Sprintf("line %d", lineNo)
 	var l bulkLine
 	dec := json.NewDecoder(bytes.NewReader(line))
 	dec.DisallowUnknownFields() // a misspelt "queue" must not send jobs to the default queue
 	if err := dec.Decode(&l); err != nil {
-		return bulkJob{}, fmt.Errorf("want {\"class\":\"C\",\"args\":[...],\"queue\":\"q\"}: %v", err)
+		msg := jsonerr.Explain(where, bulkWant, line, err)
+		if strings.Contains(msg, "unknown field") {
+			msg += `; a line has only "class", "args" and "queue"`
+		}
+		return bulkJob{}, errors.New(msg)
 	}
 	if dec.More() {
-		return bulkJob{}, errors.New("want one JSON object per line")
+		return bulkJob{}, fmt.Errorf("%s has more than one JSON value; want one JSON object per line", where)
+	}
+	if l.Class == "" {
+		return bulkJob{}, fmt.Errorf(`%s has no "class"; want %s`, where, bulkWant)
 	}
 	if err := runner.ValidateClass(l.Class); err != nil {
-		return bulkJob{}, fmt.Errorf("class %q: %v", l.Class, err)
+		return bulkJob{}, fmt.Errorf("%s: %v", where, err)
 	}
 	q := l.Queue
 	if q == "" {
 		q = defQueue
 	}
 	if err := queue.ValidateQueueName(q); err != nil {
-		return bulkJob{}, err
+		return bulkJob{}, fmt.Errorf("%s: %v", where, err)
 	}
 	if l.Args == nil {
 		l.Args = json.RawMessage("[]")
+	} else if a := bytes.TrimSpace(l.Args); a[0] != '[' {
+		return bulkJob{}, fmt.Errorf(`%s: "args" is %s, not an array`, where, jsonerr.Kind(string(a)))
 	}
 	id := queue.NewID()
 	payload, err := queue.Encode(l.Class, l.Args, id)
 	if err != nil {
-		return bulkJob{}, fmt.Errorf("args: %v", err)
+		return bulkJob{}, fmt.Errorf("%s: %v", where, err)
 	}
 	return bulkJob{queue: q, id: id, payload: payload}, nil
 }

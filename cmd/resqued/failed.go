@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"strconv"
 	"time"
 
@@ -27,7 +28,7 @@ func failedCommand() *cli.Command {
 					&cli.StringFlag{Name: "queue", Aliases: []string{"q"}, Usage: "only failures from queue `Q`"},
 					&cli.StringFlag{Name: "class", Usage: "only failures of job class `C`"},
 					&cli.IntFlag{Name: "start", Usage: "first index to look at"},
-					&cli.IntFlag{Name: "count", Usage: "look at `M` records from --start (default all)"},
+					&cli.IntFlag{Name: "count", Usage: "look at `M` records from --start", DefaultText: "all"},
 				),
 				Action: failedListAction,
 			},
@@ -94,10 +95,21 @@ func failedListAction(c *cli.Context) error {
 	if c.Bool("json") {
 		return printJSON(c.App.Writer, rows)
 	}
-	tw := newTable(c.App.Writer)
+	return printFailedTable(c.App.Writer, rows)
+}
+
+// printFailedTable is failed list's human output. A record that was
+// retried says so under FAILED_AT, in the dashboard's words ("retried
+// TIME").
+func printFailedTable(w io.Writer, rows []failedRow) error {
+	tw := newTable(w)
 	fmt.Fprintln(tw, "INDEX\tFAILED_AT\tQUEUE\tCLASS\tEXCEPTION\tERROR")
 	for _, r := range rows {
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\n", r.Index, orDash(r.FailedAt), orDash(r.Queue), orDash(r.Class), orDash(r.Exception), oneLine(r.Error))
+		at := orDash(humanTime(r.FailedAt))
+		if r.RetriedAt != "" {
+			at += " (retried " + oneLine(humanTime(r.RetriedAt)) + ")"
+		}
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\n", r.Index, at, orDash(r.Queue), orDash(r.Class), orDash(r.Exception), oneLine(r.Error))
 	}
 	return tw.Flush()
 }

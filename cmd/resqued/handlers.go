@@ -28,7 +28,7 @@ func handlersCommand() *cli.Command {
 func handlersAction(c *cli.Context) error {
 	r, err := runner.New(runner.Config{Dir: c.String("handlers"), FollowSymlinks: c.Bool("follow-symlinks")})
 	if err != nil {
-		return &usageError{msg: "handlers: " + err.Error(), hint: "resqued handlers --handlers ./handlers"}
+		return handlersDirError("handlers: ", "resqued handlers", c.String("handlers"), err)
 	}
 	entries, err := r.Inventory()
 	if err != nil {

@@ -14,19 +14,26 @@ import (
 var Version = "0.1.0-dev"
 
 func main() {
+	os.Exit(exitCode(newApp().RunContext(context.Background(), os.Args)))
+}
+
+// newApp builds the command line: the daemon at the top, one command per
+// file.
+func newApp() *cli.App {
 	// -v means verbose, as Resque users expect; the version is --version.
 	cli.VersionFlag = &cli.BoolFlag{Name: "version", Usage: "print the version"}
-	app := &cli.App{
-		Name:           "resqued",
-		Usage:          "run Resque jobs as handler executables written in any language",
-		UsageText:      "resqued --handlers DIR --queues LIST [options]\nresqued enqueue [--queue Q] [--track] [--in DELAY|--at TIME] CLASS [ARG...]\nresqued delayed list [--json]\nresqued status TOKEN\nresqued stats|queues|workers [--json]\nresqued failed list|retry|remove|clear",
+	return &cli.App{
+		Name:  "resqued",
+		Usage: "run Resque jobs as handler executables written in any language",
+		UsageText: "resqued --handlers DIR --queues LIST [options]\nresqued enqueue [--queue Q] [--track|--wait] [--in DELAY|--at TIME] CLASS [ARG...]\n" +
+			"resqued try [--handlers DIR] CLASS [ARG...]\nresqued handlers [--handlers DIR] [--json]\nresqued status TOKEN\n" +
+			"resqued stats|queues|workers [--json]\nresqued failed list|retry|remove|clear\nresqued delayed list [--json]\nresqued web [--listen ADDR]",
 		Version:        Version,
 		Flags:          runFlags(),
 		Action:         runAction,
 		Commands:       []*cli.Command{enqueueCommand(), statusCommand(), tryCommand(), handlersCommand(), statsCommand(), queuesCommand(), workersCommand(), failedCommand(), delayedCommand(), webCommand()},
 		ExitErrHandler: func(*cli.Context, error) {},
 	}
-	os.Exit(exitCode(app.RunContext(context.Background(), os.Args)))
 }
 
 // usageError is a mistake in how resqued was called: exit status 2, with a

@@ -38,7 +38,7 @@ func serveMetrics(c *cli.Context, cfg *worker.Config, withJobs bool) (stop func(
 	}
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
-		return nil, &usageError{msg: fmt.Sprintf("--metrics %s: %v", addr, err), hint: "--metrics 127.0.0.1:9187"}
+		return nil, &usageError{msg: fmt.Sprintf("--metrics %s: %v", addr, err), hint: "--metrics HOST:PORT with a port nothing else listens on (or --metrics '' for none)"}
 	}
 	srv := &http.Server{
 		Handler:           metrics.Mux(reg, cfg.Queue),

@@ -51,7 +51,7 @@ func runFlags() []cli.Flag {
 // each of which runs this same action as one worker.
 func runAction(c *cli.Context) error {
 	if c.NArg() > 0 {
-		return &usageError{msg: fmt.Sprintf("unknown command %q", c.Args().First()), hint: "resqued --help"}
+		return unknownCommand(c.App.Commands, c.Args().First())
 	}
 	cfg, err := workerConfig(c)
 	if err != nil {
@@ -82,6 +82,9 @@ func runAction(c *cli.Context) error {
 			return err
 		}
 		defer stopMetrics()
+	}
+	if !supervised {
+		cfg.OnRegistered = func(string) { sayReady(cfg, 1, redisURL(c)) }
 	}
 	w, err := worker.New(cfg)
 	if err != nil {
@@ -134,6 +137,9 @@ func supervise(c *cli.Context, cfg worker.Config, n int) error {
 		return err
 	}
 	defer stop()
+	readyCtx, cancelReady := context.WithCancel(c.Context)
+	defer cancelReady()
+	go sayReadyWhenRegistered(readyCtx, cfg, n, s.PIDs, redisURL(c))
 	return s.Run(c.Context)
 }
 
@@ -206,7 +212,7 @@ func workerConfig(c *cli.Context) (worker.Config, error) {
 	run, err := runner.New(runner.Config{Dir: c.String("handlers"), Logger: log.Named("handler"),
 		TermTimeout: termTimeout, Timeout: timeout, FollowSymlinks: c.Bool("follow-symlinks")})
 	if err != nil {
-		return worker.Config{}, &usageError{msg: err.Error(), hint: "resqued --handlers ./handlers"}
+		return worker.Config{}, handlersDirError("", "resqued", c.String("handlers"), err)
 	}
 	rc, err := connect(c, log)
 	if err != nil {

@@ -115,7 +115,7 @@ func workersAction(c *cli.Context) error {
 	fmt.Fprintln(tw, "ID\tHOST\tPID\tQUEUES\tDOING\tSTARTED\tHEARTBEAT")
 	for _, w := range ws {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", oneLine(w.ID), orDash(w.Host), orDash(pidString(w.PID)),
-			orDash(strings.Join(w.Queues, ",")), oneLine(doing(w)), orDash(w.Started), orDash(w.Heartbeat))
+			orDash(strings.Join(w.Queues, ",")), oneLine(doing(w)), orDash(humanTime(w.Started)), orDash(humanTime(w.Heartbeat)))
 	}
 	return tw.Flush()
 }
@@ -124,10 +124,10 @@ func workersAction(c *cli.Context) error {
 func doing(w queue.WorkerInfo) string {
 	switch w.State {
 	case "working":
-		return fmt.Sprintf("%s %s since %s", orDash(w.Queue), orDash(w.Class), orDash(w.RunAt))
+		return fmt.Sprintf("%s %s since %s", orDash(w.Queue), orDash(w.Class), orDash(humanTime(w.RunAt)))
 	case "paused":
 		if w.RunAt != "" {
-			return "paused since " + w.RunAt
+			return "paused since " + humanTime(w.RunAt)
 		}
 	}
 	return w.State

@@ -39,8 +39,11 @@ func tryCommand() *cli.Command {
 
 func tryAction(c *cli.Context) error {
 	class := c.Args().First()
+	if class == "" {
+		return &usageError{msg: "try: no job class given; put it after try's flags, then the job's ARGs", hint: "resqued try Echo hello"}
+	}
 	if err := runner.ValidateClass(class); err != nil {
-		return &usageError{msg: fmt.Sprintf("try: class %q: %v", class, err), hint: "resqued try Echo hello"}
+		return &usageError{msg: "try: " + err.Error(), hint: "resqued try Echo hello"}
 	}
 	rest := c.Args().Tail()
 	if len(rest) > 0 && rest[0] == "--" { // try CLASS -- -1
@@ -59,7 +62,7 @@ func tryAction(c *cli.Context) error {
 	r, err := runner.New(runner.Config{Dir: c.String("handlers"), Logger: log, Timeout: timeout,
 		TermTimeout: max(term, time.Nanosecond), FollowSymlinks: c.Bool("follow-symlinks")})
 	if err != nil {
-		return &usageError{msg: "try: " + err.Error(), hint: "resqued try --handlers ./handlers " + class}
+		return handlersDirError("try: ", "resqued try", c.String("handlers"), err)
 	}
 	// Ctrl-C stops the handler the way a worker shutdown would.
 	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)

@@ -8,6 +8,8 @@ import (
 	"errors"
 	"fmt"
 	"unicode/utf8"
+
+	"github.com/resqued/resqued/internal/jsonerr"
 )
 
 // ErrInvalidPayload marks a queue entry that is not a Resque job.
@@ -38,9 +40,24 @@ type Job struct {
 	Retry json.RawMessage
 }
 
+// payloadWant is what a queue entry must be, as Decode's errors say it.
+const payloadWant = `an object with "class" and "args"`
+
+// invalidPayload is Decode's error: a sentence about the payload that
+// still matches ErrInvalidPayload with errors.Is.
+type invalidPayload string
+
+func (e invalidPayload) Error() string        { return string(e) }
+func (e invalidPayload) Is(target error) bool { return target == ErrInvalidPayload }
+
+func invalidf(format string, a ...interface{}) error {
+	return invalidPayload(fmt.Sprintf(format, a...))
+}
+
 // Decode parses a queue entry. On error it still returns a Job carrying
 // Queue and Payload, so the caller can record the failure without losing
-// the entry.
+// the entry. Errors match ErrInvalidPayload and say what is wrong with
+// the payload in its writer's words.
 func Decode(queue string, payload []byte) (*Job, error) {
 	return (&Job{Queue: queue, Payload: payload}).decode()
 }
@@ -51,25 +68,25 @@ func (j *Job) decode() (*Job, error) {
 	payload := j.Payload
 	var fields map[string]json.RawMessage
 	if err := json.Unmarshal(payload, &fields); err != nil {
-		return j, fmt.Errorf("%w: not a JSON object: %v", ErrInvalidPayload, err)
+		return j, invalidPayload(jsonerr.Explain("payload", payloadWant, payload, err))
 	}
 	if fields == nil {
-		return j, fmt.Errorf("%w: not a JSON object: null", ErrInvalidPayload)
+		return j, invalidf("payload is null, not %s", payloadWant)
 	}
 	rawClass, ok := fields["class"]
 	if !ok {
-		return j, fmt.Errorf("%w: no \"class\" field", ErrInvalidPayload)
+		return j, invalidf(`payload has no "class" field`)
 	}
 	if err := json.Unmarshal(rawClass, &j.Class); err != nil {
-		return j, fmt.Errorf("%w: \"class\" is %s, not a string", ErrInvalidPayload, abbrev(rawClass))
+		return j, invalidf(`payload's "class" is %s, not a string`, abbrev(rawClass))
 	}
 	if j.Class == "" {
-		return j, fmt.Errorf("%w: \"class\" is empty", ErrInvalidPayload)
+		return j, invalidf(`payload's "class" is empty`)
 	}
 	j.Args = json.RawMessage("[]")
 	if a := bytes.TrimSpace(fields["args"]); len(a) > 0 && !bytes.Equal(a, []byte("null")) {
 		if a[0] != '[' {
-			return j, fmt.Errorf("%w: \"args\" is %s, not an array", ErrInvalidPayload, abbrev(a))
+			return j, invalidf(`payload's "args" is %s, not an array`, abbrev(a))
 		}
 		j.Args = a
 	}

@@ -70,6 +70,33 @@ func TestDecode(t *testing.T) {
 	})
 }
 
+// TestDecode_Messages pins what a failure record says about a payload
+// that is not a job: the field, and what was expected, in JSON's words.
+func TestDecode_Messages(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{`[]`, `payload is a JSON array, not an object with "class" and "args"`},
+		{`"str"`, `payload is a JSON string, not an object with "class" and "args"`},
+		{`42`, `payload is a JSON number, not an object with "class" and "args"`},
+		{`null`, `payload is null, not an object with "class" and "args"`},
+		{``, `payload is empty`},
+		{`not json`, `payload is not valid JSON: found 'o' at byte 2, in a word that is not true, false or null; text must be in double quotes`},
+		{`{"class":"A"`, `payload is not valid JSON: it ends after 12 bytes, before the JSON value is complete`},
+		{`{"args":[]}`, `payload has no "class" field`},
+		{`{"class":42,"args":[]}`, `payload's "class" is 42, not a string`},
+		{`{"class":"","args":[]}`, `payload's "class" is empty`},
+		{`{"class":"A","args":{"a":1}}`, `payload's "args" is {"a":1}, not an array`},
+	} {
+		_, err := queue.Decode("q", []byte(tc.in))
+		if !errors.Is(err, queue.ErrInvalidPayload) {
+			t.Errorf("%q: err = %v, want ErrInvalidPayload", tc.in, err)
+			continue
+		}
+		if got := err.Error(); got != tc.want {
+			t.Errorf("%q:\n got %s\nwant %s", tc.in, got, tc.want)
+		}
+	}
+}
+
 func TestEncode(t *testing.T) {
 	b, err := queue.Encode("Mailers::Welcome", json.RawMessage(`[{"to":"<a@b>"},2]`), "abc")
 	if err != nil {

@@ -91,6 +91,8 @@ func (r *Runner) entry(rel string) Entry {
 		// Another file wins the lookup for this class (C beats C.sh).
 		other, _ := filepath.Rel(r.dir, resolved)
 		e.Problem = "shadowed: class " + class + " runs " + other
+	default:
+		e.Problem = firstLineProblem(class, resolved)
 	}
 	return e
 }

@@ -165,7 +165,7 @@ func (r *Runner) spawn(ctx context.Context, job Job, path string, results func(*
 	cmd.SysProcAttr = sysProcAttr()
 	if err := startWhenNotBusy(cmd); err != nil {
 		closeAll()
-		return nil, fmt.Errorf("start handler %s: %w", path, err)
+		return nil, explainStart(job.Class, path, err)
 	}
 	start := time.Now()
 	// The child has its own copies of these ends.

@@ -214,7 +214,7 @@ func TestRunner_Resolve(t *testing.T) {
 			"Bad":     `class "Bad": handler not executable: ` + filepath.Join(d, "Bad") + " has no execute permission",
 			"Broken":  `class "Broken": handler not executable: ` + filepath.Join(d, "Broken") + " is a broken symlink",
 			"Somedir": `class "Somedir": handler not executable: ` + filepath.Join(d, "Somedir") + " is a directory",
-			"a/b":     `class "a/b": invalid class name`,
+			"a/b":     `invalid class name "a/b": a class name is Ruby constants`,
 		} {
 			_, err := strict.Resolve(class)
 			if err == nil || !strings.HasPrefix(err.Error(), want) {

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -143,7 +144,7 @@ func (r *Runner) Dir() string { return r.dir }
 // ErrNoHandler, ErrAmbiguous or ErrNotExecutable.
 func (r *Runner) Resolve(class string) (string, error) {
 	if err := ValidateClass(class); err != nil {
-		return "", fmt.Errorf("class %q: %w: %s", class, ErrInvalidClass, err)
+		return "", err
 	}
 	segments := Segments(class)
 	exact := filepath.Join(append([]string{r.dir}, segments...)...)
@@ -229,35 +230,53 @@ func isNotExist(err error) bool {
 	return errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR)
 }
 
+// classShape says what a class name looks like, for errors about one
+// that does not.
+const classShape = `a class name is Ruby constants joined by "::" (letters, digits, _)`
+
 // ValidateClass checks a class name without touching the filesystem: it
 // returns an error wrapping ErrInvalidClass for any name Resolve refuses
-// outright. Enqueuers use it to refuse such names up front.
+// outright. Enqueuers use it to refuse such names up front. The error
+// reads `invalid class name "X": ` and what is wrong, for the person who
+// typed the name.
 func ValidateClass(class string) error {
+	bad := func(format string, a ...interface{}) error {
+		return fmt.Errorf("%w %s: %s", ErrInvalidClass, quoteClass(class), fmt.Sprintf(format, a...))
+	}
 	switch {
 	case class == "":
-		return errors.New("empty")
+		return bad("it is empty; %s, such as Mailers::Welcome", classShape)
 	case len(class) > maxClassLen:
-		return fmt.Errorf("longer than %d bytes", maxClassLen)
+		return bad("it is %d bytes long, over the limit of %d", len(class), maxClassLen)
 	case !utf8.ValidString(class):
-		return errors.New("not valid UTF-8")
+		return bad("it is not valid UTF-8")
 	}
 	for i := 0; i < len(class); i++ {
 		switch c := class[i]; {
 		case c < 0x20 || c == 0x7f:
-			return fmt.Errorf("control character %#02x at byte %d", c, i)
+			return bad("it has control character %#02x at byte %d; %s", c, i+1, classShape)
 		case c == '/':
-			return fmt.Errorf("path separator %q at byte %d", c, i)
+			return bad(`%s, with no "/"`, classShape)
 		}
 	}
 	for _, seg := range Segments(class) {
 		switch {
 		case seg == "":
-			return errors.New("empty segment")
+			return bad(`it has an empty part before or after a "::"; %s`, classShape)
 		case seg[0] == '.':
-			return fmt.Errorf("segment %q starts with a dot", seg)
+			return bad("part %q starts with a dot; %s", seg, classShape)
 		}
 	}
 	return nil
+}
+
+// quoteClass quotes a class name for a message, cut short when long.
+func quoteClass(class string) string {
+	const max = 60
+	if len(class) > max {
+		return strconv.Quote(class[:max]) + "..."
+	}
+	return strconv.Quote(class)
 }
 
 // Segments splits a class name into its namespace parts: Ruby's

@@ -237,6 +237,17 @@ func (s *Supervisor) sleep(ctx context.Context, d time.Duration) bool {
 	}
 }
 
+// PIDs returns the process ids of the workers running now.
+func (s *Supervisor) PIDs() []int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	pids := make([]int, 0, len(s.children))
+	for pid := range s.children {
+		pids = append(pids, pid)
+	}
+	return pids
+}
+
 func (s *Supervisor) running() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -87,6 +87,10 @@ type Config struct {
 	// "Paused").
 	SetTitle func(string)
 
+	// OnRegistered, when set, is called once the worker is registered
+	// in Redis and about to take jobs: the daemon says it is ready then.
+	OnRegistered func(id string)
+
 	// Jobs, when set, times each job by class and outcome (pkg/metrics);
 	// nil means no metrics.
 	Jobs *metrics.Jobs
@@ -316,6 +320,9 @@ func (w *Worker) Run(ctx context.Context) error {
 		return err
 	}
 	w.log.Info("worker started", "queues", strings.Join(w.cfg.Queues, ","))
+	if w.cfg.OnRegistered != nil {
+		w.cfg.OnRegistered(w.id)
+	}
 
 	hbCtx, stopHeartbeat := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
