@@ -141,6 +141,13 @@ func TestWorker_PauseKeepsHeldJob(t *testing.T) {
 	cfg.Interval = time.Minute
 	w := start(t, cfg)
 	redistest.Eventually(t, 10*time.Second, func() bool { return e.registered(w.w.ID()) }, "worker registered")
+	// Blocked in its wait, not about to reserve: had its own reserve come
+	// after the one below, it would have resumed the job and, told to
+	// pause, handed it back to its queue (also safe, but not this case).
+	redistest.Eventually(t, 10*time.Second, func() bool {
+		list, _ := redis.String(e.srv.Do(t, "CLIENT", "LIST"), nil)
+		return strings.Contains(list, "cmd=blmove")
+	}, "worker blocked waiting for a job")
 
 	// The job is on a queue the worker does not listen to, reserved into
 	// its worker:<id> as its own reserve script would have.
