@@ -59,6 +59,13 @@ func runAction(c *cli.Context) error {
 		return err
 	}
 	supervised := os.Getenv(supervisor.EnvParentPID) != ""
+	if c.Int("count") > 1 && !supervised {
+		makeTitleRoom() // may exec this process again, before anything else
+	}
+	// The room has served its purpose (the title uses the memory, not the
+	// variable): handlers and the supervisor's workers are not to inherit
+	// it from here.
+	_ = os.Unsetenv(supervisor.EnvTitleRoom)
 	if path := c.String("pidfile"); path != "" && !supervised {
 		pf, err := pidfile.Acquire(path)
 		if err != nil {
