@@ -58,6 +58,13 @@ func runAction(c *cli.Context) error {
 		return err
 	}
 	supervised := os.Getenv(supervisor.EnvParentPID) != ""
+	if c.Int("count") > 1 && !supervised {
+		makeTitleRoom() // may exec this process again, before anything else
+	}
+	// The room has served its purpose (the title uses the memory, not the
+	// variable): handlers and the supervisor's workers are not to inherit
+	// it from here.
+	_ = os.Unsetenv(supervisor.EnvTitleRoom)
 	if path := c.String("pidfile"); path != "" && !supervised {
 		pf, err := pidfile.Acquire(path)
 		if err != nil {
@@ -73,8 +80,7 @@ func runAction(c *cli.Context) error {
 	// left readable in ps.
 	cfg.SetTitle("Starting")
 	if supervised {
-		cfg.ParentPID, _ = strconv.Atoi(os.Getenv(supervisor.EnvParentPID))
-		cfg.LeaseToken = os.Getenv(supervisor.EnvLeaseToken)
+		fromSupervisor(&cfg, os.Getenv)
 	}
 	if !supervised { // workers under a supervisor never serve --metrics
 		stopMetrics, err := serveMetrics(c, &cfg, true)
@@ -141,6 +147,15 @@ func supervise(c *cli.Context, cfg worker.Config, n int) error {
 	defer cancelReady()
 	go sayReadyWhenRegistered(readyCtx, cfg, n, s.PIDs, redisURL(c))
 	return s.Run(c.Context)
+}
+
+// fromSupervisor sets what a worker process learns from the supervisor
+// that started it (pkg/supervisor): the supervisor's pid, to shut down if
+// it goes, and the token of the worker's lease, so that the supervisor
+// can clean up after it.
+func fromSupervisor(cfg *worker.Config, getenv func(string) string) {
+	cfg.ParentPID, _ = strconv.Atoi(getenv(supervisor.EnvParentPID))
+	cfg.LeaseToken = getenv(supervisor.EnvLeaseToken)
 }
 
 // control maps Resque's signals onto actions (docs/operations.md).

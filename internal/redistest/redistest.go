@@ -272,3 +272,42 @@ func RunWithBinary(m *testing.M, pkg string, bin *string) int {
 	}
 	return m.Run()
 }
+
+// RunWithServer is a TestMain body for packages whose runnable examples
+// need Redis (an Example takes no testing.TB): it starts one redis-server
+// for the package as Start does, stores its address in *addr, runs the
+// tests and examples, and stops the server. Without redis-server the run
+// fails, with the same install hint as Start: it never skips.
+func RunWithServer(m *testing.M, addr *string) int {
+	if _, err := exec.LookPath("redis-server"); err != nil {
+		fmt.Fprintln(os.Stderr, "redis-server not found on PATH: install it with `apt-get install -y redis-server` (make test does this via .ci/run)")
+		return 1
+	}
+	dir, err := os.MkdirTemp("", "redistest-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer os.RemoveAll(dir)
+	s := &Server{Dir: dir}
+	for attempt := 0; ; attempt++ {
+		port, err := freePort()
+		if err == nil {
+			s.Addr = fmt.Sprintf("127.0.0.1:%d", port)
+			err = s.start()
+		}
+		if err == nil {
+			break
+		}
+		if attempt == 4 {
+			fmt.Fprintf(os.Stderr, "start redis-server: %v\n", err)
+			return 1
+		}
+	}
+	defer func() {
+		_ = s.cmd.Process.Kill()
+		<-s.exited
+	}()
+	*addr = s.Addr
+	return m.Run()
+}

@@ -29,6 +29,10 @@ func New(pool *redis.Pool, ns string) *Client { return &Client{pool: pool, ns: n
 // Namespace returns the namespace, without its trailing colon.
 func (c *Client) Namespace() string { return c.ns }
 
+// Close closes the connection pool the Client was made with, and so
+// every other user of that pool (a status.Tracker on it).
+func (c *Client) Close() error { return c.pool.Close() }
+
 func (c *Client) do(ctx context.Context, cmd string, args ...interface{}) (interface{}, error) {
 	conn, err := c.pool.GetContext(ctx)
 	if err != nil {

@@ -21,6 +21,7 @@ import (
 	"os"
 	"os/exec"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -39,13 +40,43 @@ const EnvParentPID = "RESQUED_SUPERVISOR_PID"
 // process elsewhere that happens to share the id is never touched.
 const EnvLeaseToken = "RESQUED_LEASE_TOKEN"
 
+// EnvTitleRoom is the first variable of each worker's environment: its
+// value is TitleRoomSize spaces, there only to make room for the process
+// title. A title (gspt, cmd/resqued/proctitle.go) can only overwrite the
+// memory the kernel laid out for the process's argv and, right after it,
+// its first environment string (gspt's spt_init2 measures argv plus
+// environ[0]; it moves nothing), and at most 255 bytes of it. A worker
+// started with a short command line and a short first variable got
+// "resqued resque-1.2.3: Processing default sin": this variable, first in
+// the environment, gives every worker room for a whole title whatever it
+// was started with. The worker drops it from its environment at once, so
+// handlers never see it.
+const EnvTitleRoom = "RESQUED_TITLE_ROOM"
+
+// TitleRoomSize is the length of EnvTitleRoom's value: with argv[0] in
+// front of it, more than gspt's 255-byte limit for a title.
+const TitleRoomSize = 256
+
+// TitleRoom returns env with a fresh EnvTitleRoom entry first, where it
+// must be to count, and any other EnvTitleRoom entry removed.
+func TitleRoom(env []string) []string {
+	out := make([]string, 0, len(env)+1)
+	out = append(out, EnvTitleRoom+"="+strings.Repeat(" ", TitleRoomSize))
+	for _, kv := range env {
+		if !strings.HasPrefix(kv, EnvTitleRoom+"=") {
+			out = append(out, kv)
+		}
+	}
+	return out
+}
+
 // Config configures a Supervisor. Zero values get the documented defaults.
 type Config struct {
 	// Count is the number of worker processes. Required, at least 1.
 	Count int
 	// Path and Args start one worker process (Args excludes argv[0]).
-	// Env is its environment; nil means os.Environ(). EnvParentPID is
-	// added.
+	// Env is its environment; nil means os.Environ(). EnvTitleRoom is
+	// put first, EnvParentPID and EnvLeaseToken are added.
 	Path string
 	Args []string
 	Env  []string
@@ -259,7 +290,7 @@ func (s *Supervisor) start(slot int) error {
 	var b [16]byte
 	_, _ = rand.Read(b[:])
 	token := hex.EncodeToString(b[:])
-	cmd.Env = append(append([]string{}, s.cfg.Env...), EnvParentPID+"="+strconv.Itoa(os.Getpid()), EnvLeaseToken+"="+token)
+	cmd.Env = append(TitleRoom(s.cfg.Env), EnvParentPID+"="+strconv.Itoa(os.Getpid()), EnvLeaseToken+"="+token)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = nil, os.Stdout, os.Stderr
 	// Its own process group: a terminal's Ctrl-C reaches the supervisor
 	// alone, which forwards it once.
