@@ -13,8 +13,6 @@ import (
 
 	"github.com/resqued/resqued/pkg/delayed"
 	"github.com/resqued/resqued/pkg/queue"
-	"github.com/resqued/resqued/pkg/recurring"
-	"github.com/resqued/resqued/pkg/worker"
 )
 
 // Delayed jobs (docs/scheduling.md): enqueue --in/--at, the daemon's
@@ -117,34 +115,4 @@ func startScheduler(ctx context.Context, q *queue.Client, log hclog.Logger) (sto
 	wg.Add(1)
 	go func() { defer wg.Done(); s.Run(ctx) }()
 	return func() { cancel(); wg.Wait() }
-}
-
-// startBackground starts what a daemon runs besides its workers: the
-// delayed-job loop (--scheduler) and the recurring schedule (--schedule).
-func startBackground(c *cli.Context, cfg worker.Config) (stop func(), err error) {
-	var stops []func()
-	stopWeb, err := serveDaemonWeb(c, cfg.Queue, cfg.Status, cfg.Logger)
-	if err != nil {
-		return nil, err
-	}
-	stops = append(stops, stopWeb)
-	if c.Bool("scheduler") {
-		stops = append(stops, startScheduler(c.Context, cfg.Queue, cfg.Logger.ResetNamed("resqued.scheduler")))
-	}
-	if path := c.String("schedule"); path != "" {
-		sched, err := recurring.Load(path)
-		if err != nil {
-			return nil, &usageError{msg: err.Error(), hint: "--schedule schedule.yml"}
-		}
-		ctx, cancel := context.WithCancel(c.Context)
-		var wg sync.WaitGroup
-		wg.Add(1)
-		go func() { defer wg.Done(); sched.Run(ctx, cfg.Queue, cfg.Logger.ResetNamed("resqued.schedule")) }()
-		stops = append(stops, func() { cancel(); wg.Wait() })
-	}
-	return func() {
-		for _, s := range stops {
-			s()
-		}
-	}, nil
 }

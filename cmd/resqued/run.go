@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"fmt"
 	"os"
 	"os/signal"
@@ -13,9 +12,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/urfave/cli/v2"
 
-	"github.com/resqued/resqued/pkg/pidfile"
 	"github.com/resqued/resqued/pkg/queue"
-	"github.com/resqued/resqued/pkg/redisurl"
 	"github.com/resqued/resqued/pkg/retry"
 	"github.com/resqued/resqued/pkg/runner"
 	"github.com/resqued/resqued/pkg/supervisor"
@@ -57,96 +54,8 @@ func runAction(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	supervised := os.Getenv(supervisor.EnvParentPID) != ""
-	if c.Int("count") > 1 && !supervised {
-		makeTitleRoom() // may exec this process again, before anything else
-	}
-	// The room has served its purpose (the title uses the memory, not the
-	// variable): handlers and the supervisor's workers are not to inherit
-	// it from here.
-	_ = os.Unsetenv(supervisor.EnvTitleRoom)
-	if path := c.String("pidfile"); path != "" && !supervised {
-		pf, err := pidfile.Acquire(path)
-		if err != nil {
-			return err
-		}
-		defer pf.Release()
-	}
-	cfg.Logger.Info("starting", "version", Version, "redis", redisurl.Redacted(redisURL(c)), "namespace", cfg.Queue.Namespace(), "handlers", cfg.Runner.Dir())
-	if n := c.Int("count"); n > 1 && !supervised {
-		return supervise(c, cfg, n)
-	}
-	// The title replaces argv at once, so a password in --redis is not
-	// left readable in ps.
-	cfg.SetTitle("Starting")
-	if supervised {
-		fromSupervisor(&cfg, os.Getenv)
-	}
-	if !supervised { // workers under a supervisor never serve --metrics
-		stopMetrics, err := serveMetrics(c, &cfg, true)
-		if err != nil {
-			return err
-		}
-		defer stopMetrics()
-	}
-	if !supervised {
-		cfg.OnRegistered = func(string) { sayReady(cfg, 1, redisURL(c)) }
-	}
-	w, err := worker.New(cfg)
-	if err != nil {
-		return &usageError{msg: err.Error(), hint: "resqued --queues high,default"}
-	}
-	ctl := &control{stop: w.Shutdown, term: w.Terminate, force: w.Force, usr1: w.KillJob, pause: w.Pause, resume: w.Resume}
-	defer ctl.listen(cfg.Logger)()
-	if !supervised { // with COUNT, the supervisor runs them
-		stop, err := startBackground(c, cfg)
-		if err != nil {
-			return err
-		}
-		defer stop()
-	}
-	return w.Run(c.Context)
-}
-
-// supervise runs n worker processes of this same command.
-func supervise(c *cli.Context, cfg worker.Config, n int) error {
-	rawTitleSetter()(fmt.Sprintf("resqued supervisor of %d workers", n)) // argv (and any password) out of ps now
-	exe, err := os.Executable()
-	if err != nil {
-		return fmt.Errorf("find own executable: %w", err)
-	}
-	pruner := &worker.Pruner{Queue: cfg.Queue, Hostname: cfg.Hostname, Queues: cfg.Queues, OnOrphan: cfg.OnOrphan,
-		MaxRedeliveries: cfg.MaxRedeliveries, Logger: cfg.Logger}
-	s, err := supervisor.New(supervisor.Config{
-		Count: n, Path: exe, Args: os.Args[1:],
-		Reap: func(ctx context.Context, pid int, token string) error {
-			_, err := pruner.PruneOne(ctx, queue.WorkerID(cfg.Hostname, pid, cfg.Queues), false, token)
-			return err
-		},
-		Logger:   cfg.Logger.ResetNamed("resqued.supervisor"),
-		SetTitle: rawTitleSetter(),
-	})
-	if err != nil {
-		return err
-	}
-	fwd := func(sig syscall.Signal) func() { return func() { s.Signal(sig) } }
-	ctl := &control{stop: fwd(syscall.SIGQUIT), term: fwd(syscall.SIGTERM), force: fwd(syscall.SIGTERM),
-		usr1: fwd(syscall.SIGUSR1), pause: fwd(syscall.SIGUSR2), resume: fwd(syscall.SIGCONT)}
-	defer ctl.listen(cfg.Logger)()
-	stopMetrics, err := serveMetrics(c, &cfg, false) // Redis-side metrics only
-	if err != nil {
-		return err
-	}
-	defer stopMetrics()
-	stop, err := startBackground(c, cfg)
-	if err != nil {
-		return err
-	}
-	defer stop()
-	readyCtx, cancelReady := context.WithCancel(c.Context)
-	defer cancelReady()
-	go sayReadyWhenRegistered(readyCtx, cfg, n, s.PIDs, redisURL(c))
-	return s.Run(c.Context)
+	d := &daemon{c: c, cfg: cfg, count: c.Int("count"), supervised: os.Getenv(supervisor.EnvParentPID) != ""}
+	return d.run()
 }
 
 // fromSupervisor sets what a worker process learns from the supervisor
