@@ -2,6 +2,7 @@ package queue_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"testing"
@@ -128,4 +129,57 @@ func ExampleClient_Failures() {
 	// 2026/01/02 03:04:05 UTC imports web-3:4242:imports
 	// Resqued::HandlerFailed: handler Import exited with status 1 [no such file: data.csv]
 	// {"class":"Import","args":["data.csv"]}
+}
+
+// A worker's life with one job: take a lease on its id, reserve the next
+// job into worker:<id> (atomically, so a crash leaves it there for
+// pruning), decode it, and record its outcome. The failure record is the
+// one Ruby Resque's tools read.
+func ExampleFetcher_Reserve() {
+	ctx := context.Background()
+	pool := examplePool()
+	defer pool.Close()
+	q := queue.New(pool, "example-reserve")
+
+	for _, args := range []string{`["ok"]`, `["boom"]`} {
+		p, _ := queue.Encode("Resize", []byte(args), "")
+		_ = q.Enqueue(ctx, "images", p, queue.EnqueueOptions{})
+	}
+	id := queue.WorkerID("example-host", 4242, []string{"images"})
+	lease := q.NewLease(id, "", 6*time.Second)
+	if _, err := lease.Acquire(ctx); err != nil {
+		fmt.Println(err)
+		return
+	}
+	_ = q.RegisterWorker(ctx, id, time.Now())
+	fetch := lease.Fetcher()
+	defer fetch.Close()
+
+	for {
+		r, err := fetch.Reserve(ctx, []string{"images"}, queue.ReserveOptions{})
+		if errors.Is(err, queue.ErrNoJob) {
+			break
+		}
+		if err != nil {
+			fmt.Println(err)
+			return
+		}
+		if err := r.Decode(); err != nil {
+			fmt.Println(err)
+			return
+		}
+		// Run the job here; this one fails when its argument says so.
+		var o queue.Outcome
+		if string(r.Args) == `["boom"]` {
+			o = queue.Outcome{Exception: "RuntimeError", Error: "boom", Backtrace: []string{"resize.sh:3"}}
+		}
+		recorded, err := q.FinishJob(ctx, r, o)
+		fmt.Println(r.Class, string(r.Args), o, recorded, err)
+	}
+	fs, _ := q.Failures(ctx, 0, -1)
+	fmt.Println(len(fs), fs[0].Exception, fs[0].Error, fs[0].Queue, fs[0].Worker)
+	// Output:
+	// Resize ["ok"] ok true <nil>
+	// Resize ["boom"] RuntimeError: boom true <nil>
+	// 1 RuntimeError boom images example-host:4242:images
 }
