@@ -30,9 +30,11 @@ redis:
 	@scripts/ensure-redis.sh
 
 # test checks formatting and vet, then runs every test with the race detector
-# against redis-servers the tests start themselves on free ports.
+# against redis-servers the tests start themselves on free ports. Four
+# packages at once (-p 4), not one per core: most of the time goes to
+# waiting on daemons, handlers and timeouts, and e2e alone is the longest.
 test: check
-	$(GO) test -race -count=1 -timeout=600s ./...
+	$(GO) test -race -count=1 -p 4 -timeout=600s ./...
 
 check: fmt vet redis-imports tracked
 

@@ -5,9 +5,12 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"flag"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -24,6 +27,13 @@ import (
 var resqued string
 
 func TestMain(m *testing.M) {
+	// The tests spend their time waiting on daemons, handlers and lease
+	// expiry, not computing: run 8 at once rather than GOMAXPROCS (2 on
+	// the CI machine), unless -parallel says otherwise.
+	flag.Parse()
+	if f := flag.Lookup("test.parallel"); f != nil && f.Value.String() == strconv.Itoa(runtime.GOMAXPROCS(0)) {
+		_ = f.Value.Set("8")
+	}
 	os.Exit(redistest.RunWithBinary(m, "github.com/resqued/resqued/cmd/resqued", &resqued))
 }
 
