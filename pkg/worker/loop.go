@@ -1,0 +1,222 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/resqued/resqued/pkg/queue"
+)
+
+// markPaused writes or clears the paused marker in worker:<id> when the
+// paused state changed. It returns queue.ErrHoldsJob when worker:<id>
+// holds a job (taken by a reserve whose reply was lost): the marker
+// never replaces a job, which must run first.
+func (w *Worker) markPaused(ctx context.Context, paused bool) error {
+	if paused == w.paused {
+		return nil
+	}
+	err := w.cfg.Queue.SetPaused(ctx, w.id, strings.Join(w.cfg.Queues, ","), paused, time.Now())
+	if errors.Is(err, queue.ErrHoldsJob) {
+		return err
+	}
+	if err != nil {
+		w.log.Warn("mark paused", "error", err)
+		return nil
+	}
+	w.paused = paused
+	return nil
+}
+
+// loop takes and runs jobs until told to quit.
+func (w *Worker) loop() error {
+	fetch := w.lease.Fetcher()
+	defer fetch.Close()
+	backoff := newBackoff()
+	for {
+		s, wake := w.snapshot()
+		if s.quit {
+			return nil
+		}
+		// waitCtx is cancelled by any state change, which unblocks a
+		// wait for jobs at once.
+		waitCtx, cancel := contextUntil(wake)
+		// The pause-all-workers flag is checked inside the reserve
+		// script (one round trip less per job); only while paused is it
+		// read on its own, to notice it being lifted.
+		var paused bool
+		var err error
+		var queues []string
+		var r *queue.Reserved
+		switch {
+		case w.paused && !s.paused:
+			paused, err = w.cfg.Queue.PausedAll(waitCtx)
+		case !s.paused:
+			if queues, err = w.queues(waitCtx, false); err == nil {
+				r, err = w.reserve(waitCtx, fetch, queues)
+			}
+			if errors.Is(err, queue.ErrPausedAll) {
+				paused, err = true, nil
+			}
+		}
+		if err == nil && (paused || s.paused) {
+			if w.cfg.Interval < 0 {
+				// Draining (INTERVAL=0): a paused worker has nothing
+				// left to do, as in Ruby Resque.
+				cancel()
+				return nil
+			}
+			w.cfg.SetTitle("Paused")
+			if !w.paused {
+				by := "USR2"
+				if paused {
+					by = "pause-all-workers flag"
+				}
+				w.log.Info("paused", "by", by)
+			}
+			if err := w.markPaused(waitCtx, true); errors.Is(err, queue.ErrHoldsJob) {
+				// Taken before the pause (its reply was lost): it runs
+				// first, as a running job does.
+				cancel()
+				if r, err := fetch.Reserve(context.Background(), nil, queue.ReserveOptions{HeldOnly: true}); err == nil {
+					w.log.Warn("running the job this worker had taken before a connection was lost, before pausing", "queue", r.Queue)
+					w.process(r)
+				}
+				continue
+			}
+			sleep(waitCtx, max(w.cfg.Interval, 100*time.Millisecond))
+			cancel()
+			continue
+		}
+		if err == nil && w.paused {
+			// Lifted: clear the marker before taking anything, since a
+			// job would go into the same key.
+			w.log.Info("resumed")
+			_ = w.markPaused(waitCtx, false)
+			cancel()
+			continue
+		}
+		switch {
+		case errors.Is(err, queue.ErrNoJob):
+			backoff.reset(w.log)
+			if w.cfg.Interval < 0 {
+				cancel()
+				return nil
+			}
+			w.cfg.SetTitle("Waiting for " + strings.Join(w.cfg.Queues, ","))
+			// Idle: re-read the queue list now ("*" may have grown).
+			if q, err := w.queues(waitCtx, true); err == nil {
+				queues = q
+			}
+			w.log.Debug("waiting for a job", "queues", strings.Join(queues, ","), "timeout", w.cfg.Interval)
+			if len(queues) == 0 {
+				sleep(waitCtx, w.cfg.Interval)
+			} else if err := fetch.Wait(waitCtx, queues, w.cfg.Interval); err != nil {
+				w.log.Debug("wait for jobs", "error", err)
+			}
+			cancel()
+			continue
+		case errors.Is(err, queue.ErrNotOwner):
+			cancel()
+			w.log.Error("another process has taken over this worker's id; stopping without taking more jobs", "error", err)
+			return err
+		case err != nil:
+			cancel()
+			backoff.fail(w.log, err)
+			backoff.wait(wake)
+			continue
+		}
+		cancel()
+		backoff.reset(w.log)
+		if s2, _ := w.snapshot(); s2.quit || s2.paused {
+			// Taken just as we were told to stop: give it back.
+			w.release(r)
+			continue
+		}
+		w.process(r)
+	}
+}
+
+// reserve takes the next job into worker:<id>, only of a class this
+// worker has a handler for when OnlyKnownClasses is set.
+func (w *Worker) reserve(ctx context.Context, fetch *queue.Fetcher, queues []string) (*queue.Reserved, error) {
+	var opt queue.ReserveOptions
+	if w.cfg.OnlyKnownClasses {
+		// Listing the handlers directory resolves every file in it: do it
+		// at most once a second, not for every job. A handler added
+		// meanwhile is taken up within that second.
+		if w.classes == nil || time.Since(w.classesAt) >= time.Second {
+			classes, err := w.cfg.Runner.Classes()
+			if err != nil {
+				return nil, fmt.Errorf("list handler classes: %w", err)
+			}
+			w.classes, w.classesAt = append([]string{}, classes...), time.Now()
+		}
+		opt.Classes = w.classes
+	}
+	r, err := fetch.Reserve(ctx, queues, opt)
+	if err == nil && r.Resumed {
+		w.log.Warn("resuming a job this worker had taken before a connection was lost", "queue", r.Queue)
+	}
+	return r, err
+}
+
+// queues expands the queue specification. With "*" or globs it reads the
+// queues set, at most once a second while busy (a busy worker need not
+// pay a round trip per job for it), and always when fresh is set.
+func (w *Worker) queues(ctx context.Context, fresh bool) ([]string, error) {
+	if w.expanded != nil && !fresh && time.Since(w.expandedAt) < time.Second {
+		return w.expanded, nil
+	}
+	var all []string
+	for _, s := range w.cfg.Queues {
+		if queue.IsPattern(s) {
+			var err error
+			if all, err = w.cfg.Queue.Queues(ctx); err != nil {
+				return nil, err
+			}
+			break
+		}
+	}
+	w.expanded, w.expandedAt = queue.ExpandQueues(w.cfg.Queues, all), time.Now()
+	return w.expanded, nil
+}
+
+// release puts a reserved job back at the head of its queue.
+func (w *Worker) release(r *queue.Reserved) {
+	err := w.persist(context.Background(), "give back job", func(ctx context.Context) error {
+		return w.cfg.Queue.Release(ctx, r)
+	})
+	if err != nil {
+		// It stays in worker:<id>; the next start or prune of this id
+		// applies the orphan policy to it.
+		w.log.Error("could not give back a job; it stays in worker:<id> for recovery", "queue", r.Queue, "error", err)
+	}
+}
+
+// contextUntil returns a context cancelled when ch is closed.
+func contextUntil(ch <-chan struct{}) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() {
+		select {
+		case <-ch:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	return ctx, cancel
+}
+
+func sleep(ctx context.Context, d time.Duration) {
+	if d <= 0 {
+		return
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+}
