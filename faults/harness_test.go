@@ -300,29 +300,44 @@ func (c *cluster) stat(name string) int {
 
 // drained: no job queued, held by a worker or waiting in the delayed set.
 func (c *cluster) drained() bool {
-	for _, q := range []string{"high", "default", "low"} {
-		if n, _ := redis.Int(c.srv.Do(c.t, "LLEN", queue.QueueKey(ns, q)), nil); n > 0 {
-			return false
-		}
+	waiting, held := c.snapshot()
+	return waiting == 0 && len(held) == 0
+}
+
+// snapshotScript reads, in one atomic step, how many jobs wait (queued or
+// delayed) and the worker:<id> values that hold a job. Read one by one,
+// a pruner moving a job from a dead worker back to its queue between the
+// two reads made the run look drained while that job was still queued.
+var snapshotScript = redis.NewScript(4, `
+local n = redis.call('LLEN', KEYS[1]) + redis.call('LLEN', KEYS[2]) + redis.call('LLEN', KEYS[3]) + redis.call('ZCARD', KEYS[4])
+local held = {}
+for _, k in ipairs(redis.call('KEYS', ARGV[1])) do
+  if string.sub(k, -8) ~= ':started' then
+    local v = redis.call('GET', k)
+    if v and not string.find(v, '"paused":true', 1, true) then table.insert(held, v) end
+  end
+end
+return {n, held}
+`)
+
+func (c *cluster) snapshot() (waiting int, held []string) {
+	conn := c.pool.Get()
+	defer conn.Close()
+	vs, err := redis.Values(snapshotScript.Do(conn, queue.QueueKey(ns, "high"), queue.QueueKey(ns, "default"),
+		queue.QueueKey(ns, "low"), queue.DelayedScheduleKey(ns), queue.WorkerKey(ns, "*")))
+	if err != nil || len(vs) != 2 {
+		return -1, nil // unknown: not drained
 	}
-	if n, _ := redis.Int(c.srv.Do(c.t, "ZCARD", queue.DelayedScheduleKey(ns)), nil); n > 0 {
-		return false
-	}
-	return len(c.inFlight()) == 0
+	waiting, _ = redis.Int(vs[0], nil)
+	held, _ = redis.Strings(vs[1], nil)
+	return waiting, held
 }
 
 // inFlight returns the job ids held in worker:<id> keys (not paused markers).
 func (c *cluster) inFlight() map[string]bool {
 	ids := map[string]bool{}
-	keys, _ := redis.Strings(c.srv.Do(c.t, "KEYS", queue.WorkerKey(ns, "*")), nil)
-	for _, k := range keys {
-		if strings.HasSuffix(k, ":started") {
-			continue
-		}
-		v, _ := redis.String(c.srv.Do(c.t, "GET", k), nil)
-		if v == "" || strings.Contains(v, `"paused":true`) {
-			continue
-		}
+	_, held := c.snapshot()
+	for _, v := range held {
 		if n, ok := jobN(v); ok {
 			ids[fmt.Sprintf("job-%05d", n)] = true
 		} else {
