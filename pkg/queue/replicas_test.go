@@ -184,3 +184,37 @@ func TestClient_NoMinReplicas(t *testing.T) {
 		t.Errorf("no script ran: the check above proves nothing:\n%s", info)
 	}
 }
+
+// BenchmarkClient_JobCycle is one job's writes (enqueue, reserve,
+// finish) against a master with one replica, without and with
+// WithMinReplicas(1): what waiting for the replica costs per job.
+func BenchmarkClient_JobCycle(b *testing.B) {
+	master := redistest.Start(b)
+	redistest.StartReplica(b, master)
+	for _, bc := range []struct {
+		name string
+		opts []queue.Option
+	}{{"NoWait", nil}, {"MinReplicas1", []queue.Option{queue.WithMinReplicas(1, time.Second)}}} {
+		b.Run(bc.name, func(b *testing.B) {
+			ctx := context.Background()
+			c := queue.New(master.Pool(b), "bench-"+bc.name, bc.opts...)
+			f := c.Fetcher("h:1:q")
+			defer f.Close()
+			p := []byte(`{"class":"A","args":[1]}`)
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				if err := c.Enqueue(ctx, "q", p, queue.EnqueueOptions{}); err != nil {
+					b.Fatal(err)
+				}
+				r, err := f.Reserve(ctx, []string{"q"}, queue.ReserveOptions{})
+				if err != nil {
+					b.Fatal(err)
+				}
+				if ok, err := c.FinishJob(ctx, r, queue.Outcome{}); !ok || err != nil {
+					b.Fatal(ok, err)
+				}
+			}
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "jobs/s")
+		})
+	}
+}
