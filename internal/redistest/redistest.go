@@ -326,5 +326,11 @@ func StartReplica(tb testing.TB, master *Server, opts ...Option) *Server {
 		info, _ := redis.String(r.Do(tb, "INFO", "replication"), nil)
 		return strings.Contains(info, "master_link_status:up") && !strings.Contains(info, "master_sync_in_progress:1")
 	}, "replica %s of %s: link not up", r.Addr, master.Addr)
+	// The master counts the replica in WAIT only once it has acknowledged
+	// an offset: after the link is up, that takes one more round.
+	Eventually(tb, 20*time.Second, func() bool {
+		n, _ := redis.Int(master.Do(tb, "WAIT", 1, 100), nil)
+		return n >= 1
+	}, "replica %s of %s: never acknowledged a WAIT", r.Addr, master.Addr)
 	return r
 }
