@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"os"
 	"strconv"
 	"strings"
@@ -9,6 +10,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/urfave/cli/v2"
 
+	"github.com/resqued/resqued/internal/outage"
 	"github.com/resqued/resqued/pkg/queue"
 	"github.com/resqued/resqued/pkg/redisurl"
 	"github.com/resqued/resqued/pkg/status"
@@ -24,6 +26,37 @@ func connFlags() []cli.Flag {
 		&cli.StringFlag{Name: "log-level", EnvVars: []string{"RESQUED_LOG_LEVEL"}, Usage: "trace, debug, info, warn or error; overrides -v/-vv", DefaultText: "warn"},
 		&cli.StringFlag{Name: "log-format", EnvVars: []string{"RESQUED_LOG_FORMAT"}, Value: "text", Usage: "text or json"},
 	}
+}
+
+// replicaFlags are the flags of the commands that write jobs (the daemon,
+// enqueue): how many replicas must acknowledge each write.
+func replicaFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.IntFlag{Name: "min-replicas", EnvVars: []string{"RESQUED_MIN_REPLICAS"}, Usage: "after each write that records or moves a job, wait (Redis WAIT) until `N` replicas have it, and say so when they do not in time; 0 waits for none (docs/reliability.md)"},
+		&cli.StringFlag{Name: "min-replicas-timeout", EnvVars: []string{"RESQUED_MIN_REPLICAS_TIMEOUT"}, Value: "1", Usage: "seconds each write waits for --min-replicas (or a duration such as 250ms)"},
+	}
+}
+
+// replicaOptions reads replicaFlags into queue options; log, when not
+// nil, hears about worker-side writes the replicas did not acknowledge.
+func replicaOptions(c *cli.Context, log hclog.Logger) ([]queue.Option, error) {
+	n := c.Int("min-replicas")
+	if n == 0 {
+		return nil, nil
+	}
+	if n < 0 {
+		return nil, &usageError{msg: fmt.Sprintf("--min-replicas %d: want a number of replicas, 0 for none", n), hint: "--min-replicas 1"}
+	}
+	timeout, err := parseSeconds(c.String("min-replicas-timeout"))
+	if err != nil || timeout <= 0 {
+		return nil, &usageError{msg: fmt.Sprintf("--min-replicas-timeout %q: want seconds above zero (WAIT with 0 would wait for ever)", c.String("min-replicas-timeout")), hint: "--min-replicas-timeout 1"}
+	}
+	opts := []queue.Option{queue.WithMinReplicas(n, timeout)}
+	if log != nil {
+		acks := &outage.Replicas{Logger: log.Named("replicas")}
+		opts = append(opts, queue.WithReplicaReport(acks.Report))
+	}
+	return opts, nil
 }
 
 // redisURL picks the server from --redis/REDIS_URL, then php-resque's
@@ -63,7 +96,12 @@ func connect(c *cli.Context, log hclog.Logger) (*redisClients, error) {
 		return nil, &usageError{msg: err.Error(), hint: "resqued --redis redis://127.0.0.1:6379/0"}
 	}
 	ns := strings.TrimSuffix(c.String("namespace"), ":")
-	return &redisClients{queue: queue.New(pool, ns), status: status.New(pool, ns), Close: pool.Close}, nil
+	opts, err := replicaOptions(c, log)
+	if err != nil {
+		pool.Close()
+		return nil, err
+	}
+	return &redisClients{queue: queue.New(pool, ns, opts...), status: status.New(pool, ns), Close: pool.Close}, nil
 }
 
 // newLogger builds the root logger. Resque's VERBOSE and VVERBOSE are on

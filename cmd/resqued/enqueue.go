@@ -31,7 +31,7 @@ func enqueueCommand() *cli.Command {
 			"invalid line it stops: the lines before it are enqueued, that line and the rest are not.\n\n" +
 			"With --in or --at the job is delayed (resque-scheduler's layout) and the running daemon's\n" +
 			"scheduler pushes it to its queue when due (docs/scheduling.md).",
-		Flags: append(append(redisOnly(connFlags()),
+		Flags: append(append(append(redisOnly(connFlags()), replicaFlags()...),
 			&cli.StringFlag{Name: "queue", Aliases: []string{"q"}, Value: "default", Usage: "queue to push to"},
 			&cli.StringFlag{Name: "args", Usage: "the whole args `JSON` array"},
 			&cli.BoolFlag{Name: "track", Usage: "create a php-resque status for the job; the printed id is its token"},
@@ -104,14 +104,41 @@ func enqueueAction(c *cli.Context) error {
 	} else {
 		err = rc.queue.Enqueue(c.Context, q, payload, opt)
 	}
-	if err != nil {
+	if err != nil && !errors.Is(err, queue.ErrNotAcknowledged) {
 		return err
+	}
+	if err != nil && c.Bool("wait") {
+		// The job is in; whether it runs is what --wait is about.
+		fmt.Fprintf(c.App.ErrWriter, "resqued: %s\n", unacknowledged("job "+id+" was enqueued", err))
 	}
 	if c.Bool("wait") {
 		return waitFor(c, rc.status, id)
 	}
 	fmt.Fprintln(c.App.Writer, id)
+	if err != nil {
+		return cli.Exit(unacknowledged("job "+id+" was enqueued", err), exitUnacknowledged)
+	}
 	return nil
+}
+
+// exitUnacknowledged is enqueue's exit status when the job was enqueued
+// but fewer than --min-replicas replicas acknowledged it in time.
+const exitUnacknowledged = 4
+
+// unacknowledged says, in the user's words, that what was done is on the
+// master only (err wraps queue.ErrNotAcknowledged).
+func unacknowledged(done string, err error) string { return unacknowledgedIt(done, "it", err) }
+
+// unacknowledgedIt is unacknowledged for what "it" names (them, ...).
+func unacknowledgedIt(done, it string, err error) string {
+	var na *queue.NotAcknowledgedError
+	if !errors.As(err, &na) {
+		return fmt.Sprintf("%s, but not acknowledged by --min-replicas replicas (%v): a failover now could lose %s", done, err, it)
+	}
+	if na.Err != nil {
+		return fmt.Sprintf("%s, but whether %d replicas have %s is unknown (%v): a failover now could lose %s", done, na.Want, it, na.Err, it)
+	}
+	return fmt.Sprintf("%s, but only %d of %d replicas acknowledged %s within %s: a failover now could lose %s", done, na.Got, na.Want, it, na.Timeout, it)
 }
 
 // waitFor polls job id's status until it ends, then prints its result
@@ -236,13 +263,18 @@ func enqueueStdin(c *cli.Context) error {
 		batchFirst int // line numbers of the batch's first and last jobs
 		batchLast  int
 		done       int // jobs enqueued so far
+		unacked    int // of which too few replicas acknowledged
+		lastUnack  error
 		lineNo     int
 	)
 	flush := func() error {
 		if len(batch) == 0 {
 			return nil
 		}
-		if err := bulk.Enqueue(bulkJobs(batch), track); err != nil {
+		if err := bulk.Enqueue(bulkJobs(batch), track); errors.Is(err, queue.ErrNotAcknowledged) {
+			unacked += len(batch)
+			lastUnack = err
+		} else if err != nil {
 			out.Flush()
 			return fmt.Errorf("enqueue --stdin: batch of lines %d-%d: %w (the %d jobs before it were enqueued)",
 				batchFirst, batchLast, err, done)
@@ -302,6 +334,11 @@ func enqueueStdin(c *cli.Context) error {
 	}
 	if quiet {
 		fmt.Fprintln(out, done)
+	}
+	if unacked > 0 {
+		out.Flush()
+		return cli.Exit(unacknowledgedIt(fmt.Sprintf("all %d jobs were enqueued", done),
+			fmt.Sprintf("%d of them", unacked), lastUnack), exitUnacknowledged)
 	}
 	return nil
 }

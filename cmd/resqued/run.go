@@ -20,7 +20,7 @@ import (
 )
 
 func runFlags() []cli.Flag {
-	return append(append(connFlags(), daemonWebFlags()...),
+	return append(append(append(connFlags(), replicaFlags()...), daemonWebFlags()...),
 		&cli.StringFlag{Name: "handlers", EnvVars: []string{"RESQUED_HANDLERS"}, Value: "./handlers", Usage: "`DIR` holding one executable per job class"},
 		&cli.StringFlag{Name: "queues", Aliases: []string{"q"}, EnvVars: []string{"QUEUES", "QUEUE"}, Usage: "queues in priority order, comma-separated; * for all, globs and !exclusions allowed"},
 		&cli.IntFlag{Name: "count", Aliases: []string{"c"}, EnvVars: []string{"COUNT"}, Value: 1, Usage: "number of worker processes"},

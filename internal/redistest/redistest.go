@@ -311,3 +311,26 @@ func RunWithServer(m *testing.M, addr *string) int {
 	*addr = s.Addr
 	return m.Run()
 }
+
+// StartReplica runs a redis-server that replicates master (--replicaof)
+// and returns once its link to the master is up and the first sync is
+// done, so that WAIT on the master counts it. It is stopped on cleanup
+// like any Server.
+func StartReplica(tb testing.TB, master *Server, opts ...Option) *Server {
+	tb.Helper()
+	// Redis 7 waits 5 s for more replicas before a diskless sync starts.
+	master.Do(tb, "CONFIG", "SET", "repl-diskless-sync-delay", "0")
+	_, port, _ := net.SplitHostPort(master.Addr)
+	r := Start(tb, append([]Option{Args("--replicaof", "127.0.0.1", port)}, opts...)...)
+	Eventually(tb, 20*time.Second, func() bool {
+		info, _ := redis.String(r.Do(tb, "INFO", "replication"), nil)
+		return strings.Contains(info, "master_link_status:up") && !strings.Contains(info, "master_sync_in_progress:1")
+	}, "replica %s of %s: link not up", r.Addr, master.Addr)
+	// The master counts the replica in WAIT only once it has acknowledged
+	// an offset: after the link is up, that takes one more round.
+	Eventually(tb, 20*time.Second, func() bool {
+		n, _ := redis.Int(master.Do(tb, "WAIT", 1, 100), nil)
+		return n >= 1
+	}, "replica %s of %s: never acknowledged a WAIT", r.Addr, master.Addr)
+	return r
+}

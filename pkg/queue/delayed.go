@@ -45,7 +45,9 @@ return 1
 // has a "queue" field of its own is refused.
 // With opt.Track the job's php-resque status is created in the same
 // step, and its token is recorded in the delayed-status index
-// (DelayedStatusKey).
+// (DelayedStatusKey). An error wrapping ErrNotAcknowledged
+// (WithMinReplicas) means the job was stored, but too few replicas have
+// it yet.
 func (c *Client) Delay(ctx context.Context, at time.Time, q string, payload []byte, opt EnqueueOptions) error {
 	if err := ValidateQueueName(q); err != nil {
 		return err
@@ -88,7 +90,7 @@ func (c *Client) Delay(ctx context.Context, at time.Time, q string, payload []by
 		DelayedStatusValue(ts, item), ttl); err != nil {
 		return fmt.Errorf("delay job for %s: %w", q, err)
 	}
-	return nil
+	return c.replicated(conn, "delay job for "+q, opt.ID)
 }
 
 // moveScript moves up to ARGV[5] items of one timestamp onto their
@@ -207,6 +209,7 @@ func (c *Client) MoveDelayed(ctx context.Context, ts string, n int) (DelayedBatc
 	if err := c.forgetTokens(conn, reply[3]); err != nil {
 		return b, fmt.Errorf("move delayed jobs of %s: %w", ts, err)
 	}
+	c.reportReplicated(conn, "move delayed jobs of", ts)
 	return b, nil
 }
 

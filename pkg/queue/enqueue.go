@@ -24,7 +24,9 @@ type EnqueueOptions struct {
 }
 
 // Enqueue adds payload to the tail of queue q and q to the queues set, in
-// one transaction.
+// one transaction. With WithMinReplicas, an error wrapping
+// ErrNotAcknowledged means the job was enqueued, but too few replicas
+// have it yet: a failover now could lose it.
 func (c *Client) Enqueue(ctx context.Context, q string, payload []byte, opt EnqueueOptions) error {
 	if err := ValidateQueueName(q); err != nil {
 		return err
@@ -41,7 +43,7 @@ func (c *Client) Enqueue(ctx context.Context, q string, payload []byte, opt Enqu
 	if _, err := conn.Do("EXEC"); err != nil {
 		return fmt.Errorf("enqueue to %s: %w", q, err)
 	}
-	return nil
+	return c.replicated(conn, "enqueue to "+q, opt.ID)
 }
 
 // sendPush queues, on conn, the transaction that enqueues jobs: MULTI,
@@ -113,7 +115,9 @@ func (b *Bulk) Close() error { return b.conn.Close() }
 // php-resque status is created in it as well. Its errors say whether
 // the batch was applied (nothing, everything, or all but the failed
 // command: Redis does not roll a transaction back) for the caller to
-// wrap with what the batch was.
+// wrap with what the batch was. An error wrapping ErrNotAcknowledged
+// (WithMinReplicas) means the whole batch was enqueued, but too few
+// replicas have it yet.
 func (b *Bulk) Enqueue(jobs []BulkJob, track bool) error {
 	b.c.sendPush(b.conn, jobs, track, time.Time{})
 	_ = b.conn.Send("EXEC")
@@ -139,5 +143,5 @@ func (b *Bulk) Enqueue(jobs []BulkJob, track bool) error {
 			return fmt.Errorf("%w; the batch's other commands were applied", e)
 		}
 	}
-	return nil
+	return b.c.replicated(b.conn, "enqueue batch", "")
 }

@@ -286,6 +286,7 @@ func (f *Fetcher) Reserve(ctx context.Context, queues []string, opt ReserveOptio
 		}
 		r.Queue, r.Payload, r.Resumed, r.ID = w.Queue, w.Payload, true, StatusID(w.Payload)
 	}
+	f.c.reportReplicated(conn, "reserve job", r.ID)
 	return r, nil
 }
 

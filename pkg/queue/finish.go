@@ -83,6 +83,7 @@ func (c *Client) FinishJob(ctx context.Context, r *Reserved, o Outcome) (bool, e
 	if n < 0 {
 		return false, fmt.Errorf("finish job on %s: %w", id, ErrNotOwner)
 	}
+	c.reportReplicated(conn, "finish job", r.ID)
 	return n == 1, nil
 }
 
@@ -112,5 +113,6 @@ func (c *Client) Release(ctx context.Context, r *Reserved) error {
 		r.Record, r.Payload, r.ID, time.Now().Unix()); err != nil {
 		return fmt.Errorf("release job of %s: %w", id, err)
 	}
+	c.reportReplicated(conn, "release job", r.ID)
 	return nil
 }

@@ -167,5 +167,6 @@ func (c *Client) UnregisterDead(ctx context.Context, id, token string, o *Orphan
 	if n < 0 {
 		return NotUnregistered, fmt.Errorf("unregister dead worker %s: %w", id, ErrIDInUse)
 	}
+	c.reportReplicated(conn, "unregister dead worker", id)
 	return Unregistered(n), nil
 }

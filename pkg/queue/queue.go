@@ -21,10 +21,22 @@ var ErrNoJob = errors.New("no job")
 type Client struct {
 	pool *redis.Pool
 	ns   string
+
+	// replicas.go: WithMinReplicas, WithReplicaReport.
+	minReplicas    int
+	replicaTimeout time.Duration
+	replicaReport  func(error)
 }
 
-// New returns a Client for namespace ns ("resque" unless configured).
-func New(pool *redis.Pool, ns string) *Client { return &Client{pool: pool, ns: ns} }
+// New returns a Client for namespace ns ("resque" unless configured),
+// with opts (WithMinReplicas, WithReplicaReport).
+func New(pool *redis.Pool, ns string, opts ...Option) *Client {
+	c := &Client{pool: pool, ns: ns}
+	for _, o := range opts {
+		o(c)
+	}
+	return c
+}
 
 // Namespace returns the namespace, without its trailing colon.
 func (c *Client) Namespace() string { return c.ns }

@@ -81,5 +81,6 @@ func (c *Client) RetryJob(ctx context.Context, r *Reserved, at time.Time) (bool,
 	if err != nil {
 		return false, fmt.Errorf("retry job on %s: %w", id, err)
 	}
+	c.reportReplicated(conn, "retry job", j.ID)
 	return n == 1, nil
 }

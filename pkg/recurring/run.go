@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"os"
 	"sync"
@@ -177,7 +178,14 @@ func (r *entryRunner) fire(ctx context.Context, tick time.Time, why string) {
 	pushCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
 	_, err = withBackoff(pushCtx, func() (bool, error) {
-		return true, r.c.Enqueue(pushCtx, r.e.Queue, payload, queue.EnqueueOptions{})
+		err := r.c.Enqueue(pushCtx, r.e.Queue, payload, queue.EnqueueOptions{})
+		if errors.Is(err, queue.ErrNotAcknowledged) {
+			// Enqueued on the master: pushing it again would run the
+			// tick twice.
+			r.log.Warn("scheduled job enqueued, but too few replicas acknowledged it: a failover now could lose this tick", "tick", tick, "error", err)
+			return true, nil
+		}
+		return true, err
 	})
 	if err != nil {
 		r.down.Fail(r.log, fmt.Errorf("enqueue tick %s: %w", tick.UTC().Format(time.RFC3339), err))

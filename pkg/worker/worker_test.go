@@ -486,3 +486,48 @@ func TestWorker_StopsWhenIDTakenOver(t *testing.T) {
 		t.Error("the stopped worker unregistered the id the new holder uses")
 	}
 }
+
+// A worker of another host is pruned by its heartbeat's expiry alone:
+// never by its pid (this host's process table says nothing about it), and
+// never by a lapsed lease while its heartbeat is fresh (a host that lost
+// Redis for a while, whose leases ran out but whose heartbeat is within
+// Expiry, is alive and must find its workers and jobs where it left them).
+// A live lease keeps even an expired one; one with no heartbeat at all is
+// left alone, as Ruby does.
+func TestPruner_OtherHostsByHeartbeatOnly(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t)
+	now, err := e.q.ServerTime(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stale := now.Add(-6 * time.Minute).Format(queue.HeartbeatFormat)
+	fresh, leased, expired, noBeat := "otherhost:5:q", "otherhost:6:q", "otherhost:7:q", "otherhost:8:q"
+	for _, id := range []string{fresh, leased, expired, noBeat} {
+		e.deadWorker(t, id) // registered, holding a job, no lease
+	}
+	e.srv.Do(t, "HSET", queue.HeartbeatKey(e.ns), leased, stale)
+	e.srv.Do(t, "HSET", queue.HeartbeatKey(e.ns), expired, stale)
+	e.srv.Do(t, "HDEL", queue.HeartbeatKey(e.ns), noBeat)
+	e.srv.Do(t, "SET", queue.OwnerKey(e.ns, leased), "their-token", "PX", 60000)
+	// Every pid counts as dead here, and the pruner listens on the same
+	// queues: only the host name keeps the pid check away.
+	pruned, _, err := e.pruner("requeue").Prune(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(pruned) != 1 || pruned[0] != expired {
+		t.Errorf("pruned %v, want only %s (heartbeat expired, no lease)", pruned, expired)
+	}
+	for _, id := range []string{fresh, leased, noBeat} {
+		if !e.registered(id) {
+			t.Errorf("%s was unregistered", id)
+		}
+		if raw, _ := e.q.InFlight(ctx, id); raw == nil {
+			t.Errorf("%s lost its job", id)
+		}
+	}
+	if n, _ := e.q.Size(ctx, "q"); n != 1 {
+		t.Errorf("queue holds %d jobs, want the pruned worker's one requeued", n)
+	}
+}
