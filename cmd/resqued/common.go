@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"strconv"
@@ -19,7 +20,7 @@ import (
 // connFlags are the flags every command that talks to Redis takes.
 func connFlags() []cli.Flag {
 	return []cli.Flag{
-		&cli.StringFlag{Name: "redis", EnvVars: []string{"REDIS_URL"}, Usage: "Redis `URL`: redis://[user:pass@]host:port/db, rediss://..., unix:///path.sock?db=N (also php-resque's REDIS_BACKEND=host:port and REDIS_BACKEND_DB)", DefaultText: redisurl.Default},
+		&cli.StringFlag{Name: "redis", EnvVars: []string{"REDIS_URL"}, Usage: "Redis `URL`: redis://[user:pass@]host:port/db, rediss://..., unix:///path.sock?db=N, redis+cluster://host1:port1,host2:port2/ (also php-resque's REDIS_BACKEND=host:port and REDIS_BACKEND_DB)", DefaultText: redisurl.Default},
 		&cli.StringFlag{Name: "namespace", EnvVars: []string{"RESQUE_NAMESPACE", "PREFIX"}, Value: "resque", Usage: "key namespace, as Resque.redis.namespace"},
 		&cli.BoolFlag{Name: "verbose", Aliases: []string{"v"}, Usage: "log one line per job (also VERBOSE or LOGGING set to anything)"},
 		&cli.BoolFlag{Name: "vv", Usage: "debug logging (also VVERBOSE set to anything)"},
@@ -87,15 +88,18 @@ type redisClients struct {
 // here, once, so that every command (the daemon, enqueue, status, stats,
 // failed, delayed, web) names the same keys whichever spelling was given.
 func connect(c *cli.Context, log hclog.Logger) (*redisClients, error) {
-	var opt redisurl.Options
+	ns := strings.TrimSuffix(c.String("namespace"), ":")
+	opt := redisurl.Options{Namespace: ns}
 	if log != nil && log.IsDebug() {
 		opt.CommandLog = log.Named("redis").StandardLogger(&hclog.StandardLoggerOptions{ForceLevel: hclog.Debug})
 	}
 	pool, err := redisurl.NewPool(redisURL(c), opt)
+	if errors.Is(err, redisurl.ErrClusterNamespace) {
+		return nil, &usageError{msg: "A Redis Cluster needs a hash-tagged namespace, so that every key lives in one slot: " + strconv.Quote(ns) + " has no {tag}.", hint: "resqued --namespace '{resque}' (and the same namespace in Ruby and PHP: docs/operations.md, Redis Cluster)"}
+	}
 	if err != nil {
 		return nil, &usageError{msg: err.Error(), hint: "resqued --redis redis://127.0.0.1:6379/0"}
 	}
-	ns := strings.TrimSuffix(c.String("namespace"), ":")
 	opts, err := replicaOptions(c, log)
 	if err != nil {
 		pool.Close()

@@ -40,8 +40,8 @@ func New(q *queue.Client, logger hclog.Logger) *Scheduler {
 
 // MoveDue moves every delayed item due at or before now onto its queue
 // (SADD queues, RPUSH queue:<q>) and returns how many it moved. Each
-// batch is one Lua script, so schedulers running at once never move an
-// item twice. Items that name no usable queue stay where they are.
+// item moves in one compare-and-set Lua script, so schedulers running at
+// once never move an item twice. Items that name no usable queue stay where they are.
 func (s *Scheduler) MoveDue(ctx context.Context, now time.Time) (int, error) {
 	total := 0
 	stuck := map[string]bool{} // timestamps holding only unmovable items
@@ -70,6 +70,9 @@ func (s *Scheduler) MoveDue(ctx context.Context, now time.Time) (int, error) {
 				}
 				if b.Left == 0 {
 					break
+				}
+				if b.Moved == 0 && b.Kept == 0 {
+					continue // another scheduler took this batch first
 				}
 				if b.Moved == 0 {
 					stuck[t] = true

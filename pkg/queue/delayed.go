@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/gomodule/redigo/redis"
@@ -93,67 +94,64 @@ func (c *Client) Delay(ctx context.Context, at time.Time, q string, payload []by
 	return c.replicated(conn, "delay job for "+q, opt.ID)
 }
 
-// moveScript moves up to ARGV[5] items of one timestamp onto their
-// queues. KEYS[1] delayed:<ts>, KEYS[2] delayed_queue_schedule, KEYS[3]
-// queues. ARGV[1] the timestamp as the schedule holds it, ARGV[2]
-// TimestampsEntry(ts), ARGV[3] QueuePrefix, ARGV[4] TimestampsPrefix,
-// ARGV[5] the batch size, ARGV[6] the characters a queue name may not
-// hold (queueNameForbidden). The queue and timestamps keys are built
-// from the prefixes because the script learns the items, and their
-// queues, only as it pops them. An item whose queue is not a usable name
-// (not JSON, no "queue") is put back at the tail of its list, for an
-// operator. Returns {moved, kept, left, withID}: left is the list's
-// length afterwards, withID the queue and payload of each moved item
-// that has a string "id" (queue, payload, queue, payload, ...), whose
-// delayed-status entries the caller then removes.
+// moveItemScript moves one delayed item ARGV[3] of timestamp ARGV[1]
+// onto queue ARGV[4], or, with ARGV[4] empty (the item names no usable
+// queue), puts it back at the tail of its list, for an operator. KEYS[1]
+// delayed:<ts>, KEYS[2] delayed_queue_schedule, KEYS[3] queues, KEYS[4]
+// queue:<q> (any key of the namespace when keeping), KEYS[5] the item's
+// timestamps set; ARGV[2] is TimestampsEntry(ts). The caller read the
+// item first (MoveDelayed): the script acts only if LREM still finds it,
+// so of schedulers racing for one item exactly one moves it. When the
+// list empties, the timestamp leaves the schedule. Returns {state, left,
+// payload}: state 1 moved, 2 kept, 0 gone (another scheduler took it);
+// left the list's length afterwards; payload what was pushed.
 //
 // The pushed payload is the item without its "queue" field. It is cut
 // out of the bytes, not re-encoded (cjson would reorder keys, turn [] into
 // {} and round big numbers); an item whose "queue" is not last is pushed
 // unchanged (Resque ignores the extra field).
-var moveScript = redis.NewScript(3, `
-local ts, entry, qprefix, tprefix, n = ARGV[1], ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5])
-local forbidden = '[' .. ARGV[6] .. ']'
-local moved, kept, withID = 0, {}, {}
-for i = 1, n do
-  local item = redis.call('LPOP', KEYS[1])
-  if not item then break end
-  redis.call('SREM', tprefix .. item, entry)
-  local ok, p = pcall(cjson.decode, item)
-  local q = ok and type(p) == 'table' and p['queue']
-  if type(q) == 'string' and q ~= '' and not string.find(q, forbidden) then
-    local payload = item
-    local at, from = nil, 1
-    while true do
-      local s = string.find(item, ',"queue":', from, true)
-      if not s then break end
-      at, from = s, s + 1
-    end
-    if at and string.sub(item, -1) == '}' then
-      local ok2, v = pcall(cjson.decode, string.sub(item, at + 9, -2))
-      if ok2 and v == q then payload = string.sub(item, 1, at - 1) .. '}' end
-    end
-    redis.call('SADD', KEYS[3], q)
-    redis.call('RPUSH', qprefix .. q, payload)
-    moved = moved + 1
-    if type(p['id']) == 'string' and p['id'] ~= '' then
-      table.insert(withID, q)
-      table.insert(withID, payload)
-    end
-  else
-    table.insert(kept, item)
-  end
-end
-for _, item in ipairs(kept) do
+//
+// One script per item, rather than one per batch that pops items and
+// pushes each where it names, because a script may touch only the keys
+// it declares (Redis Cluster, Valkey, DragonflyDB), and an item's queue
+// and timestamps set are known only once it is read.
+var moveItemScript = redis.NewScript(5, `
+local ts, entry, item, q = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+if redis.call('LREM', KEYS[1], 1, item) ~= 1 then return {0, redis.call('LLEN', KEYS[1]), ''} end
+local state, payload = 2, ''
+if q == '' then
   redis.call('RPUSH', KEYS[1], item)
-  redis.call('SADD', tprefix .. item, entry)
+else
+  redis.call('SREM', KEYS[5], entry)
+  payload = item
+  local at, from = nil, 1
+  while true do
+    local s = string.find(item, ',"queue":', from, true)
+    if not s then break end
+    at, from = s, s + 1
+  end
+  if at and string.sub(item, -1) == '}' then
+    local ok2, v = pcall(cjson.decode, string.sub(item, at + 9, -2))
+    if ok2 and v == q then payload = string.sub(item, 1, at - 1) .. '}' end
+  end
+  redis.call('SADD', KEYS[3], q)
+  redis.call('RPUSH', KEYS[4], payload)
+  state = 1
 end
 local left = redis.call('LLEN', KEYS[1])
 if left == 0 then
   redis.call('DEL', KEYS[1])
   redis.call('ZREM', KEYS[2], ts)
 end
-return {moved, #kept, left, withID}
+return {state, left, payload}
+`)
+
+// dropEmptyScript takes timestamp ARGV[1] off the schedule KEYS[2] when
+// its list KEYS[1] is empty (a scheduler that moved the last item left
+// it there, or the list was emptied by hand).
+var dropEmptyScript = redis.NewScript(2, `
+if redis.call('LLEN', KEYS[1]) == 0 then redis.call('ZREM', KEYS[2], ARGV[1]) end
+return 0
 `)
 
 // ErrNotTimestamp is returned by MoveDelayed for a member of the delayed
@@ -181,10 +179,12 @@ type DelayedBatch struct {
 }
 
 // MoveDelayed moves up to n items of timestamp ts (as DueTimestamps
-// returned it) onto their queues (SADD queues, RPUSH queue:<q>), in one
-// Lua script, so schedulers running at once never move an item twice.
-// When the list empties, ts leaves the schedule in the same step. It
-// returns ErrNotTimestamp when ts is not a Unix time.
+// returned it) onto their queues (SADD queues, RPUSH queue:<q>): it reads
+// them (LRANGE), then moves each with one compare-and-set script
+// (moveItemScript), all in one pipeline, so schedulers running at once
+// never move an item twice and an item is never half-moved. When the
+// list empties, ts leaves the schedule in the same step. It returns
+// ErrNotTimestamp when ts is not a Unix time.
 func (c *Client) MoveDelayed(ctx context.Context, ts string, n int) (DelayedBatch, error) {
 	t, err := strconv.ParseInt(ts, 10, 64)
 	if err != nil {
@@ -196,45 +196,110 @@ func (c *Client) MoveDelayed(ctx context.Context, ts string, n int) (DelayedBatc
 		return b, fmt.Errorf("move delayed jobs of %s: %w", ts, err)
 	}
 	defer conn.Close()
-	reply, err := redis.Values(moveScript.Do(conn, b.Key, DelayedScheduleKey(c.ns), QueuesKey(c.ns),
-		ts, TimestampsEntry(t), QueuePrefix(c.ns), TimestampsPrefix(c.ns), n, queueNameForbidden))
-	if err != nil || len(reply) != 4 {
-		return b, fmt.Errorf("move delayed jobs of %s: %v", ts, orUnexpected(err))
-	}
-	r, err := redis.Ints(reply[:3], nil)
+	items, err := redis.ByteSlices(conn.Do("LRANGE", b.Key, 0, n-1))
 	if err != nil {
 		return b, fmt.Errorf("move delayed jobs of %s: %w", ts, err)
 	}
-	b.Moved, b.Kept, b.Left = r[0], r[1], r[2]
-	if err := c.forgetTokens(conn, reply[3]); err != nil {
+	if len(items) == 0 {
+		if _, err := dropEmptyScript.Do(conn, b.Key, DelayedScheduleKey(c.ns), ts); err != nil {
+			return b, fmt.Errorf("move delayed jobs of %s: %w", ts, err)
+		}
+		return b, nil
+	}
+	entry := TimestampsEntry(t)
+	send := func(item []byte) error {
+		q := itemQueue(item)
+		qkey := b.Key // declared but untouched when the item stays
+		if q != "" {
+			qkey = QueueKey(c.ns, q)
+		}
+		return moveItemScript.SendHash(conn, b.Key, DelayedScheduleKey(c.ns), QueuesKey(c.ns), qkey,
+			TimestampsKey(c.ns, string(item)), ts, entry, item, q)
+	}
+	var moved []Job
+	pending := items
+	for attempt := 0; len(pending) > 0; attempt++ {
+		if attempt > 0 {
+			// The node had not seen the script (a fresh master after a
+			// failover, or another scheduler loaded it midway): load
+			// it and send again what met NOSCRIPT.
+			if attempt > 2 {
+				return b, fmt.Errorf("move delayed jobs of %s: script not loaded", ts)
+			}
+			if err := moveItemScript.Load(conn); err != nil {
+				return b, fmt.Errorf("move delayed jobs of %s: %w", ts, err)
+			}
+		}
+		for _, it := range pending {
+			if err := send(it); err != nil {
+				return b, fmt.Errorf("move delayed jobs of %s: %w", ts, err)
+			}
+		}
+		replies, err := redis.Values(conn.Do(""))
+		if err != nil {
+			return b, fmt.Errorf("move delayed jobs of %s: %w", ts, err)
+		}
+		var again [][]byte
+		for i, rep := range replies {
+			if e, ok := rep.(redis.Error); ok && strings.HasPrefix(string(e), "NOSCRIPT") {
+				again = append(again, pending[i])
+				continue
+			}
+			r, err := redis.Values(rep, nil)
+			if err != nil || len(r) != 3 {
+				return b, fmt.Errorf("move delayed jobs of %s: %v", ts, orUnexpected(err))
+			}
+			state, _ := redis.Int(r[0], nil)
+			b.Left, _ = redis.Int(r[1], nil)
+			switch state {
+			case 1:
+				b.Moved++
+				payload, _ := redis.Bytes(r[2], nil)
+				if j, err := Decode(itemQueue(pending[i]), payload); err == nil && j.ID != "" {
+					moved = append(moved, *j)
+				}
+			case 2:
+				b.Kept++
+			}
+		}
+		pending = again
+	}
+	if err := c.forgetTokens(conn, moved); err != nil {
 		return b, fmt.Errorf("move delayed jobs of %s: %w", ts, err)
 	}
 	c.reportReplicated(conn, "move delayed jobs of", ts)
 	return b, nil
 }
 
+// itemQueue is the queue delayed item names, or "" when it names no
+// usable one (not a JSON object, no string "queue", a name
+// ValidateQueueName refuses): such an item stays where it is.
+func itemQueue(item []byte) string {
+	var p struct {
+		Queue interface{} `json:"queue"`
+	}
+	if json.Unmarshal(item, &p) != nil {
+		return ""
+	}
+	q, _ := p.Queue.(string)
+	if ValidateQueueName(q) != nil {
+		return ""
+	}
+	return q
+}
+
 // forgetTokens removes the delayed-status entries of moved jobs that kept
-// their "id" (withID: queue, payload, ...): their worker sees the token,
-// so no job without one may take it. It runs just after the move, not in
-// the same script, because the entries' keys depend on items the script
-// popped; in between, an identical job moved by Ruby could take such a
-// token (docs/scheduling.md, "What survives a Ruby scheduler").
-func (c *Client) forgetTokens(conn redis.Conn, withID interface{}) error {
-	pairs, err := redis.ByteSlices(withID, nil)
-	if err != nil || len(pairs) == 0 {
+// their "id": their worker sees the token, so no job without one may take
+// it. It runs just after the move, not in the same script, because the
+// entries' keys depend on items the script popped; in between, an
+// identical job moved by Ruby could take such a token (docs/scheduling.md,
+// "What survives a Ruby scheduler").
+func (c *Client) forgetTokens(conn redis.Conn, moved []Job) error {
+	if len(moved) == 0 {
 		return nil
 	}
-	n := 0
-	for i := 0; i+1 < len(pairs); i += 2 {
-		j, err := Decode(string(pairs[i]), pairs[i+1])
-		if err != nil || j.ID == "" {
-			continue
-		}
+	for _, j := range moved {
 		_ = conn.Send("HDEL", DelayedStatusKey(c.ns, DelayedStatusDigest(j.Queue, j.Class, j.Args)), j.ID)
-		n++
-	}
-	if n == 0 {
-		return nil
 	}
 	if _, err := conn.Do(""); err != nil {
 		return fmt.Errorf("forget status tokens: %w", err)

@@ -141,15 +141,14 @@ var ErrPausedAll = errors.New("all workers paused")
 // flag, KEYS[3] the worker's owner lease, KEYS[4] DelayedStatusAnyKey,
 // KEYS[5..] the queues in order.
 // ARGV[1] run_at, ARGV[2] the queue key prefix, ARGV[3] "1" to filter by
-// class, ARGV[4] and ARGV[5] what goes before and after a job id in its
-// status key, ARGV[6] the time, ARGV[7] and ARGV[8] the lease token and
-// TTL, ARGV[9] "1" for held jobs only, ARGV[10..] the classes. Returns
+// class, ARGV[4] and ARGV[5] the lease token and TTL, ARGV[6] "1" for
+// held jobs only, ARGV[7..] the classes. Returns
 // {queue key, payload, resumed, sha1 of the record, status id, 1 if
 // DelayedStatusAnyKey exists}, or
 // {"skipped", queue keys whose head job has another class...}, or
 // {"paused"}, or {"notowner"}, or false.
-var reserveScript = redis.NewScript(-1, status.UpdateLua+ownerLua+`
-if not resqued_owner(KEYS[3], ARGV[7], ARGV[8]) then return {'notowner'} end
+var reserveScript = redis.NewScript(-1, ownerLua+`
+if not resqued_owner(KEYS[3], ARGV[4], ARGV[5]) then return {'notowner'} end
 local cur = redis.call('GET', KEYS[1])
 if cur then
   local ok, rec = pcall(cjson.decode, cur)
@@ -157,14 +156,14 @@ if cur then
     return {'', cur, 1, redis.sha1hex(cur), '', redis.call('EXISTS', KEYS[4])}
   end
 end
-if ARGV[9] == '1' then return false end
+if ARGV[6] == '1' then return false end
 local flag = redis.call('GET', KEYS[2])
 if flag and string.lower(flag) == 'true' then return {'paused'} end
 local known = nil
 local skipped = {'skipped'}
 if ARGV[3] == '1' then
   known = {}
-  for i = 10, #ARGV do known[ARGV[i]] = true end
+  for i = 7, #ARGV do known[ARGV[i]] = true end
 end
 for i = 5, #KEYS do
   local k = KEYS[i]
@@ -187,12 +186,11 @@ for i = 5, #KEYS do
       local q = string.sub(k, string.len(ARGV[2]) + 1)
       local rec = '{"queue":' .. cjson.encode(q) .. ',"run_at":"' .. ARGV[1] .. '","payload":' .. embedded .. '}'
       redis.call('SET', KEYS[1], rec)
-      -- A tracked job turns running in the same step (php-resque's
-      -- status; only an existing key is touched).
+      -- A tracked job's status turns running in runningScript: its key
+      -- is known only now, and a script touches only declared keys.
       local sid = ''
       if ok and type(p) == 'table' and type(p['id']) == 'string' and p['id'] ~= '' then
         sid = p['id']
-        resqued_status(ARGV[4] .. sid .. ARGV[5], 2, ARGV[6], 0)
       end
       local any = 0
       if sid == '' then any = redis.call('EXISTS', KEYS[4]) end
@@ -232,8 +230,7 @@ func (f *Fetcher) Reserve(ctx context.Context, queues []string, opt ReserveOptio
 	for _, q := range queues {
 		args = append(args, QueueKey(f.c.ns, q))
 	}
-	sp, ss := status.KeyParts(f.c.ns)
-	args = append(args, now.UTC().Format(RunAtFormat), QueuePrefix(f.c.ns), filter, sp, ss, now.Unix(), token, ttl, held)
+	args = append(args, now.UTC().Format(RunAtFormat), QueuePrefix(f.c.ns), filter, token, ttl, held)
 	for _, c := range opt.Classes {
 		args = append(args, c)
 	}
@@ -286,9 +283,27 @@ func (f *Fetcher) Reserve(ctx context.Context, queues []string, opt ReserveOptio
 		}
 		r.Queue, r.Payload, r.Resumed, r.ID = w.Queue, w.Payload, true, StatusID(w.Payload)
 	}
+	if r.ID != "" {
+		// One more round trip, for tracked jobs only. If it fails the
+		// job stays held: the next Reserve resumes it and marks it.
+		if _, err := runningScript.Do(conn, WorkerKey(f.c.ns, f.worker), status.Key(f.c.ns, r.ID), r.Record, now.Unix()); err != nil {
+			return nil, fmt.Errorf("mark job %s running: %w", r.ID, err)
+		}
+	}
 	f.c.reportReplicated(conn, "reserve job", r.ID)
 	return r, nil
 }
+
+// runningScript turns the status KEYS[2] of a tracked job just reserved
+// running (php-resque's status; only an existing key is touched), only
+// while worker:<id> (KEYS[1]) still holds the job's record (SHA-1
+// ARGV[1]): a job pruned or finished meanwhile keeps the status its
+// outcome gave it. ARGV[2] is the time. Returns 1 when it marked.
+var runningScript = redis.NewScript(2, status.UpdateLua+`
+local cur = redis.call('GET', KEYS[1])
+if not cur or redis.sha1hex(cur) ~= ARGV[1] then return 0 end
+return resqued_status(KEYS[2], 2, ARGV[2], 0)
+`)
 
 // StatusID is payload's "id" when it is a non-empty string, as the
 // reserve script reads it: the job's php-resque status token.

@@ -16,10 +16,10 @@ func QueuesKey(ns string) string { return ns + ":queues" }
 // QueueKey is the list holding the jobs of queue q.
 func QueueKey(ns, q string) string { return ns + ":queue:" + q }
 
-// QueuePrefix is what QueueKey puts before the queue name. Scripts that
-// learn a queue's name only as they run (the reserve script strips it
-// from a queue key, the move-due script reads it from a delayed item)
-// get this prefix as an argument, so the layout lives here alone.
+// QueuePrefix is what QueueKey puts before the queue name. The reserve
+// script gets it as an argument to strip it from the queue key it took a
+// job from (never to build a key: a script touches only the keys it
+// declares), so the layout lives here alone.
 func QueuePrefix(ns string) string { return ns + ":queue:" }
 
 // FailedKey is the list of failure records.
@@ -62,9 +62,7 @@ func DelayedKey(ns string, ts int64) string { return ns + ":" + TimestampsEntry(
 // TimestampsEntry) under which the encoded item is stored.
 func TimestampsKey(ns, item string) string { return TimestampsPrefix(ns) + item }
 
-// TimestampsPrefix is what TimestampsKey puts before the item. The
-// move-due script gets it as an argument: it learns the items, and so
-// their timestamps sets, only as it pops them.
+// TimestampsPrefix is what TimestampsKey puts before the item.
 func TimestampsPrefix(ns string) string { return ns + ":timestamps:" }
 
 // TimestampsEntry is the member of an item's TimestampsKey set that

@@ -12,8 +12,8 @@ import (
 )
 
 // Every key a Lua script touches comes from keys.go (status keys from
-// pkg/status), passed in as KEYS or, where a script learns a key only as
-// it runs, as a prefix in ARGV. A script that spells a piece of the
+// pkg/status), passed in as KEYS (declaredkeys_test.go checks that no
+// script touches any other key). A script that spells a piece of the
 // layout itself ('queue:', 'stat:', 'delayed:' ...) forks it: this test
 // scans the Lua sources of pkg/queue and pkg/status for such string
 // literals.

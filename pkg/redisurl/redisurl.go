@@ -1,7 +1,9 @@
 // Package redisurl turns the ways Resque users name a Redis server into a
 // redigo connection pool: redis://[user:pass@]host:port/db URLs,
 // rediss:// for TLS, unix:///path/redis.sock?db=N, and php-resque's bare
-// host:port (REDIS_BACKEND) with a separate database number.
+// host:port (REDIS_BACKEND) with a separate database number, and
+// redis+cluster://host1:port1,host2:port2/ for a Redis Cluster (see
+// cluster.go: the namespace must then be hash-tagged, "{resque}").
 //
 // Any of these URLs may end in ?read_timeout=D (a Go duration such as
 // "1500ms", or seconds): how long a command may wait for its reply before
@@ -67,6 +69,10 @@ type Options struct {
 	// CommandLog, when set, receives every command and reply (for
 	// debug logging).
 	CommandLog *log.Logger
+	// Namespace is the key namespace (without its trailing colon). A
+	// Redis Cluster URL needs it: it must carry a hash tag, whose slot
+	// names the master every connection goes to (cluster.go).
+	Namespace string
 }
 
 // NewPool checks raw and returns a pool that dials it. It does not
@@ -129,6 +135,12 @@ func dialer(raw string, opt Options) (func(context.Context) (redis.Conn, error),
 		redis.DialWriteTimeout(opt.Timeout),
 	}
 	switch u.Scheme {
+	case "redis+cluster", "rediss+cluster":
+		d, err := newClusterDialer(u, raw, opt, timeouts)
+		if err != nil {
+			return nil, err
+		}
+		return d.Dial, nil
 	case "redis", "rediss":
 		if u.Host == "" {
 			return nil, fmt.Errorf("parse redis url %s: no host", Redacted(raw))
@@ -166,7 +178,7 @@ func dialer(raw string, opt Options) (func(context.Context) (redis.Conn, error),
 			return redis.DialContext(ctx, "unix", path, opts...)
 		}, nil
 	}
-	return nil, fmt.Errorf("parse redis url %s: scheme must be redis, rediss or unix", Redacted(raw))
+	return nil, fmt.Errorf("parse redis url %s: scheme must be redis, rediss, unix, redis+cluster or rediss+cluster", Redacted(raw))
 }
 
 // parseTimeout reads a Go duration ("1500ms") or a number of seconds

@@ -50,10 +50,6 @@ func (c Code) Final() bool { return c == Failed || c == Complete }
 // Key is the Redis key of job id's status.
 func Key(ns, id string) string { return ns + ":job:" + id + ":status" }
 
-// KeyParts returns what Key puts before and after the id, for the Lua
-// script that reserves a job and marks it running in one step.
-func KeyParts(ns string) (prefix, suffix string) { return ns + ":job:", ":status" }
-
 // Status is a decoded status value.
 type Status struct {
 	Code    Code  `json:"status"`
