@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -83,6 +84,9 @@ type SentinelOptions struct {
 // replicas, so that a failover can be asked of any.
 func StartSentinels(tb testing.TB, primary *Server, name string, opt SentinelOptions) *Sentinels {
 	tb.Helper()
+	if _, err := exec.LookPath("redis-sentinel"); err != nil {
+		tb.Fatalf("redis-sentinel not found on PATH: install it with `apt-get install -y redis-sentinel` (make test does this via .ci/run)")
+	}
 	if opt.N == 0 {
 		opt.N = 3
 	}
