@@ -184,6 +184,11 @@ func TestProxy_Retarget(t *testing.T) {
 	a.Do(t, "SET", "who", "a")
 	b.Do(t, "SET", "who", "b")
 	old := dial(t, p, 5*time.Second)
+	// A reply means the proxy has dialled old's upstream: only then is
+	// old "open" for Retarget.
+	if _, err := old.Do("PING"); err != nil {
+		t.Fatal(err)
+	}
 	p.Retarget(b.Addr)
 	fresh := dial(t, p, 5*time.Second)
 	for _, tc := range []struct {
