@@ -135,13 +135,33 @@ func TestHA_SentinelFailover(t *testing.T) {
 	}
 }
 
+// haManagedSwitch does what a managed service does to fail over from
+// one server to another behind its name: pause writes on from until to
+// has all of them, promote to, point the name at it, demote from under
+// its live connections, and let the paused clients go (to READONLY).
+func haManagedSwitch(t *testing.T, from, to *redistest.Server, name *faultproxy.Proxy) time.Time {
+	t.Helper()
+	from.Do(t, "CLIENT", "PAUSE", "10000", "WRITE")
+	redistest.Eventually(t, haWithin, func() bool {
+		return from.Info(t, "replication")["master_repl_offset"] == to.Info(t, "replication")["master_repl_offset"]
+	}, "%s never caught up with %s", to.Addr, from.Addr)
+	to.Do(t, "REPLICAOF", "NO", "ONE")
+	name.Retarget(to.Addr)
+	host, port, _ := net.SplitHostPort(to.Addr)
+	from.Do(t, "REPLICAOF", host, port)
+	from.Do(t, "CLIENT", "UNPAUSE")
+	return time.Now()
+}
+
 // TestHA_ManagedFailover: resqued reaches Redis through a name (a
-// proxy) that a managed service re-points: B, a replica of A, is
-// promoted, the name is pointed at B, and A is demoted under resqued's
-// live connections, which then answer READONLY and UNBLOCKED. resqued
-// goes on with B: no job lost, none run or recorded twice, the worker
-// never exits. Writes to A are paused around the switch, as a managed
-// service does, so that B has every write A took.
+// proxy) that a managed service re-points. First mid-stream: B, a
+// replica of A, is promoted, the name is pointed at B, and A is demoted
+// under resqued's live connections, which answer READONLY. Then while
+// the worker idles in a blocking wait on B, back to A: the wait gets
+// UNBLOCKED. resqued goes on each time: no job lost, none run or
+// recorded twice, the worker never exits. Writes are paused around each
+// switch, as a managed service does, so that the new primary has every
+// write the old one took.
 func TestHA_ManagedFailover(t *testing.T) {
 	t.Parallel()
 	a := redistest.Start(t)
@@ -153,21 +173,13 @@ func TestHA_ManagedFailover(t *testing.T) {
 	t.Cleanup(func() { name.Close() })
 	dir := t.TempDir()
 	runs := haJobs(t, dir)
-	const first, total = 80, 120
+	const first, total, more = 80, 120, 140
 	haPush(t, a, 0, first)
-	d := startURL(t, "redis://"+name.Addr+"/0", dir, nil, "-vv", "--queues", "ha", "--interval", "1")
+	d := startURL(t, "redis://"+name.Addr+"/0", dir, nil, "-vv", "--queues", "ha", "--interval", "5")
 	redistest.Eventually(t, haWithin, func() bool { return len(haRuns(t, runs)) >= 20 }, "jobs never started running")
 
-	a.Do(t, "CLIENT", "PAUSE", "10000", "WRITE")
-	redistest.Eventually(t, haWithin, func() bool {
-		return a.Info(t, "replication")["master_repl_offset"] == b.Info(t, "replication")["master_repl_offset"]
-	}, "B never caught up with A")
-	b.Do(t, "REPLICAOF", "NO", "ONE")
-	name.Retarget(b.Addr)
-	host, port, _ := net.SplitHostPort(b.Addr)
-	a.Do(t, "REPLICAOF", host, port)
-	a.Do(t, "CLIENT", "UNPAUSE")
-	switched := time.Now()
+	// Mid-stream, A to B: READONLY.
+	switched := haManagedSwitch(t, a, b, name)
 	base := getInt(t, b, queue.StatKey(ns, "processed"))
 	if base >= first {
 		t.Fatalf("all %d jobs were done before the switch: no failover mid-stream", first)
@@ -180,7 +192,24 @@ func TestHA_ManagedFailover(t *testing.T) {
 	if got := getInt(t, b, queue.StatKey(ns, "processed")); got != total {
 		t.Errorf("stat:processed = %d on B, want %d: an outcome recorded twice or lost", got, total)
 	}
+	t.Logf("managed failover A to B with %d of %d jobs done: B recorded the next job %.2fs after the switch", base, first, resumed)
+
+	// Idle, B back to A: the worker's BLMOVE on B gets UNBLOCKED.
+	a.WaitLinkUp(t)
+	redistest.Eventually(t, haWithin, func() bool { return b.Info(t, "clients")["blocked_clients"] == "1" }, "the worker never waited on B")
+	switched = haManagedSwitch(t, b, a, name)
+	haPush(t, a, total, more)
+	resumed = haProcessedAfter(t, a, total, switched)
+	if extra := haCheck(t, a, runs, more, d); extra != 0 {
+		t.Errorf("%d job(s) ran twice", extra)
+	}
+	if got := getInt(t, a, queue.StatKey(ns, "processed")); got != more {
+		t.Errorf("stat:processed = %d on A, want %d", got, more)
+	}
 	out := d.out.String()
-	t.Logf("managed failover with %d of %d jobs done: B recorded the next job %.2fs after the switch; READONLY replies in the log: %d, UNBLOCKED: %d, outage lines: %d",
-		base, first, resumed, strings.Count(out, "READONLY"), strings.Count(out, "UNBLOCKED"), strings.Count(out, "redis unavailable"))
+	if !strings.Contains(out, "UNBLOCKED") {
+		t.Errorf("the worker's wait on B never got UNBLOCKED")
+	}
+	t.Logf("managed failover B to A while idle: A recorded the next job %.2fs after the switch (--interval 5); READONLY replies in the log: %d, UNBLOCKED: %d, outage lines: %d",
+		resumed, strings.Count(out, "READONLY"), strings.Count(out, "UNBLOCKED"), strings.Count(out, "redis unavailable"))
 }
