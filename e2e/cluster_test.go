@@ -255,7 +255,7 @@ func TestCluster_Failover(t *testing.T) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				ids, maybeTwice = streamJobs(t, pool, mode, jobs, 10*time.Millisecond, enqueued)
+				ids, maybeTwice = streamJobs(t, pool.Pool, mode, jobs, 10*time.Millisecond, enqueued)
 			}()
 			// Fail over once a third of the stream is in and running.
 			for i := range enqueued {

@@ -86,7 +86,14 @@ func startEnv(t *testing.T, srv *redistest.Server, handlers string, env []string
 // startArgs is startEnv without the debug flag.
 func startArgs(t *testing.T, srv *redistest.Server, handlers string, env []string, args ...string) *daemon {
 	t.Helper()
-	all := append([]string{"--redis", srv.URL(), "--handlers", handlers}, args...)
+	return startURL(t, srv.URL(), handlers, env, args...)
+}
+
+// startURL is startArgs on any Redis URL (a redis+sentinel one, a
+// proxy's).
+func startURL(t *testing.T, url, handlers string, env []string, args ...string) *daemon {
+	t.Helper()
+	all := append([]string{"--redis", url, "--handlers", handlers}, args...)
 	cmd := exec.Command(resqued, all...)
 	out := &syncBuffer{}
 	cmd.Stdout, cmd.Stderr = out, out

@@ -40,7 +40,7 @@ func BenchmarkWorkerDrain(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer pool.Close()
-	rs := &redisServer{addr: srv.Addr, pool: pool}
+	rs := &redisServer{addr: srv.Addr, pool: pool.Pool}
 	if err := rs.preEnqueue("Noop", b.N); err != nil {
 		b.Fatal(err)
 	}
@@ -51,7 +51,7 @@ func BenchmarkWorkerDrain(b *testing.B) {
 		b.Fatal(err)
 	}
 	w, err := worker.New(worker.Config{
-		Queue: queue.New(pool, "resque"), Status: status.New(pool, "resque"), Runner: run,
+		Queue: queue.New(pool.Pool, "resque"), Status: status.New(pool.Pool, "resque"), Runner: run,
 		Queues: []string{benchQueue}, Interval: -1, Logger: log.Named("worker"),
 	})
 	if err != nil {

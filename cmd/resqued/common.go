@@ -20,7 +20,7 @@ import (
 // connFlags are the flags every command that talks to Redis takes.
 func connFlags() []cli.Flag {
 	return []cli.Flag{
-		&cli.StringFlag{Name: "redis", EnvVars: []string{"REDIS_URL"}, Usage: "Redis `URL`: redis://[user:pass@]host:port/db, rediss://..., unix:///path.sock?db=N, redis+cluster://host1:port1,host2:port2/ (also php-resque's REDIS_BACKEND=host:port and REDIS_BACKEND_DB)", DefaultText: redisurl.Default},
+		&cli.StringFlag{Name: "redis", EnvVars: []string{"REDIS_URL"}, Usage: "Redis `URL`: redis://[user:pass@]host:port/db, rediss://..., unix:///path.sock?db=N, redis+sentinel://[user:pass@]host1:26379,host2:26379/mastername/db (sentinels' own password in RESQUED_SENTINEL_PASSWORD), redis+cluster://host1:port1,host2:port2/ (with a hash-tagged --namespace such as '{resque}'; also php-resque's REDIS_BACKEND=host:port and REDIS_BACKEND_DB)", DefaultText: redisurl.Default},
 		&cli.StringFlag{Name: "namespace", EnvVars: []string{"RESQUE_NAMESPACE", "PREFIX"}, Value: "resque", Usage: "key namespace, as Resque.redis.namespace"},
 		&cli.BoolFlag{Name: "verbose", Aliases: []string{"v"}, Usage: "log one line per job (also VERBOSE or LOGGING set to anything)"},
 		&cli.BoolFlag{Name: "vv", Usage: "debug logging (also VVERBOSE set to anything)"},
@@ -89,7 +89,9 @@ type redisClients struct {
 // failed, delayed, web) names the same keys whichever spelling was given.
 func connect(c *cli.Context, log hclog.Logger) (*redisClients, error) {
 	ns := strings.TrimSuffix(c.String("namespace"), ":")
-	opt := redisurl.Options{Namespace: ns}
+	// The sentinels' password comes from the environment only: a flag
+	// would show it in ps.
+	opt := redisurl.Options{Namespace: ns, SentinelPassword: os.Getenv("RESQUED_SENTINEL_PASSWORD")}
 	if log != nil && log.IsDebug() {
 		opt.CommandLog = log.Named("redis").StandardLogger(&hclog.StandardLoggerOptions{ForceLevel: hclog.Debug})
 	}
@@ -105,7 +107,7 @@ func connect(c *cli.Context, log hclog.Logger) (*redisClients, error) {
 		pool.Close()
 		return nil, err
 	}
-	return &redisClients{queue: queue.New(pool, ns, opts...), status: status.New(pool, ns), Close: pool.Close}, nil
+	return &redisClients{queue: queue.New(pool.Pool, ns, opts...), status: status.New(pool.Pool, ns), Close: pool.Close}, nil
 }
 
 // newLogger builds the root logger. Resque's VERBOSE and VVERBOSE are on

@@ -18,6 +18,10 @@
 //   - CutAll(): every open connection is reset at once (new ones are
 //     accepted unless Refuse(true)).
 //
+// Retarget(addr) re-points the proxy, as a DNS name is re-pointed in a
+// managed failover: new connections go to addr, open ones stay where
+// they were.
+//
 // Normal() ends every mode. Only loopback addresses are used.
 package faultproxy
 
@@ -110,14 +114,14 @@ func (p *Proxy) accept() {
 		p.accepted.Add(1)
 		client := c.(*net.TCPConn)
 		p.mu.Lock()
-		refuse, closed := p.refuse, p.closed
+		refuse, closed, target := p.refuse, p.closed, p.target
 		p.mu.Unlock()
 		if refuse || closed {
 			_ = client.SetLinger(0)
 			_ = client.Close()
 			continue
 		}
-		s, err := net.DialTimeout("tcp", p.target, 5*time.Second)
+		s, err := net.DialTimeout("tcp", target, 5*time.Second)
 		if err != nil {
 			_ = client.SetLinger(0)
 			_ = client.Close()
@@ -265,6 +269,14 @@ func (p *Proxy) Refuse(on bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.refuse = on
+}
+
+// Retarget sends new connections to target (host:port) from now on;
+// connections already open stay with the server they reached.
+func (p *Proxy) Retarget(target string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.target = target
 }
 
 // CutAll resets every open connection and returns how many it reset.

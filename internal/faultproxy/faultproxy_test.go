@@ -175,3 +175,28 @@ func TestProxy_CutAllAndRefuse(t *testing.T) {
 		t.Fatalf("PING after Normal: %v", err)
 	}
 }
+
+// TestProxy_Retarget: after Retarget, new connections reach the new
+// server while an open one stays with the old.
+func TestProxy_Retarget(t *testing.T) {
+	a, p := start(t)
+	b := redistest.Start(t)
+	a.Do(t, "SET", "who", "a")
+	b.Do(t, "SET", "who", "b")
+	old := dial(t, p, 5*time.Second)
+	// A reply means the proxy has dialled old's upstream: only then is
+	// old "open" for Retarget.
+	if _, err := old.Do("PING"); err != nil {
+		t.Fatal(err)
+	}
+	p.Retarget(b.Addr)
+	fresh := dial(t, p, 5*time.Second)
+	for _, tc := range []struct {
+		c    redis.Conn
+		want string
+	}{{old, "a"}, {fresh, "b"}} {
+		if got, err := redis.String(tc.c.Do("GET", "who")); err != nil || got != tc.want {
+			t.Errorf("GET who = %q, %v; want %q", got, err, tc.want)
+		}
+	}
+}

@@ -1,4 +1,6 @@
-// Package redistest starts a private redis-server for tests.
+// Package redistest starts a private redis-server for tests, and for the
+// high-availability tests replicas of one (StartReplica) and the
+// redis-sentinel processes that watch it (StartSentinels).
 //
 // Every server listens on a free loopback port (never 6379), keeps nothing
 // on disk unless asked to, and is stopped by tb.Cleanup. Tests never share
@@ -28,8 +30,12 @@ type Server struct {
 	Addr string // host:port on 127.0.0.1
 	Dir  string // working directory (AOF/RDB files live here)
 
-	tb   testing.TB
-	args []string
+	tb       testing.TB
+	args     []string
+	password string
+	// sentinel, when set, is the config a redis-sentinel runs with
+	// instead of a redis-server.
+	sentinel []string
 
 	mu     sync.Mutex
 	cmd    *exec.Cmd
@@ -42,6 +48,19 @@ type Option func(*Server)
 // Args passes extra command-line arguments to redis-server.
 func Args(a ...string) Option { return func(s *Server) { s.args = append(s.args, a...) } }
 
+// Password makes the server require pw (requirepass) and, as a replica,
+// give it to its primary (masterauth); Do and Pool log in with it. For a
+// sentinel it is the sentinel's own password.
+func Password(pw string) Option {
+	return func(s *Server) {
+		s.password = pw
+		s.args = append(s.args, "--requirepass", pw)
+		if s.sentinel == nil {
+			s.args = append(s.args, "--masterauth", pw)
+		}
+	}
+}
+
 // Start runs a redis-server on a free loopback port and stops it when the
 // test ends. It fails the test with an install hint when redis-server is
 // missing.
@@ -50,7 +69,11 @@ func Start(tb testing.TB, opts ...Option) *Server {
 	if _, err := exec.LookPath("redis-server"); err != nil {
 		tb.Fatalf("redis-server not found on PATH: install it with `apt-get install -y redis-server` (make test does this via .ci/run)")
 	}
-	s := &Server{tb: tb, Dir: tb.TempDir()}
+	return startServer(tb, &Server{tb: tb, Dir: tb.TempDir()}, opts)
+}
+
+func startServer(tb testing.TB, s *Server, opts []Option) *Server {
+	tb.Helper()
 	for _, o := range opts {
 		o(s)
 	}
@@ -87,8 +110,21 @@ func (s *Server) start() error {
 		"--dir", s.Dir, "--daemonize", "no",
 		"--loglevel", "notice", "--logfile", "",
 	}
+	bin, readyLine := "redis-server", "Ready to accept connections"
+	if s.sentinel != nil {
+		// Sentinel rewrites its config file: each start writes a fresh
+		// one. Its log has no "Ready" line; it is ready once it
+		// monitors its master.
+		conf := filepath.Join(s.Dir, "sentinel.conf")
+		if err := os.WriteFile(conf, []byte(strings.Join(s.sentinel, "\n")+"\n"), 0o600); err != nil {
+			return err
+		}
+		bin, readyLine = "redis-sentinel", "+monitor master"
+		args = []string{conf, "--port", port, "--bind", "127.0.0.1", "--dir", s.Dir,
+			"--daemonize", "no", "--loglevel", "notice", "--logfile", ""}
+	}
 	args = append(args, s.args...)
-	cmd := exec.Command("redis-server", args...)
+	cmd := exec.Command(bin, args...)
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		return err
@@ -108,7 +144,7 @@ func (s *Server) start() error {
 			logMu.Lock()
 			log.WriteString(line)
 			logMu.Unlock()
-			if strings.Contains(line, "Ready to accept connections") {
+			if strings.Contains(line, readyLine) {
 				once.Do(func() { close(ready) })
 			}
 			if err != nil {
@@ -124,10 +160,10 @@ func (s *Server) start() error {
 	case err := <-exited:
 		logMu.Lock()
 		defer logMu.Unlock()
-		return fmt.Errorf("redis-server on %s exited (%v): %s", s.Addr, err, log.String())
+		return fmt.Errorf("%s on %s exited (%v): %s", bin, s.Addr, err, log.String())
 	case <-time.After(20 * time.Second):
 		_ = cmd.Process.Kill()
-		return fmt.Errorf("redis-server on %s not ready after 20s", s.Addr)
+		return fmt.Errorf("%s on %s not ready after 20s", bin, s.Addr)
 	}
 	s.mu.Lock()
 	s.cmd, s.exited = cmd, exited
@@ -179,8 +215,13 @@ func (s *Server) Restart() {
 	s.tb.Fatalf("restart redis-server: %v", err)
 }
 
-// URL is the redis:// URL of the server.
-func (s *Server) URL() string { return "redis://" + s.Addr }
+// URL is the redis:// URL of the server (with its password, if any).
+func (s *Server) URL() string {
+	if s.password != "" {
+		return "redis://:" + s.password + "@" + s.Addr
+	}
+	return "redis://" + s.Addr
+}
 
 // Pool returns a connection pool to the server, closed on cleanup.
 func (s *Server) Pool(tb testing.TB) *redis.Pool {
@@ -189,7 +230,7 @@ func (s *Server) Pool(tb testing.TB) *redis.Pool {
 		MaxIdle:     8,
 		IdleTimeout: time.Minute,
 		DialContext: func(ctx context.Context) (redis.Conn, error) {
-			return redis.DialContext(ctx, "tcp", s.Addr)
+			return redis.DialContext(ctx, "tcp", s.Addr, redis.DialPassword(s.password))
 		},
 		// Tests restart servers: never hand out a connection that died.
 		TestOnBorrow: func(c redis.Conn, _ time.Time) error {
@@ -204,7 +245,7 @@ func (s *Server) Pool(tb testing.TB) *redis.Pool {
 // Do runs one command on a fresh connection and fails the test on error.
 func (s *Server) Do(tb testing.TB, cmd string, args ...interface{}) interface{} {
 	tb.Helper()
-	c, err := redis.Dial("tcp", s.Addr)
+	c, err := redis.Dial("tcp", s.Addr, redis.DialPassword(s.password))
 	if err != nil {
 		tb.Fatalf("dial %s: %v", s.Addr, err)
 	}
@@ -310,27 +351,4 @@ func RunWithServer(m *testing.M, addr *string) int {
 	}()
 	*addr = s.Addr
 	return m.Run()
-}
-
-// StartReplica runs a redis-server that replicates master (--replicaof)
-// and returns once its link to the master is up and the first sync is
-// done, so that WAIT on the master counts it. It is stopped on cleanup
-// like any Server.
-func StartReplica(tb testing.TB, master *Server, opts ...Option) *Server {
-	tb.Helper()
-	// Redis 7 waits 5 s for more replicas before a diskless sync starts.
-	master.Do(tb, "CONFIG", "SET", "repl-diskless-sync-delay", "0")
-	_, port, _ := net.SplitHostPort(master.Addr)
-	r := Start(tb, append([]Option{Args("--replicaof", "127.0.0.1", port)}, opts...)...)
-	Eventually(tb, 20*time.Second, func() bool {
-		info, _ := redis.String(r.Do(tb, "INFO", "replication"), nil)
-		return strings.Contains(info, "master_link_status:up") && !strings.Contains(info, "master_sync_in_progress:1")
-	}, "replica %s of %s: link not up", r.Addr, master.Addr)
-	// The master counts the replica in WAIT only once it has acknowledged
-	// an offset: after the link is up, that takes one more round.
-	Eventually(tb, 20*time.Second, func() bool {
-		n, _ := redis.Int(master.Do(tb, "WAIT", 1, 100), nil)
-		return n >= 1
-	}, "replica %s of %s: never acknowledged a WAIT", r.Addr, master.Addr)
-	return r
 }

@@ -392,7 +392,7 @@ func (f *Fetcher) Wait(ctx context.Context, queues []string, timeout time.Durati
 	stop := f.unblockOnCancel(wctx, queues, returned)
 	defer stop()
 	var wg sync.WaitGroup
-	errs := make(chan error, len(queues))
+	failed := make([]error, len(queues))
 	secs := fmt.Sprintf("%.3f", timeout.Seconds())
 	for i, q := range queues {
 		p, key := f.peeks[q], QueueKey(f.c.ns, q)
@@ -401,22 +401,33 @@ func (f *Fetcher) Wait(ctx context.Context, queues []string, timeout time.Durati
 			defer wg.Done()
 			v, err := redis.DoWithTimeout(p.conn, timeout+10*time.Second, "BLMOVE", key, key, "RIGHT", "RIGHT", secs)
 			returned[i].Store(true)
-			if err != nil {
-				errs <- err
-			}
+			failed[i] = err
 			if v != nil || err != nil {
 				wake() // a job is there (or trouble): stop waiting on the rest
 			}
 		}()
 	}
 	wg.Wait()
-	close(errs)
-	for err := range errs {
+	var first error
+	for i, err := range failed {
+		if err == nil {
+			continue
+		}
 		if strings.Contains(strings.ToLower(err.Error()), "unknown command") {
 			f.noBLMOVE = true
 			return nil
 		}
-		return fmt.Errorf("wait for jobs: %w", err)
+		// UNBLOCKED (the server became a replica), READONLY, a broken
+		// connection: this connection is done with. The next Wait dials
+		// a new one, through the pool, to the primary as it is then.
+		f.peeks[queues[i]].conn.Close()
+		delete(f.peeks, queues[i])
+		if first == nil {
+			first = err
+		}
+	}
+	if first != nil {
+		return fmt.Errorf("wait for jobs: %w", first)
 	}
 	return nil
 }

@@ -49,7 +49,7 @@ func TestCluster(t *testing.T) {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { p.Close() })
-		return p
+		return p.Pool
 	}
 	role := func(t *testing.T, c redis.Conn) string {
 		v, err := redis.Values(c.Do("ROLE"))

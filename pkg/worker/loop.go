@@ -34,7 +34,7 @@ func (w *Worker) markPaused(ctx context.Context, paused bool) error {
 func (w *Worker) loop() error {
 	fetch := w.lease.Fetcher()
 	defer fetch.Close()
-	backoff := newBackoff()
+	backoff, waitBackoff := newBackoff(), newBackoff()
 	for {
 		s, wake := w.snapshot()
 		if s.quit {
@@ -114,7 +114,14 @@ func (w *Worker) loop() error {
 			if len(queues) == 0 {
 				sleep(waitCtx, w.cfg.Interval)
 			} else if err := fetch.Wait(waitCtx, queues, w.cfg.Interval); err != nil {
+				// A wait cut short (UNBLOCKED when the primary is
+				// demoted, a dropped connection) is looked into by the
+				// next reserve; spacing the waits keeps a wait that
+				// keeps failing from spinning.
 				w.log.Debug("wait for jobs", "error", err)
+				waitBackoff.wait(wake)
+			} else {
+				waitBackoff = newBackoff()
 			}
 			cancel()
 			continue

@@ -1,0 +1,208 @@
+package redistest
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"net"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gomodule/redigo/redis"
+)
+
+// StartReplica starts a redis-server that replicates primary, and waits
+// until its link to the primary is up and the primary counts it in WAIT.
+// Give it the primary's Password option when the primary has one.
+func StartReplica(tb testing.TB, primary *Server, opts ...Option) *Server {
+	tb.Helper()
+	// The primary waits 5s by default before a diskless full sync, in
+	// case more replicas come: none will.
+	primary.Do(tb, "CONFIG", "SET", "repl-diskless-sync-delay", "0")
+	host, port, _ := net.SplitHostPort(primary.Addr)
+	r := Start(tb, append([]Option{Args("--replicaof", host, port)}, opts...)...)
+	r.WaitLinkUp(tb)
+	// The primary counts the replica in WAIT only once it has
+	// acknowledged an offset: after the link is up, that takes one more
+	// round.
+	Eventually(tb, 20*time.Second, func() bool {
+		n, _ := redis.Int(primary.Do(tb, "WAIT", 1, 100), nil)
+		return n >= 1
+	}, "replica %s of %s: never acknowledged a WAIT", r.Addr, primary.Addr)
+	return r
+}
+
+// WaitLinkUp waits until the server, a replica, is in sync with its
+// primary.
+func (s *Server) WaitLinkUp(tb testing.TB) {
+	tb.Helper()
+	Eventually(tb, 30*time.Second, func() bool {
+		return s.Info(tb, "replication")["master_link_status"] == "up"
+	}, "replica %s never linked up with its primary", s.Addr)
+}
+
+// Info returns one INFO section of the server as a map.
+func (s *Server) Info(tb testing.TB, section string) map[string]string {
+	tb.Helper()
+	raw, _ := redis.String(s.Do(tb, "INFO", section), nil)
+	m := map[string]string{}
+	sc := bufio.NewScanner(strings.NewReader(raw))
+	for sc.Scan() {
+		if k, v, ok := strings.Cut(strings.TrimSpace(sc.Text()), ":"); ok {
+			m[k] = v
+		}
+	}
+	return m
+}
+
+// Role is the first element of ROLE: "master", "slave" or "sentinel".
+func (s *Server) Role(tb testing.TB) string {
+	tb.Helper()
+	vs, _ := redis.Values(s.Do(tb, "ROLE"), nil)
+	if len(vs) == 0 {
+		return ""
+	}
+	b, _ := vs[0].([]byte)
+	return string(b)
+}
+
+// Sentinels are redis-sentinel processes that watch one primary.
+type Sentinels struct {
+	Name  string    // the master name they monitor it under
+	Procs []*Server // the sentinels themselves
+}
+
+// SentinelOptions tune StartSentinels.
+type SentinelOptions struct {
+	// N sentinels (zero means 3) with this Quorum (zero means N/2+1).
+	N, Quorum int
+	// DownAfter is down-after-milliseconds; zero means 1s.
+	DownAfter time.Duration
+	// AuthPass is the primary's password, if it has one.
+	AuthPass string
+	// Password is the sentinels' own (requirepass), if any.
+	Password string
+}
+
+// StartSentinels starts sentinels that monitor primary as name, and
+// waits until every one of them knows the others and the primary's
+// replicas, so that a failover can be asked of any.
+func StartSentinels(tb testing.TB, primary *Server, name string, opt SentinelOptions) *Sentinels {
+	tb.Helper()
+	if _, err := exec.LookPath("redis-sentinel"); err != nil {
+		tb.Fatalf("redis-sentinel not found on PATH: install it with `apt-get install -y redis-sentinel` (make test does this via .ci/run)")
+	}
+	if opt.N == 0 {
+		opt.N = 3
+	}
+	if opt.Quorum == 0 {
+		opt.Quorum = opt.N/2 + 1
+	}
+	if opt.DownAfter == 0 {
+		opt.DownAfter = time.Second
+	}
+	host, port, _ := net.SplitHostPort(primary.Addr)
+	conf := []string{
+		fmt.Sprintf("sentinel monitor %s %s %s %d", name, host, port, opt.Quorum),
+		fmt.Sprintf("sentinel down-after-milliseconds %s %d", name, opt.DownAfter.Milliseconds()),
+		// Small, so that a second failover in one test is allowed soon.
+		fmt.Sprintf("sentinel failover-timeout %s 2000", name),
+		fmt.Sprintf("sentinel parallel-syncs %s 1", name),
+	}
+	if opt.AuthPass != "" {
+		conf = append(conf, fmt.Sprintf("sentinel auth-pass %s %s", name, opt.AuthPass))
+	}
+	if opt.Password != "" {
+		// Sentinels talk to each other too.
+		conf = append(conf, "sentinel sentinel-pass "+opt.Password)
+	}
+	ss := &Sentinels{Name: name}
+	for i := 0; i < opt.N; i++ {
+		var opts []Option
+		s := &Server{tb: tb, Dir: tb.TempDir(), sentinel: conf}
+		if opt.Password != "" {
+			opts = append(opts, Password(opt.Password))
+		}
+		ss.Procs = append(ss.Procs, startServer(tb, s, opts))
+	}
+	want := primary.Info(tb, "replication")["connected_slaves"]
+	Eventually(tb, 30*time.Second, func() bool {
+		for _, s := range ss.Procs {
+			m, err := s.master(name)
+			if err != nil || m["num-other-sentinels"] != fmt.Sprint(opt.N-1) || m["num-slaves"] != want {
+				return false
+			}
+		}
+		return true
+	}, "sentinels never all knew each other and the %s replicas of %s", want, primary.Addr)
+	return ss
+}
+
+// master is SENTINEL MASTER name as a map.
+func (s *Server) master(name string) (map[string]string, error) {
+	c, err := redis.Dial("tcp", s.Addr, redis.DialPassword(s.password))
+	if err != nil {
+		return nil, err
+	}
+	defer c.Close()
+	kv, err := redis.StringMap(c.Do("SENTINEL", "MASTER", name))
+	if err != nil {
+		return nil, err
+	}
+	return kv, nil
+}
+
+// Addrs is the sentinels' addresses joined by commas, as a
+// redis+sentinel URL names them.
+func (ss *Sentinels) Addrs() string {
+	addrs := make([]string, len(ss.Procs))
+	for i, s := range ss.Procs {
+		addrs[i] = s.Addr
+	}
+	return strings.Join(addrs, ",")
+}
+
+// Master is the primary's address as the first sentinel that answers
+// names it.
+func (ss *Sentinels) Master(tb testing.TB) string {
+	tb.Helper()
+	var last error
+	for _, s := range ss.Procs {
+		c, err := redis.Dial("tcp", s.Addr, redis.DialPassword(s.password))
+		if err != nil {
+			last = err
+			continue
+		}
+		hp, err := redis.Strings(c.Do("SENTINEL", "get-master-addr-by-name", ss.Name))
+		c.Close()
+		if err == nil && len(hp) == 2 {
+			return net.JoinHostPort(hp[0], hp[1])
+		}
+		last = errors.Join(err, fmt.Errorf("reply %q", hp))
+	}
+	tb.Fatalf("no sentinel names the primary of %s: %v", ss.Name, last)
+	return ""
+}
+
+// Failover asks the first sentinel for a failover (SENTINEL FAILOVER) and
+// returns the address the primary had.
+func (ss *Sentinels) Failover(tb testing.TB) string {
+	tb.Helper()
+	old := ss.Master(tb)
+	ss.Procs[0].Do(tb, "SENTINEL", "FAILOVER", ss.Name)
+	return old
+}
+
+// WaitSwitch waits until the sentinels name a primary other than old,
+// and returns it.
+func (ss *Sentinels) WaitSwitch(tb testing.TB, old string, within time.Duration) string {
+	tb.Helper()
+	var now string
+	Eventually(tb, within, func() bool {
+		now = ss.Master(tb)
+		return now != old
+	}, "the sentinels still name %s as the primary of %s", old, ss.Name)
+	return now
+}
