@@ -44,6 +44,15 @@ func TestMinReplicas(t *testing.T) {
 	processed := queue.StatKey(ns, "processed")
 	redistest.Eventually(t, 10*time.Second, func() bool { return getInt(t, replica, processed) == 1 }, "replica never saw the job processed")
 
+	// On a loaded machine a live replica can miss the 0.5 s once; the
+	// daemon then warns and, at the next acknowledged write, says so
+	// again. Count only the outage made here.
+	const warning, again = "job writes not acknowledged by enough replicas", "replicas acknowledge job writes again"
+	redistest.Eventually(t, 10*time.Second, func() bool {
+		out := d.out.String()
+		return strings.Count(out, warning) == strings.Count(out, again)
+	}, "a warning from before the outage never cleared")
+	before := len(d.out.String())
 	if !replica.Signal(syscall.SIGSTOP) {
 		t.Fatal("replica not running")
 	}
@@ -63,8 +72,7 @@ func TestMinReplicas(t *testing.T) {
 		ids = append(ids, id)
 	}
 	waitProcessed(t, master, len(ids))
-	const warning = "job writes not acknowledged by enough replicas"
-	if n := strings.Count(d.out.String(), warning); n != 1 {
+	if n := strings.Count(d.out.String()[before:], warning); n != 1 {
 		t.Errorf("%d warnings %q for one outage of %d jobs, want 1", n, warning, len(ids)-1)
 	}
 
@@ -79,7 +87,7 @@ func TestMinReplicas(t *testing.T) {
 	ids = append(ids, id)
 	waitProcessed(t, master, len(ids))
 	redistest.Eventually(t, 10*time.Second, func() bool {
-		return strings.Contains(d.out.String(), "replicas acknowledge job writes again")
+		return strings.Contains(d.out.String()[before:], again)
 	}, "no line saying the replicas acknowledge again")
 
 	b, _ := os.ReadFile(log)
