@@ -51,6 +51,10 @@ type cluster struct {
 	daemons []*daemon
 	faults  []faultRec
 	pending []jobSpec // Lazy scenarios: jobs the faults have yet to push
+
+	// ha, for the Sentinel scenarios: srv is then whichever server is
+	// the master, and pool follows the sentinels (sentinel_test.go).
+	ha *haState
 }
 
 type daemon struct {
@@ -125,8 +129,12 @@ echo "start 0 1 $$ $PPID $RESQUE_JOB_ID Tick" >> "$LOG"
 
 func newCluster(t *testing.T, sc scenario, seed int64) *cluster {
 	c := &cluster{t: t, sc: sc, rng: rand.New(rand.NewSource(seed))}
-	c.srv = redistest.Start(t, redistest.Args("--appendonly", "yes", "--appendfsync", "always"))
-	c.pool = c.srv.Pool(t)
+	if sc.HA != nil {
+		c.startHA()
+	} else {
+		c.srv = redistest.Start(t, redistest.Args("--appendonly", "yes", "--appendfsync", "always"))
+		c.pool = c.srv.Pool(t)
+	}
 	c.dir = t.TempDir()
 	tmp := t.TempDir()
 	c.runs, c.sched = filepath.Join(tmp, "runs.log"), filepath.Join(tmp, "schedule.yml")
@@ -158,6 +166,9 @@ func newCluster(t *testing.T, sc scenario, seed int64) *cluster {
 }
 
 func (c *cluster) url() string {
+	if c.ha != nil {
+		return c.ha.url
+	}
 	if c.proxy != nil {
 		return "redis://" + c.proxy.Addr + "?read_timeout=" + readTimeout.String()
 	}
