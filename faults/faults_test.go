@@ -421,7 +421,7 @@ func TestFaults(t *testing.T) {
 			fmt.Print(b.String())
 			return
 		}
-		fmt.Fprintf(&b, "\nfailovers (kill -9 of the master, Sentinel)\n\n| scenario | failovers | max s kill to +switch-master | max s switch to a job recorded | lost | outcomes lost | run twice, failover | enqueue failed, no trace (client told) |\n|---|---|---|---|---|---|---|---|\n")
+		fmt.Fprintf(&b, "\nfailovers (kill -9 of the master, Sentinel)\n\n| scenario | failovers | max s kill to +switch-master | max s switch to a job recorded | lost | outcomes lost | run twice, failover | enqueue failed, no trace (client told) | unplanned switches |\n|---|---|---|---|---|---|---|---|---|\n")
 		for _, rw := range rows {
 			if rw.fo == nil {
 				continue
@@ -432,8 +432,8 @@ func TestFaults(t *testing.T) {
 			if r.Lost+r.OutcomesLost > 0 && rw.fo.Measured {
 				lost += " (failover, no --min-replicas)"
 			}
-			fmt.Fprintf(&b, "| %s | %d | %.2f | %.2f | %s | %d | %d | %d |\n", rw.name, len(rw.fo.Rounds), sw.Seconds(), res.Seconds(), lost, r.OutcomesLost,
-				r.Twice["a failover lost its reserve or outcome write"], r.NotEnqueued)
+			fmt.Fprintf(&b, "| %s | %d | %.2f | %.2f | %s | %d | %d | %d | %d |\n", rw.name, len(rw.fo.Rounds), sw.Seconds(), res.Seconds(), lost, r.OutcomesLost,
+				r.Twice["a failover lost its reserve or outcome write"], r.NotEnqueued, rw.fo.Unplanned)
 		}
 		t.Log(b.String())
 		fmt.Print(b.String())

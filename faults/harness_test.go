@@ -129,12 +129,6 @@ echo "start 0 1 $$ $PPID $RESQUE_JOB_ID Tick" >> "$LOG"
 
 func newCluster(t *testing.T, sc scenario, seed int64) *cluster {
 	c := &cluster{t: t, sc: sc, rng: rand.New(rand.NewSource(seed))}
-	if sc.HA != nil {
-		c.startHA()
-	} else {
-		c.srv = redistest.Start(t, redistest.Args("--appendonly", "yes", "--appendfsync", "always"))
-		c.pool = c.srv.Pool(t)
-	}
 	c.dir = t.TempDir()
 	tmp := t.TempDir()
 	c.runs, c.sched = filepath.Join(tmp, "runs.log"), filepath.Join(tmp, "schedule.yml")
@@ -149,6 +143,12 @@ func newCluster(t *testing.T, sc scenario, seed int64) *cluster {
 		if err := os.WriteFile(filepath.Join(c.dir, name), []byte(body), 0o755); err != nil {
 			t.Fatal(err)
 		}
+	}
+	if sc.HA != nil {
+		c.startHA() // after the run log: its watchers write markers there
+	} else {
+		c.srv = redistest.Start(t, redistest.Args("--appendonly", "yes", "--appendfsync", "always"))
+		c.pool = c.srv.Pool(t)
 	}
 	if sc.Proxy {
 		p, err := faultproxy.New(c.srv.Addr)

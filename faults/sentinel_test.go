@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"strings"
 	"sync"
 	"time"
 
@@ -43,6 +44,21 @@ type haState struct {
 	url    string
 	rounds []haRound
 	stream *haStream
+	// switches counts the +switch-master events the sentinels
+	// announced (the most any one of them saw): more than the rounds
+	// means a failover the suite did not cause.
+	mu       sync.Mutex
+	switches map[int]int
+}
+
+func (h *haState) switchCount() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	n := 0
+	for _, k := range h.switches {
+		n = max(n, k)
+	}
+	return n
 }
 
 // haRound is what one kill -9 of the master measured.
@@ -55,6 +71,9 @@ type haRound struct {
 // failoverSummary is the failover table's line of a scenario.
 type failoverSummary struct {
 	Rounds []haRound
+	// Unplanned: switches the sentinels made that no kill caused (a
+	// master too slow to answer for down-after on a loaded machine).
+	Unplanned int
 	// Measured: the scenario counts losses instead of failing on them
 	// (allow.FailoverLoss, no --min-replicas).
 	Measured bool
@@ -72,6 +91,49 @@ func (c *cluster) startHA() {
 	}
 	t.Cleanup(func() { p.Close() })
 	c.srv, c.pool = a, p.Pool
+	c.ha.switches = map[int]int{}
+	for i, s := range ss.Procs {
+		c.watchSentinel(i, s.Addr)
+	}
+}
+
+// watchSentinel follows one sentinel's events. Each +sdown of the
+// master and each +switch-master writes a "failover 0" marker into the
+// run log, as the kill itself writes one: a failover the suite did not
+// cause (a master that only answered late) explains a second run the
+// same way.
+func (c *cluster) watchSentinel(i int, addr string) {
+	conn, err := redis.Dial("tcp", addr)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	c.t.Cleanup(func() { conn.Close() })
+	psc := redis.PubSubConn{Conn: conn}
+	if err := psc.Subscribe("+sdown", "+switch-master"); err != nil {
+		c.t.Fatal(err)
+	}
+	go func() {
+		for {
+			switch m := psc.Receive().(type) {
+			case error:
+				return
+			case redis.Message:
+				if m.Channel == "+sdown" && !strings.HasPrefix(string(m.Data), "master ") {
+					continue // a replica or a sentinel
+				}
+				if m.Channel == "+switch-master" {
+					c.ha.mu.Lock()
+					c.ha.switches[i]++
+					c.ha.mu.Unlock()
+				}
+				if f, err := os.OpenFile(c.runs, os.O_APPEND|os.O_WRONLY, 0o644); err == nil {
+					_, _ = f.WriteString("failover 0\n")
+					f.Close()
+				}
+				c.logf("sentinel %s: %s %s", addr, m.Channel, m.Data)
+			}
+		}
+	}()
 }
 
 // haStream enqueues the scenario's jobs one by one, through its own
@@ -156,6 +218,19 @@ func (s *haStream) finish() map[string]bool {
 func (c *cluster) killMaster() {
 	h := c.ha
 	old := c.srv
+	if now := h.ss.Master(c.t); now != old.Addr {
+		// The sentinels failed over on their own: follow them, and
+		// kill the master they name once the other has become its
+		// healthy replica.
+		c.logf("the sentinels name %s, not %s, as the master: a failover the suite did not cause", now, old.Addr)
+		for _, n := range h.nodes {
+			if n.Addr == now {
+				c.srv = n
+			}
+		}
+		h.ss.WaitReplicaKnown(c.t, old.Addr, haWithin)
+		old = c.srv
+	}
 	queued, held := c.snapshot()
 	appendLine(c.t, c.runs, fmt.Sprintf("failover %d", len(h.rounds)+1))
 	killed := time.Now()
@@ -209,6 +284,10 @@ func (c *cluster) killMaster() {
 // the table line.
 func (c *cluster) judgeFailovers(rep *report) *failoverSummary {
 	s := &failoverSummary{Rounds: c.ha.rounds, Measured: c.sc.Allow.FailoverLoss}
+	if n := c.ha.switchCount(); n > len(s.Rounds) {
+		s.Unplanned = n - len(s.Rounds)
+		c.t.Logf("the sentinels switched %d times for %d kills: %d failovers the suite did not cause", n, len(s.Rounds), s.Unplanned)
+	}
 	for i, r := range s.Rounds {
 		c.t.Logf("failover %d: kill -9 of %s with %d jobs waiting and %d running, +switch-master to %s after %.2fs, next job recorded on it %.2fs after the switch",
 			i+1, r.From, r.Queued, r.Held, r.To, r.Switch.Seconds(), r.Resume.Seconds())
