@@ -483,6 +483,7 @@ func runScenario(t *testing.T, sc scenario, seed int64) (report, string, *failov
 	for r := 0; r < sc.Rounds; r++ {
 		f := sc.Faults[r%len(sc.Faults)]
 		if c.ha != nil {
+			c.followMaster()
 			c.ha.stream.burst()
 		}
 		if !strings.HasSuffix(f, " now") {
@@ -518,6 +519,9 @@ func runScenario(t *testing.T, sc scenario, seed int64) (report, string, *failov
 	}
 	c.stopAll()
 
+	if c.ha != nil {
+		c.followMaster() // observe reads srv
+	}
 	obs := c.observe(specs)
 	obs.NotAcked = notAcked
 	rep := check(specs, obs, sc.Allow)

@@ -305,6 +305,21 @@ func (c *cluster) record(f faultRec) {
 }
 
 func (c *cluster) stat(name string) int {
+	if c.ha != nil {
+		// Whichever server is the master now, through the sentinels
+		// (a connection to a master just killed fails: try again).
+		var n int
+		if !waitFor(haWithin, func() bool {
+			conn := c.pool.Get()
+			defer conn.Close()
+			var err error
+			n, err = redis.Int(conn.Do("GET", queue.StatKey(ns, name)))
+			return err == nil || err == redis.ErrNil
+		}) {
+			c.t.Fatalf("stat:%s: no master answered within %s", name, haWithin)
+		}
+		return n
+	}
 	n, _ := redis.Int(c.srv.Do(c.t, "GET", queue.StatKey(ns, name)), nil)
 	return n
 }

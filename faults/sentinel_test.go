@@ -217,20 +217,8 @@ func (s *haStream) finish() map[string]bool {
 // killed server back as a replica of the new master.
 func (c *cluster) killMaster() {
 	h := c.ha
+	c.followMaster()
 	old := c.srv
-	if now := h.ss.Master(c.t); now != old.Addr {
-		// The sentinels failed over on their own: follow them, and
-		// kill the master they name once the other has become its
-		// healthy replica.
-		c.logf("the sentinels name %s, not %s, as the master: a failover the suite did not cause", now, old.Addr)
-		for _, n := range h.nodes {
-			if n.Addr == now {
-				c.srv = n
-			}
-		}
-		h.ss.WaitReplicaKnown(c.t, old.Addr, haWithin)
-		old = c.srv
-	}
 	queued, held := c.snapshot()
 	appendLine(c.t, c.runs, fmt.Sprintf("failover %d", len(h.rounds)+1))
 	killed := time.Now()
@@ -248,7 +236,7 @@ func (c *cluster) killMaster() {
 		c.t.Fatalf("the sentinels switched to %s, which is none of the suite's servers", now)
 	}
 	c.srv = nm
-	base := c.stat("processed")
+	base, _ := redis.Int(nm.Do(c.t, "GET", queue.StatKey(ns, "processed")), nil)
 	resumed := make(chan time.Duration, 1)
 	go func() {
 		d := time.Duration(-1)
@@ -278,6 +266,28 @@ func (c *cluster) killMaster() {
 	if wait := 4*time.Second + 500*time.Millisecond - time.Since(switched); wait > 0 {
 		time.Sleep(wait)
 	}
+}
+
+// followMaster points srv at the server the sentinels name as the
+// master, should they have failed over on their own (a master that
+// answered late for down-after on a loaded machine), and then waits
+// until the other server is its healthy replica again.
+func (c *cluster) followMaster() {
+	now := c.ha.ss.Master(c.t)
+	if now == c.srv.Addr {
+		return
+	}
+	c.logf("the sentinels name %s, not %s, as the master: a failover the suite did not cause", now, c.srv.Addr)
+	old := c.srv
+	for _, n := range c.ha.nodes {
+		if n.Addr == now {
+			c.srv = n
+		}
+	}
+	if c.srv == old {
+		c.t.Fatalf("the sentinels name %s as the master, which is none of the suite's servers", now)
+	}
+	c.ha.ss.WaitReplicaKnown(c.t, old.Addr, haWithin)
 }
 
 // judgeFailovers adds the failover rounds' verdicts to rep and returns
