@@ -125,13 +125,13 @@ func TestChecker(t *testing.T) {
 				again = append(again, ru)
 			}
 		}
-		runs := append(append(append([]run{}, obs.Runs...), run{Failover: true}), again...)
+		runs := append(append(append([]run{}, obs.Runs...), run{Failover: true, N: 2}), again...)
 		obs.Runs = runs
 		if r := check(specs, obs, allow{}); r.Duplicated != len(again) {
 			t.Fatalf("without allow.Failover: duplicated %d, want %d", r.Duplicated, len(again))
 		}
 		r := check(specs, obs, allow{Failover: true})
-		if r.Duplicated != 0 || len(r.Errors) != 0 || r.Twice["a failover lost its reserve or outcome write"] != len(again) {
+		if r.Duplicated != 0 || len(r.Errors) != 0 || r.Twice["a failover lost its reserve or outcome write"] != len(again) || r.TwiceAfter[2] != len(again) {
 			t.Fatalf("second runs after a failover: twice %v, errors %v", r.Twice, r.Errors)
 		}
 		// The marker before both runs explains nothing.
@@ -139,7 +139,7 @@ func TestChecker(t *testing.T) {
 		if r := check(specs, obs, allow{Failover: true}); r.Duplicated != len(again) {
 			t.Fatalf("a failover before both runs: duplicated %d, want %d", r.Duplicated, len(again))
 		}
-		if got, ok := parseRun("failover 3"); !ok || !got.Failover {
+		if got, ok := parseRun("failover 3"); !ok || !got.Failover || got.N != 3 {
 			t.Errorf(`parseRun("failover 3") = %+v, %v; want a failover marker`, got, ok)
 		}
 	})

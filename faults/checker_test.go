@@ -88,10 +88,12 @@ type run struct {
 	JobID   string
 	Result  string // on end lines: ok, fail, retry
 	Class   string // Work, PWork, Tick
-	// Failover marks a "failover k" line: the suite killed the master
-	// there. Epoch, set by check, counts the markers before a start.
-	Failover bool
-	Epoch    int
+	// Failover marks a "failover k" line (N is k): the suite killed the
+	// master there for the k-th time, or (k 0) a sentinel announced the
+	// master down or switched. Epoch, set by check, counts the markers
+	// before a start; Round is the last k before it.
+	Failover     bool
+	Epoch, Round int
 }
 
 // faultRec is one fault the suite injected.
@@ -158,7 +160,11 @@ type report struct {
 	// stat:processed on the new master does not count.
 	OutcomesLost int
 	Notes        []string // what FailoverLoss counted instead of reporting
-	Errors       []string
+	// TwiceAfter counts the second runs a failover explains by the kill
+	// they followed; LostJobs are the lost jobs' numbers.
+	TwiceAfter map[int]int
+	LostJobs   []int
+	Errors     []string
 }
 
 func (r *report) errorf(format string, args ...interface{}) {
@@ -210,7 +216,7 @@ func orphanFailed(f failure) bool {
 
 // check compares every job of specs with obs.
 func check(specs []jobSpec, obs observed, al allow) report {
-	r := report{Twice: map[string]int{}}
+	r := report{Twice: map[string]int{}, TwiceAfter: map[int]int{}}
 	killed := map[int]string{}
 	for _, f := range obs.Faults {
 		for _, pid := range f.Killed {
@@ -236,13 +242,16 @@ func check(specs []jobSpec, obs observed, al allow) report {
 	endedOK := map[int]bool{}
 	poisonKillers := map[int]bool{}
 	var tickRuns []run
-	epoch := 0
+	epoch, round := 0, 0
 	for _, ru := range obs.Runs {
 		if ru.Failover {
 			epoch++
+			if ru.N > 0 {
+				round = ru.N
+			}
 			continue
 		}
-		ru.Epoch = epoch
+		ru.Epoch, ru.Round = epoch, round
 		if ru.Class == "Tick" {
 			if ru.Start {
 				tickRuns = append(tickRuns, ru)
@@ -307,6 +316,7 @@ func check(specs []jobSpec, obs observed, al allow) report {
 					r.Twice["its worker was killed by a poison job"]++
 				case al.Failover && rs[i].Epoch > prev.Epoch:
 					r.Twice["a failover lost its reserve or outcome write"]++
+					r.TwiceAfter[rs[i].Round]++
 				default:
 					r.Duplicated++
 					r.errorf("duplicated: %s attempt %d ran %d times; run %d (handler pid %d, worker pid %d) has no documented reason to run again",
@@ -358,17 +368,20 @@ func check(specs []jobSpec, obs observed, al allow) report {
 		case al.FailoverLoss:
 			finished = false
 			r.Lost++
+			r.LostJobs = append(r.LostJobs, j.N)
 			right = false
 			r.Notes = append(r.Notes, fmt.Sprintf("lost in a failover: %s (%d runs)%s", j, maxAttempt[j.N], statusNote(obs.Statuses[id], j.Tracked)))
 		case succeeds(j.Kind):
 			finished = false
 			r.Lost++
+			r.LostJobs = append(r.LostJobs, j.N)
 			right = false
 			r.errorf("lost: %s: no failure record, its handler never ended well (%d runs), not queued, not held by any worker%s",
 				j, maxAttempt[j.N], statusNote(obs.Statuses[id], j.Tracked))
 		default:
 			finished = false
 			r.Lost++
+			r.LostJobs = append(r.LostJobs, j.N)
 			right = false
 			ex, _ := wantFailure(j)
 			r.errorf("lost: %s: want failure %s, got no failure record, not queued, not held by any worker (%d runs)%s",

@@ -524,7 +524,7 @@ func parseRun(line string) (run, bool) {
 	case len(f) == 6 && f[0] == "start": // RESQUE_JOB_ID empty
 		return run{Start: true, N: atoi(1), Attempt: atoi(2), PID: atoi(3), PPID: atoi(4), Class: f[5]}, true
 	case len(f) == 2 && f[0] == "failover":
-		return run{Failover: true}, true
+		return run{Failover: true, N: atoi(1)}, true
 	case len(f) == 4 && f[0] == "end":
 		return run{N: atoi(1), Attempt: atoi(2), Result: f[3], Class: "Work"}, true
 	}

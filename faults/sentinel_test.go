@@ -6,6 +6,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gomodule/redigo/redis"
@@ -49,6 +50,7 @@ type haState struct {
 	// means a failover the suite did not cause.
 	mu       sync.Mutex
 	switches map[int]int
+	kills    atomic.Int32 // kills so far, read by the stream
 }
 
 func (h *haState) switchCount() int {
@@ -146,6 +148,7 @@ func (c *cluster) watchSentinel(i int, addr string) {
 type haStream struct {
 	mu       sync.Mutex
 	notAcked map[string]bool
+	after    map[int]int // job n: the kills before its enqueue
 	next     chan struct{}
 	done     chan struct{}
 }
@@ -161,7 +164,7 @@ func (c *cluster) startStream(specs []jobSpec, bursts int) {
 		opts = append(opts, queue.WithMinReplicas(1, time.Second))
 	}
 	qc := queue.New(p.Pool, ns, opts...)
-	s := &haStream{notAcked: map[string]bool{}, next: make(chan struct{}, bursts), done: make(chan struct{})}
+	s := &haStream{notAcked: map[string]bool{}, after: map[int]int{}, next: make(chan struct{}, bursts), done: make(chan struct{})}
 	c.ha.stream = s
 	per := (len(specs) + bursts - 1) / bursts
 	go func() {
@@ -179,6 +182,9 @@ func (c *cluster) startStream(specs []jobSpec, bursts int) {
 				_, err := conn.Do("PING")
 				return err == nil
 			})
+			s.mu.Lock()
+			s.after[j.N] = int(c.ha.kills.Load())
+			s.mu.Unlock()
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			err := qc.Enqueue(ctx, j.Queue, payload(j), queue.EnqueueOptions{Track: j.Tracked, ID: j.ID()})
 			cancel()
@@ -222,6 +228,7 @@ func (c *cluster) killMaster() {
 	queued, held := c.snapshot()
 	appendLine(c.t, c.runs, fmt.Sprintf("failover %d", len(h.rounds)+1))
 	killed := time.Now()
+	h.kills.Add(1)
 	old.Stop() // SIGKILL
 	c.record(faultRec{Kind: "kill -9 master"})
 	now := h.ss.WaitSwitch(c.t, old.Addr, haWithin)
@@ -294,13 +301,20 @@ func (c *cluster) followMaster() {
 // the table line.
 func (c *cluster) judgeFailovers(rep *report) *failoverSummary {
 	s := &failoverSummary{Rounds: c.ha.rounds, Measured: c.sc.Allow.FailoverLoss}
+	// A lost job is put down to the first kill after its enqueue.
+	lost := map[int]int{}
+	c.ha.stream.mu.Lock()
+	for _, n := range rep.LostJobs {
+		lost[c.ha.stream.after[n]+1]++
+	}
+	c.ha.stream.mu.Unlock()
 	if n := c.ha.switchCount(); n > len(s.Rounds) {
 		s.Unplanned = n - len(s.Rounds)
 		c.t.Logf("the sentinels switched %d times for %d kills: %d failovers the suite did not cause", n, len(s.Rounds), s.Unplanned)
 	}
 	for i, r := range s.Rounds {
-		c.t.Logf("failover %d: kill -9 of %s with %d jobs waiting and %d running, +switch-master to %s after %.2fs, next job recorded on it %.2fs after the switch",
-			i+1, r.From, r.Queued, r.Held, r.To, r.Switch.Seconds(), r.Resume.Seconds())
+		c.t.Logf("failover %d: kill -9 of %s with %d jobs waiting and %d running, +switch-master to %s after %.2fs, next job recorded on it %.2fs after the switch; %d jobs lost, %d run again",
+			i+1, r.From, r.Queued, r.Held, r.To, r.Switch.Seconds(), r.Resume.Seconds(), lost[i+1], rep.TwiceAfter[i+1])
 		switch {
 		case r.Resume < 0:
 			rep.errorf("failover %d: no job was recorded on the new master %s within %s of the switch", i+1, r.To, haWithin)
