@@ -73,7 +73,9 @@ vet:
 # seeded form of the same scenarios): every job kind, exec and persistent,
 # tracked and untracked, under kill -9, Redis restarts and SIGSTOP, every
 # signal, network faults through internal/faultproxy, three schedulers and
-# two workers sharing an id. It prints the accounting table per scenario.
+# two workers sharing an id, and five kill -9 of a Sentinel master with and
+# without --min-replicas. It prints the accounting table per scenario, and
+# the failover table (seconds to the switch and to work resuming, losses).
 # FAULT_JOBS and FAULT_ROUNDS scale the short form (300 and 4); FAULT_SEED
 # picks the fault schedule. Scenarios named Defect<N>_... fail until that
 # known defect is fixed.

@@ -114,6 +114,69 @@ func TestChecker(t *testing.T) {
 		}
 	})
 
+	// A run repeated across a failover marker is explained (the master
+	// died with the job's reserve or outcome write); one repeated with
+	// no failover between its runs is not.
+	t.Run("RanTwiceAcrossFailover", func(t *testing.T) {
+		obs := cleanState(specs)
+		var again []run
+		for _, ru := range obs.Runs {
+			if ru.Start {
+				again = append(again, ru)
+			}
+		}
+		runs := append(append(append([]run{}, obs.Runs...), run{Failover: true, N: 2}), again...)
+		obs.Runs = runs
+		if r := check(specs, obs, allow{}); r.Duplicated != len(again) {
+			t.Fatalf("without allow.Failover: duplicated %d, want %d", r.Duplicated, len(again))
+		}
+		r := check(specs, obs, allow{Failover: true})
+		if r.Duplicated != 0 || len(r.Errors) != 0 || r.Twice["a failover lost its reserve or outcome write"] != len(again) || r.TwiceAfter[2] != len(again) {
+			t.Fatalf("second runs after a failover: twice %v, errors %v", r.Twice, r.Errors)
+		}
+		// The marker before both runs explains nothing.
+		obs.Runs = append([]run{{Failover: true}}, append(append([]run{}, cleanState(specs).Runs...), again...)...)
+		if r := check(specs, obs, allow{Failover: true}); r.Duplicated != len(again) {
+			t.Fatalf("a failover before both runs: duplicated %d, want %d", r.Duplicated, len(again))
+		}
+		if got, ok := parseRun("failover 3"); !ok || !got.Failover || got.N != 3 {
+			t.Errorf(`parseRun("failover 3") = %+v, %v; want a failover marker`, got, ok)
+		}
+	})
+
+	// Without --min-replicas a failover's losses are counted, not
+	// errors; an enqueue the client saw fail is not a loss at all.
+	t.Run("FailoverLoss", func(t *testing.T) {
+		obs := cleanState(specs)
+		obs.Runs = nil
+		obs.Failures, obs.FailedStat, obs.Processed = nil, 0, 0
+		obs.Statuses = map[string]statusObs{}
+		if r := check(specs, obs, allow{Failover: true}); r.Lost != len(specs) || len(r.Errors) == 0 {
+			t.Fatalf("with --min-replicas, nothing ran: lost %d of %d, %d errors", r.Lost, len(specs), len(r.Errors))
+		}
+		r := check(specs, obs, allow{Failover: true, FailoverLoss: true})
+		if r.Lost != len(specs) || len(r.Errors) != 0 {
+			t.Fatalf("without --min-replicas, nothing ran: lost %d of %d, errors %v", r.Lost, len(specs), r.Errors)
+		}
+		obs.NotAcked = map[string]bool{}
+		for _, j := range specs {
+			obs.NotAcked[j.ID()] = true
+		}
+		if r := check(specs, obs, allow{Failover: true}); r.NotEnqueued != len(specs) || r.Lost != 0 || len(r.Errors) != 0 {
+			t.Fatalf("every enqueue failed: not enqueued %d, lost %d, errors %v", r.NotEnqueued, r.Lost, r.Errors)
+		}
+		// Outcomes the run log shows but the new master lacks.
+		obs = cleanState(specs)
+		obs.Processed -= 3
+		if r := check(specs, obs, allow{Failover: true, FailoverLoss: true}); r.OutcomesLost != 3 || len(r.Errors) != 0 {
+			t.Fatalf("3 outcomes lost: counted %d, errors %v", r.OutcomesLost, r.Errors)
+		}
+		obs.Processed += 4
+		if r := check(specs, obs, allow{Failover: true, FailoverLoss: true}); !hasError(r, "stat:processed") {
+			t.Fatal("an outcome counted twice was not reported without --min-replicas")
+		}
+	})
+
 	t.Run("Lost", func(t *testing.T) {
 		obs := cleanState(specs)
 		obs.Runs = nil // nothing ever ran; no records either

@@ -88,6 +88,12 @@ type run struct {
 	JobID   string
 	Result  string // on end lines: ok, fail, retry
 	Class   string // Work, PWork, Tick
+	// Failover marks a "failover k" line (N is k): the suite killed the
+	// master there for the k-th time, or (k 0) a sentinel announced the
+	// master down or switched. Epoch, set by check, counts the markers
+	// before a start; Round is the last k before it.
+	Failover     bool
+	Epoch, Round int
 }
 
 // faultRec is one fault the suite injected.
@@ -109,6 +115,9 @@ type observed struct {
 	TickLocks   []string        // values of the recurring entry's tick locks (host:pid:run)
 	TicksQueued int             // tick jobs pushed but still queued at the end
 	Faults      []faultRec
+	// NotAcked are the jobs whose enqueue returned an error: the client
+	// was told it may not have happened (a master killed mid-command).
+	NotAcked map[string]bool
 	// Killers are the pids of workers a poison job killed (from the log).
 }
 
@@ -124,6 +133,18 @@ type allow struct {
 	MaxRedeliveries int
 	// Ticks: a recurring entry ran; check its ticks.
 	Ticks bool
+	// Failover: the master was killed -9 and a replica promoted. A job
+	// run again after a failover marker (its earlier run started before
+	// it) is explained: its reserve or outcome write was made on the
+	// killed master only, the write's WAIT never answered, and the new
+	// master still had the job queued or in worker:<id>. It is still
+	// recorded once.
+	Failover bool
+	// FailoverLoss: without --min-replicas, writes a failover loses are
+	// the measurement, not errors: jobs with no trace on the new master
+	// count as Lost, successful runs missing from stat:processed as
+	// OutcomesLost.
+	FailoverLoss bool
 }
 
 // report is the checker's verdict on one scenario.
@@ -132,7 +153,18 @@ type report struct {
 	Stopped                                                    int            // documented: stopped by a signal
 	Twice                                                      map[string]int // explained second runs, by reason
 	Ticks, TicksLost                                           int
-	Errors                                                     []string
+	// NotEnqueued: jobs whose enqueue the client saw fail and that left
+	// no trace (the client was told: not lost).
+	NotEnqueued int
+	// OutcomesLost: with FailoverLoss, successful runs that
+	// stat:processed on the new master does not count.
+	OutcomesLost int
+	Notes        []string // what FailoverLoss counted instead of reporting
+	// TwiceAfter counts the second runs a failover explains by the kill
+	// they followed; LostJobs are the lost jobs' numbers.
+	TwiceAfter map[int]int
+	LostJobs   []int
+	Errors     []string
 }
 
 func (r *report) errorf(format string, args ...interface{}) {
@@ -184,7 +216,7 @@ func orphanFailed(f failure) bool {
 
 // check compares every job of specs with obs.
 func check(specs []jobSpec, obs observed, al allow) report {
-	r := report{Twice: map[string]int{}}
+	r := report{Twice: map[string]int{}, TwiceAfter: map[int]int{}}
 	killed := map[int]string{}
 	for _, f := range obs.Faults {
 		for _, pid := range f.Killed {
@@ -210,7 +242,16 @@ func check(specs []jobSpec, obs observed, al allow) report {
 	endedOK := map[int]bool{}
 	poisonKillers := map[int]bool{}
 	var tickRuns []run
+	epoch, round := 0, 0
 	for _, ru := range obs.Runs {
+		if ru.Failover {
+			epoch++
+			if ru.N > 0 {
+				round = ru.N
+			}
+			continue
+		}
+		ru.Epoch, ru.Round = epoch, round
 		if ru.Class == "Tick" {
 			if ru.Start {
 				tickRuns = append(tickRuns, ru)
@@ -273,6 +314,9 @@ func check(specs []jobSpec, obs observed, al allow) report {
 					r.Twice["its worker was killed -9 mid-run ("+killed[prev.PPID]+")"]++
 				case poisonKillers[prev.PPID]:
 					r.Twice["its worker was killed by a poison job"]++
+				case al.Failover && rs[i].Epoch > prev.Epoch:
+					r.Twice["a failover lost its reserve or outcome write"]++
+					r.TwiceAfter[rs[i].Round]++
 				default:
 					r.Duplicated++
 					r.errorf("duplicated: %s attempt %d ran %d times; run %d (handler pid %d, worker pid %d) has no documented reason to run again",
@@ -317,15 +361,27 @@ func check(specs []jobSpec, obs observed, al allow) report {
 				where = "still held in a worker:<id>"
 			}
 			r.errorf("unfinished: %s %s when the run ended", j, where)
+		case obs.NotAcked[id] && maxAttempt[j.N] == 0 && !obs.Statuses[id].Present:
+			// Its enqueue failed, and the client was told.
+			finished = false
+			r.NotEnqueued++
+		case al.FailoverLoss:
+			finished = false
+			r.Lost++
+			r.LostJobs = append(r.LostJobs, j.N)
+			right = false
+			r.Notes = append(r.Notes, fmt.Sprintf("lost in a failover: %s (%d runs)%s", j, maxAttempt[j.N], statusNote(obs.Statuses[id], j.Tracked)))
 		case succeeds(j.Kind):
 			finished = false
 			r.Lost++
+			r.LostJobs = append(r.LostJobs, j.N)
 			right = false
 			r.errorf("lost: %s: no failure record, its handler never ended well (%d runs), not queued, not held by any worker%s",
 				j, maxAttempt[j.N], statusNote(obs.Statuses[id], j.Tracked))
 		default:
 			finished = false
 			r.Lost++
+			r.LostJobs = append(r.LostJobs, j.N)
 			right = false
 			ex, _ := wantFailure(j)
 			r.errorf("lost: %s: want failure %s, got no failure record, not queued, not held by any worker (%d runs)%s",
@@ -357,6 +413,10 @@ func check(specs []jobSpec, obs observed, al allow) report {
 				r.errorf("status not final: %s: "+format, append([]interface{}{j}, args...)...)
 			}
 			switch {
+			case !st.Present && al.FailoverLoss:
+				// Its outcome was on the killed master only.
+				right = false
+				r.Notes = append(r.Notes, fmt.Sprintf("status lost in a failover: %s", j))
 			case !st.Present:
 				notFinal("no status key (expired or never written)")
 			case st.Code != 3 && st.Code != 4:
@@ -418,7 +478,10 @@ func check(specs []jobSpec, obs observed, al allow) report {
 
 	// Counters: one processed per recorded outcome (and per retried
 	// attempt), one failed per failure record.
-	if obs.Processed != wantProcessed {
+	if al.FailoverLoss && obs.Processed < wantProcessed {
+		r.OutcomesLost = wantProcessed - obs.Processed
+		r.Notes = append(r.Notes, fmt.Sprintf("stat:processed is %d, %d short of the outcomes the run log shows: written on the killed master only", obs.Processed, r.OutcomesLost))
+	} else if obs.Processed != wantProcessed {
 		r.errorf("stat:processed is %d, want %d (one per recorded outcome, retried attempts included)", obs.Processed, wantProcessed)
 	}
 	if obs.FailedStat != len(obs.Failures) {

@@ -4,11 +4,12 @@
 // tracked and untracked; immediate and delayed), runs real resqued
 // daemons against a real redis-server, injects one family of faults
 // (kill -9, Redis restarts and freezes, signals, network faults through
-// internal/faultproxy, two workers with one id, ...), and then checks job
-// by job that each ended as it should (checker_test.go): the right
-// failure record or none, the right final status with its TTL, the
-// counters, and from the handler's own run log, that no job ran twice
-// without a documented reason.
+// internal/faultproxy, two workers with one id, kill -9 of a Sentinel
+// master (sentinel_test.go), ...), and then checks job by job that each
+// ended as it should (checker_test.go): the right failure record or none,
+// the right final status with its TTL, the counters, and from the
+// handler's own run log, that no job ran twice without a documented
+// reason.
 //
 // go test runs a short seeded form; make faults runs the long one:
 //
@@ -24,6 +25,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -76,6 +78,8 @@ type scenario struct {
 	Lazy           bool     // jobs are enqueued one by one by the faults, not up front
 	Faults         []string // injected in turn, Rounds times
 	Rounds         int      // short-form rounds (FAULT_ROUNDS scales it)
+	MaxRounds      int      // caps the scaled rounds; 0: no cap
+	HA             *haSpec  // on a master, a replica and three sentinels
 	Allow          allow
 	Drain          time.Duration // how long the jobs may take to drain after the faults
 	// Until, when set, is waited for (up to 30 s) before the daemons stop.
@@ -145,6 +149,25 @@ var scenarios = []scenario{
 		Name: "ThreeSchedulers", Jobs: 60, Mix: mixedDelayed, Daemons: 3, Count: 1, Rounds: 4, Schedule: true,
 		Faults: []string{"kill -9 all", "USR1", "TERM", "kill -9 all"},
 		Allow:  allow{Stop: true, Ticks: true},
+	},
+	{
+		// kill -9 of the master under a stream of jobs, five times in
+		// the long form (issue 13). Every write of a job, and every
+		// enqueue, waits for the replica: no job may be lost, and each
+		// outcome is recorded once. A job whose reserve or outcome
+		// write the master took but died before replicating runs
+		// again (explained by the failover marker).
+		Name: "SentinelKillMaster_MinReplicas", Jobs: 120, Mix: mixed, Daemons: 1, Count: 2, Rounds: 2, MaxRounds: 5,
+		HA: &haSpec{MinReplicas: true}, Args: []string{"--min-replicas", "1", "--min-replicas-timeout", "1"},
+		Faults: []string{"kill -9 master"}, Allow: allow{Failover: true},
+	},
+	{
+		// The same without --min-replicas: what a failover loses is
+		// measured and reported, not failed on. Wrong outcomes,
+		// unexplained second runs and outcomes recorded twice still
+		// fail it.
+		Name: "SentinelKillMaster_NoWait", Jobs: 120, Mix: mixed, Daemons: 1, Count: 2, Rounds: 2, MaxRounds: 5,
+		HA: &haSpec{}, Faults: []string{"kill -9 master"}, Allow: allow{Failover: true, FailoverLoss: true},
 	},
 	{
 		Name: "Defect1_PauseAfterLostReserveReply", Defect: "1: a pause (USR2) after a lost reserve reply overwrites the job in worker:<id> with the paused marker",
@@ -239,6 +262,8 @@ func (c *cluster) inject(f string) {
 	d := c.daemon(c.rng.Intn(c.sc.Daemons))
 	hold := func(min, spread time.Duration) { time.Sleep(min + time.Duration(c.rng.Int63n(int64(spread)))) }
 	switch f {
+	case "kill -9 master":
+		c.killMaster()
 	case "kill -9 all", "kill -9 all now":
 		killed := c.killDaemon(d)
 		c.record(faultRec{Kind: f, Killed: killed})
@@ -369,6 +394,7 @@ func (c *cluster) inject(f string) {
 type row struct {
 	name, faults string
 	r            report
+	fo           *failoverSummary // Sentinel scenarios
 }
 
 func TestFaults(t *testing.T) {
@@ -390,6 +416,25 @@ func TestFaults(t *testing.T) {
 			r := rw.r
 			fmt.Fprintf(&b, "| %s | %s | %d | %d | %d | %d | %d | %d | %s | %d | %d | %d |\n", rw.name, rw.faults, r.Jobs, r.Right, r.Wrong, r.Stopped, r.Lost, r.Unfinished, r.twice(), r.Duplicated, r.NotFinal, len(r.Errors))
 		}
+		if !slices.ContainsFunc(rows, func(rw row) bool { return rw.fo != nil }) {
+			t.Log(b.String())
+			fmt.Print(b.String())
+			return
+		}
+		fmt.Fprintf(&b, "\nfailovers (kill -9 of the master, Sentinel)\n\n| scenario | failovers | max s kill to +switch-master | max s switch to a job recorded | lost | outcomes lost | run twice, failover | enqueue failed, no trace (client told) | unplanned switches |\n|---|---|---|---|---|---|---|---|---|\n")
+		for _, rw := range rows {
+			if rw.fo == nil {
+				continue
+			}
+			r := rw.r
+			sw, res := rw.fo.max()
+			lost := fmt.Sprint(r.Lost)
+			if r.Lost+r.OutcomesLost > 0 && rw.fo.Measured {
+				lost += " (failover, no --min-replicas)"
+			}
+			fmt.Fprintf(&b, "| %s | %d | %.2f | %.2f | %s | %d | %d | %d | %d |\n", rw.name, len(rw.fo.Rounds), sw.Seconds(), res.Seconds(), lost, r.OutcomesLost,
+				r.Twice["a failover lost its reserve or outcome write"], r.NotEnqueued, rw.fo.Unplanned)
+		}
 		t.Log(b.String())
 		fmt.Print(b.String())
 	})
@@ -398,18 +443,21 @@ func TestFaults(t *testing.T) {
 		sc.Jobs = max(int(float64(sc.Jobs)*jobScale), 1)
 		if sc.Rounds > 0 {
 			sc.Rounds = max(int(float64(sc.Rounds)*roundScale), 1)
+			if sc.MaxRounds > 0 {
+				sc.Rounds = min(sc.Rounds, sc.MaxRounds)
+			}
 		}
 		t.Run(sc.Name, func(t *testing.T) {
 			t.Parallel()
-			r, faults := runScenario(t, sc, seed+int64(i))
+			r, faults, fo := runScenario(t, sc, seed+int64(i))
 			mu.Lock()
-			rows = append(rows, row{name: sc.Name, faults: faults, r: r})
+			rows = append(rows, row{name: sc.Name, faults: faults, r: r, fo: fo})
 			mu.Unlock()
 		})
 	}
 }
 
-func runScenario(t *testing.T, sc scenario, seed int64) (report, string) {
+func runScenario(t *testing.T, sc scenario, seed int64) (report, string, *failoverSummary) {
 	c := newCluster(t, sc, seed)
 	var specs []jobSpec
 	for n := 0; n < sc.Jobs; n++ {
@@ -420,9 +468,12 @@ func runScenario(t *testing.T, sc scenario, seed int64) (report, string) {
 		pre = sc.Pre(c)
 		sc = c.sc
 	}
-	if sc.Lazy {
+	switch {
+	case sc.HA != nil:
+		c.startStream(specs, sc.Rounds+1)
+	case sc.Lazy:
 		c.pending = specs
-	} else {
+	default:
 		c.enqueue(specs)
 	}
 	for i := 0; i < sc.Daemons; i++ {
@@ -431,11 +482,17 @@ func runScenario(t *testing.T, sc scenario, seed int64) (report, string) {
 	counts := map[string]int{}
 	for r := 0; r < sc.Rounds; r++ {
 		f := sc.Faults[r%len(sc.Faults)]
+		if c.ha != nil {
+			c.followMaster()
+			c.ha.stream.burst()
+		}
 		if !strings.HasSuffix(f, " now") {
 			// Let some work happen, then strike.
 			from := c.stat("processed")
 			step := 1 + c.rng.Intn(max(sc.Jobs/(sc.Rounds*2), 2))
-			waitFor(15*time.Second, func() bool { return c.stat("processed") >= from+step || c.drained() })
+			// (A stream's queues run dry between its jobs: wait for
+			// the work alone.)
+			waitFor(15*time.Second, func() bool { return c.stat("processed") >= from+step || (sc.HA == nil && c.drained()) })
 		} else {
 			time.Sleep(time.Duration(50+c.rng.Intn(300)) * time.Millisecond) // the storm's own schedule
 		}
@@ -443,6 +500,10 @@ func runScenario(t *testing.T, sc scenario, seed int64) (report, string) {
 		counts[f]++
 	}
 	c.enqueue(c.pending) // whatever the faults did not push
+	var notAcked map[string]bool
+	if c.ha != nil {
+		notAcked = c.ha.stream.finish()
+	}
 	drain := sc.Drain
 	if drain == 0 {
 		drain = 2 * time.Minute
@@ -458,8 +519,19 @@ func runScenario(t *testing.T, sc scenario, seed int64) (report, string) {
 	}
 	c.stopAll()
 
+	if c.ha != nil {
+		c.followMaster() // observe reads srv
+	}
 	obs := c.observe(specs)
+	obs.NotAcked = notAcked
 	rep := check(specs, obs, sc.Allow)
+	var fo *failoverSummary
+	if c.ha != nil {
+		fo = c.judgeFailovers(&rep)
+		for _, n := range rep.Notes {
+			t.Log(n)
+		}
+	}
 	if !drained {
 		rep.errorf("not drained: jobs still queued, delayed or held by a worker %s after the faults (in flight: %v)", drain, keys(obs.InFlight))
 	}
@@ -496,7 +568,7 @@ func runScenario(t *testing.T, sc scenario, seed int64) (report, string) {
 		c.logMu.Unlock()
 		t.Logf("daemon log in %s; handler run log:\n%s", path, tailFile(c.runs, 15))
 	}
-	return rep, faults
+	return rep, faults, fo
 }
 
 // refusedSharedID reports whether a daemon's log says it refused a worker

@@ -51,6 +51,10 @@ type cluster struct {
 	daemons []*daemon
 	faults  []faultRec
 	pending []jobSpec // Lazy scenarios: jobs the faults have yet to push
+
+	// ha, for the Sentinel scenarios: srv is then whichever server is
+	// the master, and pool follows the sentinels (sentinel_test.go).
+	ha *haState
 }
 
 type daemon struct {
@@ -125,8 +129,6 @@ echo "start 0 1 $$ $PPID $RESQUE_JOB_ID Tick" >> "$LOG"
 
 func newCluster(t *testing.T, sc scenario, seed int64) *cluster {
 	c := &cluster{t: t, sc: sc, rng: rand.New(rand.NewSource(seed))}
-	c.srv = redistest.Start(t, redistest.Args("--appendonly", "yes", "--appendfsync", "always"))
-	c.pool = c.srv.Pool(t)
 	c.dir = t.TempDir()
 	tmp := t.TempDir()
 	c.runs, c.sched = filepath.Join(tmp, "runs.log"), filepath.Join(tmp, "schedule.yml")
@@ -141,6 +143,12 @@ func newCluster(t *testing.T, sc scenario, seed int64) *cluster {
 		if err := os.WriteFile(filepath.Join(c.dir, name), []byte(body), 0o755); err != nil {
 			t.Fatal(err)
 		}
+	}
+	if sc.HA != nil {
+		c.startHA() // after the run log: its watchers write markers there
+	} else {
+		c.srv = redistest.Start(t, redistest.Args("--appendonly", "yes", "--appendfsync", "always"))
+		c.pool = c.srv.Pool(t)
 	}
 	if sc.Proxy {
 		p, err := faultproxy.New(c.srv.Addr)
@@ -158,6 +166,9 @@ func newCluster(t *testing.T, sc scenario, seed int64) *cluster {
 }
 
 func (c *cluster) url() string {
+	if c.ha != nil {
+		return c.ha.url
+	}
 	if c.proxy != nil {
 		return "redis://" + c.proxy.Addr + "?read_timeout=" + readTimeout.String()
 	}
@@ -294,6 +305,21 @@ func (c *cluster) record(f faultRec) {
 }
 
 func (c *cluster) stat(name string) int {
+	if c.ha != nil {
+		// Whichever server is the master now, through the sentinels
+		// (a connection to a master just killed fails: try again).
+		var n int
+		if !waitFor(haWithin, func() bool {
+			conn := c.pool.Get()
+			defer conn.Close()
+			var err error
+			n, err = redis.Int(conn.Do("GET", queue.StatKey(ns, name)))
+			return err == nil || err == redis.ErrNil
+		}) {
+			c.t.Fatalf("stat:%s: no master answered within %s", name, haWithin)
+		}
+		return n
+	}
 	n, _ := redis.Int(c.srv.Do(c.t, "GET", queue.StatKey(ns, name)), nil)
 	return n
 }
@@ -497,6 +523,8 @@ func parseRun(line string) (run, bool) {
 		return run{Start: true, N: atoi(1), Attempt: atoi(2), PID: atoi(3), PPID: atoi(4), JobID: f[5], Class: f[6]}, true
 	case len(f) == 6 && f[0] == "start": // RESQUE_JOB_ID empty
 		return run{Start: true, N: atoi(1), Attempt: atoi(2), PID: atoi(3), PPID: atoi(4), Class: f[5]}, true
+	case len(f) == 2 && f[0] == "failover":
+		return run{Failover: true, N: atoi(1)}, true
 	case len(f) == 4 && f[0] == "end":
 		return run{N: atoi(1), Attempt: atoi(2), Result: f[3], Class: "Work"}, true
 	}

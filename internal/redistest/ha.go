@@ -206,3 +206,72 @@ func (ss *Sentinels) WaitSwitch(tb testing.TB, old string, within time.Duration)
 	}, "the sentinels still name %s as the primary of %s", old, ss.Name)
 	return now
 }
+
+// RestartReplicaOf starts the server again, on its port and directory,
+// as a replica of primary: what an orchestrator does with a master that
+// crashed and lost its role in a failover. It waits, as StartReplica
+// does, until primary counts it in WAIT.
+func (s *Server) RestartReplicaOf(tb testing.TB, primary *Server) {
+	tb.Helper()
+	s.Stop()
+	primary.Do(tb, "CONFIG", "SET", "repl-diskless-sync-delay", "0")
+	var args []string
+	for i := 0; i < len(s.args); i++ {
+		if s.args[i] == "--replicaof" && i+2 < len(s.args) {
+			i += 2
+			continue
+		}
+		args = append(args, s.args[i])
+	}
+	host, port, _ := net.SplitHostPort(primary.Addr)
+	s.args = append(args, "--replicaof", host, port)
+	var err error
+	for i := 0; i < 50; i++ {
+		if err = s.start(); err == nil {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if err != nil {
+		tb.Fatalf("restart %s as a replica of %s: %v", s.Addr, primary.Addr, err)
+	}
+	s.WaitLinkUp(tb)
+	Eventually(tb, 20*time.Second, func() bool {
+		n, _ := redis.Int(primary.Do(tb, "WAIT", 1, 100), nil)
+		return n >= 1
+	}, "replica %s of %s: never acknowledged a WAIT", s.Addr, primary.Addr)
+}
+
+// WaitReplicaKnown waits until every sentinel lists addr as a healthy
+// replica of the primary (flags "slave", link up): until then a
+// failover could not choose it.
+func (ss *Sentinels) WaitReplicaKnown(tb testing.TB, addr string, within time.Duration) {
+	tb.Helper()
+	Eventually(tb, within, func() bool {
+		for _, s := range ss.Procs {
+			if !s.knowsReplica(ss.Name, addr) {
+				return false
+			}
+		}
+		return true
+	}, "the sentinels of %s never all listed %s as a healthy replica", ss.Name, addr)
+}
+
+func (s *Server) knowsReplica(name, addr string) bool {
+	c, err := redis.Dial("tcp", s.Addr, redis.DialPassword(s.password))
+	if err != nil {
+		return false
+	}
+	defer c.Close()
+	vs, err := redis.Values(c.Do("SENTINEL", "REPLICAS", name))
+	if err != nil {
+		return false
+	}
+	for _, v := range vs {
+		m, err := redis.StringMap(v, nil)
+		if err == nil && net.JoinHostPort(m["ip"], m["port"]) == addr {
+			return m["flags"] == "slave" && m["master-link-status"] == "ok"
+		}
+	}
+	return false
+}
