@@ -85,7 +85,10 @@ func (c *cluster) startHA() {
 	t := c.t
 	a := redistest.Start(t)
 	b := redistest.StartReplica(t, a)
-	ss := redistest.StartSentinels(t, a, haMaster, redistest.SentinelOptions{DownAfter: time.Second})
+	// 2 s, not 1: under make test's load (every package at once, with
+	// -race) a PING reply a second late made the sentinels fail over on
+	// their own now and then.
+	ss := redistest.StartSentinels(t, a, haMaster, redistest.SentinelOptions{DownAfter: 2 * time.Second})
 	c.ha = &haState{nodes: []*redistest.Server{a, b}, ss: ss, url: "redis+sentinel://" + ss.Addrs() + "/" + haMaster + "/0"}
 	p, err := redisurl.NewPool(c.ha.url, redisurl.Options{Timeout: 2 * time.Second})
 	if err != nil {
