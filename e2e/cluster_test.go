@@ -11,7 +11,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -79,31 +78,8 @@ func (r *clusterRig) start(args ...string) *daemon {
 	r.t.Helper()
 	all := append([]string{"--redis", r.cl.URL(), "--namespace", clusterNS, "--handlers", r.dir, "-v", "--interval", "0.5"}, args...)
 	cmd := exec.Command(resqued, all...)
-	out := &syncBuffer{}
-	cmd.Stdout, cmd.Stderr = out, out
 	cmd.Env = append(os.Environ(), noRaceExitSleep)
-	if err := cmd.Start(); err != nil {
-		r.t.Fatal(err)
-	}
-	d := &daemon{t: r.t, cmd: cmd, out: out, done: make(chan struct{})}
-	go func() { d.err = cmd.Wait(); close(d.done) }()
-	r.t.Cleanup(func() {
-		select {
-		case <-d.done:
-		default:
-			_ = cmd.Process.Signal(syscall.SIGQUIT)
-			select {
-			case <-d.done:
-			case <-time.After(20 * time.Second):
-				_ = cmd.Process.Kill()
-				<-d.done
-			}
-		}
-		if r.t.Failed() {
-			r.t.Logf("resqued output:\n%s", out.String())
-		}
-	})
-	return d
+	return launch(r.t, cmd, "resqued")
 }
 
 // runCounts reads the run log: how often each job id ran, and when

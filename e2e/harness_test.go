@@ -95,9 +95,17 @@ func startURL(t *testing.T, url, handlers string, env []string, args ...string) 
 	t.Helper()
 	all := append([]string{"--redis", url, "--handlers", handlers}, args...)
 	cmd := exec.Command(resqued, all...)
+	cmd.Env = append(append(os.Environ(), "RESQUE_PROCLINE_PREFIX=e2e ", noRaceExitSleep), env...)
+	return launch(t, cmd, "resqued")
+}
+
+// launch starts cmd, a daemon, with its output collected, and has the
+// test's cleanup send it QUIT and, if it has not exited 20 s later, KILL;
+// name labels its output in the log of a failed test.
+func launch(t *testing.T, cmd *exec.Cmd, name string) *daemon {
+	t.Helper()
 	out := &syncBuffer{}
 	cmd.Stdout, cmd.Stderr = out, out
-	cmd.Env = append(append(os.Environ(), "RESQUE_PROCLINE_PREFIX=e2e ", noRaceExitSleep), env...)
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -116,7 +124,7 @@ func startURL(t *testing.T, url, handlers string, env []string, args ...string) 
 			}
 		}
 		if t.Failed() {
-			t.Logf("resqued output:\n%s", out.String())
+			t.Logf("%s output:\n%s", name, out.String())
 		}
 	})
 	return d

@@ -86,30 +86,8 @@ func startHost(t *testing.T, host, url string, uts bool, args ...string) *hostDa
 	} else {
 		cmd = exec.Command(resqued, append(all, "--hostname", host)...)
 	}
-	out := &syncBuffer{}
-	cmd.Stdout, cmd.Stderr = out, out
 	cmd.Env = append(os.Environ(), "RESQUE_PROCLINE_PREFIX=e2e ", noRaceExitSleep)
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	d := &daemon{t: t, cmd: cmd, out: out, done: make(chan struct{})}
-	go func() { d.err = cmd.Wait(); close(d.done) }()
-	t.Cleanup(func() {
-		select {
-		case <-d.done:
-		default:
-			_ = cmd.Process.Signal(syscall.SIGQUIT)
-			select {
-			case <-d.done:
-			case <-time.After(20 * time.Second):
-				_ = cmd.Process.Kill()
-				<-d.done
-			}
-		}
-		if t.Failed() {
-			t.Logf("%s output:\n%s", host, out.String())
-		}
-	})
+	d := launch(t, cmd, host)
 	return &hostDaemon{daemon: d, host: host}
 }
 
