@@ -40,7 +40,9 @@ import (
 	"github.com/resqued/resqued/pkg/queue"
 )
 
-const ns = "resque"
+// defaultNS is the namespace of the scenarios that name none: resqued's own
+// default.
+const defaultNS = "resque"
 
 var resqued string
 
@@ -79,9 +81,12 @@ type scenario struct {
 	Faults         []string // injected in turn, Rounds times
 	Rounds         int      // short-form rounds (FAULT_ROUNDS scales it)
 	MaxRounds      int      // caps the scaled rounds; 0: no cap
-	HA             *haSpec  // on a master, a replica and three sentinels
-	Allow          allow
-	Drain          time.Duration // how long the jobs may take to drain after the faults
+	HA             *haSpec  // on a high-availability set-up: Sentinel, Cluster or a managed switch
+	// Namespace: the daemons', the enqueues' and the observation's key
+	// namespace; "" is defaultNS. A Redis Cluster needs a hash-tagged one.
+	Namespace string
+	Allow     allow
+	Drain     time.Duration // how long the jobs may take to drain after the faults
 	// Until, when set, is waited for (up to 30 s) before the daemons stop.
 	Until func(c *cluster) bool
 	// Extra checks after the run (ghost workers, surviving children).
@@ -236,7 +241,7 @@ var scenarios = []scenario{
 			// registered must be a live process.
 			d := c.start(0)
 			ghosts := func() []string {
-				ids, _ := redis.Strings(c.srv.Do(c.t, "SMEMBERS", queue.WorkersKey(ns)), nil)
+				ids, _ := redis.Strings(c.srv.Do(c.t, "SMEMBERS", queue.WorkersKey(c.ns)), nil)
 				live := map[int]bool{}
 				for _, p := range c.workers(d) {
 					live[p] = true

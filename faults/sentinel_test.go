@@ -166,7 +166,7 @@ func (c *cluster) startStream(specs []jobSpec, bursts int) {
 	if c.sc.HA.MinReplicas {
 		opts = append(opts, queue.WithMinReplicas(1, time.Second))
 	}
-	qc := queue.New(p.Pool, ns, opts...)
+	qc := queue.New(p.Pool, c.ns, opts...)
 	s := &haStream{notAcked: map[string]bool{}, after: map[int]int{}, next: make(chan struct{}, bursts), done: make(chan struct{})}
 	c.ha.stream = s
 	per := (len(specs) + bursts - 1) / bursts
@@ -246,7 +246,7 @@ func (c *cluster) killMaster() {
 		c.t.Fatalf("the sentinels switched to %s, which is none of the suite's servers", now)
 	}
 	c.srv = nm
-	base, _ := redis.Int(nm.Do(c.t, "GET", queue.StatKey(ns, "processed")), nil)
+	base, _ := redis.Int(nm.Do(c.t, "GET", queue.StatKey(c.ns, "processed")), nil)
 	resumed := make(chan time.Duration, 1)
 	go func() {
 		d := time.Duration(-1)
@@ -256,7 +256,7 @@ func (c *cluster) killMaster() {
 				return false
 			}
 			defer conn.Close()
-			n, err := redis.Int(conn.Do("GET", queue.StatKey(ns, "processed")))
+			n, err := redis.Int(conn.Do("GET", queue.StatKey(c.ns, "processed")))
 			if err == nil && n > base {
 				d = time.Since(switched)
 				return true
