@@ -175,6 +175,30 @@ var scenarios = []scenario{
 		HA: &haSpec{}, Faults: []string{"kill -9 master"}, Allow: allow{Failover: true, FailoverLoss: true},
 	},
 	{
+		// A 3-master/3-replica Redis Cluster under the stream, five
+		// rounds in the long form: CLUSTER FAILOVER on the slot's
+		// replica (a manual failover: the replica catches up first)
+		// and kill -9 of the slot's master, in turn. Replication is
+		// asynchronous here too, so the writes wait for the replica
+		// (--min-replicas 1, WAIT on the slot's master): no job may be
+		// lost, each outcome is recorded once, and a second run needs
+		// a failover marker.
+		Name: "ClusterFailover", Jobs: 60, Mix: mixed, Daemons: 1, Count: 2, Rounds: 2, MaxRounds: 5,
+		HA: &haSpec{Kind: "cluster", MinReplicas: true}, Namespace: "{resque}",
+		Args:   []string{"--min-replicas", "1", "--min-replicas-timeout", "1"},
+		Faults: []string{"cluster failover", "kill -9 slot master"}, Allow: allow{Failover: true},
+	},
+	{
+		// A managed failover behind a name (a proxy), each way in turn:
+		// writes paused until the replica has them all, the replica
+		// promoted, the name retargeted, the old primary demoted under
+		// resqued's open connections (READONLY, UNBLOCKED). Strict: no
+		// job lost, each outcome recorded once, a second run only with
+		// a failover marker.
+		Name: "ManagedFailover", Jobs: 100, Mix: mixed, Daemons: 1, Count: 2, Rounds: 2, MaxRounds: 5,
+		HA: &haSpec{Kind: "managed"}, Faults: []string{"managed switch"}, Allow: allow{Failover: true},
+	},
+	{
 		Name: "Defect1_PauseAfterLostReserveReply", Defect: "1: a pause (USR2) after a lost reserve reply overwrites the job in worker:<id> with the paused marker",
 		Jobs: 6, Mix: okOnly, Daemons: 1, Count: 1, Rounds: 6, Proxy: true, Lazy: true,
 		Faults: []string{"drop replies then USR2"},
@@ -269,6 +293,12 @@ func (c *cluster) inject(f string) {
 	switch f {
 	case "kill -9 master":
 		c.killMaster()
+	case "cluster failover":
+		c.clusterRound(false)
+	case "kill -9 slot master":
+		c.clusterRound(true)
+	case "managed switch":
+		c.managedSwitch()
 	case "kill -9 all", "kill -9 all now":
 		killed := c.killDaemon(d)
 		c.record(faultRec{Kind: f, Killed: killed})
@@ -426,7 +456,7 @@ func TestFaults(t *testing.T) {
 			fmt.Print(b.String())
 			return
 		}
-		fmt.Fprintf(&b, "\nfailovers (kill -9 of the master, Sentinel)\n\n| scenario | failovers | max s kill to +switch-master | max s switch to a job recorded | lost | outcomes lost | run twice, failover | enqueue failed, no trace (client told) | unplanned switches |\n|---|---|---|---|---|---|---|---|---|\n")
+		fmt.Fprintf(&b, "\nfailovers (kill -9 of the Sentinel master; CLUSTER FAILOVER and kill -9 of the slot's master; managed switch)\n\n| scenario | failovers | max s fault to new master (+switch-master) | max s switch to a job recorded | lost | outcomes lost | run twice, failover | enqueue failed, no trace (client told) | unplanned switches |\n|---|---|---|---|---|---|---|---|---|\n")
 		for _, rw := range rows {
 			if rw.fo == nil {
 				continue
