@@ -5,7 +5,9 @@
 // daemons against a real redis-server, injects one family of faults
 // (kill -9, Redis restarts and freezes, signals, network faults through
 // internal/faultproxy, two workers with one id, kill -9 of a Sentinel
-// master (sentinel_test.go), ...), and then checks job by job that each
+// master (sentinel_test.go), CLUSTER FAILOVER and kill -9 in a Redis
+// Cluster, a managed switch behind a name (failover_test.go), ...), and
+// then checks job by job that each
 // ended as it should (checker_test.go): the right failure record or none,
 // the right final status with its TTL, the counters, and from the
 // handler's own run log, that no job ran twice without a documented

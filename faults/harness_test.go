@@ -53,8 +53,9 @@ type cluster struct {
 	faults  []faultRec
 	pending []jobSpec // Lazy scenarios: jobs the faults have yet to push
 
-	// ha, for the Sentinel scenarios: srv is then whichever server is
-	// the master, and pool follows the sentinels (sentinel_test.go).
+	// ha, for the failover scenarios: srv is then whichever server is
+	// the master, and pool follows the sentinels (sentinel_test.go),
+	// the cluster's slot or the managed name (failover_test.go).
 	ha *haState
 }
 
