@@ -5,7 +5,9 @@
 // daemons against a real redis-server, injects one family of faults
 // (kill -9, Redis restarts and freezes, signals, network faults through
 // internal/faultproxy, two workers with one id, kill -9 of a Sentinel
-// master (sentinel_test.go), ...), and then checks job by job that each
+// master (sentinel_test.go), CLUSTER FAILOVER and kill -9 in a Redis
+// Cluster, a managed switch behind a name (failover_test.go), ...), and
+// then checks job by job that each
 // ended as it should (checker_test.go): the right failure record or none,
 // the right final status with its TTL, the counters, and from the
 // handler's own run log, that no job ran twice without a documented
@@ -40,7 +42,9 @@ import (
 	"github.com/resqued/resqued/pkg/queue"
 )
 
-const ns = "resque"
+// defaultNS is the namespace of the scenarios that name none: resqued's own
+// default.
+const defaultNS = "resque"
 
 var resqued string
 
@@ -79,9 +83,12 @@ type scenario struct {
 	Faults         []string // injected in turn, Rounds times
 	Rounds         int      // short-form rounds (FAULT_ROUNDS scales it)
 	MaxRounds      int      // caps the scaled rounds; 0: no cap
-	HA             *haSpec  // on a master, a replica and three sentinels
-	Allow          allow
-	Drain          time.Duration // how long the jobs may take to drain after the faults
+	HA             *haSpec  // on a high-availability set-up: Sentinel, Cluster or a managed switch
+	// Namespace: the daemons', the enqueues' and the observation's key
+	// namespace; "" is defaultNS. A Redis Cluster needs a hash-tagged one.
+	Namespace string
+	Allow     allow
+	Drain     time.Duration // how long the jobs may take to drain after the faults
 	// Until, when set, is waited for (up to 30 s) before the daemons stop.
 	Until func(c *cluster) bool
 	// Extra checks after the run (ghost workers, surviving children).
@@ -170,6 +177,30 @@ var scenarios = []scenario{
 		HA: &haSpec{}, Faults: []string{"kill -9 master"}, Allow: allow{Failover: true, FailoverLoss: true},
 	},
 	{
+		// A 3-master/3-replica Redis Cluster under the stream, five
+		// rounds in the long form: CLUSTER FAILOVER on the slot's
+		// replica (a manual failover: the replica catches up first)
+		// and kill -9 of the slot's master, in turn. Replication is
+		// asynchronous here too, so the writes wait for the replica
+		// (--min-replicas 1, WAIT on the slot's master): no job may be
+		// lost, each outcome is recorded once, and a second run needs
+		// a failover marker.
+		Name: "ClusterFailover", Jobs: 60, Mix: mixed, Daemons: 1, Count: 2, Rounds: 2, MaxRounds: 5,
+		HA: &haSpec{Kind: "cluster", MinReplicas: true}, Namespace: "{resque}",
+		Args:   []string{"--min-replicas", "1", "--min-replicas-timeout", "1"},
+		Faults: []string{"cluster failover", "kill -9 slot master"}, Allow: allow{Failover: true},
+	},
+	{
+		// A managed failover behind a name (a proxy), each way in turn:
+		// writes paused until the replica has them all, the replica
+		// promoted, the name retargeted, the old primary demoted under
+		// resqued's open connections (READONLY, UNBLOCKED). Strict: no
+		// job lost, each outcome recorded once, a second run only with
+		// a failover marker.
+		Name: "ManagedFailover", Jobs: 100, Mix: mixed, Daemons: 1, Count: 2, Rounds: 2, MaxRounds: 5,
+		HA: &haSpec{Kind: "managed"}, Faults: []string{"managed switch"}, Allow: allow{Failover: true},
+	},
+	{
 		Name: "Defect1_PauseAfterLostReserveReply", Defect: "1: a pause (USR2) after a lost reserve reply overwrites the job in worker:<id> with the paused marker",
 		Jobs: 6, Mix: okOnly, Daemons: 1, Count: 1, Rounds: 6, Proxy: true, Lazy: true,
 		Faults: []string{"drop replies then USR2"},
@@ -236,7 +267,7 @@ var scenarios = []scenario{
 			// registered must be a live process.
 			d := c.start(0)
 			ghosts := func() []string {
-				ids, _ := redis.Strings(c.srv.Do(c.t, "SMEMBERS", queue.WorkersKey(ns)), nil)
+				ids, _ := redis.Strings(c.srv.Do(c.t, "SMEMBERS", queue.WorkersKey(c.ns)), nil)
 				live := map[int]bool{}
 				for _, p := range c.workers(d) {
 					live[p] = true
@@ -264,6 +295,12 @@ func (c *cluster) inject(f string) {
 	switch f {
 	case "kill -9 master":
 		c.killMaster()
+	case "cluster failover":
+		c.clusterRound(false)
+	case "kill -9 slot master":
+		c.clusterRound(true)
+	case "managed switch":
+		c.managedSwitch()
 	case "kill -9 all", "kill -9 all now":
 		killed := c.killDaemon(d)
 		c.record(faultRec{Kind: f, Killed: killed})
@@ -421,7 +458,7 @@ func TestFaults(t *testing.T) {
 			fmt.Print(b.String())
 			return
 		}
-		fmt.Fprintf(&b, "\nfailovers (kill -9 of the master, Sentinel)\n\n| scenario | failovers | max s kill to +switch-master | max s switch to a job recorded | lost | outcomes lost | run twice, failover | enqueue failed, no trace (client told) | unplanned switches |\n|---|---|---|---|---|---|---|---|---|\n")
+		fmt.Fprintf(&b, "\nfailovers (kill -9 of the Sentinel master; CLUSTER FAILOVER and kill -9 of the slot's master; managed switch)\n\n| scenario | failovers | max s fault to new master (+switch-master) | max s switch to a job recorded | lost | outcomes lost | run twice, failover | enqueue failed, no trace (client told) | unplanned switches |\n|---|---|---|---|---|---|---|---|---|\n")
 		for _, rw := range rows {
 			if rw.fo == nil {
 				continue

@@ -43,6 +43,7 @@ type cluster struct {
 	dir   string // handlers
 	runs  string // the handlers' append-only run log
 	sched string // the --schedule file
+	ns    string // the key namespace (scenario.Namespace or defaultNS)
 
 	logMu sync.Mutex
 	log   bytes.Buffer
@@ -52,8 +53,9 @@ type cluster struct {
 	faults  []faultRec
 	pending []jobSpec // Lazy scenarios: jobs the faults have yet to push
 
-	// ha, for the Sentinel scenarios: srv is then whichever server is
-	// the master, and pool follows the sentinels (sentinel_test.go).
+	// ha, for the failover scenarios: srv is then whichever server is
+	// the master, and pool follows the sentinels (sentinel_test.go),
+	// the cluster's slot or the managed name (failover_test.go).
 	ha *haState
 }
 
@@ -128,7 +130,10 @@ echo "start 0 1 $$ $PPID $RESQUE_JOB_ID Tick" >> "$LOG"
 `
 
 func newCluster(t *testing.T, sc scenario, seed int64) *cluster {
-	c := &cluster{t: t, sc: sc, rng: rand.New(rand.NewSource(seed))}
+	c := &cluster{t: t, sc: sc, rng: rand.New(rand.NewSource(seed)), ns: sc.Namespace}
+	if c.ns == "" {
+		c.ns = defaultNS
+	}
 	c.dir = t.TempDir()
 	tmp := t.TempDir()
 	c.runs, c.sched = filepath.Join(tmp, "runs.log"), filepath.Join(tmp, "schedule.yml")
@@ -219,7 +224,7 @@ func payload(j jobSpec) []byte {
 
 func (c *cluster) enqueue(specs []jobSpec) {
 	ctx := context.Background()
-	qc := queue.New(c.pool, ns)
+	qc := queue.New(c.pool, c.ns)
 	for _, j := range specs {
 		opt := queue.EnqueueOptions{Track: j.Tracked, ID: j.ID()}
 		var err error
@@ -239,6 +244,9 @@ func (c *cluster) start(idx int) *daemon {
 	args := []string{"--redis", c.url(), "--handlers", c.dir, "--queues", "high,default,low",
 		"--timeout", "2", "--term-timeout", "0.3", "--interval", "0.5", "--max-payload", "4096", "-v",
 		"--count", strconv.Itoa(c.sc.Count)}
+	if c.ns != defaultNS {
+		args = append(args, "--namespace", c.ns)
+	}
 	args = append(args, c.sc.Args...)
 	if c.sc.Schedule {
 		args = append(args, "--schedule", c.sched)
@@ -313,14 +321,14 @@ func (c *cluster) stat(name string) int {
 			conn := c.pool.Get()
 			defer conn.Close()
 			var err error
-			n, err = redis.Int(conn.Do("GET", queue.StatKey(ns, name)))
+			n, err = redis.Int(conn.Do("GET", queue.StatKey(c.ns, name)))
 			return err == nil || err == redis.ErrNil
 		}) {
 			c.t.Fatalf("stat:%s: no master answered within %s", name, haWithin)
 		}
 		return n
 	}
-	n, _ := redis.Int(c.srv.Do(c.t, "GET", queue.StatKey(ns, name)), nil)
+	n, _ := redis.Int(c.srv.Do(c.t, "GET", queue.StatKey(c.ns, name)), nil)
 	return n
 }
 
@@ -349,8 +357,8 @@ return {n, held}
 func (c *cluster) snapshot() (waiting int, held []string) {
 	conn := c.pool.Get()
 	defer conn.Close()
-	vs, err := redis.Values(snapshotScript.Do(conn, queue.QueueKey(ns, "high"), queue.QueueKey(ns, "default"),
-		queue.QueueKey(ns, "low"), queue.DelayedScheduleKey(ns), queue.WorkerKey(ns, "*")))
+	vs, err := redis.Values(snapshotScript.Do(conn, queue.QueueKey(c.ns, "high"), queue.QueueKey(c.ns, "default"),
+		queue.QueueKey(c.ns, "low"), queue.DelayedScheduleKey(c.ns), queue.WorkerKey(c.ns, "*")))
 	if err != nil || len(vs) != 2 {
 		return -1, nil // unknown: not drained
 	}
@@ -437,7 +445,7 @@ func (c *cluster) strays() []int {
 func (c *cluster) observe(specs []jobSpec) observed {
 	ctx := context.Background()
 	obs := observed{Statuses: map[string]statusObs{}, Queued: map[string]bool{}}
-	qc := queue.New(c.pool, ns)
+	qc := queue.New(c.pool, c.ns)
 	fs, err := qc.Failures(ctx, 0, -1)
 	if err != nil {
 		c.t.Fatal(err)
@@ -449,19 +457,19 @@ func (c *cluster) observe(specs []jobSpec) observed {
 		if !j.Tracked {
 			continue
 		}
-		v, _ := redis.Bytes(c.srv.Do(c.t, "GET", status.Key(ns, j.ID())), nil)
+		v, _ := redis.Bytes(c.srv.Do(c.t, "GET", status.Key(c.ns, j.ID())), nil)
 		if v == nil {
 			obs.Statuses[j.ID()] = statusObs{}
 			continue
 		}
 		var st status.Status
 		_ = json.Unmarshal(v, &st)
-		ttl, _ := redis.Int(c.srv.Do(c.t, "TTL", status.Key(ns, j.ID())), nil)
+		ttl, _ := redis.Int(c.srv.Do(c.t, "TTL", status.Key(c.ns, j.ID())), nil)
 		obs.Statuses[j.ID()] = statusObs{Present: true, Code: int(st.Code), TTL: ttl}
 	}
 	obs.Processed, obs.FailedStat = c.stat("processed"), c.stat("failed")
 	for _, q := range []string{"high", "default", "low"} {
-		items, _ := redis.Strings(c.srv.Do(c.t, "LRANGE", queue.QueueKey(ns, q), 0, -1), nil)
+		items, _ := redis.Strings(c.srv.Do(c.t, "LRANGE", queue.QueueKey(c.ns, q), 0, -1), nil)
 		for _, it := range items {
 			if n, ok := jobN(it); ok {
 				obs.Queued[fmt.Sprintf("job-%05d", n)] = true
@@ -471,9 +479,9 @@ func (c *cluster) observe(specs []jobSpec) observed {
 		}
 	}
 	obs.InFlight = c.inFlight()
-	obs.Delayed, _ = redis.Int(c.srv.Do(c.t, "ZCARD", queue.DelayedScheduleKey(ns)), nil)
+	obs.Delayed, _ = redis.Int(c.srv.Do(c.t, "ZCARD", queue.DelayedScheduleKey(c.ns)), nil)
 	if c.sc.Schedule {
-		keys, _ := redis.Strings(c.srv.Do(c.t, "KEYS", strings.TrimSuffix(queue.ScheduleLockKey(ns, "tick", 0), "0")+"*"), nil)
+		keys, _ := redis.Strings(c.srv.Do(c.t, "KEYS", strings.TrimSuffix(queue.ScheduleLockKey(c.ns, "tick", 0), "0")+"*"), nil)
 		for _, k := range keys {
 			v, _ := redis.String(c.srv.Do(c.t, "GET", k), nil)
 			obs.TickLocks = append(obs.TickLocks, v)

@@ -25,6 +25,9 @@ import (
 
 // haSpec makes a scenario run on Sentinel.
 type haSpec struct {
+	// Kind: "" for Sentinel, "cluster" for a Redis Cluster, "managed"
+	// for a switch behind a name (failover_test.go).
+	Kind string
 	// MinReplicas: the enqueues wait for one replica too (the daemons
 	// get --min-replicas through the scenario's Args).
 	MinReplicas bool
@@ -50,7 +53,12 @@ type haState struct {
 	// means a failover the suite did not cause.
 	mu       sync.Mutex
 	switches map[int]int
-	kills    atomic.Int32 // kills so far, read by the stream
+	kills    atomic.Int32 // kills (failovers) so far, read by the stream
+
+	// Cluster and managed set-ups (failover_test.go).
+	cl        *redistest.Cluster
+	slot      int // the namespace's hash slot
+	unplanned int // slot masters changed that no round caused
 }
 
 func (h *haState) switchCount() int {
@@ -65,9 +73,10 @@ func (h *haState) switchCount() int {
 
 // haRound is what one kill -9 of the master measured.
 type haRound struct {
+	Fault          string // what the round did
 	From, To       string
 	Queued, Held   int           // at the kill: jobs waiting, jobs held by workers
-	Switch, Resume time.Duration // kill to +switch-master; switch to a job recorded on the new master (-1: never)
+	Switch, Resume time.Duration // fault to the new master (+switch-master); switch to a job recorded on it (-1: never)
 }
 
 // failoverSummary is the failover table's line of a scenario.
@@ -82,6 +91,14 @@ type failoverSummary struct {
 }
 
 func (c *cluster) startHA() {
+	switch c.sc.HA.Kind {
+	case "cluster":
+		c.startCluster()
+		return
+	case "managed":
+		c.startManaged()
+		return
+	}
 	t := c.t
 	a := redistest.Start(t)
 	b := redistest.StartReplica(t, a)
@@ -157,7 +174,7 @@ type haStream struct {
 }
 
 func (c *cluster) startStream(specs []jobSpec, bursts int) {
-	p, err := redisurl.NewPool(c.ha.url, redisurl.Options{Timeout: 2 * time.Second})
+	p, err := redisurl.NewPool(c.ha.url, redisurl.Options{Timeout: 2 * time.Second, Namespace: c.ns})
 	if err != nil {
 		c.t.Fatal(err)
 	}
@@ -166,7 +183,7 @@ func (c *cluster) startStream(specs []jobSpec, bursts int) {
 	if c.sc.HA.MinReplicas {
 		opts = append(opts, queue.WithMinReplicas(1, time.Second))
 	}
-	qc := queue.New(p.Pool, ns, opts...)
+	qc := queue.New(p.Pool, c.ns, opts...)
 	s := &haStream{notAcked: map[string]bool{}, after: map[int]int{}, next: make(chan struct{}, bursts), done: make(chan struct{})}
 	c.ha.stream = s
 	per := (len(specs) + bursts - 1) / bursts
@@ -246,29 +263,11 @@ func (c *cluster) killMaster() {
 		c.t.Fatalf("the sentinels switched to %s, which is none of the suite's servers", now)
 	}
 	c.srv = nm
-	base, _ := redis.Int(nm.Do(c.t, "GET", queue.StatKey(ns, "processed")), nil)
-	resumed := make(chan time.Duration, 1)
-	go func() {
-		d := time.Duration(-1)
-		waitFor(haWithin, func() bool {
-			conn, err := redis.Dial("tcp", nm.Addr)
-			if err != nil {
-				return false
-			}
-			defer conn.Close()
-			n, err := redis.Int(conn.Do("GET", queue.StatKey(ns, "processed")))
-			if err == nil && n > base {
-				d = time.Since(switched)
-				return true
-			}
-			return false
-		})
-		resumed <- d
-	}()
+	resumed := c.watchResume(nm, switched)
 	old.RestartReplicaOf(c.t, nm)
 	h.ss.WaitReplicaKnown(c.t, old.Addr, haWithin)
 	rd := <-resumed
-	h.rounds = append(h.rounds, haRound{From: old.Addr, To: now, Queued: queued, Held: len(held), Switch: switched.Sub(killed), Resume: rd})
+	h.rounds = append(h.rounds, haRound{Fault: "kill -9", From: old.Addr, To: now, Queued: queued, Held: len(held), Switch: switched.Sub(killed), Resume: rd})
 	c.logf("failover %d: killed %s, sentinels switched to %s %.2fs later, a job was recorded there %.2fs after the switch",
 		len(h.rounds), old.Addr, now, switched.Sub(killed).Seconds(), rd.Seconds())
 	// A sentinel starts no new failover of a master within twice its
@@ -278,11 +277,46 @@ func (c *cluster) killMaster() {
 	}
 }
 
+// watchResume measures, from switched, how long nm, the new master,
+// takes to record a job (stat:processed grows): -1 if it records none
+// within haWithin.
+func (c *cluster) watchResume(nm *redistest.Server, switched time.Time) <-chan time.Duration {
+	base, _ := redis.Int(nm.Do(c.t, "GET", queue.StatKey(c.ns, "processed")), nil)
+	resumed := make(chan time.Duration, 1)
+	go func() {
+		d := time.Duration(-1)
+		waitFor(haWithin, func() bool {
+			conn, err := redis.Dial("tcp", nm.Addr)
+			if err != nil {
+				return false
+			}
+			defer conn.Close()
+			n, err := redis.Int(conn.Do("GET", queue.StatKey(c.ns, "processed")))
+			if err == nil && n > base {
+				d = time.Since(switched)
+				return true
+			}
+			return false
+		})
+		resumed <- d
+	}()
+	return resumed
+}
+
 // followMaster points srv at the server the sentinels name as the
 // master, should they have failed over on their own (a master that
 // answered late for down-after on a loaded machine), and then waits
-// until the other server is its healthy replica again.
+// until the other server is its healthy replica again. (A cluster's
+// srv follows the slot's master; a managed switch's only moves with
+// the suite's own switches.)
 func (c *cluster) followMaster() {
+	switch c.sc.HA.Kind {
+	case "cluster":
+		c.followSlotMaster()
+		return
+	case "managed":
+		return
+	}
 	now := c.ha.ss.Master(c.t)
 	if now == c.srv.Addr {
 		return
@@ -311,13 +345,18 @@ func (c *cluster) judgeFailovers(rep *report) *failoverSummary {
 		lost[c.ha.stream.after[n]+1]++
 	}
 	c.ha.stream.mu.Unlock()
-	if n := c.ha.switchCount(); n > len(s.Rounds) {
+	s.Unplanned = c.ha.unplanned
+	if n := c.ha.switchCount(); c.ha.ss != nil && n > len(s.Rounds) {
 		s.Unplanned = n - len(s.Rounds)
 		c.t.Logf("the sentinels switched %d times for %d kills: %d failovers the suite did not cause", n, len(s.Rounds), s.Unplanned)
 	}
 	for i, r := range s.Rounds {
-		c.t.Logf("failover %d: kill -9 of %s with %d jobs waiting and %d running, +switch-master to %s after %.2fs, next job recorded on it %.2fs after the switch; %d jobs lost, %d run again",
-			i+1, r.From, r.Queued, r.Held, r.To, r.Switch.Seconds(), r.Resume.Seconds(), lost[i+1], rep.TwiceAfter[i+1])
+		sw := "+switch-master"
+		if c.ha.ss == nil {
+			sw = "new master"
+		}
+		c.t.Logf("failover %d: %s of %s with %d jobs waiting and %d running, %s %s after %.2fs, next job recorded on it %.2fs after the switch; %d jobs lost, %d run again",
+			i+1, r.Fault, r.From, r.Queued, r.Held, sw, r.To, r.Switch.Seconds(), r.Resume.Seconds(), lost[i+1], rep.TwiceAfter[i+1])
 		switch {
 		case r.Resume < 0:
 			rep.errorf("failover %d: no job was recorded on the new master %s within %s of the switch", i+1, r.To, haWithin)

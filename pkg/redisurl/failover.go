@@ -104,7 +104,29 @@ func (c *failoverConn) Err() error {
 func (c *failoverConn) Do(cmd string, args ...interface{}) (interface{}, error) {
 	v, err := c.Conn.Do(cmd, args...)
 	c.note(err)
+	if cmd == "" {
+		c.notePipeline(v)
+	}
 	return v, err
+}
+
+// notePipeline looks at the replies of a pipeline (Do("") after Sends):
+// redigo hands each command's error back as a value among them, not as
+// Do's error, so a READONLY there would otherwise go unnoticed and the
+// connection back to the pool, still to the demoted server, for every
+// later pipeline to fail on (the delayed-job mover stalled that way
+// until the next failover).
+func (c *failoverConn) notePipeline(v interface{}) {
+	replies, ok := v.([]interface{})
+	if !ok {
+		return
+	}
+	for _, r := range replies {
+		if e, ok := r.(redis.Error); ok && isFailoverReply(e) {
+			c.note(e)
+			return
+		}
+	}
 }
 
 func (c *failoverConn) DoWithTimeout(d time.Duration, cmd string, args ...interface{}) (interface{}, error) {

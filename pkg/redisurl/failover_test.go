@@ -76,3 +76,53 @@ func TestPool_ManagedFailover(t *testing.T) {
 		t.Errorf("Failovers = %d after the recovery, want still 1", got)
 	}
 }
+
+// TestPool_ManagedFailoverPipeline: a READONLY among a pipeline's
+// replies (Do("") after Sends, which hands it back as a value, not as
+// Do's error) marks the connection stale as a READONLY of a single
+// command does; the next pipeline reaches the new primary.
+func TestPool_ManagedFailoverPipeline(t *testing.T) {
+	t.Parallel()
+	a := redistest.Start(t)
+	b := redistest.StartReplica(t, a)
+	name, err := faultproxy.New(a.Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { name.Close() })
+	p := sentinelPool(t, "redis://"+name.Addr, redisurl.Options{})
+	c := p.Get()
+	if _, err := c.Do("SET", "k", "a"); err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	managedFailover(t, a, b, name)
+
+	pipeline := func() []interface{} {
+		c := p.Get()
+		defer c.Close()
+		if _, err := c.Do("GET", "k"); err != nil { // a read: fine on a replica
+			t.Fatal(err)
+		}
+		if err := c.Send("SET", "k", "b"); err != nil {
+			t.Fatal(err)
+		}
+		replies, err := redis.Values(c.Do(""))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return replies
+	}
+	if e, ok := pipeline()[0].(redis.Error); !ok || !strings.HasPrefix(string(e), "READONLY") {
+		t.Fatalf("first pipelined write after the demotion: want a READONLY reply from the old connection")
+	}
+	if got := p.Failovers(); got != 1 {
+		t.Errorf("Failovers = %d, want 1", got)
+	}
+	if r := pipeline()[0]; r != "OK" {
+		t.Fatalf("second pipelined write: reply %v, want OK from the new primary", r)
+	}
+	if got, _ := redis.String(b.Do(t, "GET", "k"), nil); got != "b" {
+		t.Errorf("B has k = %q, want b", got)
+	}
+}
