@@ -30,14 +30,7 @@ func managedFailover(t *testing.T, a, b *redistest.Server, name *faultproxy.Prox
 // new primary.
 func TestPool_ManagedFailover(t *testing.T) {
 	t.Parallel()
-	a := redistest.Start(t)
-	b := redistest.StartReplica(t, a)
-	name, err := faultproxy.New(a.Addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { name.Close() })
-	p := sentinelPool(t, "redis://"+name.Addr, redisurl.Options{})
+	a, b, name, p := managedRig(t)
 
 	// Three connections to A: two idle in the pool, one held.
 	c1, c2, held := p.Get(), p.Get(), p.Get()
@@ -51,7 +44,7 @@ func TestPool_ManagedFailover(t *testing.T) {
 	managedFailover(t, a, b, name)
 
 	c := p.Get()
-	_, err = c.Do("SET", "k", "b")
+	_, err := c.Do("SET", "k", "b")
 	if err == nil || !strings.HasPrefix(err.Error(), "READONLY") {
 		t.Fatalf("first write after the demotion: err = %v, want READONLY from the old connection", err)
 	}
@@ -83,14 +76,7 @@ func TestPool_ManagedFailover(t *testing.T) {
 // command does; the next pipeline reaches the new primary.
 func TestPool_ManagedFailoverPipeline(t *testing.T) {
 	t.Parallel()
-	a := redistest.Start(t)
-	b := redistest.StartReplica(t, a)
-	name, err := faultproxy.New(a.Addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { name.Close() })
-	p := sentinelPool(t, "redis://"+name.Addr, redisurl.Options{})
+	a, b, name, p := managedRig(t)
 	c := p.Get()
 	if _, err := c.Do("SET", "k", "a"); err != nil {
 		t.Fatal(err)
@@ -125,4 +111,19 @@ func TestPool_ManagedFailoverPipeline(t *testing.T) {
 	if got, _ := redis.String(b.Do(t, "GET", "k"), nil); got != "b" {
 		t.Errorf("B has k = %q, want b", got)
 	}
+}
+
+// managedRig is a managed primary in miniature: A, its replica B, a proxy
+// standing in for the service's DNS name (pointing at A), and a pool
+// dialling that name.
+func managedRig(t *testing.T) (a, b *redistest.Server, name *faultproxy.Proxy, p *redisurl.Pool) {
+	t.Helper()
+	a = redistest.Start(t)
+	b = redistest.StartReplica(t, a)
+	name, err := faultproxy.New(a.Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { name.Close() })
+	return a, b, name, sentinelPool(t, "redis://"+name.Addr, redisurl.Options{})
 }
