@@ -116,14 +116,7 @@ func newClusterDialer(u *url.URL, raw string, opt Options, timeouts []redis.Dial
 	if u.Scheme == "rediss+cluster" {
 		d.opts = append(d.opts, redis.DialUseTLS(true))
 	}
-	if u.User != nil {
-		if pw, ok := u.User.Password(); ok {
-			d.opts = append(d.opts, redis.DialPassword(pw))
-		}
-		if name := u.User.Username(); name != "" {
-			d.opts = append(d.opts, redis.DialUsername(name))
-		}
-	}
+	d.opts = append(d.opts, credentials(u)...)
 	return d, nil
 }
 

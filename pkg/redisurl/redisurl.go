@@ -224,19 +224,29 @@ func dialer(raw string, opt Options, f *failover) (func(context.Context) (redis.
 			}
 			opts = append(opts, redis.DialDatabase(n))
 		}
-		if u.User != nil {
-			if pw, ok := u.User.Password(); ok {
-				opts = append(opts, redis.DialPassword(pw))
-				if name := u.User.Username(); name != "" {
-					opts = append(opts, redis.DialUsername(name))
-				}
-			}
-		}
+		opts = append(opts, credentials(u)...)
 		return func(ctx context.Context) (redis.Conn, error) {
 			return redis.DialContext(ctx, "unix", path, opts...)
 		}, nil, nil
 	}
 	return nil, nil, fmt.Errorf("parse redis url %s: scheme must be redis, rediss, unix, redis+cluster, rediss+cluster or %s", Redacted(raw), SentinelScheme)
+}
+
+// credentials are the AUTH options of a URL's user:pass@, if any (a
+// username alone is ignored, as AUTH needs a password).
+func credentials(u *url.URL) []redis.DialOption {
+	if u.User == nil {
+		return nil
+	}
+	pw, ok := u.User.Password()
+	if !ok {
+		return nil
+	}
+	opts := []redis.DialOption{redis.DialPassword(pw)}
+	if name := u.User.Username(); name != "" {
+		opts = append(opts, redis.DialUsername(name))
+	}
+	return opts
 }
 
 // parseTimeout reads a Go duration ("1500ms") or a number of seconds

@@ -76,14 +76,9 @@ func parseSentinel(raw string, u *url.URL, opt Options, timeouts []redis.DialOpt
 		opts = append(opts, redis.DialDatabase(n))
 	}
 	if u.User != nil {
-		if pw, ok := u.User.Password(); ok {
-			s.masterPass = pw
-			opts = append(opts, redis.DialPassword(pw))
-		}
-		if name := u.User.Username(); name != "" {
-			opts = append(opts, redis.DialUsername(name))
-		}
+		s.masterPass, _ = u.User.Password()
 	}
+	opts = append(opts, credentials(u)...)
 	s.masterOpts = opts
 	q := u.Query()
 	s.sentinelPass = opt.SentinelPassword
