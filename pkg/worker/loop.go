@@ -121,7 +121,7 @@ func (w *Worker) loop() error {
 				w.log.Debug("wait for jobs", "error", err)
 				waitBackoff.wait(wake)
 			} else {
-				waitBackoff = newBackoff()
+				waitBackoff.reset(w.log) // never failed: logs nothing
 			}
 			cancel()
 			continue
