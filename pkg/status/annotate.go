@@ -1,12 +1,10 @@
 package status
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"sort"
 
 	"github.com/gomodule/redigo/redis"
 )
@@ -49,91 +47,40 @@ func (t *Tracker) GetFull(ctx context.Context, id string) (Full, error) {
 	return f, nil
 }
 
+// annotateScript merges ARGV[1] (an encoded Detail) into the status
+// KEYS[1] with resqued_merge, the merge the outcome scripts use, keeping
+// the key's expiry. Returns 0 when the job is not tracked, -1 when its
+// value is not a JSON object, 1 when it merged.
+var annotateScript = redis.NewScript(1, mergeLua+`
+local cur = redis.call('GET', KEYS[1])
+if not cur then return 0 end
+if not resqued_members(cur) then return -1 end
+redis.call('SET', KEYS[1], resqued_merge(cur, ARGV[1]), 'KEEPTTL')
+return 1
+`)
+
 // Annotate merges d into job id's status value, only if the job is
-// tracked, keeping every other field and the key's expiry. It reports
-// whether the job was tracked. It is a check-and-set (WATCH), retried if
-// the status changed meanwhile.
+// tracked, keeping every other field and the key's expiry, in one atomic
+// step. It reports whether the job was tracked.
 func (t *Tracker) Annotate(ctx context.Context, id string, d Detail) (bool, error) {
 	if id == "" {
 		return false, nil
+	}
+	add, err := json.Marshal(d)
+	if err != nil {
+		return false, fmt.Errorf("annotate status %s: %w", id, err)
 	}
 	conn, err := t.pool.GetContext(ctx)
 	if err != nil {
 		return false, fmt.Errorf("annotate status %s: %w", id, err)
 	}
 	defer conn.Close()
-	key := Key(t.ns, id)
-	add, err := json.Marshal(d)
-	if err != nil {
+	n, err := redis.Int(annotateScript.Do(conn, Key(t.ns, id), add))
+	switch {
+	case err != nil:
 		return false, fmt.Errorf("annotate status %s: %w", id, err)
+	case n < 0:
+		return false, fmt.Errorf("annotate status %s: its value is not a JSON object", id)
 	}
-	var fields map[string]json.RawMessage
-	_ = json.Unmarshal(add, &fields)
-	for attempt := 0; attempt < 10; attempt++ {
-		if _, err := conn.Do("WATCH", key); err != nil {
-			return false, fmt.Errorf("annotate status %s: %w", id, err)
-		}
-		cur, err := redis.Bytes(conn.Do("GET", key))
-		if errors.Is(err, redis.ErrNil) {
-			_, _ = conn.Do("UNWATCH")
-			return false, nil
-		}
-		if err != nil {
-			return false, fmt.Errorf("annotate status %s: %w", id, err)
-		}
-		next, err := merge(cur, fields)
-		if err != nil {
-			_, _ = conn.Do("UNWATCH")
-			return false, fmt.Errorf("annotate status %s: %w", id, err)
-		}
-		_ = conn.Send("MULTI")
-		_ = conn.Send("SET", key, next, "KEEPTTL")
-		reply, err := conn.Do("EXEC")
-		if err != nil {
-			return false, fmt.Errorf("annotate status %s: %w", id, err)
-		}
-		if reply != nil {
-			return true, nil
-		}
-	}
-	return false, fmt.Errorf("annotate status %s: kept changing", id)
-}
-
-// merge sets fields in the JSON object cur, keeping php-resque's fields
-// first in their usual order and the rest sorted.
-func merge(cur []byte, fields map[string]json.RawMessage) ([]byte, error) {
-	var m map[string]json.RawMessage
-	if err := json.Unmarshal(cur, &m); err != nil || m == nil {
-		return nil, fmt.Errorf("status value %q is not a JSON object", cur)
-	}
-	for k, v := range fields {
-		m[k] = v
-	}
-	order := []string{"status", "updated", "started"}
-	var rest []string
-	for k := range m {
-		if k != "status" && k != "updated" && k != "started" {
-			rest = append(rest, k)
-		}
-	}
-	sort.Strings(rest)
-	var b bytes.Buffer
-	b.WriteByte('{')
-	first := true
-	for _, k := range append(order, rest...) {
-		v, ok := m[k]
-		if !ok {
-			continue
-		}
-		if !first {
-			b.WriteByte(',')
-		}
-		first = false
-		kb, _ := json.Marshal(k)
-		b.Write(kb)
-		b.WriteByte(':')
-		b.Write(v)
-	}
-	b.WriteByte('}')
-	return b.Bytes(), nil
+	return n == 1, nil
 }
