@@ -103,26 +103,47 @@ func (t *Tracker) Get(ctx context.Context, id string) (Status, error) {
 // Annotate merges it. pkg/queue includes it in the script that records a
 // job's outcome, so the status and its detail change in the same atomic
 // step.
-const UpdateLua = mergeLua + `
+const UpdateLua = mergeLua + codeLua + `
 local function resqued_status(key, code, now, ttl, detail)
   local cur = redis.call('GET', key)
   if not cur then return 0 end
   if detail and detail ~= '' then cur = resqued_merge(cur, detail) end
-  local n1, n2
-  cur, n1 = string.gsub(cur, '"status"%s*:%s*%d+', '"status":' .. code, 1)
-  if n1 == 0 then
-    cur = '{"status":' .. code .. ',"updated":' .. now .. '}'
-  else
-    cur, n2 = string.gsub(cur, '"updated"%s*:%s*[%d%.eE%+%-]+', '"updated":' .. now, 1)
-    if n2 == 0 then
-      cur = string.gsub(cur, '^%s*{', '{"updated":' .. now .. ',', 1)
-    end
-  end
+  cur = resqued_status_code(cur, code, now)
   if tonumber(ttl) > 0 then
     redis.call('SET', key, cur, 'EX', ttl)
   else
     redis.call('SET', key, cur)
   end
+  return 1
+end
+`
+
+// codeLua defines resqued_status_code(cur, code, now): the status value
+// cur with its status set to code and updated to now, in place.
+const codeLua = `
+local function resqued_status_code(cur, code, now)
+  local n1, n2
+  cur, n1 = string.gsub(cur, '"status"%s*:%s*%d+', '"status":' .. code, 1)
+  if n1 == 0 then
+    return '{"status":' .. code .. ',"updated":' .. now .. '}'
+  end
+  cur, n2 = string.gsub(cur, '"updated"%s*:%s*[%d%.eE%+%-]+', '"updated":' .. now, 1)
+  if n2 == 0 then
+    cur = string.gsub(cur, '^%s*{', '{"updated":' .. now .. ',', 1)
+  end
+  return cur
+end
+`
+
+// MarkLua defines resqued_mark(key, code, now): resqued_status for a
+// code that is not final and no detail (the running mark), without the
+// merge machinery, so the script that marks every tracked job running
+// is small.
+const MarkLua = codeLua + `
+local function resqued_mark(key, code, now)
+  local cur = redis.call('GET', key)
+  if not cur then return 0 end
+  redis.call('SET', key, resqued_status_code(cur, code, now))
   return 1
 end
 `
