@@ -37,6 +37,12 @@ type Fetcher struct {
 	// skipped are the queues the last Reserve passed over because their
 	// head job had a class it was not to take (ReserveOptions.Classes).
 	skipped map[string]bool
+
+	// conn is the connection jobs are reserved and recorded on, kept
+	// from one job to the next; pending are the ids of the tracked jobs
+	// whose running mark was sent on it and not yet read.
+	conn    redis.Conn
+	pending []pendingMark
 }
 
 type peekConn struct {
@@ -61,6 +67,10 @@ func (l *Lease) Fetcher() *Fetcher {
 // Close releases the Fetcher's connections.
 func (f *Fetcher) Close() error {
 	var errs []error
+	if f.conn != nil {
+		errs = append(errs, f.ConfirmRunning(), f.conn.Close())
+		f.conn = nil
+	}
 	for q, p := range f.peeks {
 		errs = append(errs, p.conn.Close())
 		delete(f.peeks, q)
@@ -131,75 +141,94 @@ type ReserveOptions struct {
 	// worker:<id> (taken by an earlier Reserve whose reply was lost),
 	// taking nothing new: ErrNoJob when there is none.
 	HeldOnly bool
+	// DeferRunning sends a tracked job's running mark without waiting
+	// for its reply, which Fetcher.ConfirmRunning then reads: the caller
+	// overlaps the round trip with its own work and confirms before it
+	// starts the job. Without it the mark is made before Reserve returns.
+	DeferRunning bool
 }
 
 // ErrPausedAll is returned by Reserve while the pause-all-workers flag is
 // "true" (Ruby Resque 2.x); nothing is taken.
 var ErrPausedAll = errors.New("all workers paused")
 
+// reserveLua defines resqued_reserve, the reserve step that both
+// reserveScript and finishReserveScript run: take the head of the first
+// queue (KEYS[qfirst..], in order) that has one into worker:<id> (kw),
+// or resume the job already held there. kpause is the pause-all-workers
+// flag, kany DelayedStatusAnyKey; runat is the job's run_at, prefix the
+// queue key prefix, filter "1" to take only the classes ARGV[cfirst..],
+// held "1" to resume a held job only. It returns
+// {queue key, payload, resumed, sha1 of the record, status id, 1 if
+// DelayedStatusAnyKey exists}, or
+// {"skipped", queue keys whose head job has another class...}, or
+// {"paused"}, or false.
+const reserveLua = `
+local function resqued_reserve(kw, kpause, kany, qfirst, runat, prefix, filter, held, cfirst)
+  local cur = redis.call('GET', kw)
+  if cur then
+    local ok, rec = pcall(cjson.decode, cur)
+    if not (ok and type(rec) == 'table' and rec['paused']) then
+      return {'', cur, 1, redis.sha1hex(cur), '', redis.call('EXISTS', kany)}
+    end
+  end
+  if held == '1' then return false end
+  local flag = redis.call('GET', kpause)
+  if flag and string.lower(flag) == 'true' then return {'paused'} end
+  local known = nil
+  local skipped = {'skipped'}
+  if filter == '1' then
+    known = {}
+    for i = cfirst, #ARGV do known[ARGV[i]] = true end
+  end
+  for i = qfirst, #KEYS do
+    local k = KEYS[i]
+    local take = true
+    if known then
+      local head = redis.call('LINDEX', k, 0)
+      take = false
+      if head then
+        local ok, p = pcall(cjson.decode, head)
+        take = ok and type(p) == 'table' and type(p['class']) == 'string' and known[p['class']] == true
+        if not take then table.insert(skipped, k) end
+      end
+    end
+    if take then
+      local v = redis.call('LPOP', k)
+      if v then
+        local embedded = v
+        local ok, p = pcall(cjson.decode, v)
+        if not ok then embedded = cjson.encode(v) end
+        local q = string.sub(k, string.len(prefix) + 1)
+        local rec = '{"queue":' .. cjson.encode(q) .. ',"run_at":"' .. runat .. '","payload":' .. embedded .. '}'
+        redis.call('SET', kw, rec)
+        -- A tracked job's status turns running in runningScript: its key
+        -- is known only now, and a script touches only declared keys.
+        local sid = ''
+        if ok and type(p) == 'table' and type(p['id']) == 'string' and p['id'] ~= '' then
+          sid = p['id']
+        end
+        local any = 0
+        if sid == '' then any = redis.call('EXISTS', kany) end
+        return {k, v, 0, redis.sha1hex(rec), sid, any}
+      end
+    end
+  end
+  if #skipped > 1 then return skipped end
+  return false
+end
+`
+
 // reserveScript: KEYS[1] is worker:<id>, KEYS[2] the pause-all-workers
 // flag, KEYS[3] the worker's owner lease, KEYS[4] DelayedStatusAnyKey,
 // KEYS[5..] the queues in order.
 // ARGV[1] run_at, ARGV[2] the queue key prefix, ARGV[3] "1" to filter by
 // class, ARGV[4] and ARGV[5] the lease token and TTL, ARGV[6] "1" for
-// held jobs only, ARGV[7..] the classes. Returns
-// {queue key, payload, resumed, sha1 of the record, status id, 1 if
-// DelayedStatusAnyKey exists}, or
-// {"skipped", queue keys whose head job has another class...}, or
-// {"paused"}, or {"notowner"}, or false.
-var reserveScript = redis.NewScript(-1, ownerLua+`
+// held jobs only, ARGV[7..] the classes. Returns what resqued_reserve
+// does, or {"notowner"}.
+var reserveScript = redis.NewScript(-1, ownerLua+reserveLua+`
 if not resqued_owner(KEYS[3], ARGV[4], ARGV[5]) then return {'notowner'} end
-local cur = redis.call('GET', KEYS[1])
-if cur then
-  local ok, rec = pcall(cjson.decode, cur)
-  if not (ok and type(rec) == 'table' and rec['paused']) then
-    return {'', cur, 1, redis.sha1hex(cur), '', redis.call('EXISTS', KEYS[4])}
-  end
-end
-if ARGV[6] == '1' then return false end
-local flag = redis.call('GET', KEYS[2])
-if flag and string.lower(flag) == 'true' then return {'paused'} end
-local known = nil
-local skipped = {'skipped'}
-if ARGV[3] == '1' then
-  known = {}
-  for i = 7, #ARGV do known[ARGV[i]] = true end
-end
-for i = 5, #KEYS do
-  local k = KEYS[i]
-  local take = true
-  if known then
-    local head = redis.call('LINDEX', k, 0)
-    take = false
-    if head then
-      local ok, p = pcall(cjson.decode, head)
-      take = ok and type(p) == 'table' and type(p['class']) == 'string' and known[p['class']] == true
-      if not take then table.insert(skipped, k) end
-    end
-  end
-  if take then
-    local v = redis.call('LPOP', k)
-    if v then
-      local embedded = v
-      local ok, p = pcall(cjson.decode, v)
-      if not ok then embedded = cjson.encode(v) end
-      local q = string.sub(k, string.len(ARGV[2]) + 1)
-      local rec = '{"queue":' .. cjson.encode(q) .. ',"run_at":"' .. ARGV[1] .. '","payload":' .. embedded .. '}'
-      redis.call('SET', KEYS[1], rec)
-      -- A tracked job's status turns running in runningScript: its key
-      -- is known only now, and a script touches only declared keys.
-      local sid = ''
-      if ok and type(p) == 'table' and type(p['id']) == 'string' and p['id'] ~= '' then
-        sid = p['id']
-      end
-      local any = 0
-      if sid == '' then any = redis.call('EXISTS', KEYS[4]) end
-      return {k, v, 0, redis.sha1hex(rec), sid, any}
-    end
-  end
-end
-if #skipped > 1 then return skipped end
-return false
+return resqued_reserve(KEYS[1], KEYS[2], KEYS[4], 5, ARGV[1], ARGV[2], ARGV[3], ARGV[6], 7)
 `)
 
 // Reserve takes the next job from queues, checked strictly in the order
@@ -208,6 +237,9 @@ return false
 // Wait). A job already in worker:<id> is resumed even when paused: it
 // was taken before the pause. With a lease (Lease.Fetcher) it returns
 // ErrNotOwner, taking nothing, once another process holds the id.
+//
+// A tracked job's running status is set right after, on the same
+// connection (see ReserveOptions.DeferRunning).
 func (f *Fetcher) Reserve(ctx context.Context, queues []string, opt ReserveOptions) (*Reserved, error) {
 	f.skipped = nil
 	if len(queues) == 0 && !opt.HeldOnly {
@@ -217,10 +249,7 @@ func (f *Fetcher) Reserve(ctx context.Context, queues []string, opt ReserveOptio
 	if now.IsZero() {
 		now = time.Now()
 	}
-	filter, held := "0", "0"
-	if opt.Classes != nil {
-		filter = "1"
-	}
+	held := "0"
 	if opt.HeldOnly {
 		held = "1"
 	}
@@ -230,21 +259,42 @@ func (f *Fetcher) Reserve(ctx context.Context, queues []string, opt ReserveOptio
 	for _, q := range queues {
 		args = append(args, QueueKey(f.c.ns, q))
 	}
-	args = append(args, now.UTC().Format(RunAtFormat), QueuePrefix(f.c.ns), filter, token, ttl, held)
+	args = append(args, now.UTC().Format(RunAtFormat), QueuePrefix(f.c.ns), classFilter(opt), token, ttl, held)
 	for _, c := range opt.Classes {
 		args = append(args, c)
 	}
-	conn, err := f.c.pool.GetContext(ctx)
+	what := "reserve from " + strings.Join(queues, ",")
+	conn, err := f.jobConn(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("reserve from %s: %w", strings.Join(queues, ","), err)
+		return nil, fmt.Errorf("%s: %w", what, err)
 	}
-	defer conn.Close()
-	reply, err := redis.Values(reserveScript.Do(conn, args...))
-	if errors.Is(err, redis.ErrNil) {
+	sent := time.Now()
+	reply, err := reserveScript.Do(conn, args...)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", what, err)
+	}
+	f.lease.renewedAt(sent, reply)
+	return f.taken(conn, what, reply, now, opt.DeferRunning)
+}
+
+// classFilter is the reserve step's filter argument for opt.
+func classFilter(opt ReserveOptions) string {
+	if opt.Classes != nil {
+		return "1"
+	}
+	return "0"
+}
+
+// taken turns a reply of resqued_reserve (or {"notowner"}) into the job
+// it took, or ErrNoJob, ErrPausedAll, ErrNotOwner; for a tracked job it
+// sends the running mark.
+func (f *Fetcher) taken(conn redis.Conn, what string, v interface{}, now time.Time, deferRunning bool) (*Reserved, error) {
+	if v == nil {
 		return nil, ErrNoJob
 	}
+	reply, err := redis.Values(v, nil)
 	if err != nil {
-		return nil, fmt.Errorf("reserve from %s: %w", strings.Join(queues, ","), err)
+		return nil, fmt.Errorf("%s: %w", what, err)
 	}
 	if len(reply) > 0 {
 		switch tag, _ := reply[0].([]byte); string(tag) {
@@ -262,7 +312,7 @@ func (f *Fetcher) Reserve(ctx context.Context, queues []string, opt ReserveOptio
 		}
 	}
 	if len(reply) != 6 {
-		return nil, fmt.Errorf("reserve from %s: unexpected reply", strings.Join(queues, ","))
+		return nil, fmt.Errorf("%s: unexpected reply", what)
 	}
 	// Take the payload as redigo read it: no copy.
 	key, _ := reply[0].([]byte)
@@ -272,7 +322,7 @@ func (f *Fetcher) Reserve(ctx context.Context, queues []string, opt ReserveOptio
 	sid, _ := reply[4].([]byte)
 	any, _ := reply[5].(int64)
 	if payload == nil || digest == nil {
-		return nil, fmt.Errorf("reserve from %s: unexpected reply", strings.Join(queues, ","))
+		return nil, fmt.Errorf("%s: unexpected reply", what)
 	}
 	r := &Reserved{Job: Job{Queue: strings.TrimPrefix(string(key), QueuePrefix(f.c.ns)), Payload: payload, ID: string(sid)},
 		Worker: f.worker, Record: string(digest), DelayedStatus: any == 1, lease: f.lease}
@@ -284,9 +334,9 @@ func (f *Fetcher) Reserve(ctx context.Context, queues []string, opt ReserveOptio
 		r.Queue, r.Payload, r.Resumed, r.ID = w.Queue, w.Payload, true, StatusID(w.Payload)
 	}
 	if r.ID != "" {
-		// One more round trip, for tracked jobs only. If it fails the
-		// job stays held: the next Reserve resumes it and marks it.
-		if _, err := runningScript.Do(conn, WorkerKey(f.c.ns, f.worker), status.Key(f.c.ns, r.ID), r.Record, now.Unix()); err != nil {
+		if err := f.markRunning(conn, r, now, deferRunning); err != nil {
+			// Only a dropped connection gets here, with the job held:
+			// the next Reserve resumes it and marks it.
 			return nil, fmt.Errorf("mark job %s running: %w", r.ID, err)
 		}
 	}
@@ -294,15 +344,87 @@ func (f *Fetcher) Reserve(ctx context.Context, queues []string, opt ReserveOptio
 	return r, nil
 }
 
+// markRunning sets the running mark of tracked job r on conn. Deferred,
+// it does not wait for the reply, which ConfirmRunning (or the Fetcher's
+// next command) reads; with WithMinReplicas it always waits, so that
+// WAIT covers the mark too.
+func (f *Fetcher) markRunning(conn redis.Conn, r *Reserved, now time.Time, deferred bool) error {
+	args := []interface{}{WorkerKey(f.c.ns, f.worker), status.Key(f.c.ns, r.ID), r.Record, now.Unix()}
+	if f.c.minReplicas > 0 || !deferred {
+		_, err := runningScript.Do(conn, args...)
+		return err
+	}
+	// EVALSHA; a NOSCRIPT reply (a server that never ran it: a restart,
+	// a new primary) is answered with EVAL in ConfirmRunning. The mark
+	// checks worker:<id>, so it may land late without harm.
+	if err := runningScript.SendHash(conn, args...); err != nil {
+		return err
+	}
+	if err := conn.Flush(); err != nil {
+		return err
+	}
+	f.pending = append(f.pending, pendingMark{id: r.ID, args: args})
+	return nil
+}
+
+// pendingMark is a running mark sent and not yet read.
+type pendingMark struct {
+	id   string
+	args []interface{}
+}
+
+// ConfirmRunning reads the replies of running marks sent and not read
+// yet (ReserveOptions.DeferRunning). An error says the status of that
+// job may still read waiting until its outcome is recorded (a dropped
+// connection); the job itself is held and may run all the same.
+func (f *Fetcher) ConfirmRunning() error {
+	if len(f.pending) == 0 {
+		return nil
+	}
+	var errs []error
+	pending := f.pending
+	f.pending = f.pending[:0]
+	for _, m := range pending {
+		_, err := f.conn.Receive()
+		if err != nil && strings.HasPrefix(err.Error(), "NOSCRIPT") {
+			_, err = runningScript.Do(f.conn, m.args...)
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("mark job %s running: %w", m.id, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// jobConn returns the Fetcher's connection for reserving and recording
+// jobs, dialling a new one when it has none or the one it has broke.
+// Replies still unread on it (running marks) are read first.
+func (f *Fetcher) jobConn(ctx context.Context) (redis.Conn, error) {
+	if f.conn != nil {
+		_ = f.ConfirmRunning() // the caller already heard of it, or never will
+		if f.conn.Err() == nil {
+			return f.conn, nil
+		}
+		f.conn.Close()
+		f.conn = nil
+	}
+	conn, err := f.c.pool.GetContext(ctx)
+	if err != nil {
+		return nil, err
+	}
+	f.conn = conn
+	return conn, nil
+}
+
 // runningScript turns the status KEYS[2] of a tracked job just reserved
 // running (php-resque's status; only an existing key is touched), only
 // while worker:<id> (KEYS[1]) still holds the job's record (SHA-1
 // ARGV[1]): a job pruned or finished meanwhile keeps the status its
 // outcome gave it. ARGV[2] is the time. Returns 1 when it marked.
-var runningScript = redis.NewScript(2, status.UpdateLua+`
+var runningScript = redis.NewScript(2, status.MarkLua+`
 local cur = redis.call('GET', KEYS[1])
 if not cur or redis.sha1hex(cur) ~= ARGV[1] then return 0 end
-return resqued_status(KEYS[2], 2, ARGV[2], 0)
+return resqued_mark(KEYS[2], 2, ARGV[2])
 `)
 
 // StatusID is payload's "id" when it is a non-empty string, as the

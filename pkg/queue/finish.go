@@ -2,7 +2,9 @@ package queue
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/gomodule/redigo/redis"
@@ -23,20 +25,42 @@ import (
 // Resque's; the php-resque status (if the job is tracked) and its detail
 // change in the same step. Returns 1 when recorded, 0 when the job was no
 // longer held, -1 when another process owns the worker id.
-var finishScript = redis.NewScript(9, status.UpdateLua+ownerLua+`
-if not resqued_owner(KEYS[8], ARGV[7], ARGV[8]) then return -1 end
-local cur = redis.call('GET', KEYS[1])
-if not cur or redis.sha1hex(cur) ~= ARGV[1] then return 0 end
-if ARGV[2] ~= '' then
-  redis.call('RPUSH', KEYS[2], ARGV[2])
-  redis.call('INCRBY', KEYS[3], 1)
-  redis.call('INCRBY', KEYS[4], 1)
+var finishScript = redis.NewScript(9, status.UpdateLua+ownerLua+finishLua+`
+return resqued_finish()
+`)
+
+// finishLua defines resqued_finish, the outcome step of finishScript and
+// finishReserveScript, on their common KEYS[1..9] and ARGV[1..9].
+const finishLua = `
+local function resqued_finish()
+  if not resqued_owner(KEYS[8], ARGV[7], ARGV[8]) then return -1 end
+  local cur = redis.call('GET', KEYS[1])
+  if not cur or redis.sha1hex(cur) ~= ARGV[1] then return 0 end
+  if ARGV[2] ~= '' then
+    redis.call('RPUSH', KEYS[2], ARGV[2])
+    redis.call('INCRBY', KEYS[3], 1)
+    redis.call('INCRBY', KEYS[4], 1)
+  end
+  redis.call('DEL', KEYS[1], KEYS[9])
+  redis.call('INCRBY', KEYS[5], 1)
+  redis.call('INCRBY', KEYS[6], 1)
+  if ARGV[6] == '1' then resqued_status(KEYS[7], ARGV[3], ARGV[4], ARGV[5], ARGV[9]) end
+  return 1
 end
-redis.call('DEL', KEYS[1], KEYS[9])
-redis.call('INCRBY', KEYS[5], 1)
-redis.call('INCRBY', KEYS[6], 1)
-if ARGV[6] == '1' then resqued_status(KEYS[7], ARGV[3], ARGV[4], ARGV[5], ARGV[9]) end
-return 1
+`
+
+// finishReserveScript records one job's outcome as finishScript does
+// (KEYS[1..9], ARGV[1..9]) and, unless another process owns the worker
+// id, reserves the next job as reserveScript does, in the same step: one
+// round trip per job instead of two. KEYS[10] is the pause-all-workers
+// flag, KEYS[11] DelayedStatusAnyKey, KEYS[12..] the queues; ARGV[10]
+// run_at, ARGV[11] the queue key prefix, ARGV[12] the class filter flag,
+// ARGV[13..] the classes. Returns {finishScript's reply, resqued_reserve's
+// reply (or false)}.
+var finishReserveScript = redis.NewScript(-1, status.UpdateLua+ownerLua+finishLua+reserveLua+`
+local n = resqued_finish()
+if n < 0 then return {n, false} end
+return {n, resqued_reserve(KEYS[1], KEYS[10], KEYS[11], 12, ARGV[10], ARGV[11], ARGV[12], '0', 13)}
 `)
 
 // FinishJob ends reserved job r as o says: a success, or a failure
@@ -48,13 +72,47 @@ return 1
 // whether it did (false: already recorded, or taken over by pruning). It
 // returns ErrNotOwner when another process has taken over the worker id.
 func (c *Client) FinishJob(ctx context.Context, r *Reserved, o Outcome) (bool, error) {
+	args, err := c.finishArgs(r, o, 0)
+	if err != nil {
+		return false, err
+	}
+	conn, err := c.pool.GetContext(ctx)
+	if err != nil {
+		return false, fmt.Errorf("finish job on %s: %w", r.Worker, err)
+	}
+	defer conn.Close()
+	sent := time.Now()
+	v, err := finishScript.Do(conn, args...)
+	if err != nil {
+		return false, fmt.Errorf("finish job on %s: %w", r.Worker, err)
+	}
+	r.lease.renewedAt(sent, v)
+	return c.finished(conn, r, v)
+}
+
+// finished reads finishScript's reply v about r.
+func (c *Client) finished(conn redis.Conn, r *Reserved, v interface{}) (bool, error) {
+	n, err := redis.Int(v, nil)
+	if err != nil {
+		return false, fmt.Errorf("finish job on %s: %w", r.Worker, err)
+	}
+	if n < 0 {
+		return false, fmt.Errorf("finish job on %s: %w", r.Worker, ErrNotOwner)
+	}
+	c.reportReplicated(conn, "finish job", r.ID)
+	return n == 1, nil
+}
+
+// finishArgs are finishScript's keys and arguments for r's outcome o,
+// with room for extra more.
+func (c *Client) finishArgs(r *Reserved, o Outcome, extra int) ([]interface{}, error) {
 	id := r.Worker
 	var rec []byte
 	code := status.Complete
 	if o.Failed() {
 		var err error
 		if rec, err = o.failure(r).encode(); err != nil {
-			return false, fmt.Errorf("finish job on %s: %w", id, err)
+			return nil, fmt.Errorf("finish job on %s: %w", id, err)
 		}
 		code = status.Failed
 	}
@@ -64,27 +122,70 @@ func (c *Client) FinishJob(ctx context.Context, r *Reserved, o Outcome) (bool, e
 	}
 	detail, err := o.detail()
 	if err != nil {
-		return false, fmt.Errorf("finish job on %s: %w", id, err)
+		return nil, fmt.Errorf("finish job on %s: %w", id, err)
 	}
 	token, ttl := r.lease.ownerArgs()
-	conn, err := c.pool.GetContext(ctx)
-	if err != nil {
-		return false, fmt.Errorf("finish job on %s: %w", id, err)
-	}
-	defer conn.Close()
-	n, err := redis.Int(finishScript.Do(conn,
+	args := make([]interface{}, 0, 18+extra)
+	return append(args,
 		WorkerKey(c.ns, id), FailedKey(c.ns), StatKey(c.ns, "failed"), WorkerStatKey(c.ns, "failed", id),
 		StatKey(c.ns, "processed"), WorkerStatKey(c.ns, "processed", id), status.Key(c.ns, r.ID),
 		OwnerKey(c.ns, id), RedeliveriesKey(c.ns, payloadDigest(r.Payload)),
-		r.Record, rec, int(code), time.Now().Unix(), status.TTLFor(code), tracked, token, ttl, detail))
+		r.Record, rec, int(code), time.Now().Unix(), status.TTLFor(code), tracked, token, ttl, detail), nil
+}
+
+// FinishAndReserve records r's outcome o as FinishJob does and, in the
+// same atomic step and round trip, reserves the next job from queues as
+// Reserve does (opt.HeldOnly is ignored): the path of a busy worker.
+// recorded is FinishJob's report; next is the job taken, or nil with
+// err ErrNoJob or ErrPausedAll (the outcome was recorded all the same).
+// With ErrNotOwner nothing was recorded or taken. On any other error
+// nobody knows whether the step happened: FinishJob(r) is then safe to
+// repeat (it records nothing twice), and the next Reserve resumes a job
+// this step may have taken.
+func (f *Fetcher) FinishAndReserve(ctx context.Context, r *Reserved, o Outcome, queues []string, opt ReserveOptions) (recorded bool, next *Reserved, err error) {
+	f.skipped = nil
+	if len(queues) == 0 {
+		ok, err := f.c.FinishJob(ctx, r, o)
+		if err != nil {
+			return ok, nil, err
+		}
+		return ok, nil, ErrNoJob
+	}
+	now := opt.Now
+	if now.IsZero() {
+		now = time.Now()
+	}
+	args, err := f.c.finishArgs(r, o, 2+len(queues)+3+len(opt.Classes))
 	if err != nil {
-		return false, fmt.Errorf("finish job on %s: %w", id, err)
+		return false, nil, err
 	}
-	if n < 0 {
-		return false, fmt.Errorf("finish job on %s: %w", id, ErrNotOwner)
+	keys := append(append([]interface{}{9 + 2 + len(queues)}, args[:9]...), PauseAllKey(f.c.ns), DelayedStatusAnyKey(f.c.ns))
+	for _, q := range queues {
+		keys = append(keys, QueueKey(f.c.ns, q))
 	}
-	c.reportReplicated(conn, "finish job", r.ID)
-	return n == 1, nil
+	keys = append(keys, args[9:]...)
+	keys = append(keys, now.UTC().Format(RunAtFormat), QueuePrefix(f.c.ns), classFilter(opt))
+	for _, c := range opt.Classes {
+		keys = append(keys, c)
+	}
+	conn, err := f.jobConn(ctx)
+	if err != nil {
+		return false, nil, fmt.Errorf("finish job on %s: %w", r.Worker, err)
+	}
+	sent := time.Now()
+	v, err := redis.Values(finishReserveScript.Do(conn, keys...))
+	if err == nil && len(v) != 2 {
+		err = errors.New("unexpected reply")
+	}
+	if err != nil {
+		return false, nil, fmt.Errorf("finish job on %s: %w", r.Worker, err)
+	}
+	r.lease.renewedAt(sent, v[0])
+	if recorded, err = f.c.finished(conn, r, v[0]); err != nil {
+		return recorded, nil, err
+	}
+	next, err = f.taken(conn, "reserve from "+strings.Join(queues, ","), v[1], now, opt.DeferRunning)
+	return recorded, next, err
 }
 
 // releaseScript puts the job held in worker:<id> (SHA-1 ARGV[1]) back at

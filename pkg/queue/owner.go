@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"github.com/gomodule/redigo/redis"
@@ -29,6 +30,11 @@ type Lease struct {
 	ID    string
 	Token string
 	TTL   time.Duration
+
+	// renewed is when (UnixNano, the time the call was sent) the lease
+	// was last extended: by Acquire, Renew, or a reserve or outcome
+	// script, each of which extends it as it checks it.
+	renewed atomic.Int64
 }
 
 // NewLease returns a lease on worker id under token, or under a fresh
@@ -76,6 +82,7 @@ func (l *Lease) Renew(ctx context.Context) error {
 }
 
 func (l *Lease) run(ctx context.Context, what, acquire string) (time.Duration, error) {
+	sent := time.Now()
 	conn, err := l.c.pool.GetContext(ctx)
 	if err != nil {
 		return 0, fmt.Errorf("%s lease on %s: %w", what, l.ID, err)
@@ -88,7 +95,44 @@ func (l *Lease) run(ctx context.Context, what, acquire string) (time.Duration, e
 	if n < 0 {
 		return time.Duration(-n) * time.Millisecond, fmt.Errorf("%s lease on %s: %w", what, l.ID, ErrIDInUse)
 	}
+	l.renewed.Store(sent.UnixNano())
 	return 0, nil
+}
+
+// Renewed returns when the lease was last extended (the time the call
+// that extended it was sent), or the zero time.
+func (l *Lease) Renewed() time.Time {
+	if n := l.renewed.Load(); n != 0 {
+		return time.Unix(0, n)
+	}
+	return time.Time{}
+}
+
+// renewedAt notes that a script sent at sent checked and extended the
+// lease, unless its reply says another process owns it (the reserve
+// script's {"notowner"}, the outcome scripts' -1). l may be nil.
+func (l *Lease) renewedAt(sent time.Time, reply interface{}) {
+	if l == nil {
+		return
+	}
+	switch v := reply.(type) {
+	case int64:
+		if v < 0 {
+			return
+		}
+	case []interface{}:
+		if len(v) > 0 {
+			if tag, _ := v[0].([]byte); string(tag) == "notowner" {
+				return
+			}
+			if n, ok := v[0].(int64); ok && n < 0 {
+				return
+			}
+		}
+	case redis.Error:
+		return
+	}
+	l.renewed.Store(sent.UnixNano())
 }
 
 // LeaseHeld reports whether some process holds a live lease on worker id,
@@ -122,13 +166,17 @@ func (c *Client) LeaseToken(ctx context.Context, id string) (string, error) {
 
 // ownerLua defines resqued_owner(key, token, ttl): with token empty it
 // checks nothing; otherwise it returns false when another process holds
-// key, and (re)takes a lapsed key. Scripts that act for a worker start
-// with it.
+// key, and (re)takes a lapsed key, or extends the lease that is ttl's
+// (so a worker that reserves or records jobs needs no renewals of its
+// own). Scripts that act for a worker start with it.
 const ownerLua = `
 local function resqued_owner(key, token, ttl)
   if token == '' then return true end
   local cur = redis.call('GET', key)
-  if cur == token then return true end
+  if cur == token then
+    redis.call('PEXPIRE', key, ttl)
+    return true
+  end
   if cur then return false end
   redis.call('SET', key, token, 'PX', ttl)
   return true
