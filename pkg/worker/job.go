@@ -31,7 +31,9 @@ const (
 
 // process runs one reserved job to its recorded end. r is the one value
 // the job is carried in, from the reserve script to the outcome script.
-func (w *Worker) process(r *queue.Reserved) {
+// It returns the next job when the outcome script reserved one in the
+// same step (finish).
+func (w *Worker) process(r *queue.Reserved) *queue.Reserved {
 	w.mu.Lock()
 	w.inJob, w.killed, w.force = true, "", false
 	w.mu.Unlock()
@@ -49,8 +51,7 @@ func (w *Worker) process(r *queue.Reserved) {
 	}
 	if err != nil {
 		w.log.Error("job failed", "queue", r.Queue, "outcome", ExcInvalidPayload, "error", err)
-		w.finish(r, queue.Outcome{Exception: ExcInvalidPayload, Error: err.Error()})
-		return
+		return w.finish(r, queue.Outcome{Exception: ExcInvalidPayload, Error: err.Error()})
 	}
 	// What a Ruby resque-scheduler dropped: id, attempt. The outcome is
 	// recorded under a restored token too.
@@ -69,8 +70,7 @@ func (w *Worker) process(r *queue.Reserved) {
 		log.Info("job done", "outcome", "ok", "duration", dur)
 		outcome = metrics.OutcomeOK
 		// The result goes into a tracked job's status with "complete".
-		w.finish(r, queue.Outcome{Result: res.Report.Result})
-		return
+		return w.finish(r, queue.Outcome{Result: res.Report.Result})
 	}
 	o := Describe(runErr, res)
 	o.At = time.Now()
@@ -82,14 +82,14 @@ func (w *Worker) process(r *queue.Reserved) {
 	}
 	if w.retryLater(log, r, runErr) {
 		outcome = metrics.OutcomeRetried
-		return
+		return nil
 	}
 	if r.Attempt > 1 {
 		o.Error += fmt.Sprintf(" (attempt %d)", r.Attempt)
 	}
 	log.Warn("job failed", "outcome", o.Exception, "error", o.Error, "duration", dur)
 	// The error goes into a tracked job's status with "failed".
-	w.finish(r, o)
+	return w.finish(r, o)
 }
 
 // annotate adds d to the status of tracked job id; a failure only costs
@@ -113,6 +113,13 @@ func (w *Worker) run(log hclog.Logger, r *queue.Reserved) (*runner.Result, error
 		rec := &progressRecorder{w: w, log: log, id: r.ID}
 		onProgress = rec.report
 		defer rec.flush() // the handler has exited: no more reports
+	}
+	// The running mark was sent with the reserve; its reply is read
+	// here, before the handler starts, so the status says running
+	// whenever the handler does. A failed one (a dropped connection)
+	// costs only that: the job is held and runs, its outcome recorded.
+	if err := w.fetch.ConfirmRunning(); err != nil {
+		log.Warn("status not marked running", "error", err)
 	}
 	// The runner's view of the job: what the handler is given.
 	p, err := w.slot.Start(context.Background(), runner.Job{
@@ -219,39 +226,70 @@ func Describe(err error, res *runner.Result) queue.Outcome {
 }
 
 // finish records the job's outcome and, in the same atomic step, its
-// status with the outcome's detail (error or result).
+// status with the outcome's detail (error or result). While the worker
+// is to go on taking jobs, the same step reserves the next one
+// (FinishAndReserve), which finish returns: one round trip per job.
 // While Redis is away the outcome waits here, in memory, and the job
 // stays in worker:<id>: if this process dies meanwhile, the job is
 // recovered from there.
-func (w *Worker) finish(r *queue.Reserved, o queue.Outcome) {
+func (w *Worker) finish(r *queue.Reserved, o queue.Outcome) (next *queue.Reserved) {
 	if o.Failed() && o.At.IsZero() {
 		o.At = time.Now() // failed_at: when it failed, not when Redis came back
 	}
 	var recorded, taken bool
-	err := w.persist(context.Background(), "record job outcome", func(ctx context.Context) error {
-		var err error
-		recorded, err = w.cfg.Queue.FinishJob(ctx, r, o)
-		if errors.Is(err, queue.ErrNotOwner) {
-			taken, err = true, nil
+	var err error
+	chained := false
+	if s, _ := w.snapshot(); !s.quit && !s.paused && !w.paused {
+		ctx := context.Background()
+		queues, qerr := w.queues(ctx, false)
+		opt, oerr := w.reserveOptions()
+		if qerr == nil && oerr == nil {
+			recorded, next, err = w.fetch.FinishAndReserve(ctx, r, o, queues, opt)
+			switch {
+			case err == nil:
+				chained = true
+				w.noteResumed(next)
+			case errors.Is(err, queue.ErrNoJob), errors.Is(err, queue.ErrPausedAll):
+				// Recorded; the loop's own reserve finds out the rest.
+				chained, next, err = true, nil, nil
+			case errors.Is(err, queue.ErrNotOwner):
+				chained, taken, err = true, true, nil
+			default:
+				// Not known whether it happened: FinishJob is safe to
+				// repeat, and a job the step took is resumed by the
+				// next reserve.
+				next = nil
+				w.log.Debug("record outcome and reserve", "error", err)
+			}
 		}
-		return err
-	})
+	}
+	if !chained {
+		err = w.persist(context.Background(), "record job outcome", func(ctx context.Context) error {
+			var err error
+			recorded, err = w.cfg.Queue.FinishJob(ctx, r, o)
+			if errors.Is(err, queue.ErrNotOwner) {
+				taken, err = true, nil
+			}
+			return err
+		})
+	}
 	switch {
 	case taken:
 		w.log.Error("job outcome not recorded: another process has taken over this worker's id and recovers its job, which will run again; stopping",
 			"queue", r.Queue, "payload", string(r.Payload), "failure", o.String())
 		w.Terminate()
-		return
+		return next
 	case err != nil:
 		w.log.Error("job outcome not recorded: redis unreachable at shutdown; the job stays in worker:<id> for recovery",
 			"queue", r.Queue, "payload", string(r.Payload), "failure", o.String(), "error", err)
-		return
+		return next
 	case !recorded:
 		w.log.Warn("job outcome not recorded: the job was no longer in worker:<id> (recorded already, or recovered by a pruner)",
 			"queue", r.Queue, "payload", string(r.Payload))
 	default:
 		w.forgetAttempts(r)
 	}
+	return next
 }
 
 // persist runs f until it succeeds, backing off while Redis is away. It

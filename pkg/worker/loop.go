@@ -32,13 +32,31 @@ func (w *Worker) markPaused(ctx context.Context, paused bool) error {
 
 // loop takes and runs jobs until told to quit.
 func (w *Worker) loop() error {
-	fetch := w.lease.Fetcher()
+	fetch := w.fetch
 	defer fetch.Close()
 	backoff, waitBackoff := newBackoff(), newBackoff()
+	// next is a job the last outcome script reserved in the same step
+	// (FinishAndReserve): it is run without another reserve.
+	var next *queue.Reserved
 	for {
 		s, wake := w.snapshot()
 		if s.quit {
+			if next != nil {
+				w.release(next)
+			}
 			return nil
+		}
+		if next != nil {
+			r := next
+			next = nil
+			if s.paused {
+				// Taken just as we were told to pause: give it back.
+				w.release(r)
+				continue
+			}
+			backoff.reset(w.log)
+			next = w.process(r)
+			continue
 		}
 		// waitCtx is cancelled by any state change, which unblocks a
 		// wait for jobs at once.
@@ -82,7 +100,8 @@ func (w *Worker) loop() error {
 				cancel()
 				if r, err := fetch.Reserve(context.Background(), nil, queue.ReserveOptions{HeldOnly: true}); err == nil {
 					w.log.Warn("running the job this worker had taken before a connection was lost, before pausing", "queue", r.Queue)
-					w.process(r)
+					// Not taking more: no next job while pausing.
+					next = w.process(r)
 				}
 				continue
 			}
@@ -142,14 +161,30 @@ func (w *Worker) loop() error {
 			w.release(r)
 			continue
 		}
-		w.process(r)
+		next = w.process(r)
 	}
 }
 
 // reserve takes the next job into worker:<id>, only of a class this
 // worker has a handler for when OnlyKnownClasses is set.
 func (w *Worker) reserve(ctx context.Context, fetch *queue.Fetcher, queues []string) (*queue.Reserved, error) {
-	var opt queue.ReserveOptions
+	opt, err := w.reserveOptions()
+	if err != nil {
+		return nil, err
+	}
+	r, err := fetch.Reserve(ctx, queues, opt)
+	if err == nil {
+		w.noteResumed(r)
+	}
+	return r, err
+}
+
+// reserveOptions are the options of every reserve: with
+// OnlyKnownClasses, the classes this worker has handlers for.
+func (w *Worker) reserveOptions() (queue.ReserveOptions, error) {
+	// A tracked job's running mark overlaps with the job's preparation;
+	// run confirms it before the handler starts.
+	opt := queue.ReserveOptions{DeferRunning: true}
 	if w.cfg.OnlyKnownClasses {
 		// Listing the handlers directory resolves every file in it: do it
 		// at most once a second, not for every job. A handler added
@@ -157,17 +192,19 @@ func (w *Worker) reserve(ctx context.Context, fetch *queue.Fetcher, queues []str
 		if w.classes == nil || time.Since(w.classesAt) >= time.Second {
 			classes, err := w.cfg.Runner.Classes()
 			if err != nil {
-				return nil, fmt.Errorf("list handler classes: %w", err)
+				return opt, fmt.Errorf("list handler classes: %w", err)
 			}
 			w.classes, w.classesAt = append([]string{}, classes...), time.Now()
 		}
 		opt.Classes = w.classes
 	}
-	r, err := fetch.Reserve(ctx, queues, opt)
-	if err == nil && r.Resumed {
+	return opt, nil
+}
+
+func (w *Worker) noteResumed(r *queue.Reserved) {
+	if r.Resumed {
 		w.log.Warn("resuming a job this worker had taken before a connection was lost", "queue", r.Queue)
 	}
-	return r, err
 }
 
 // queues expands the queue specification. With "*" or globs it reads the

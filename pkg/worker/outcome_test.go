@@ -2,6 +2,7 @@ package worker_test
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -118,5 +119,66 @@ func TestWorker_OutcomeStatusWrittenOnce(t *testing.T) {
 		if ws := m.writes(key); len(ws) != 2 || !strings.Contains(ws[0], `\"status\":2`) {
 			t.Errorf("%s: %d status writes, want 2 (running, then final with detail):\n%s", tok, len(ws), strings.Join(ws, "\n"))
 		}
+	}
+}
+
+// A busy worker records each job's outcome and takes the next one in one
+// script (queue.Fetcher.FinishAndReserve): draining N untracked jobs
+// costs N+1 scripts sent by the worker (the first reserve, then one per
+// job), where it cost 2N before. Every job still runs once and counts.
+func TestWorker_OneScriptPerJob(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	const n = 20
+	for i := 0; i < n; i++ {
+		e.enqueue(t, "q", "Log", fmt.Sprintf("[%d]", i))
+	}
+	m := startMonitor(t, e.srv)
+	cfg := e.config(t, 302)
+	cfg.Interval = -1          // drain, then return
+	cfg.LeaseTTL = time.Minute // no renewal of its own in this short run
+	w, err := worker.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Run(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if runs := e.runLines(); len(runs) != n {
+		t.Fatalf("%d runs, want %d: %v", len(runs), n, runs)
+	}
+	if got, _ := redis.Int(e.srv.Do(t, "GET", queue.StatKey(e.ns, "processed")), nil); got != n {
+		t.Fatalf("processed = %d, want %d", got, n)
+	}
+	// MONITOR lines can trail the commands: wait for the unregister.
+	redistest.Eventually(t, 10*time.Second, func() bool {
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		for _, l := range m.lines {
+			if strings.Contains(l, `"SREM"`) {
+				return true
+			}
+		}
+		return false
+	}, "unregister never seen")
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	// Scripts that reserve (they name the queue) or record an outcome
+	// (they name stat:processed), as the client sent them.
+	scripts := 0
+	for _, l := range m.lines {
+		if strings.Contains(l, "lua]") || !strings.Contains(l, `"EVAL`) {
+			continue // run inside a script, or no script
+		}
+		if strings.Contains(l, `:queue:q"`) || strings.Contains(l, `:stat:processed"`) {
+			scripts++
+		}
+	}
+	// The first reserve, one outcome-and-reserve step per job, the
+	// unregistration (it names stat:processed too), and each of those
+	// scripts' first EVALSHA answered NOSCRIPT and sent again as EVAL.
+	// Separate reserve and outcome scripts would be 2n+1 and more.
+	if max := n + 6; scripts > max {
+		t.Errorf("worker sent %d reserve or outcome scripts for %d jobs, want at most %d (one per job)", scripts, n, max)
 	}
 }

@@ -60,8 +60,8 @@ func (w *Worker) acquireLease(giveUp func(state) bool) error {
 	}
 }
 
-// heartbeat stamps the heartbeat every HeartbeatInterval, renews the
-// lease every third of its TTL (on a goroutine of its own, so that a long
+// heartbeat stamps the heartbeat every HeartbeatInterval, keeps the
+// lease renewed (on a goroutine of its own, so that a long
 // prune never lets it lapse), and prunes dead workers at start and every
 // PruneInterval, until ctx ends. A prune that found workers of this
 // host dead but still holding a lease runs again once it has run out.
@@ -99,16 +99,23 @@ func (w *Worker) heartbeat(ctx context.Context) {
 	}
 }
 
-// renewLease renews the lease every third of its TTL until ctx ends, or
-// until another process turns out to hold the id: then the worker stops.
+// renewLease keeps the lease alive until ctx ends, or until another
+// process turns out to hold the id: then the worker stops. The reserve
+// and outcome scripts extend the lease as they check it, so a worker
+// that takes jobs, or waits for them with the default INTERVAL, renews
+// nothing here; this renews it once half its TTL passed without, during
+// a long job or a long INTERVAL. Looking costs no command.
 func (w *Worker) renewLease(ctx context.Context, log hclog.Logger, down *outage.Log) {
-	t := time.NewTicker(w.cfg.LeaseTTL / 3)
+	t := time.NewTicker(min(w.cfg.LeaseTTL/6, time.Second))
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+		}
+		if time.Since(w.lease.Renewed()) < w.cfg.LeaseTTL/2 {
+			continue
 		}
 		err := w.lease.Renew(ctx)
 		if errors.Is(err, queue.ErrNotOwner) {

@@ -95,9 +95,10 @@ type Config struct {
 	Jobs *metrics.Jobs
 
 	// LeaseTTL is how long the worker's claim on its id (queue.Lease)
-	// lasts unless renewed; it is renewed every third of it. A worker
-	// killed with -9 is pruned by others once it has run out. Zero means
-	// 6s.
+	// lasts unless renewed. Every reserve and outcome script renews it;
+	// the worker renews it itself only after half of it passed without
+	// one (a long job, a long INTERVAL). A worker killed with -9 is
+	// pruned by others once it has run out. Zero means DefaultLeaseTTL.
 	LeaseTTL time.Duration
 	// LeaseToken is the lease's token, chosen by a supervisor so that it
 	// can clean up after this worker; empty means a random one.
@@ -109,6 +110,12 @@ type Config struct {
 	MaxRedeliveries int
 }
 
+// DefaultLeaseTTL is the worker-id lease's lifetime. Long enough that
+// an idle worker's own waits (INTERVAL, 5 s by default, then a reserve)
+// renew it with no command of their own, short enough that a worker
+// killed with -9 is recovered within seconds.
+const DefaultLeaseTTL = 15 * time.Second
+
 // Worker is one Resque worker. Create it with New and start it with Run.
 type Worker struct {
 	cfg Config
@@ -117,7 +124,8 @@ type Worker struct {
 
 	pruner *Pruner
 	lease  *queue.Lease
-	paused bool // the paused marker is in worker:<id>; loop goroutine only
+	fetch  *queue.Fetcher // the lease's; loop goroutine only
+	paused bool           // the paused marker is in worker:<id>; loop goroutine only
 	// expanded is the queue list last read, at expandedAt (loop only).
 	expanded   []string
 	expandedAt time.Time
@@ -187,7 +195,7 @@ func New(cfg Config) (*Worker, error) {
 		cfg.SetTitle = func(string) {}
 	}
 	if cfg.LeaseTTL == 0 {
-		cfg.LeaseTTL = 6 * time.Second
+		cfg.LeaseTTL = DefaultLeaseTTL
 	}
 	w := &Worker{cfg: cfg, wake: make(chan struct{})}
 	w.slot = cfg.Runner.NewSlot(runner.SlotConfig{MaxJobs: cfg.MaxJobsPerProcess, MaxRSS: cfg.MaxRSSPerProcess})
@@ -196,6 +204,7 @@ func New(cfg Config) (*Worker, error) {
 	w.pruner = &Pruner{Queue: cfg.Queue, Self: w.id, Hostname: cfg.Hostname, Queues: cfg.Queues,
 		Expiry: 5 * cfg.HeartbeatInterval, OnOrphan: cfg.OnOrphan, MaxRedeliveries: cfg.MaxRedeliveries, Logger: w.log}
 	w.lease = cfg.Queue.NewLease(w.id, cfg.LeaseToken, cfg.LeaseTTL)
+	w.fetch = w.lease.Fetcher()
 	return w, nil
 }
 
