@@ -2,6 +2,7 @@ package worker
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -273,6 +274,14 @@ func (p *Pruner) PruneOne(ctx context.Context, id string, expired bool, token st
 					class, o.MaxRedeliveries+1, o.MaxRedeliveries, o.MaxRedeliveries)}
 			}
 			outcome = "job requeued"
+		case err == nil && p.OnOrphan != "fail" && !w.Paused && invalidPayload(q, w.Payload) != nil:
+			// Not a job any worker can run (not a JSON object): it fails
+			// as it would have had its worker lived, with its bytes.
+			if orig, ok := unquoted(w.Payload); ok {
+				o.Payload = orig
+			}
+			o.Fail = &queue.Outcome{Exception: ExcInvalidPayload, Error: invalidPayload(q, o.Payload).Error()}
+			outcome = "job failed: invalid payload"
 		default:
 			fail := &queue.Outcome{Exception: ExcDirtyExit, Error: "Job still being processed"}
 			if expired {
@@ -304,4 +313,27 @@ func (p *Pruner) maxRedeliveries() int {
 		return 3
 	}
 	return max(p.MaxRedeliveries, -1)
+}
+
+// invalidPayload is why payload (as worker:<id> holds it) is no job a
+// worker can run, or nil. The reserve script keeps a payload that is
+// not JSON as a JSON string; that is judged by its own bytes.
+func invalidPayload(q string, payload []byte) error {
+	if orig, ok := unquoted(payload); ok {
+		payload = orig
+	}
+	_, err := queue.Decode(q, payload)
+	return err
+}
+
+// unquoted is the string JSON value b holds, when it is one.
+func unquoted(b []byte) ([]byte, bool) {
+	if len(b) == 0 || b[0] != '"' {
+		return nil, false
+	}
+	var s string
+	if json.Unmarshal(b, &s) != nil {
+		return nil, false
+	}
+	return []byte(s), true
 }
