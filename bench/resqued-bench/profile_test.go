@@ -29,11 +29,20 @@ import (
 // other load on the machine disturbs far less than wall time.
 //
 // make test does not run it (it is a benchmark).
-func BenchmarkWorkerDrain(b *testing.B) {
+func BenchmarkWorkerDrain(b *testing.B) { benchmarkDrain(b, "Noop", "Noop", "../noop") }
+
+// BenchmarkWorkerDrainPersistent is BenchmarkWorkerDrain with the
+// persistent compiled no-op handler (bench/pnoop): what the worker costs
+// per job when no process is started.
+func BenchmarkWorkerDrainPersistent(b *testing.B) {
+	benchmarkDrain(b, "Noop", "Noop.persistent", "../pnoop")
+}
+
+func benchmarkDrain(b *testing.B, class, file, pkg string) {
 	srv := redistest.Start(b)
 	dir := b.TempDir()
-	if out, err := exec.Command("go", "build", "-o", filepath.Join(dir, "Noop"), "../noop").CombinedOutput(); err != nil {
-		b.Fatalf("build noop: %v\n%s", err, out)
+	if out, err := exec.Command("go", "build", "-o", filepath.Join(dir, file), pkg).CombinedOutput(); err != nil {
+		b.Fatalf("build %s: %v\n%s", pkg, err, out)
 	}
 	pool, err := redisurl.NewPool(srv.URL(), redisurl.Options{})
 	if err != nil {
@@ -41,7 +50,7 @@ func BenchmarkWorkerDrain(b *testing.B) {
 	}
 	defer pool.Close()
 	rs := &redisServer{addr: srv.Addr, pool: pool.Pool}
-	if err := rs.preEnqueue("Noop", b.N); err != nil {
+	if err := rs.preEnqueue(class, b.N); err != nil {
 		b.Fatal(err)
 	}
 	// The daemon's logger at its default level (warn), discarding.

@@ -169,15 +169,20 @@ func (j *pjob) supervise(ctx context.Context, job Job, line []byte, logger hclog
 			finish(j.broken(pp, l.violation))
 			return
 		}
-		rr.line(l.line)
-		report = rr.get()
-		if !l.done {
-			continue
-		}
-		var m struct{ Done json.RawMessage }
-		_ = json.Unmarshal(l.line, &m)
 		var outcome string
-		_ = json.Unmarshal(m.Done, &outcome)
+		if isDoneOK(l.line) {
+			// Nothing in it for the report: a plain success.
+			outcome, report = "ok", rr.get()
+		} else {
+			rr.line(l.line)
+			report = rr.get()
+			if !l.done {
+				continue
+			}
+			var m struct{ Done json.RawMessage }
+			_ = json.Unmarshal(l.line, &m)
+			_ = json.Unmarshal(m.Done, &outcome)
+		}
 		pp.jobs++
 		pp.maybeRecycle()
 		if outcome == "ok" {

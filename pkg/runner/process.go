@@ -197,9 +197,14 @@ func (r *Runner) spawn(ctx context.Context, job Job, path string, results func(*
 	p.lineLog.Store(&logger)
 	var wg sync.WaitGroup
 	wg.Add(4)
-	if results != nil {
+	switch {
+	case results != nil:
 		wg.Done() // stdin stays open: the caller writes one job per line
-	} else {
+	case len(args) <= pipeAtomic:
+		// Fits in an empty pipe: the write cannot block, so it needs no
+		// goroutine of its own.
+		p.writeStdin(args, &wg)
+	default:
 		go p.writeStdin(args, &wg)
 	}
 	go func() {
@@ -228,22 +233,13 @@ func (r *Runner) spawn(ctx context.Context, job Job, path string, results func(*
 	return p, nil
 }
 
-// environ returns the handler environment for job.
+// environ returns the handler environment for job: the base environment
+// (Config.Env, or the process's own as at the first job), without the
+// variables set here, and the job's.
 func (r *Runner) environ(job Job) []string {
-	base := r.env
-	if base == nil {
-		base = os.Environ()
-	}
-	env := make([]string, 0, len(base)+7)
-	for _, kv := range base {
-		name, _, _ := strings.Cut(kv, "=")
-		switch name {
-		case "RESQUE_CLASS", "RESQUE_QUEUE", "RESQUE_JOB_ID", "RESQUE_WORKER",
-			"RESQUED_PROTOCOL", "RESQUED_HANDLERS_DIR", "RESQUE_RESULT_FD", "RESQUE_ATTEMPT", "PWD":
-			continue
-		}
-		env = append(env, kv)
-	}
+	base := r.baseEnv()
+	env := make([]string, len(base), len(base)+9)
+	copy(env, base)
 	return append(env,
 		"RESQUE_CLASS="+job.Class,
 		"RESQUE_QUEUE="+job.Queue,
@@ -255,6 +251,27 @@ func (r *Runner) environ(job Job) []string {
 		"RESQUE_ATTEMPT="+strconv.Itoa(max(job.Attempt, 1)),
 		"PWD="+r.dir,
 	)
+}
+
+// baseEnv filters the base environment once: it does not change while
+// jobs run.
+func (r *Runner) baseEnv() []string {
+	r.envOnce.Do(func() {
+		base := r.env
+		if base == nil {
+			base = os.Environ()
+		}
+		for _, kv := range base {
+			name, _, _ := strings.Cut(kv, "=")
+			switch name {
+			case "RESQUE_CLASS", "RESQUE_QUEUE", "RESQUE_JOB_ID", "RESQUE_WORKER",
+				"RESQUED_PROTOCOL", "RESQUED_HANDLERS_DIR", "RESQUE_RESULT_FD", "RESQUE_ATTEMPT", "PWD":
+				continue
+			}
+			r.filteredEnv = append(r.filteredEnv, kv)
+		}
+	})
+	return r.filteredEnv
 }
 
 // Pid returns the process id of the handler, which is also its process
@@ -416,6 +433,10 @@ func (p *Process) drain() {
 		<-p.ioDone
 	}
 }
+
+// pipeAtomic is PIPE_BUF, the least a pipe holds (Linux's default is
+// 64 KiB; a user over pipe-user-pages-soft gets one page).
+const pipeAtomic = 4096
 
 // writeStdin writes args to the handler's stdin and closes it. A handler
 // that does not read its stdin is not an error.

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 	"unicode/utf8"
@@ -67,6 +68,31 @@ type Runner struct {
 	maxLine     int
 	follow      bool
 	env         []string // nil: os.Environ()
+	envOnce     sync.Once
+	filteredEnv []string // env without the variables environ sets
+	// found caches resolutions that went through a directory listing
+	// (class -> *found), for as long as that directory is unchanged.
+	found sync.Map
+}
+
+// found is a class resolved by listing dir: valid while dir's mtime and
+// the file's own Lstat are what they were.
+type found struct {
+	path   string
+	dir    string
+	dirMod time.Time
+	file   fs.FileInfo
+}
+
+// still reports whether f is still what resolving its class would find.
+func (f *found) still() bool {
+	d, err := os.Stat(f.dir)
+	if err != nil || !d.ModTime().Equal(f.dirMod) {
+		return false
+	}
+	fi, err := os.Lstat(f.path)
+	return err == nil && fi.Mode() == f.file.Mode() && fi.ModTime().Equal(f.file.ModTime()) &&
+		fi.Size() == f.file.Size() && os.SameFile(fi, f.file)
 }
 
 // New returns a Runner for cfg.
@@ -149,16 +175,29 @@ func (r *Runner) Resolve(class string) (string, error) {
 	segments := Segments(class)
 	exact := filepath.Join(append([]string{r.dir}, segments...)...)
 
-	_, err := os.Lstat(exact)
+	fi, err := os.Lstat(exact)
 	switch {
+	case err == nil && len(segments) == 1 && fi.Mode().IsRegular():
+		// A plain file right in the (resolved) handlers directory: there
+		// is no symlink to follow, and Lstat already said what Stat
+		// would. One system call per job instead of six.
+		return checkMode(class, exact, fi)
 	case err == nil:
 		return r.checkExecutable(class, exact)
 	case !isNotExist(err):
 		return "", fmt.Errorf("resolve class %q: %w", class, err)
 	}
 
+	if v, ok := r.found.Load(class); ok {
+		if f := v.(*found); f.still() {
+			return f.path, nil
+		}
+		r.found.Delete(class)
+	}
 	parent, last := filepath.Split(exact)
 	parent = filepath.Clean(parent)
+	// Stat before listing: a change after it shows in the next lookup.
+	pfi, perr := os.Stat(parent)
 	entries, err := os.ReadDir(parent)
 	if err != nil {
 		if isNotExist(err) {
@@ -179,7 +218,16 @@ func (r *Runner) Resolve(class string) (string, error) {
 		return "", fmt.Errorf("class %q: %w: no executable %s or %s.* in %s",
 			class, ErrNoHandler, last, last, parent)
 	case 1:
-		return r.checkExecutable(class, filepath.Join(parent, matches[0]))
+		path := filepath.Join(parent, matches[0])
+		got, err := r.checkExecutable(class, path)
+		if err == nil && perr == nil {
+			// Only a plain file is remembered: a symlink's target may
+			// change without the directory changing.
+			if fi, lerr := os.Lstat(path); lerr == nil && fi.Mode().IsRegular() {
+				r.found.Store(class, &found{path: got, dir: parent, dirMod: pfi.ModTime(), file: fi})
+			}
+		}
+		return got, err
 	default:
 		return "", fmt.Errorf("class %q: %w: %s in %s",
 			class, ErrAmbiguous, strings.Join(matches, ", "), parent)
@@ -204,6 +252,12 @@ func (r *Runner) checkExecutable(class, path string) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("class %q: %w: %s: %w", class, ErrNotExecutable, path, err)
 	}
+	return checkMode(class, path, fi)
+}
+
+// checkMode returns path if fi, what it resolves to, is an executable
+// regular file.
+func checkMode(class, path string, fi fs.FileInfo) (string, error) {
 	switch mode := fi.Mode(); {
 	case mode.IsDir():
 		return "", fmt.Errorf("class %q: %w: %s is a directory", class, ErrNotExecutable, path)
