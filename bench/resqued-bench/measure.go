@@ -151,10 +151,19 @@ func (b *bench) throughput() error {
 			b.rep.add(row{name: fmt.Sprintf("exec ceiling ×%d: CPU per exec, loop + handler (ms)", par), vals: s.ceilCPU, prec: 2})
 			b.rep.add(row{name: fmt.Sprintf("resqued COUNT=%d (jobs/s)", par), vals: s.rate, prec: 0})
 			b.rep.add(row{name: fmt.Sprintf("resqued COUNT=%d: CPU per job, resqued + handler (ms)", par), vals: s.cpu, prec: 2})
-			b.rep.add(row{name: fmt.Sprintf("resqued COUNT=%d: its own CPU per job, over the ceiling's (ms)", par), vals: diff(s.cpu, s.ceilCPU), prec: 2})
-			b.rep.add(row{name: fmt.Sprintf("resqued COUNT=%d: redis-server CPU per job (ms)", par), vals: s.redisCPU, prec: 3})
+			b.rep.add(row{name: fmt.Sprintf("resqued COUNT=%d: its own CPU per job, over the ceiling's (ms)", par), vals: diff(s.cpu, s.ceilCPU), prec: 2,
+				target: "≤ 0.10", check: atMost(0.10)})
+			b.rep.add(row{name: fmt.Sprintf("resqued COUNT=%d: redis-server CPU per job (ms)", par), vals: s.redisCPU, prec: 3,
+				target: "≤ 0.07", check: atMost(0.07)})
+			// The shell handler's exec is the slowest, so the daemon's
+			// fixed cost weighs least on it, except at COUNT 4, where
+			// the machine's cores are shared with the handlers' shells.
+			ratio := 0.90
+			if class == "Sh" && par == 4 {
+				ratio = 0.85
+			}
 			b.rep.add(row{name: fmt.Sprintf("resqued COUNT=%d / exec ceiling ×%d", par, par), vals: s.ratio, prec: 2,
-				target: "≥ 0.85", check: func(v float64) bool { return v >= 0.85 }})
+				target: fmt.Sprintf("≥ %.2f", ratio), check: atLeast(ratio)})
 		}
 	}
 	return nil
@@ -244,20 +253,18 @@ func (b *bench) pickup() error {
 	for i, q := range names {
 		b.rep.add(row{name: "resqued: push end to handler's first instruction, " + q + " (ms)", vals: pickP[i], prec: 3})
 	}
+	// p50 and p99; the max has no target.
 	targets := []struct {
 		t string
 		f func(float64) bool
-	}{{"< 1 ms", func(v float64) bool { return v < 1 }}, {"< 5 ms", func(v float64) bool { return v < 5 }}, {}}
+	}{{"< 0.3 ms", func(v float64) bool { return v < 0.3 }}, {"< 1 ms", func(v float64) bool { return v < 1 }}, {}}
 	for i, q := range names {
 		b.rep.add(row{name: "added by resqued (pickup " + q + " − spawn p50) (ms)", vals: addedP[i], prec: 3,
 			target: targets[i].t, check: targets[i].f})
 	}
 	for i, q := range names {
-		r := row{name: "persistent handler already running: push end to its reading the job, " + q + " (ms)", vals: persP[i], prec: 3}
-		if i == 0 {
-			r.target, r.check = "< 1 ms", func(v float64) bool { return v < 1 }
-		}
-		b.rep.add(r)
+		b.rep.add(row{name: "persistent handler already running: push end to its reading the job, " + q + " (ms)", vals: persP[i], prec: 3,
+			target: targets[i].t, check: targets[i].f})
 	}
 	return nil
 }
@@ -483,28 +490,25 @@ func (b *bench) memory() error {
 		}
 	}
 	b.rep.section(fmt.Sprintf("Memory while draining %s jobs (Noop handler, default interval)", num(float64(n), 0)))
-	under20 := func(v float64) bool { return v < 20 }
-	flat := func(v float64) bool { return v <= 2 }
-	add := func(who string, s series, targetPeak bool) {
+	// peak is the VmHWM target in MiB; growth is targeted on workers only
+	// (the supervisor runs no jobs).
+	add := func(who string, s series, worker bool, peak float64) {
 		b.rep.add(row{name: fmt.Sprintf("%s: RSS at %s jobs (MiB)", who, num(float64(min(1000, n)), 0)), vals: s.at1k, prec: 1})
 		b.rep.add(row{name: fmt.Sprintf("%s: RSS at %s jobs (MiB)", who, num(float64(n), 0)), vals: s.atEnd, prec: 1})
 		r := row{name: fmt.Sprintf("%s: RSS growth, %s → %s jobs (MiB)", who, num(float64(min(1000, n)), 0), num(float64(n), 0)), vals: s.growth, prec: 1}
-		if targetPeak {
-			r.target, r.check = "flat (≤ 2)", flat
+		if worker {
+			r.target, r.check = "flat (≤ 2)", atMost(2)
 		}
 		b.rep.add(r)
-		r = row{name: who + ": peak RSS, VmHWM (MiB)", vals: s.hwm, prec: 1}
-		if targetPeak {
-			r.target, r.check = "< 20", under20
-		}
-		b.rep.add(r)
+		b.rep.add(row{name: who + ": peak RSS, VmHWM (MiB)", vals: s.hwm, prec: 1,
+			target: fmt.Sprintf("≤ %.0f", peak), check: atMost(peak)})
 	}
-	add("COUNT=1 daemon (the worker)", one[0], true)
-	add("COUNT=2 supervisor", two[0], false)
-	add("COUNT=2 worker 1", two[1], true)
-	add("COUNT=2 worker 2", two[2], true)
+	add("COUNT=1 daemon (the worker)", one[0], true, 16)
+	add("COUNT=2 supervisor", two[0], false, 10)
+	add("COUNT=2 worker 1", two[1], true, 16)
+	add("COUNT=2 worker 2", two[2], true, 16)
 	b.rep.add(row{name: "COUNT=2 supervisor + workers: sum of peak RSS, per worker (MiB)", vals: perWorker2, prec: 1,
-		target: "< 20", check: under20})
+		target: "≤ 20", check: atMost(20)})
 	b.rep.add(row{name: fmt.Sprintf("COUNT=2 supervisor + workers: sum of PSS at %s jobs, per worker (MiB)", num(float64(n), 0)), vals: pss2, prec: 1})
 	return nil
 }
@@ -696,6 +700,10 @@ func formatCalls(m map[string]int64) string {
 
 func ms(d time.Duration) float64 { return float64(d) / 1e6 }
 
+// atMost and atLeast are the checks of "≤ v" and "≥ v" targets.
+func atMost(v float64) func(float64) bool  { return func(m float64) bool { return m <= v } }
+func atLeast(v float64) func(float64) bool { return func(m float64) bool { return m >= v } }
+
 // diff is a[i] - b[i], run by run.
 func diff(a, b []float64) []float64 {
 	out := make([]float64, len(a))
@@ -716,6 +724,10 @@ func quantiles(v []float64) [3]float64 {
 	return [3]float64{at(0.50), at(0.99), s[len(s)-1]}
 }
 
+// persistentTargets are the COUNT=2 throughput targets (jobs/s) of the
+// persistent handlers.
+var persistentTargets = map[string]float64{"PNoop": 14000, "PyNoop": 8000}
+
 // persistent: resqued draining jobs into persistent handlers, compiled and
 // Python, at each COUNT. There is no exec ceiling to compare with: no
 // process is started per job.
@@ -735,8 +747,8 @@ func (b *bench) persistent() error {
 				progress("persistent run %d/%d %s COUNT=%d: %.0f jobs/s (CPU %.3f ms + Redis %.3f ms per job)", run, b.cfg.runs, class, par, rr, ms(d.cpu), ms(d.redisCPU))
 			}
 			r := row{name: fmt.Sprintf("resqued COUNT=%d (jobs/s)", par), vals: rate, prec: 0}
-			if class == "PyNoop" && par == 2 {
-				r.target, r.check = "≥ 5,000", func(v float64) bool { return v >= 5000 }
+			if want := persistentTargets[class]; want > 0 && par == 2 {
+				r.target, r.check = "≥ "+num(want, 0), atLeast(want)
 			}
 			b.rep.add(r)
 			b.rep.add(row{name: fmt.Sprintf("resqued COUNT=%d: CPU per job, resqued + handler (ms)", par), vals: cpu, prec: 3})
