@@ -56,7 +56,7 @@ func main() {
 	flag.IntVar(&cfg.enqueueInvocations, "enqueue-invocations", 200, "resqued enqueue processes per run (one job each)")
 	flag.IntVar(&cfg.bulkJobs, "bulk-jobs", 100000, "jobs per resqued enqueue --stdin run")
 	flag.IntVar(&cfg.memJobs, "mem-jobs", 10000, "jobs drained per memory run")
-	flag.DurationVar(&cfg.idleWindow, "idle-window", 10*time.Second, "how long an idle daemon is watched")
+	flag.DurationVar(&cfg.idleWindow, "idle-window", 10*time.Second, "how long the idle daemons (COUNT 1, 2 and 4, watched at once) are watched; their rates are per second over it, heartbeats (one a minute) as they fall")
 	flag.StringVar(&only, "only", strings.Join(sections, ","), "measurements to run, comma-separated: "+strings.Join(sections, ", "))
 	flag.BoolVar(&cfg.check, "check", false, "exit 1 when a median misses its target (for local use; never in CI)")
 	flag.StringVar(&cfg.resqued, "resqued", "", "resqued binary (default: go build ./cmd/resqued into a temporary directory)")

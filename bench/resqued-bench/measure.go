@@ -630,34 +630,46 @@ func (b *bench) idleRun(srv *redisServer, count int) (idleSample, error) {
 	return s, d.quit()
 }
 
+// idleCounts are the idle daemons watched at once, each on its own
+// redis-server, and idleTargets their targets: Redis commands per second
+// per worker, every command the daemon sent (the heartbeat included).
+var (
+	idleCounts  = []int{1, 2, 4}
+	idleTargets = []float64{1, 1, 0.5}
+)
+
 func (b *bench) idle() error {
-	// Both daemons idle at once, each on its own redis-server, so that
-	// the commands counted are each one's own.
-	srv2, err := startRedis(b.cfg.redisServer, b.tmp)
-	if err != nil {
-		return err
+	// Every daemon idles at once, each on its own redis-server (the
+	// first is the bench's own), so that the commands counted are each
+	// one's own.
+	servers := []*redisServer{b.srv}
+	for len(servers) < len(idleCounts) {
+		srv, err := startRedis(b.cfg.redisServer, b.tmp)
+		if err != nil {
+			return err
+		}
+		defer srv.stop()
+		servers = append(servers, srv)
 	}
-	defer srv2.stop()
-	counts := []int{1, 2}
-	servers := []*redisServer{b.srv, srv2}
-	sent := make([][]float64, 2)
-	sentNoHB := make([][]float64, 2)
-	executed := make([][]float64, 2)
-	cpu := make([][]float64, 2)
-	onCPU := make([][]float64, 2)
-	calls := make([]map[string]int64, 2)
+	k := len(idleCounts)
+	sent := make([][]float64, k)
+	sentNoHB := make([][]float64, k)
+	executed := make([][]float64, k)
+	cpu := make([][]float64, k)
+	onCPU := make([][]float64, k)
+	calls := make([]map[string]int64, k)
 	for run := 1; run <= b.cfg.runs; run++ {
 		var wg sync.WaitGroup
-		res := make([]idleSample, 2)
-		errs := make([]error, 2)
-		for i := range counts {
+		res := make([]idleSample, k)
+		errs := make([]error, k)
+		for i := range idleCounts {
 			wg.Add(1)
-			go func() { defer wg.Done(); res[i], errs[i] = b.idleRun(servers[i], counts[i]) }()
+			go func() { defer wg.Done(); res[i], errs[i] = b.idleRun(servers[i], idleCounts[i]) }()
 		}
 		wg.Wait()
-		for i := range counts {
+		for i, count := range idleCounts {
 			if errs[i] != nil {
-				return fmt.Errorf("idle COUNT=%d: %w", counts[i], errs[i])
+				return fmt.Errorf("idle COUNT=%d: %w", count, errs[i])
 			}
 			sent[i] = append(sent[i], res[i].sent)
 			sentNoHB[i] = append(sentNoHB[i], res[i].sentNoHB)
@@ -665,16 +677,22 @@ func (b *bench) idle() error {
 			cpu[i] = append(cpu[i], res[i].cpuPct)
 			onCPU[i] = append(onCPU[i], res[i].onCPU)
 			calls[i] = res[i].calls
-			progress("idle run %d/%d COUNT=%d: %.2f commands/s per worker sent (%s), %.2f executed with Lua's; CPU %.2f%% (%.1f ms/min)", run, b.cfg.runs, counts[i],
+			progress("idle run %d/%d COUNT=%d: %.2f commands/s per worker sent (%s), %.2f executed with Lua's; CPU %.2f%% (%.1f ms/min)", run, b.cfg.runs, count,
 				res[i].sent, formatCalls(res[i].calls), res[i].executed, res[i].cpuPct, res[i].onCPU)
 		}
 	}
-	b.rep.section(fmt.Sprintf("Idle daemon, default interval (5 s), %s window", b.cfg.idleWindow))
-	for i, count := range counts {
-		b.rep.add(row{name: fmt.Sprintf("COUNT=%d: Redis commands/s per worker, sent", count), vals: sent[i], prec: 2,
-			note: "last run: " + formatCalls(calls[i])})
-		b.rep.add(row{name: fmt.Sprintf("COUNT=%d: Redis commands/s per worker, sent, besides heartbeat", count), vals: sentNoHB[i], prec: 2,
-			target: "≤ 1", check: func(v float64) bool { return v <= 1 }})
+	b.rep.section(fmt.Sprintf("Idle daemon, default interval (5 s), %s window, rates per second over the window", b.cfg.idleWindow))
+	// The heartbeat (TIME + HSET) comes once a minute per worker: a
+	// window shorter than that holds one or none, by where it falls, and
+	// the row's note says so rather than pretend to an average.
+	hb := ""
+	if b.cfg.idleWindow < time.Minute {
+		hb = fmt.Sprintf("heartbeat HSETs at 1/60 s included as measured (a %s window holds one per worker or none); ", b.cfg.idleWindow)
+	}
+	for i, count := range idleCounts {
+		b.rep.add(row{name: fmt.Sprintf("COUNT=%d: Redis commands/s per worker, sent, everything (heartbeat included)", count), vals: sent[i], prec: 2,
+			note: hb + "last run: " + formatCalls(calls[i]), target: "≤ " + strconv.FormatFloat(idleTargets[i], 'f', -1, 64), check: atMost(idleTargets[i])})
+		b.rep.add(row{name: fmt.Sprintf("COUNT=%d: Redis commands/s per worker, sent, besides heartbeat", count), vals: sentNoHB[i], prec: 2})
 		b.rep.add(row{name: fmt.Sprintf("COUNT=%d: Redis commands/s per worker, executed, counting those inside Lua scripts", count), vals: executed[i], prec: 2})
 		b.rep.add(row{name: fmt.Sprintf("COUNT=%d: CPU of all its processes, utime+stime (%% of one core)", count), vals: cpu[i], prec: 2})
 		b.rep.add(row{name: fmt.Sprintf("COUNT=%d: CPU of all its processes, schedstat (ms per minute)", count), vals: onCPU[i], prec: 1})
