@@ -748,22 +748,42 @@ var persistentTargets = map[string]float64{"PNoop": 14000, "PyNoop": 8000}
 
 // persistent: resqued draining jobs into persistent handlers, compiled and
 // Python, at each COUNT. There is no exec ceiling to compare with: no
-// process is started per job.
+// process is started per job. The compiled one is compared instead with
+// the in-process Go drain (inprocess.go) of the same jobs, run right
+// before it, run by run, as the throughput section pairs the ceiling and
+// resqued.
 func (b *bench) persistent() error {
 	n := 5 * b.cfg.jobs
 	for _, class := range []string{"PNoop", "PyNoop"} {
 		b.rep.section(fmt.Sprintf("Persistent handler %s (%s jobs)", class, num(float64(n), 0)))
+		type inproc struct{ rate, cpu, redisCPU, ratio []float64 }
+		var in []inproc
 		for _, par := range b.cfg.counts {
 			var rate, cpu, redisCPU []float64
+			var ip inproc
 			for run := 1; run <= b.cfg.runs; run++ {
+				var ir float64
+				if class == "PNoop" {
+					d, err := b.inprocessDrain(n, par)
+					if err != nil {
+						return fmt.Errorf("in-process Go ×%d: %w", par, err)
+					}
+					ir = float64(n) / d.wall.Seconds()
+					ip.rate, ip.cpu, ip.redisCPU = append(ip.rate, ir), append(ip.cpu, ms(d.cpu)), append(ip.redisCPU, ms(d.redisCPU))
+					progress("in-process run %d/%d ×%d: %.0f jobs/s (CPU %.3f ms + Redis %.3f ms per job)", run, b.cfg.runs, par, ir, ms(d.cpu), ms(d.redisCPU))
+				}
 				d, err := b.drain(class, n, par)
 				if err != nil {
 					return fmt.Errorf("resqued %s COUNT=%d: %w", class, par, err)
 				}
 				rr := float64(n) / d.wall.Seconds()
 				rate, cpu, redisCPU = append(rate, rr), append(cpu, ms(d.cpu)), append(redisCPU, ms(d.redisCPU))
+				if ir > 0 {
+					ip.ratio = append(ip.ratio, rr/ir)
+				}
 				progress("persistent run %d/%d %s COUNT=%d: %.0f jobs/s (CPU %.3f ms + Redis %.3f ms per job)", run, b.cfg.runs, class, par, rr, ms(d.cpu), ms(d.redisCPU))
 			}
+			in = append(in, ip)
 			r := row{name: fmt.Sprintf("resqued COUNT=%d (jobs/s)", par), vals: rate, prec: 0}
 			if want := persistentTargets[class]; want > 0 && par == 2 {
 				r.target, r.check = "≥ "+num(want, 0), atLeast(want)
@@ -771,6 +791,18 @@ func (b *bench) persistent() error {
 			b.rep.add(r)
 			b.rep.add(row{name: fmt.Sprintf("resqued COUNT=%d: CPU per job, resqued + handler (ms)", par), vals: cpu, prec: 3})
 			b.rep.add(row{name: fmt.Sprintf("resqued COUNT=%d: redis-server CPU per job (ms)", par), vals: redisCPU, prec: 3})
+		}
+		if class != "PNoop" {
+			continue
+		}
+		b.rep.section(fmt.Sprintf("In-process Go drain (%s jobs), Ruby Resque's non-forking mode shape: P goroutine workers, resqued's Redis bookkeeping, a no-op Go function, no isolation", num(float64(n), 0)))
+		for i, par := range b.cfg.counts {
+			b.rep.add(row{name: fmt.Sprintf("in-process Go ×%d (jobs/s)", par), vals: in[i].rate, prec: 0})
+			b.rep.add(row{name: fmt.Sprintf("in-process Go ×%d: CPU per job, the bench process (ms)", par), vals: in[i].cpu, prec: 3})
+			b.rep.add(row{name: fmt.Sprintf("in-process Go ×%d: redis-server CPU per job (ms)", par), vals: in[i].redisCPU, prec: 3})
+		}
+		for i, par := range b.cfg.counts {
+			b.rep.add(row{name: fmt.Sprintf("resqued persistent PNoop COUNT=%d / in-process Go ×%d", par, par), vals: in[i].ratio, prec: 2})
 		}
 	}
 	return nil
