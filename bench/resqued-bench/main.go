@@ -1,7 +1,9 @@
 // Command resqued-bench is resqued's benchmark suite (make bench): it
 // measures the cost of spawning a handler (the exec ceiling), resqued's
-// throughput against that ceiling, pickup latency, enqueue throughput,
-// memory and the cost of an idle daemon, against a private redis-server
+// throughput against that ceiling, persistent handlers against an
+// in-process Go drain of the same jobs (inprocess.go: the shape of Ruby
+// Resque's non-forking mode), pickup latency, enqueue throughput, memory
+// and the cost of an idle daemon, against a private redis-server
 // it starts on a free loopback port. It prints a markdown table and the
 // machine it ran on; docs/performance.md explains every row.
 //
@@ -50,13 +52,13 @@ func main() {
 	var counts, only string
 	flag.IntVar(&cfg.runs, "runs", 3, "`R` runs of every measurement; each figure is their median, with min and max")
 	flag.IntVar(&cfg.jobs, "jobs", 2000, "`N` jobs (and ceiling execs) per throughput run")
-	flag.StringVar(&counts, "counts", "1,2,4", "parallelism of the ceiling and COUNT of resqued in throughput runs")
+	flag.StringVar(&counts, "counts", "1,2,4", "parallelism of the ceiling and COUNT of resqued in throughput and persistent runs, and workers of the in-process drain")
 	flag.IntVar(&cfg.pickupJobs, "pickup-jobs", 1000, "jobs pushed one at a time per pickup-latency run")
 	flag.DurationVar(&cfg.pickupSettle, "pickup-settle", time.Millisecond, "pause after resqued is seen waiting before each pickup push")
 	flag.IntVar(&cfg.enqueueInvocations, "enqueue-invocations", 200, "resqued enqueue processes per run (one job each)")
 	flag.IntVar(&cfg.bulkJobs, "bulk-jobs", 100000, "jobs per resqued enqueue --stdin run")
 	flag.IntVar(&cfg.memJobs, "mem-jobs", 10000, "jobs drained per memory run")
-	flag.DurationVar(&cfg.idleWindow, "idle-window", 10*time.Second, "how long an idle daemon is watched")
+	flag.DurationVar(&cfg.idleWindow, "idle-window", 10*time.Second, "how long the idle daemons (COUNT 1, 2 and 4, watched at once) are watched; their rates are per second over it, heartbeats (one a minute) as they fall")
 	flag.StringVar(&only, "only", strings.Join(sections, ","), "measurements to run, comma-separated: "+strings.Join(sections, ", "))
 	flag.BoolVar(&cfg.check, "check", false, "exit 1 when a median misses its target (for local use; never in CI)")
 	flag.StringVar(&cfg.resqued, "resqued", "", "resqued binary (default: go build ./cmd/resqued into a temporary directory)")
