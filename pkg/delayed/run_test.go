@@ -146,3 +146,51 @@ func TestRun_ShutdownPrompt(t *testing.T) {
 		t.Fatal("Run did not return after cancel")
 	}
 }
+
+// blockedClient is the CLIENT ID of the connection blocked in BLPOP, or "".
+func blockedClient(t *testing.T, srv *redistest.Server) string {
+	list, _ := redis.String(srv.Do(t, "CLIENT", "LIST"), nil)
+	for _, line := range strings.Split(list, "\n") {
+		if strings.Contains(line, " cmd=blpop") {
+			for _, f := range strings.Fields(line) {
+				if id, ok := strings.CutPrefix(f, "id="); ok {
+					return id
+				}
+			}
+		}
+	}
+	return ""
+}
+
+// A BLPOP cut short (UNBLOCKED, as during a failover, or a dropped
+// connection) is backed off and retried, not spun on,
+// and the poller still wakes for the next delayed job.
+func TestRun_WaitCutShort(t *testing.T) {
+	srv := redistest.Start(t)
+	ns := redistest.Namespace(t)
+	qc := queue.New(srv.Pool(t), ns)
+	runScheduler(t, srv, qc, time.Hour)
+	for i, cut := range []func(id string){
+		func(id string) { srv.Do(t, "CLIENT", "UNBLOCK", id, "ERROR") },
+		func(id string) { srv.Do(t, "CLIENT", "KILL", "ID", id) },
+	} {
+		var id string
+		redistest.Eventually(t, 10*time.Second, func() bool { id = blockedClient(t, srv); return id != "" }, "no BLPOP blocked")
+		_, b := commands(t, srv)
+		cut(id)
+		redistest.Eventually(t, 10*time.Second, func() bool {
+			_, a := commands(t, srv)
+			return a["blpop"] > b["blpop"] && blockedClient(t, srv) != ""
+		}, "cut %d: the poller did not block again", i)
+		if _, a := commands(t, srv); a["blpop"]-b["blpop"] > 3 {
+			t.Fatalf("cut %d: %d BLPOPs after one cut", i, a["blpop"]-b["blpop"])
+		}
+	}
+	p, _ := queue.Encode("Now", []byte(`[]`), "")
+	if err := qc.Delay(context.Background(), time.Now(), "q", p, queue.EnqueueOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	redistest.Eventually(t, 20*time.Second, func() bool {
+		return queueLen(t, srv, queue.QueueKey(ns, "q")) == 1
+	}, "the delayed job was not moved after the cuts")
+}
