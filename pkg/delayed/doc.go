@@ -22,4 +22,10 @@
 // list, its timestamps entry and (when the list empties) the schedule in
 // the same step as it is pushed: any number of schedulers, resqued or
 // Ruby, can run at once and each item is moved exactly once.
+//
+// Run polls at most every MaxIdle (5 s, resque-scheduler's default) while
+// nothing is due sooner: between passes it blocks on the wake list
+// (queue.SchedulerWakeKey), which resqued's own Delay and RetryJob push to
+// when they add the item due first, so those move when due; items other
+// tools write move within MaxIdle. Idle, that is two commands per MaxIdle.
 package delayed

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 	"time"
@@ -26,8 +27,9 @@ import (
 // the delayed-status hash, with value ARGV[7], expiring ARGV[8] seconds
 // on (never sooner than it did), so a worker can find the token once a
 // Ruby scheduler moved the item without its "id"; KEYS[6]
-// (DelayedStatusAnyKey) lives as long.
-var delayScript = redis.NewScript(6, `
+// (DelayedStatusAnyKey) lives as long. KEYS[7] is SchedulerWakeKey and
+// ARGV[9] now (Unix seconds), for wakeLua.
+var delayScript = redis.NewScript(7, wakeLua+`
 if ARGV[4] == '1' then
   redis.call('SET', KEYS[4], ARGV[5])
   redis.call('HSET', KEYS[5], ARGV[6], ARGV[7])
@@ -36,9 +38,33 @@ if ARGV[4] == '1' then
 end
 redis.call('RPUSH', KEYS[1], ARGV[1])
 redis.call('SADD', KEYS[2], ARGV[2])
+resqued_wake(KEYS[3], KEYS[7], ARGV[3], ARGV[9])
 redis.call('ZADD', KEYS[3], ARGV[3], ARGV[3])
 return 1
 `)
+
+// wakeLua defines resqued_wake(schedule, wake, ts, now), which a script
+// that adds timestamp ts to the delayed schedule calls just before its
+// ZADD. When ts is already due (ts <= now, Unix seconds) or earlier than
+// every timestamp still to come (score > now), the poller
+// (pkg/delayed) may be asleep past it, so it pushes a token onto the
+// wake list (SchedulerWakeKey), which the poller BLPOPs (WaitWake). One
+// token is enough for any number of writes: the list never holds more
+// than one. A later ts needs none: the poller wakes by the earlier one,
+// or its poll, and reads the schedule again. The token expires after a
+// minute, so a namespace with no resqued poller keeps no stray key for
+// long.
+const wakeLua = `
+local function resqued_wake(schedule, wake, ts, now)
+  local t = tonumber(ts)
+  if t > tonumber(now) then
+    local first = redis.call('ZRANGEBYSCORE', schedule, '(' .. now, '+inf', 'WITHSCORES', 'LIMIT', 0, 1)
+    if first[2] and tonumber(first[2]) <= t then return end
+  end
+  if redis.call('LLEN', wake) == 0 then redis.call('RPUSH', wake, '1') end
+  redis.call('EXPIRE', wake, 60)
+end
+`
 
 // Delay stores payload to be pushed onto queue q at time at, in one
 // atomic script, as its DelayedItem. resque-scheduler keeps whole
@@ -86,9 +112,9 @@ func (c *Client) Delay(ctx context.Context, at time.Time, q string, payload []by
 	if _, err := delayScript.Do(conn,
 		DelayedKey(c.ns, ts), TimestampsKey(c.ns, string(item)), DelayedScheduleKey(c.ns),
 		status.Key(c.ns, opt.ID), DelayedStatusKey(c.ns, DelayedStatusDigest(q, job.Class, job.Args)),
-		DelayedStatusAnyKey(c.ns),
+		DelayedStatusAnyKey(c.ns), SchedulerWakeKey(c.ns),
 		item, TimestampsEntry(ts), ts, tracked, initialStatus(opt.Now), opt.ID,
-		DelayedStatusValue(ts, item), ttl); err != nil {
+		DelayedStatusValue(ts, item), ttl, time.Now().Unix()); err != nil {
 		return fmt.Errorf("delay job for %s: %w", q, err)
 	}
 	return c.replicated(conn, "delay job for "+q, opt.ID)
@@ -167,6 +193,158 @@ func (c *Client) DueTimestamps(ctx context.Context, now time.Time, skip, n int) 
 		return nil, fmt.Errorf("read due delayed timestamps: %w", err)
 	}
 	return tss, nil
+}
+
+// ScheduleHead reads the delayed schedule from rank skip on, soonest
+// first, in one command (ZRANGE ... WITHSCORES): due are up to n
+// timestamps due at or before now, as the schedule holds them (for
+// MoveDelayed); next is the time of the first one not yet due, when the
+// read reached it (zero otherwise: none, or more than n are due). A
+// poller sleeps until next, so one read per pass tells it both what to
+// move and when to look again.
+func (c *Client) ScheduleHead(ctx context.Context, now time.Time, skip, n int) (due []string, next time.Time, err error) {
+	vs, err := redis.Strings(c.do(ctx, "ZRANGE", DelayedScheduleKey(c.ns), skip, skip+n, "WITHSCORES"))
+	if err != nil {
+		return nil, time.Time{}, fmt.Errorf("read delayed schedule: %w", err)
+	}
+	cut := now.Unix()
+	for i := 0; i+1 < len(vs); i += 2 {
+		score, err := strconv.ParseFloat(vs[i+1], 64)
+		if err != nil {
+			return nil, time.Time{}, fmt.Errorf("read delayed schedule: score %q of %q: %w", vs[i+1], vs[i], err)
+		}
+		if score > float64(cut) {
+			return due, time.Unix(int64(math.Ceil(score)), 0), nil
+		}
+		if len(due) < n {
+			due = append(due, vs[i])
+		}
+	}
+	return due, time.Time{}, nil
+}
+
+// Waker waits for the delayed-job poller's wake tokens
+// (SchedulerWakeKey), on a connection of its own. It is used by one
+// goroutine at a time; Close it when done.
+type Waker struct {
+	c        *Client
+	conn     redis.Conn
+	id       int64 // CLIENT ID of conn; 0 when the server has none
+	intSecs  bool  // the server takes only whole seconds (before Redis 6)
+	noUnlock bool  // no CLIENT ID/UNBLOCK (before Redis 5): wait at most 1s
+}
+
+// Waker returns a Waker for c's namespace.
+func (c *Client) Waker() *Waker { return &Waker{c: c} }
+
+// Close releases the Waker's connection.
+func (w *Waker) Close() error {
+	if w.conn == nil {
+		return nil
+	}
+	err := w.conn.Close()
+	w.conn = nil
+	return err
+}
+
+// Wait blocks until a wake token arrives (woken true; the token is
+// taken, so of several pollers one wakes), timeout passes or ctx is
+// done, with one BLPOP. Cancelling ctx unblocks it with CLIENT UNBLOCK
+// from another connection, as Fetcher.Wait does, so an idle poller costs
+// Redis one command per timeout and still stops at once. An error
+// (UNBLOCKED or READONLY during a failover, a broken connection) drops
+// the connection; the next Wait dials another through the pool.
+func (w *Waker) Wait(ctx context.Context, timeout time.Duration) (woken bool, err error) {
+	if ctx.Err() != nil {
+		return false, nil
+	}
+	if w.conn != nil && w.conn.Err() != nil {
+		w.Close()
+	}
+	if w.conn == nil {
+		conn, err := w.c.pool.GetContext(ctx)
+		if err != nil {
+			return false, fmt.Errorf("wait for delayed jobs: %w", err)
+		}
+		w.id = 0
+		if !w.noUnlock {
+			id, err := redis.Int64(conn.Do("CLIENT", "ID"))
+			switch {
+			case err == nil:
+				w.id = id
+			case isUnknownCommand(err):
+				w.noUnlock = true
+			default:
+				conn.Close()
+				return false, fmt.Errorf("wait for delayed jobs: %w", err)
+			}
+		}
+		w.conn = conn
+	}
+	if w.noUnlock {
+		timeout = min(timeout, time.Second)
+	}
+	// BLPOP's 0 means forever: never send less than a millisecond.
+	timeout = max(timeout, time.Millisecond)
+	returned := make(chan struct{})
+	stopped := make(chan struct{})
+	go func() {
+		defer close(stopped)
+		select {
+		case <-returned:
+			return
+		case <-ctx.Done():
+		}
+		if w.id == 0 {
+			return
+		}
+		// Repeat: the cancel may land before the BLPOP reached Redis.
+		t := time.NewTicker(20 * time.Millisecond)
+		defer t.Stop()
+		for {
+			conn := w.c.pool.Get()
+			_, _ = conn.Do("CLIENT", "UNBLOCK", w.id)
+			conn.Close()
+			select {
+			case <-returned:
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	v, err := w.blpop(timeout)
+	if err != nil && !w.intSecs && isTimeoutRefused(err) {
+		w.intSecs = true // Redis before 6 takes whole seconds only
+		v, err = w.blpop(timeout)
+	}
+	close(returned)
+	<-stopped
+	if err != nil {
+		w.Close()
+		if ctx.Err() != nil {
+			return false, nil
+		}
+		return false, fmt.Errorf("wait for delayed jobs: %w", err)
+	}
+	return v != nil, nil
+}
+
+func (w *Waker) blpop(timeout time.Duration) (interface{}, error) {
+	secs := fmt.Sprintf("%.3f", timeout.Seconds())
+	if w.intSecs {
+		secs = strconv.FormatInt(int64(math.Ceil(timeout.Seconds())), 10)
+	}
+	return redis.DoWithTimeout(w.conn, timeout+10*time.Second, "BLPOP", SchedulerWakeKey(w.c.ns), secs)
+}
+
+func isUnknownCommand(err error) bool {
+	return strings.Contains(strings.ToLower(err.Error()), "unknown command")
+}
+
+// isTimeoutRefused is Redis before 6 refusing a fractional timeout.
+func isTimeoutRefused(err error) bool {
+	var re redis.Error
+	return errors.As(err, &re) && strings.Contains(string(re), "timeout is not")
 }
 
 // DelayedBatch is what one MoveDelayed call did.

@@ -118,3 +118,11 @@ func DelayedStatusKey(ns, digest string) string { return ns + ":resqued:delayed-
 // that a job without an "id" costs a look-up in the index only while
 // tracked delayed jobs are about, not always.
 func DelayedStatusAnyKey(ns string) string { return ns + ":resqued:delayed-status:any" }
+
+// SchedulerWakeKey is the list resqued's delayed-job poller blocks on
+// (BLPOP) between passes. Delay and RetryJob push one token onto it when
+// the item they add is due before anything else still waiting, so the
+// poller moves it at once rather than at its next poll; the list never
+// holds more than one element. Items written by other tools (Ruby
+// resque-scheduler) push nothing and are found by the next poll.
+func SchedulerWakeKey(ns string) string { return ns + ":resqued:scheduler:wake" }

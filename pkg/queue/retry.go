@@ -24,16 +24,19 @@ import (
 // expiry than it had.
 // KEYS: worker:<id>, stat:processed, stat:processed:<id>, delayed:<ts>,
 // delayed_queue_schedule, timestamps:<item>, the status key, the
-// resque-retry counter, the delayed-status hash, DelayedStatusAnyKey.
+// resque-retry counter, the delayed-status hash, DelayedStatusAnyKey,
+// SchedulerWakeKey (wakeLua: the poller moves an attempt that is due
+// first at once).
 // ARGV: sha, item, ts, TimestampsEntry(ts), now, tracked, count, ttl, index
 // value, token.
-var retryScript = redis.NewScript(10, status.UpdateLua+`
+var retryScript = redis.NewScript(11, status.UpdateLua+wakeLua+`
 local cur = redis.call('GET', KEYS[1])
 if not cur or redis.sha1hex(cur) ~= ARGV[1] then return 0 end
 redis.call('DEL', KEYS[1])
 redis.call('INCRBY', KEYS[2], 1)
 redis.call('INCRBY', KEYS[3], 1)
 redis.call('RPUSH', KEYS[4], ARGV[2])
+resqued_wake(KEYS[5], KEYS[11], ARGV[3], ARGV[5])
 redis.call('ZADD', KEYS[5], ARGV[3], ARGV[3])
 redis.call('SADD', KEYS[6], ARGV[4])
 redis.call('SET', KEYS[8], ARGV[7], 'EX', ARGV[8])
@@ -75,6 +78,7 @@ func (c *Client) RetryJob(ctx context.Context, r *Reserved, at time.Time) (bool,
 		WorkerKey(c.ns, id), StatKey(c.ns, "processed"), WorkerStatKey(c.ns, "processed", id),
 		DelayedKey(c.ns, ts), DelayedScheduleKey(c.ns), TimestampsKey(c.ns, string(item)), status.Key(c.ns, j.ID),
 		countKey, DelayedStatusKey(c.ns, DelayedStatusDigest(j.Queue, j.Class, j.Args)), DelayedStatusAnyKey(c.ns),
+		SchedulerWakeKey(c.ns),
 		record, item, ts, TimestampsEntry(ts), time.Now().Unix(), tracked,
 		// resque-retry's counter during attempt N is N-1 (see Restore).
 		j.Attempt-1, ttl, DelayedStatusValue(ts, item), j.ID))
