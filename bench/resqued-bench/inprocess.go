@@ -3,8 +3,9 @@ package main
 // The in-process comparison: the shape of Ruby Resque's non-forking mode
 // (FORK_PER_JOB=false), written in Go. P goroutines each act as one
 // worker with its own worker id, take the bench's jobs with the same
-// Redis bookkeeping as resqued (lease, registration, the reserve script
-// into worker:<id>, the finish script's counters and status) through the
+// Redis bookkeeping as resqued (lease, registration, the script that
+// records one job's outcome and takes the next into worker:<id>, the
+// counters and status) through the
 // module's public pkg/queue API, and call a no-op Go function instead of
 // a handler: no process, no pipe, no isolation. It is the floor a
 // persistent handler's resqued is compared with.
@@ -90,7 +91,7 @@ func (b *bench) inprocWorker(i int) error {
 	defer f.Close()
 	var done *queue.Reserved // the job run last, not yet recorded
 	for {
-		r, err := finishAndReserve(ctx, c, f, done)
+		r, err := finishAndReserve(ctx, f, done)
 		if errors.Is(err, queue.ErrNoJob) {
 			break
 		}
@@ -106,22 +107,22 @@ func (b *bench) inprocWorker(i int) error {
 	return c.UnregisterWorker(ctx, id, lease.Token)
 }
 
-// finishAndReserve records done (when not nil) as a success, then takes
-// the next job: the two round trips per job, kept in this one function so
-// that the lead engineer can swap them for a combined finish-and-reserve
-// call should pkg/queue gain one. It returns queue.ErrNoJob once the
-// queue is empty, done recorded.
-func finishAndReserve(ctx context.Context, c *queue.Client, f *queue.Fetcher, done *queue.Reserved) (*queue.Reserved, error) {
-	if done != nil {
-		recorded, err := c.FinishJob(ctx, done, queue.Outcome{})
-		if err != nil {
-			return nil, err
-		}
-		if !recorded {
-			return nil, fmt.Errorf("job %s not recorded: no longer in %s", done.ID, done.Worker)
-		}
+// finishAndReserve records done (when not nil) as a success and takes
+// the next job, in one script, as a resqued worker does
+// (queue.Fetcher.FinishAndReserve); the first job is taken by a plain
+// reserve. It returns queue.ErrNoJob once the queue is empty, done
+// recorded. The running mark of a tracked job is made before it returns
+// (no DeferRunning), as a caller that does nothing meanwhile would.
+func finishAndReserve(ctx context.Context, f *queue.Fetcher, done *queue.Reserved) (*queue.Reserved, error) {
+	queues := []string{benchQueue}
+	if done == nil {
+		return f.Reserve(ctx, queues, queue.ReserveOptions{})
 	}
-	return f.Reserve(ctx, []string{benchQueue}, queue.ReserveOptions{})
+	recorded, next, err := f.FinishAndReserve(ctx, done, queue.Outcome{}, queues, queue.ReserveOptions{})
+	if err == nil && !recorded {
+		return nil, fmt.Errorf("job %s not recorded: no longer in %s", done.ID, done.Worker)
+	}
+	return next, err
 }
 
 // noopJob is the job's code: nothing, as the Noop handler does nothing.
