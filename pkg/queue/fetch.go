@@ -43,7 +43,16 @@ type Fetcher struct {
 	// whose running mark was sent on it and not yet read.
 	conn    redis.Conn
 	pending []pendingMark
+
+	// waitedOut: the last Wait ran its course with every queue empty.
+	waitedOut bool
 }
+
+// WaitedOut reports whether the last Wait returned because its timeout
+// passed with nothing in any of its queues (not because a job arrived,
+// ctx ended, or it failed or only slept): a Reserve right after would
+// find nothing.
+func (f *Fetcher) WaitedOut() bool { return f.waitedOut }
 
 type peekConn struct {
 	conn redis.Conn
@@ -458,6 +467,7 @@ func ParseWorking(record []byte) (*Working, error) {
 // the waits with CLIENT UNBLOCK. On Redis before 6.2 (no BLMOVE) it
 // sleeps min(timeout, 1s) instead.
 func (f *Fetcher) Wait(ctx context.Context, queues []string, timeout time.Duration) error {
+	f.waitedOut = false
 	if timeout <= 0 || len(queues) == 0 || ctx.Err() != nil {
 		return nil
 	}
@@ -514,6 +524,7 @@ func (f *Fetcher) Wait(ctx context.Context, queues []string, timeout time.Durati
 	stop := f.unblockOnCancel(wctx, queues, returned)
 	defer stop()
 	var wg sync.WaitGroup
+	var arrived atomic.Bool
 	failed := make([]error, len(queues))
 	secs := fmt.Sprintf("%.3f", timeout.Seconds())
 	for i, q := range queues {
@@ -524,12 +535,16 @@ func (f *Fetcher) Wait(ctx context.Context, queues []string, timeout time.Durati
 			v, err := redis.DoWithTimeout(p.conn, timeout+10*time.Second, "BLMOVE", key, key, "RIGHT", "RIGHT", secs)
 			returned[i].Store(true)
 			failed[i] = err
+			if v != nil {
+				arrived.Store(true)
+			}
 			if v != nil || err != nil {
 				wake() // a job is there (or trouble): stop waiting on the rest
 			}
 		}()
 	}
 	wg.Wait()
+	f.waitedOut = !arrived.Load() && ctx.Err() == nil && len(f.skipped) == 0
 	var first error
 	for i, err := range failed {
 		if err == nil {

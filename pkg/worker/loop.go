@@ -125,22 +125,33 @@ func (w *Worker) loop() error {
 				return nil
 			}
 			w.cfg.SetTitle("Waiting for " + strings.Join(w.cfg.Queues, ","))
-			// Idle: re-read the queue list now ("*" may have grown).
-			if q, err := w.queues(waitCtx, true); err == nil {
-				queues = q
-			}
-			w.log.Debug("waiting for a job", "queues", strings.Join(queues, ","), "timeout", w.cfg.Interval)
-			if len(queues) == 0 {
-				sleep(waitCtx, w.cfg.Interval)
-			} else if err := fetch.Wait(waitCtx, queues, w.cfg.Interval); err != nil {
-				// A wait cut short (UNBLOCKED when the primary is
-				// demoted, a dropped connection) is looked into by the
-				// next reserve; spacing the waits keeps a wait that
-				// keeps failing from spinning.
-				w.log.Debug("wait for jobs", "error", err)
-				waitBackoff.wait(wake)
-			} else {
+			for {
+				// Idle: re-read the queue list now ("*" may have grown).
+				if q, err := w.queues(waitCtx, true); err == nil {
+					queues = q
+				}
+				w.log.Debug("waiting for a job", "queues", strings.Join(queues, ","), "timeout", w.cfg.Interval)
+				if len(queues) == 0 {
+					sleep(waitCtx, w.cfg.Interval)
+					break
+				}
+				if err := fetch.Wait(waitCtx, queues, w.cfg.Interval); err != nil {
+					// A wait cut short (UNBLOCKED when the primary is
+					// demoted, a dropped connection) is looked into by
+					// the next reserve; spacing the waits keeps a wait
+					// that keeps failing from spinning.
+					w.log.Debug("wait for jobs", "error", err)
+					waitBackoff.wait(wake)
+					break
+				}
 				waitBackoff.reset(w.log) // never failed: logs nothing
+				// A wait that ran its course found every queue empty:
+				// a reserve now would take nothing. It is sent only
+				// once it is due for what else it does (see
+				// idleCheckDue), and at once when a job arrives.
+				if !fetch.WaitedOut() || waitCtx.Err() != nil || w.idleCheckDue() {
+					break
+				}
 			}
 			cancel()
 			continue
@@ -172,11 +183,23 @@ func (w *Worker) reserve(ctx context.Context, fetch *queue.Fetcher, queues []str
 	if err != nil {
 		return nil, err
 	}
+	w.reservedAt = time.Now()
 	r, err := fetch.Reserve(ctx, queues, opt)
 	if err == nil {
 		w.noteResumed(r)
 	}
 	return r, err
+}
+
+// idleCheckDue reports whether an idle worker whose wait found nothing
+// is to send a reserve anyway, for what else the reserve script does: it
+// notices the pause-all-workers flag (so that an idle worker shows it
+// within two intervals) and extends the lease (due at half its TTL,
+// before the worker's own renewal at three quarters). With the default
+// 5 s INTERVAL that is every other wait: an idle worker sends a BLMOVE
+// every 5 s and a reserve every 10 s.
+func (w *Worker) idleCheckDue() bool {
+	return time.Since(w.reservedAt) >= 2*w.cfg.Interval || time.Since(w.lease.Renewed()) >= w.cfg.LeaseTTL/2
 }
 
 // reserveOptions are the options of every reserve: with

@@ -102,9 +102,9 @@ func (w *Worker) heartbeat(ctx context.Context) {
 // renewLease keeps the lease alive until ctx ends, or until another
 // process turns out to hold the id: then the worker stops. The reserve
 // and outcome scripts extend the lease as they check it, so a worker
-// that takes jobs, or waits for them with the default INTERVAL, renews
-// nothing here; this renews it once half its TTL passed without, during
-// a long job or a long INTERVAL. Looking costs no command.
+// that takes jobs, or waits for them (idleCheckDue), renews nothing
+// here; this renews it once three quarters of its TTL passed without,
+// during a long job or a long INTERVAL. Looking costs no command.
 func (w *Worker) renewLease(ctx context.Context, log hclog.Logger, down *outage.Log) {
 	t := time.NewTicker(min(w.cfg.LeaseTTL/6, time.Second))
 	defer t.Stop()
@@ -114,7 +114,7 @@ func (w *Worker) renewLease(ctx context.Context, log hclog.Logger, down *outage.
 			return
 		case <-t.C:
 		}
-		if time.Since(w.lease.Renewed()) < w.cfg.LeaseTTL/2 {
+		if time.Since(w.lease.Renewed()) < w.cfg.LeaseTTL*3/4 {
 			continue
 		}
 		err := w.lease.Renew(ctx)

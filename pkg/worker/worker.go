@@ -96,7 +96,8 @@ type Config struct {
 
 	// LeaseTTL is how long the worker's claim on its id (queue.Lease)
 	// lasts unless renewed. Every reserve and outcome script renews it;
-	// the worker renews it itself only after half of it passed without
+	// an idle worker sends a reserve once half of it passed, and the
+	// worker renews it itself only after three quarters passed without
 	// one (a long job, a long INTERVAL). A worker killed with -9 is
 	// pruned by others once it has run out. Zero means DefaultLeaseTTL.
 	LeaseTTL time.Duration
@@ -132,6 +133,8 @@ type Worker struct {
 	// classes are the handler classes last listed, at classesAt (loop only).
 	classes   []string
 	classesAt time.Time
+	// reservedAt is when the loop last sent a reserve of its own.
+	reservedAt time.Time
 
 	mu      sync.Mutex
 	state   state
