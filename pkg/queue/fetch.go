@@ -46,6 +46,9 @@ type Fetcher struct {
 
 	// waitedOut: the last Wait ran its course with every queue empty.
 	waitedOut bool
+	// predicted is the id of the job the last reserve said would be
+	// taken next, for the next reserve to mark running in its script.
+	predicted string
 }
 
 // WaitedOut reports whether the last Wait returned because its timeout
@@ -167,18 +170,37 @@ var ErrPausedAll = errors.New("all workers paused")
 // or resume the job already held there. kpause is the pause-all-workers
 // flag, kany DelayedStatusAnyKey; runat is the job's run_at, prefix the
 // queue key prefix, filter "1" to take only the classes ARGV[cfirst..],
-// held "1" to resume a held job only. It returns
-// {queue key, payload, resumed, sha1 of the record, status id, 1 if
-// DelayedStatusAnyKey exists}, or
-// {"skipped", queue keys whose head job has another class...}, or
-// {"paused"}, or false.
+// held "1" to resume a held job only.
+//
+// predicted is the id the last reserve said would be taken next, kpred
+// its status key: when the job taken has that id, its running mark is
+// made here (at time now), a round trip less; the key is declared, as
+// every key a script touches must be. What it takes, it also looks past:
+// the id of the job the next reserve will take, as things stand.
+//
+// It returns {queue key, payload, resumed, sha1 of the record, status
+// id, 1 if DelayedStatusAnyKey exists, 1 if marked running, the next
+// job's id}, or {"skipped", queue keys whose head job has another
+// class...}, or {"paused"}, or false. MarkLua (and CodeLua) go before it.
 const reserveLua = `
-local function resqued_reserve(kw, kpause, kany, qfirst, runat, prefix, filter, held, cfirst)
+local function resqued_next_id(qfirst, filter)
+  if filter == '1' then return '' end
+  for i = qfirst, #KEYS do
+    local head = redis.call('LINDEX', KEYS[i], 0)
+    if head then
+      local ok, p = pcall(cjson.decode, head)
+      if ok and type(p) == 'table' and type(p['id']) == 'string' then return p['id'] end
+      return ''
+    end
+  end
+  return ''
+end
+local function resqued_reserve(kw, kpause, kany, kpred, qfirst, runat, prefix, filter, held, predicted, now, cfirst)
   local cur = redis.call('GET', kw)
   if cur then
     local ok, rec = pcall(cjson.decode, cur)
     if not (ok and type(rec) == 'table' and rec['paused']) then
-      return {'', cur, 1, redis.sha1hex(cur), '', redis.call('EXISTS', kany)}
+      return {'', cur, 1, redis.sha1hex(cur), '', redis.call('EXISTS', kany), 0, ''}
     end
   end
   if held == '1' then return false end
@@ -211,15 +233,20 @@ local function resqued_reserve(kw, kpause, kany, qfirst, runat, prefix, filter, 
         local q = string.sub(k, string.len(prefix) + 1)
         local rec = '{"queue":' .. cjson.encode(q) .. ',"run_at":"' .. runat .. '","payload":' .. embedded .. '}'
         redis.call('SET', kw, rec)
-        -- A tracked job's status turns running in runningScript: its key
-        -- is known only now, and a script touches only declared keys.
         local sid = ''
         if ok and type(p) == 'table' and type(p['id']) == 'string' and p['id'] ~= '' then
           sid = p['id']
         end
         local any = 0
         if sid == '' then any = redis.call('EXISTS', kany) end
-        return {k, v, 0, redis.sha1hex(rec), sid, any}
+        -- A tracked job's status turns running here when its id was
+        -- foreseen (its key declared), else in runningScript.
+        local marked = 0
+        if sid ~= '' and sid == predicted then
+          resqued_mark(kpred, 2, now)
+          marked = 1
+        end
+        return {k, v, 0, redis.sha1hex(rec), sid, any, marked, resqued_next_id(qfirst, filter)}
       end
     end
   end
@@ -230,14 +257,15 @@ end
 
 // reserveScript: KEYS[1] is worker:<id>, KEYS[2] the pause-all-workers
 // flag, KEYS[3] the worker's owner lease, KEYS[4] DelayedStatusAnyKey,
-// KEYS[5..] the queues in order.
-// ARGV[1] run_at, ARGV[2] the queue key prefix, ARGV[3] "1" to filter by
-// class, ARGV[4] and ARGV[5] the lease token and TTL, ARGV[6] "1" for
-// held jobs only, ARGV[7..] the classes. Returns what resqued_reserve
-// does, or {"notowner"}.
-var reserveScript = redis.NewScript(-1, ownerLua+reserveLua+`
+// KEYS[5] the status key of the foreseen job, KEYS[6..] the queues in
+// order. ARGV[1] run_at, ARGV[2] the queue key prefix, ARGV[3] "1" to
+// filter by class, ARGV[4] and ARGV[5] the lease token and TTL, ARGV[6]
+// "1" for held jobs only, ARGV[7] the foreseen job's id, ARGV[8] the time,
+// ARGV[9..] the classes. Returns what resqued_reserve does, or
+// {"notowner"}.
+var reserveScript = redis.NewScript(-1, status.CodeLua+status.MarkLua+ownerLua+reserveLua+`
 if not resqued_owner(KEYS[3], ARGV[4], ARGV[5]) then return {'notowner'} end
-return resqued_reserve(KEYS[1], KEYS[2], KEYS[4], 5, ARGV[1], ARGV[2], ARGV[3], ARGV[6], 7)
+return resqued_reserve(KEYS[1], KEYS[2], KEYS[4], KEYS[5], 6, ARGV[1], ARGV[2], ARGV[3], ARGV[6], ARGV[7], ARGV[8], 9)
 `)
 
 // Reserve takes the next job from queues, checked strictly in the order
@@ -263,12 +291,13 @@ func (f *Fetcher) Reserve(ctx context.Context, queues []string, opt ReserveOptio
 		held = "1"
 	}
 	token, ttl := f.lease.ownerArgs()
-	args := make([]interface{}, 0, 4+len(queues)+6+len(opt.Classes))
-	args = append(args, 4+len(queues), WorkerKey(f.c.ns, f.worker), PauseAllKey(f.c.ns), OwnerKey(f.c.ns, f.worker), DelayedStatusAnyKey(f.c.ns))
+	args := make([]interface{}, 0, 6+len(queues)+8+len(opt.Classes))
+	args = append(args, 5+len(queues), WorkerKey(f.c.ns, f.worker), PauseAllKey(f.c.ns), OwnerKey(f.c.ns, f.worker),
+		DelayedStatusAnyKey(f.c.ns), status.Key(f.c.ns, f.predicted))
 	for _, q := range queues {
 		args = append(args, QueueKey(f.c.ns, q))
 	}
-	args = append(args, now.UTC().Format(RunAtFormat), QueuePrefix(f.c.ns), classFilter(opt), token, ttl, held)
+	args = append(args, now.UTC().Format(RunAtFormat), QueuePrefix(f.c.ns), classFilter(opt), token, ttl, held, f.predicted, now.Unix())
 	for _, c := range opt.Classes {
 		args = append(args, c)
 	}
@@ -320,7 +349,7 @@ func (f *Fetcher) taken(conn redis.Conn, what string, v interface{}, now time.Ti
 			return nil, ErrNoJob
 		}
 	}
-	if len(reply) != 6 {
+	if len(reply) != 8 {
 		return nil, fmt.Errorf("%s: unexpected reply", what)
 	}
 	// Take the payload as redigo read it: no copy.
@@ -330,6 +359,9 @@ func (f *Fetcher) taken(conn redis.Conn, what string, v interface{}, now time.Ti
 	digest, _ := reply[3].([]byte)
 	sid, _ := reply[4].([]byte)
 	any, _ := reply[5].(int64)
+	marked, _ := reply[6].(int64)
+	nextID, _ := reply[7].([]byte)
+	f.predicted = string(nextID)
 	if payload == nil || digest == nil {
 		return nil, fmt.Errorf("%s: unexpected reply", what)
 	}
@@ -342,7 +374,7 @@ func (f *Fetcher) taken(conn redis.Conn, what string, v interface{}, now time.Ti
 		}
 		r.Queue, r.Payload, r.Resumed, r.ID = w.Queue, w.Payload, true, StatusID(w.Payload)
 	}
-	if r.ID != "" {
+	if r.ID != "" && marked != 1 {
 		if err := f.markRunning(conn, r, now, deferRunning); err != nil {
 			// Only a dropped connection gets here, with the job held:
 			// the next Reserve resumes it and marks it.
@@ -430,7 +462,7 @@ func (f *Fetcher) jobConn(ctx context.Context) (redis.Conn, error) {
 // while worker:<id> (KEYS[1]) still holds the job's record (SHA-1
 // ARGV[1]): a job pruned or finished meanwhile keeps the status its
 // outcome gave it. ARGV[2] is the time. Returns 1 when it marked.
-var runningScript = redis.NewScript(2, status.MarkLua+`
+var runningScript = redis.NewScript(2, status.CodeLua+status.MarkLua+`
 local cur = redis.call('GET', KEYS[1])
 if not cur or redis.sha1hex(cur) ~= ARGV[1] then return 0 end
 return resqued_mark(KEYS[2], 2, ARGV[2])

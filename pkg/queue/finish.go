@@ -53,14 +53,15 @@ end
 // (KEYS[1..9], ARGV[1..9]) and, unless another process owns the worker
 // id, reserves the next job as reserveScript does, in the same step: one
 // round trip per job instead of two. KEYS[10] is the pause-all-workers
-// flag, KEYS[11] DelayedStatusAnyKey, KEYS[12..] the queues; ARGV[10]
-// run_at, ARGV[11] the queue key prefix, ARGV[12] the class filter flag,
-// ARGV[13..] the classes. Returns {finishScript's reply, resqued_reserve's
-// reply (or false)}.
-var finishReserveScript = redis.NewScript(-1, status.UpdateLua+ownerLua+finishLua+reserveLua+`
+// flag, KEYS[11] DelayedStatusAnyKey, KEYS[12] the foreseen job's status
+// key, KEYS[13..] the queues; ARGV[10] run_at, ARGV[11] the queue key
+// prefix, ARGV[12] the class filter flag, ARGV[13] the foreseen job's id,
+// ARGV[14] the time, ARGV[15..] the classes. Returns {finishScript's
+// reply, resqued_reserve's reply (or false)}.
+var finishReserveScript = redis.NewScript(-1, status.UpdateLua+status.MarkLua+ownerLua+finishLua+reserveLua+`
 local n = resqued_finish()
 if n < 0 then return {n, false} end
-return {n, resqued_reserve(KEYS[1], KEYS[10], KEYS[11], 12, ARGV[10], ARGV[11], ARGV[12], '0', 13)}
+return {n, resqued_reserve(KEYS[1], KEYS[10], KEYS[11], KEYS[12], 13, ARGV[10], ARGV[11], ARGV[12], '0', ARGV[13], ARGV[14], 15)}
 `)
 
 // FinishJob ends reserved job r as o says: a success, or a failure
@@ -155,16 +156,17 @@ func (f *Fetcher) FinishAndReserve(ctx context.Context, r *Reserved, o Outcome, 
 	if now.IsZero() {
 		now = time.Now()
 	}
-	args, err := f.c.finishArgs(r, o, 2+len(queues)+3+len(opt.Classes))
+	args, err := f.c.finishArgs(r, o, 3+len(queues)+5+len(opt.Classes))
 	if err != nil {
 		return false, nil, err
 	}
-	keys := append(append([]interface{}{9 + 2 + len(queues)}, args[:9]...), PauseAllKey(f.c.ns), DelayedStatusAnyKey(f.c.ns))
+	keys := append(append([]interface{}{9 + 3 + len(queues)}, args[:9]...), PauseAllKey(f.c.ns), DelayedStatusAnyKey(f.c.ns),
+		status.Key(f.c.ns, f.predicted))
 	for _, q := range queues {
 		keys = append(keys, QueueKey(f.c.ns, q))
 	}
 	keys = append(keys, args[9:]...)
-	keys = append(keys, now.UTC().Format(RunAtFormat), QueuePrefix(f.c.ns), classFilter(opt))
+	keys = append(keys, now.UTC().Format(RunAtFormat), QueuePrefix(f.c.ns), classFilter(opt), f.predicted, now.Unix())
 	for _, c := range opt.Classes {
 		keys = append(keys, c)
 	}

@@ -103,7 +103,7 @@ func (t *Tracker) Get(ctx context.Context, id string) (Status, error) {
 // Annotate merges it. pkg/queue includes it in the script that records a
 // job's outcome, so the status and its detail change in the same atomic
 // step.
-const UpdateLua = mergeLua + codeLua + `
+const UpdateLua = mergeLua + CodeLua + `
 local function resqued_status(key, code, now, ttl, detail)
   local cur = redis.call('GET', key)
   if not cur then return 0 end
@@ -118,9 +118,10 @@ local function resqued_status(key, code, now, ttl, detail)
 end
 `
 
-// codeLua defines resqued_status_code(cur, code, now): the status value
-// cur with its status set to code and updated to now, in place.
-const codeLua = `
+// CodeLua defines resqued_status_code(cur, code, now): the status value
+// cur with its status set to code and updated to now, in place. UpdateLua
+// includes it; a script with MarkLua and without UpdateLua needs it.
+const CodeLua = `
 local function resqued_status_code(cur, code, now)
   local n1, n2
   cur, n1 = string.gsub(cur, '"status"%s*:%s*%d+', '"status":' .. code, 1)
@@ -138,8 +139,8 @@ end
 // MarkLua defines resqued_mark(key, code, now): resqued_status for a
 // code that is not final and no detail (the running mark), without the
 // merge machinery, so the script that marks every tracked job running
-// is small.
-const MarkLua = codeLua + `
+// is small. It needs CodeLua (or UpdateLua) before it.
+const MarkLua = `
 local function resqued_mark(key, code, now)
   local cur = redis.call('GET', key)
   if not cur then return 0 end

@@ -3,6 +3,7 @@ package worker_test
 import (
 	"context"
 	"fmt"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -180,5 +181,67 @@ func TestWorker_OneScriptPerJob(t *testing.T) {
 	// Separate reserve and outcome scripts would be 2n+1 and more.
 	if max := n + 6; scripts > max {
 		t.Errorf("worker sent %d reserve or outcome scripts for %d jobs, want at most %d (one per job)", scripts, n, max)
+	}
+}
+
+// A tracked job's running mark needs its status key, which a script may
+// touch only if it is declared, and which is known only once the job is
+// read: a separate script per job. The reserve step now says which job
+// the next reserve will take, so the next step declares its key and
+// marks it in the same script. A single worker on its queue sends no
+// separate running marks at all; every status still goes running, then
+// complete, and every job runs once.
+func TestWorker_TrackedRunningMarkForeseen(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	const n = 10
+	for i := 0; i < n; i++ {
+		tok := fmt.Sprintf("tok-%02d", i)
+		p, _ := queue.Encode("Log", []byte(fmt.Sprintf("[%d]", i)), tok)
+		if err := e.q.Enqueue(ctx, "q", p, queue.EnqueueOptions{Track: true, ID: tok}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	m := startMonitor(t, e.srv)
+	cfg := e.config(t, 304)
+	cfg.Interval = -1
+	cfg.LeaseTTL = time.Minute
+	w, err := worker.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Run(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if runs := e.runLines(); len(runs) != n {
+		t.Fatalf("%d runs, want %d", len(runs), n)
+	}
+	for i := 0; i < n; i++ {
+		tok := fmt.Sprintf("tok-%02d", i)
+		key := status.Key(e.ns, tok)
+		if s, err := e.st.Get(ctx, tok); err != nil || s.Code != status.Complete {
+			t.Errorf("%s: status %+v %v, want complete", tok, s, err)
+		}
+		redistest.Eventually(t, 10*time.Second, func() bool { return len(m.writes(key)) >= 2 }, "%s: status writes never seen", tok)
+		if ws := m.writes(key); len(ws) != 2 || !strings.Contains(ws[0], `\"status\":2`) {
+			t.Errorf("%s: %d status writes, want running then complete:\n%s", tok, len(ws), strings.Join(ws, "\n"))
+		}
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	// The separate running mark: a script of two keys, worker:<id> and
+	// a status key.
+	mark := regexp.MustCompile(`"EVAL(SHA)?" "(?:[^"\\]|\\.)*" "2" "[^"]*:worker:[^"]*" "[^"]*:status"`)
+	marks := 0
+	for _, l := range m.lines {
+		if !strings.Contains(l, "lua]") && mark.MatchString(l) {
+			marks++
+		}
+	}
+	// The first job's is separate (nothing foresaw it): a pipelined
+	// EVALSHA, answered NOSCRIPT on this new server, then Script.Do's
+	// EVALSHA and EVAL. Without foresight it would be one more per job.
+	if marks > 3 {
+		t.Errorf("%d separate running marks for %d jobs on one worker, want at most 3 (the first job's)", marks, n)
 	}
 }
