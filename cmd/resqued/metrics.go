@@ -8,8 +8,6 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/urfave/cli/v2"
 
 	"github.com/resqued/resqued/pkg/metrics"
@@ -29,10 +27,8 @@ func serveMetrics(c *cli.Context, cfg *worker.Config, withJobs bool) (stop func(
 	if addr == "" {
 		return func() {}, nil
 	}
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(metrics.NewCollector(cfg.Queue),
-		collectors.NewGoCollector(),
-		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg := metrics.NewRegistry()
+	reg.Register(metrics.NewCollector(cfg.Queue), metrics.Process{})
 	if withJobs {
 		cfg.Jobs = metrics.NewJobs(reg)
 	}

@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/urfave/cli/v2"
 
 	"github.com/resqued/resqued/pkg/metrics"
@@ -95,8 +94,8 @@ func serveWeb(c *cli.Context, addr string, q *queue.Client, st *status.Tracker, 
 	if err != nil {
 		return nil, err
 	}
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(metrics.NewCollector(q))
+	reg := metrics.NewRegistry()
+	reg.Register(metrics.NewCollector(q))
 	handler := web.New(web.Config{
 		Queue:   q,
 		Status:  st,

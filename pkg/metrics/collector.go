@@ -2,9 +2,8 @@ package metrics
 
 import (
 	"context"
+	"sync/atomic"
 	"time"
-
-	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/resqued/resqued/pkg/queue"
 )
@@ -12,84 +11,62 @@ import (
 // scrapeTimeout bounds the Redis reads of one scrape.
 const scrapeTimeout = 5 * time.Second
 
-// Collector reads Resque's state from Redis on each scrape.
+// Collector exports Resque's global state, read from Redis on every
+// scrape.
 type Collector struct {
-	q *queue.Client
-
-	processed *prometheus.Desc
-	failed    *prometheus.Desc
-	queueSize *prometheus.Desc
-	workers   *prometheus.Desc
-	errors    prometheus.Counter
+	q      *queue.Client
+	errors atomic.Uint64
 }
 
-// NewCollector returns a Collector reading through q. Register it with a
-// prometheus.Registerer.
-func NewCollector(q *queue.Client) *Collector {
-	return &Collector{
-		q: q,
-		processed: prometheus.NewDesc("resque_processed_total",
-			"Jobs processed by all Resque workers (stat:processed).", nil, nil),
-		failed: prometheus.NewDesc("resque_failed_total",
-			"Jobs failed across all Resque workers (stat:failed).", nil, nil),
-		queueSize: prometheus.NewDesc("resque_queue_size",
-			"Jobs waiting in each queue.", []string{"queue"}, nil),
-		workers: prometheus.NewDesc("resque_workers",
-			"Registered Resque workers by state.", []string{"state"}, nil),
-		errors: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "resqued_redis_errors_total",
-			Help: "Scrapes that failed to read Redis.",
-		}),
-	}
-}
+// NewCollector returns a Collector reading through q; register it in a
+// Registry.
+func NewCollector(q *queue.Client) *Collector { return &Collector{q: q} }
 
-// Describe implements prometheus.Collector.
-func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
-	ch <- c.processed
-	ch <- c.failed
-	ch <- c.queueSize
-	ch <- c.workers
-	c.errors.Describe(ch)
-}
-
-// Collect implements prometheus.Collector. When Redis cannot be read it
-// counts an error and exports only what it read before the failure.
-func (c *Collector) Collect(ch chan<- prometheus.Metric) {
-	defer c.errors.Collect(ch)
+// Collect implements Source. When Redis cannot be read it exports only
+// resqued_redis_errors_total, counted up.
+func (c *Collector) Collect(w *Writer) {
+	defer func() {
+		w.Family("resqued_redis_errors_total", "Scrapes that failed to read Redis.", "counter")
+		w.Sample("resqued_redis_errors_total", float64(c.errors.Load()))
+	}()
 	ctx, cancel := context.WithTimeout(context.Background(), scrapeTimeout)
 	defer cancel()
 	processed, failed, err := c.q.Counters(ctx)
 	if err != nil {
-		c.errors.Inc()
+		c.errors.Add(1)
 		return
 	}
-	ch <- prometheus.MustNewConstMetric(c.processed, prometheus.CounterValue, float64(processed))
-	ch <- prometheus.MustNewConstMetric(c.failed, prometheus.CounterValue, float64(failed))
 	qs, err := c.q.QueueSizes(ctx)
 	if err != nil {
-		c.errors.Inc()
+		c.errors.Add(1)
 		return
-	}
-	for _, q := range qs {
-		ch <- prometheus.MustNewConstMetric(c.queueSize, prometheus.GaugeValue, float64(q.Size), q.Queue)
 	}
 	ws, err := c.q.WorkerInfos(ctx)
 	if err != nil {
-		c.errors.Inc()
+		c.errors.Add(1)
 		return
 	}
-	states := map[string]int{"busy": 0, "idle": 0, "paused": 0}
-	for _, w := range ws {
-		switch w.State {
+	w.Family("resque_processed_total", "Jobs processed by all Resque workers (stat:processed).", "counter")
+	w.Sample("resque_processed_total", float64(processed))
+	w.Family("resque_failed_total", "Jobs failed across all Resque workers (stat:failed).", "counter")
+	w.Sample("resque_failed_total", float64(failed))
+	w.Family("resque_queue_size", "Jobs waiting in each queue.", "gauge")
+	for _, q := range qs {
+		w.Sample("resque_queue_size", float64(q.Size), "queue", q.Queue)
+	}
+	var busy, idle, paused int
+	for _, wi := range ws {
+		switch wi.State {
 		case "working":
-			states["busy"]++
+			busy++
 		case "paused":
-			states["paused"]++
+			paused++
 		default:
-			states["idle"]++
+			idle++
 		}
 	}
-	for s, n := range states {
-		ch <- prometheus.MustNewConstMetric(c.workers, prometheus.GaugeValue, float64(n), s)
-	}
+	w.Family("resque_workers", "Registered Resque workers by state.", "gauge")
+	w.Sample("resque_workers", float64(busy), "state", "busy")
+	w.Sample("resque_workers", float64(idle), "state", "idle")
+	w.Sample("resque_workers", float64(paused), "state", "paused")
 }

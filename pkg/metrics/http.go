@@ -5,25 +5,14 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
-
 	"github.com/resqued/resqued/pkg/queue"
 )
 
-// Handler serves reg's metrics in the Prometheus exposition format.
-func Handler(reg *prometheus.Registry) http.Handler {
-	return promhttp.HandlerFor(reg, promhttp.HandlerOpts{
-		ErrorHandling: promhttp.ContinueOnError,
-		Registry:      reg, // promhttp_metric_handler_errors_total
-	})
-}
-
-// healthTimeout is how long Redis has to answer the health check's PING.
+// healthTimeout bounds /healthz's Redis PING.
 const healthTimeout = time.Second
 
-// Healthz answers 200 "ok" when Redis answers q's PING within a second,
-// and 503 with the error otherwise.
+// Healthz answers 200 "ok" when Redis answers a PING within a second,
+// 503 with the error otherwise.
 func Healthz(q *queue.Client) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		ctx, cancel := context.WithTimeout(r.Context(), healthTimeout)
@@ -40,8 +29,8 @@ func Healthz(q *queue.Client) http.HandlerFunc {
 	}
 }
 
-// Mux returns a ServeMux with GET /metrics and GET /healthz.
-func Mux(reg *prometheus.Registry, q *queue.Client) *http.ServeMux {
+// Mux serves GET /metrics from reg and GET /healthz.
+func Mux(reg *Registry, q *queue.Client) *http.ServeMux {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", Handler(reg))
 	mux.Handle("GET /healthz", Healthz(q))
