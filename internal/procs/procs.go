@@ -18,13 +18,18 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 )
 
-// WorkerTitle is Ruby Resque's pattern for a live worker's command line.
-var WorkerTitle = regexp.MustCompile(`resque:work|resque:\sStarting|resque-[0-9]`)
+// workerTitle is Ruby Resque's pattern for a live worker's command line,
+// compiled on first use: only pruning dead workers needs it, and every
+// resqued process (each command, each worker) would compile it at start.
+var workerTitle = sync.OnceValue(func() *regexp.Regexp {
+	return regexp.MustCompile(`resque:work|resque:\sStarting|resque-[0-9]`)
+})
 
 // WorkerPIDs returns the pids of processes whose command line matches
-// WorkerTitle. It reads /proc where there is one and runs ps elsewhere.
+// workerTitle. It reads /proc where there is one and runs ps elsewhere.
 func WorkerPIDs() (map[int]bool, error) {
 	if _, err := os.Stat("/proc/self/cmdline"); err == nil {
 		return fromProc()
@@ -47,7 +52,7 @@ func fromProc() (map[int]bool, error) {
 		if err != nil || len(b) == 0 {
 			continue // gone, or a kernel thread
 		}
-		if WorkerTitle.Match(bytes.ReplaceAll(b, []byte{0}, []byte{' '})) {
+		if workerTitle().Match(bytes.ReplaceAll(b, []byte{0}, []byte{' '})) {
 			out[pid] = true
 		}
 	}
@@ -64,7 +69,7 @@ func fromPS() (map[int]bool, error) {
 	for sc.Scan() {
 		line := strings.TrimSpace(sc.Text())
 		f := strings.SplitN(line, " ", 2)
-		if len(f) != 2 || !WorkerTitle.MatchString(f[1]) {
+		if len(f) != 2 || !workerTitle().MatchString(f[1]) {
 			continue
 		}
 		if pid, err := strconv.Atoi(f[0]); err == nil {

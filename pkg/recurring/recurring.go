@@ -10,6 +10,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/robfig/cron/v3"
@@ -331,7 +332,11 @@ func jsonable(v interface{}) (interface{}, error) {
 	return v, nil
 }
 
-var durationPart = regexp.MustCompile(`^([0-9]+(?:\.[0-9]+)?)([yMwdhms]?)`)
+// durationPart is compiled on first use: only --schedule needs it, and
+// every resqued process would compile it at start.
+var durationPart = sync.OnceValue(func() *regexp.Regexp {
+	return regexp.MustCompile(`^([0-9]+(?:\.[0-9]+)?)([yMwdhms]?)`)
+})
 
 var durationUnits = map[string]time.Duration{
 	"y": 365 * 24 * time.Hour,
@@ -355,7 +360,7 @@ func ParseDuration(s string) (time.Duration, error) {
 	}
 	var total time.Duration
 	for rest := in; rest != ""; {
-		m := durationPart.FindStringSubmatch(rest)
+		m := durationPart().FindStringSubmatch(rest)
 		if m == nil {
 			return 0, fmt.Errorf("duration %q: want a number and a unit (s, m, h, d, w, M, y), like 30s or 1h30m", s)
 		}
