@@ -2,6 +2,9 @@
 GO       ?= go
 VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS  := -X main.Version=$(VERSION)
+# urfave/cli's man and markdown generators (and blackfriday) are never
+# used; leaving them out saves every process ~0.5 MiB (issue 14).
+TAGS     := urfave_cli_no_docs
 BIN      := bin/resqued
 REDIS_URL ?= redis://127.0.0.1:6379/0
 QUEUES   ?= *
@@ -10,7 +13,7 @@ HANDLERS ?= ./handlers
 .PHONY: build handlers run test check vet fmt tracked redis-imports hooks screenshots bench redis clean faults fuzz
 
 build:
-	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/resqued
+	$(GO) build -tags "$(TAGS)" -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/resqued
 
 # handlers compiles the example handlers that need it (the Go one).
 handlers:
@@ -89,7 +92,7 @@ faults:
 # make bench BENCHFLAGS='-runs 5 -jobs 5000' or BENCHFLAGS=-check.
 BENCHFLAGS ?=
 bench:
-	$(GO) build -ldflags "$(LDFLAGS)" -o bin/bench/resqued ./cmd/resqued
+	$(GO) build -tags "$(TAGS)" -ldflags "$(LDFLAGS)" -o bin/bench/resqued ./cmd/resqued
 	$(GO) build -o bin/bench/noop ./bench/noop
 	$(GO) build -o bin/bench/stamp ./bench/stamp
 	$(GO) build -o bin/bench/resqued-bench ./bench/resqued-bench
