@@ -22,10 +22,16 @@ const minReadBuffer = 4096
 // without newline is emitted at EOF. The slice passed to emit is only valid
 // during the call. splitLines returns nil at EOF and the read error
 // otherwise. Memory use is bounded by maxLine plus the read buffer.
+// readers are splitLines' read buffers, minReadBuffer each.
+var readers = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, minReadBuffer) }}
+
 func splitLines(r io.Reader, maxLine int, emit func(line []byte, whole bool)) error {
 	// Small buffers that grow with the lines: most handlers write little,
-	// and a job's four streams would otherwise cost ~200 KB up front.
-	br := bufio.NewReaderSize(r, minReadBuffer)
+	// and a job's four streams would otherwise cost ~200 KB up front. The
+	// readers are reused from job to job: half of what a job allocated.
+	br := readers.Get().(*bufio.Reader)
+	br.Reset(r)
+	defer func() { br.Reset(nil); readers.Put(br) }()
 	var buf []byte
 	split := false // part of the current line has been emitted already
 	for {
