@@ -9,6 +9,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/resqued/resqued/internal/outage"
+	"github.com/resqued/resqued/internal/snooze"
 	"github.com/resqued/resqued/pkg/queue"
 )
 
@@ -131,7 +132,7 @@ func (s *Scheduler) Run(ctx context.Context) {
 	var last time.Time
 	for {
 		if d := time.Until(last.Add(MinInterval)); d > 0 {
-			sleep(ctx, d)
+			snooze.For(ctx, d)
 		}
 		if ctx.Err() != nil {
 			return
@@ -175,14 +176,5 @@ func (s *Scheduler) Run(ctx context.Context) {
 			waitFailed = false
 			backoff.Reset(s.log)
 		}
-	}
-}
-
-func sleep(ctx context.Context, d time.Duration) {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-	case <-t.C:
 	}
 }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/gomodule/redigo/redis"
 
+	"github.com/resqued/resqued/internal/snooze"
 	"github.com/resqued/resqued/pkg/status"
 )
 
@@ -516,7 +517,7 @@ func (f *Fetcher) Wait(ctx context.Context, queues []string, timeout time.Durati
 		queues, timeout = rest, min(timeout, time.Second)
 	}
 	if f.noBLMOVE || len(queues) == 0 {
-		sleepCtx(ctx, min(timeout, time.Second))
+		snooze.For(ctx, min(timeout, time.Second))
 		return nil
 	}
 	// Drop connections of queues no longer listened to.
@@ -645,13 +646,4 @@ func (f *Fetcher) unblockOnCancel(ctx context.Context, queues []string, returned
 		}
 	}()
 	return func() { close(done); wg.Wait() }
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-	case <-t.C:
-	}
 }

@@ -26,12 +26,7 @@ func TestFetcher_FinishAndReserve(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	lease := c.NewLease(id, "", 15*time.Second)
-	if _, err := lease.Acquire(ctx); err != nil {
-		t.Fatal(err)
-	}
-	f := lease.Fetcher()
-	defer f.Close()
+	f := leasedFetcher(t, c, id)
 	queues := []string{"high", "low"}
 	r, err := f.Reserve(ctx, queues, queue.ReserveOptions{})
 	if err != nil || r.ID != "t2" {
@@ -106,12 +101,7 @@ func TestFetcher_FinishAndReservePausedAndTakenOver(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	lease := c.NewLease(id, "", 15*time.Second)
-	if _, err := lease.Acquire(ctx); err != nil {
-		t.Fatal(err)
-	}
-	f := lease.Fetcher()
-	defer f.Close()
+	f := leasedFetcher(t, c, id)
 	r, err := f.Reserve(ctx, []string{"q"}, queue.ReserveOptions{})
 	if err != nil {
 		t.Fatal(err)
@@ -167,4 +157,16 @@ func TestLease_ExtendedByScripts(t *testing.T) {
 	if !lease.Renewed().After(acquired) {
 		t.Errorf("Renewed() = %v, not after the acquire's %v", lease.Renewed(), acquired)
 	}
+}
+
+// leasedFetcher is a Fetcher for worker id under a lease it holds.
+func leasedFetcher(t *testing.T, c *queue.Client, id string) *queue.Fetcher {
+	t.Helper()
+	lease := c.NewLease(id, "", 15*time.Second)
+	if _, err := lease.Acquire(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	f := lease.Fetcher()
+	t.Cleanup(func() { f.Close() })
+	return f
 }

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/resqued/resqued/internal/snooze"
 	"github.com/resqued/resqued/pkg/queue"
 )
 
@@ -105,7 +106,7 @@ func (w *Worker) loop() error {
 				}
 				continue
 			}
-			sleep(waitCtx, max(w.cfg.Interval, 100*time.Millisecond))
+			snooze.For(waitCtx, max(w.cfg.Interval, 100*time.Millisecond))
 			cancel()
 			continue
 		}
@@ -132,7 +133,7 @@ func (w *Worker) loop() error {
 				}
 				w.log.Debug("waiting for a job", "queues", strings.Join(queues, ","), "timeout", w.cfg.Interval)
 				if len(queues) == 0 {
-					sleep(waitCtx, w.cfg.Interval)
+					snooze.For(waitCtx, w.cfg.Interval)
 					break
 				}
 				if err := fetch.Wait(waitCtx, queues, w.cfg.Interval); err != nil {
@@ -274,16 +275,4 @@ func contextUntil(ch <-chan struct{}) (context.Context, context.CancelFunc) {
 		}
 	}()
 	return ctx, cancel
-}
-
-func sleep(ctx context.Context, d time.Duration) {
-	if d <= 0 {
-		return
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-	case <-t.C:
-	}
 }

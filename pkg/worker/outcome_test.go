@@ -129,22 +129,12 @@ func TestWorker_OutcomeStatusWrittenOnce(t *testing.T) {
 // job), where it cost 2N before. Every job still runs once and counts.
 func TestWorker_OneScriptPerJob(t *testing.T) {
 	e := newEnv(t)
-	ctx := context.Background()
 	const n = 20
 	for i := 0; i < n; i++ {
 		e.enqueue(t, "q", "Log", fmt.Sprintf("[%d]", i))
 	}
 	m := startMonitor(t, e.srv)
-	cfg := e.config(t, 302)
-	cfg.Interval = -1          // drain, then return
-	cfg.LeaseTTL = time.Minute // no renewal of its own in this short run
-	w, err := worker.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := w.Run(ctx); err != nil {
-		t.Fatal(err)
-	}
+	e.drain(t, 302)
 	if runs := e.runLines(); len(runs) != n {
 		t.Fatalf("%d runs, want %d: %v", len(runs), n, runs)
 	}
@@ -203,16 +193,7 @@ func TestWorker_TrackedRunningMarkForeseen(t *testing.T) {
 		}
 	}
 	m := startMonitor(t, e.srv)
-	cfg := e.config(t, 304)
-	cfg.Interval = -1
-	cfg.LeaseTTL = time.Minute
-	w, err := worker.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := w.Run(ctx); err != nil {
-		t.Fatal(err)
-	}
+	e.drain(t, 304)
 	if runs := e.runLines(); len(runs) != n {
 		t.Fatalf("%d runs, want %d", len(runs), n)
 	}
@@ -243,5 +224,21 @@ func TestWorker_TrackedRunningMarkForeseen(t *testing.T) {
 	// EVALSHA and EVAL. Without foresight it would be one more per job.
 	if marks > 3 {
 		t.Errorf("%d separate running marks for %d jobs on one worker, want at most 3 (the first job's)", marks, n)
+	}
+}
+
+// drain runs a worker with pid until the queue is empty (INTERVAL=0), its
+// lease long enough that it sends no renewal of its own meanwhile.
+func (e *env) drain(t *testing.T, pid int) {
+	t.Helper()
+	cfg := e.config(t, pid)
+	cfg.Interval = -1
+	cfg.LeaseTTL = time.Minute
+	w, err := worker.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Run(context.Background()); err != nil {
+		t.Fatal(err)
 	}
 }
