@@ -559,6 +559,7 @@ func (f *Fetcher) Wait(ctx context.Context, queues []string, timeout time.Durati
 	var wg sync.WaitGroup
 	var arrived atomic.Bool
 	failed := make([]error, len(queues))
+	tails := make([]string, len(queues))
 	secs := fmt.Sprintf("%.3f", timeout.Seconds())
 	for i, q := range queues {
 		p, key := f.peeks[q], QueueKey(f.c.ns, q)
@@ -570,6 +571,13 @@ func (f *Fetcher) Wait(ctx context.Context, queues []string, timeout time.Durati
 			failed[i] = err
 			if v != nil {
 				arrived.Store(true)
+				// BLMOVE q q RIGHT RIGHT hands back q's last job: the
+				// head too when it is alone, as a job pushed onto an
+				// empty queue is. The reserve can then mark it running
+				// in its own script (resqued_reserve's predicted).
+				if b, ok := v.([]byte); ok {
+					tails[i] = StatusID(b)
+				}
 			}
 			if v != nil || err != nil {
 				wake() // a job is there (or trouble): stop waiting on the rest
@@ -578,6 +586,12 @@ func (f *Fetcher) Wait(ctx context.Context, queues []string, timeout time.Durati
 	}
 	wg.Wait()
 	f.waitedOut = !arrived.Load() && ctx.Err() == nil && len(f.skipped) == 0
+	for _, id := range tails {
+		if id != "" {
+			f.predicted = id // the first queue's, as the reserve takes it
+			break
+		}
+	}
 	var first error
 	for i, err := range failed {
 		if err == nil {

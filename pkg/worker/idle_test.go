@@ -2,12 +2,14 @@ package worker_test
 
 import (
 	"context"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/resqued/resqued/internal/redistest"
 	"github.com/resqued/resqued/pkg/queue"
+	"github.com/resqued/resqued/pkg/status"
 	"github.com/resqued/resqued/pkg/worker"
 )
 
@@ -62,6 +64,63 @@ func TestWorker_IdleReservesEveryOtherWait(t *testing.T) {
 	redistest.Eventually(t, 10*time.Second, func() bool {
 		return strings.Contains(e.get(t, queue.WorkerKey(e.ns, w.ID())), `"paused"`)
 	}, "an idle worker never noticed the pause-all-workers flag")
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A tracked job pushed to an idle worker's empty queue is the job its
+// wait (BLMOVE) hands back, so the reserve that follows knows its id and
+// marks it running in its own script: no separate mark, one round trip
+// less between the push and the handler's start.
+func TestWorker_PickupMarksRunningInReserve(t *testing.T) {
+	e := newEnv(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	m := startMonitor(t, e.srv)
+	cfg := e.config(t, 305)
+	cfg.Interval = 5 * time.Second
+	cfg.LeaseTTL = time.Minute
+	w, err := worker.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- w.Run(ctx) }()
+	saw := func(s string) bool {
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		for _, l := range m.lines {
+			if strings.Contains(l, s) {
+				return true
+			}
+		}
+		return false
+	}
+	redistest.Eventually(t, 10*time.Second, func() bool { return saw(`"BLMOVE"`) }, "the worker never waited")
+	p, _ := queue.Encode("Log", []byte(`["pickup"]`), "tok-pickup")
+	if err := e.q.Enqueue(ctx, "q", p, queue.EnqueueOptions{Track: true, ID: "tok-pickup"}); err != nil {
+		t.Fatal(err)
+	}
+	redistest.Eventually(t, 10*time.Second, func() bool {
+		s, err := e.st.Get(ctx, "tok-pickup")
+		return err == nil && s.Code == status.Complete
+	}, "the pushed job never completed")
+	key := status.Key(e.ns, "tok-pickup")
+	// The enqueue's waiting, then running, then complete.
+	redistest.Eventually(t, 10*time.Second, func() bool { return len(m.writes(key)) >= 3 }, "status writes never seen")
+	if ws := m.writes(key); len(ws) != 3 || !strings.Contains(ws[1], `\"status\":2`) {
+		t.Errorf("%d status writes, want waiting, running, complete:\n%s", len(ws), strings.Join(ws, "\n"))
+	}
+	mark := regexp.MustCompile(`"EVAL(SHA)?" "(?:[^"\\\\]|\\\\.)*" "2" "[^"]*:worker:[^"]*" "[^"]*:status"`)
+	m.mu.Lock()
+	for _, l := range m.lines {
+		if !strings.Contains(l, "lua]") && mark.MatchString(l) {
+			t.Errorf("a separate running mark was sent for the picked-up job: %s", l)
+		}
+	}
+	m.mu.Unlock()
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatal(err)
