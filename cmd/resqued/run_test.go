@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"os"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"syscall"
@@ -156,5 +157,17 @@ func TestControl_Listen(t *testing.T) {
 		if g != strings.Join(want, " ") {
 			t.Fatalf("after %v: actions %q, want %q", step.sig, g, strings.Join(want, " "))
 		}
+	}
+}
+
+func TestJobGC(t *testing.T) {
+	defer debug.SetGCPercent(debug.SetGCPercent(100))
+	jobGC(func(string) string { return "200" })
+	if got := debug.SetGCPercent(100); got != 100 {
+		t.Errorf("with GOGC set, GC percent = %d, want it left at 100", got)
+	}
+	jobGC(func(string) string { return "" })
+	if got := debug.SetGCPercent(100); got != jobGCPercent {
+		t.Errorf("without GOGC, GC percent = %d, want %d", got, jobGCPercent)
 	}
 }
