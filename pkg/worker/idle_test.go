@@ -2,7 +2,6 @@ package worker_test
 
 import (
 	"context"
-	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -33,18 +32,9 @@ func TestWorker_IdleReservesEveryOtherWait(t *testing.T) {
 	go func() { done <- w.Run(ctx) }()
 
 	count := func() (waits, reserves int) {
-		m.mu.Lock()
-		defer m.mu.Unlock()
-		for _, l := range m.lines {
-			switch {
-			case strings.Contains(l, "lua]"):
-			case strings.Contains(l, `"BLMOVE"`):
-				waits++
-			case strings.Contains(l, `"EVAL`) && strings.Contains(l, `pause-all-workers"`) && strings.Contains(l, `:queue:q"`):
-				reserves++
-			}
-		}
-		return
+		return len(m.sent(contains(`"BLMOVE"`))), len(m.sent(func(l string) bool {
+			return strings.Contains(l, `"EVAL`) && strings.Contains(l, `pause-all-workers"`) && strings.Contains(l, `:queue:q"`)
+		}))
 	}
 	redistest.Eventually(t, 20*time.Second, func() bool { n, _ := count(); return n >= 10 }, "never saw 10 waits")
 	waits, reserves := count()
@@ -88,17 +78,7 @@ func TestWorker_PickupMarksRunningInReserve(t *testing.T) {
 	}
 	done := make(chan error, 1)
 	go func() { done <- w.Run(ctx) }()
-	saw := func(s string) bool {
-		m.mu.Lock()
-		defer m.mu.Unlock()
-		for _, l := range m.lines {
-			if strings.Contains(l, s) {
-				return true
-			}
-		}
-		return false
-	}
-	redistest.Eventually(t, 10*time.Second, func() bool { return saw(`"BLMOVE"`) }, "the worker never waited")
+	redistest.Eventually(t, 10*time.Second, func() bool { return len(m.sent(contains(`"BLMOVE"`))) > 0 }, "the worker never waited")
 	p, _ := queue.Encode("Log", []byte(`["pickup"]`), "tok-pickup")
 	if err := e.q.Enqueue(ctx, "q", p, queue.EnqueueOptions{Track: true, ID: "tok-pickup"}); err != nil {
 		t.Fatal(err)
@@ -113,14 +93,9 @@ func TestWorker_PickupMarksRunningInReserve(t *testing.T) {
 	if ws := m.writes(key); len(ws) != 3 || !strings.Contains(ws[1], `\"status\":2`) {
 		t.Errorf("%d status writes, want waiting, running, complete:\n%s", len(ws), strings.Join(ws, "\n"))
 	}
-	mark := regexp.MustCompile(`"EVAL(SHA)?" "(?:[^"\\\\]|\\\\.)*" "2" "[^"]*:worker:[^"]*" "[^"]*:status"`)
-	m.mu.Lock()
-	for _, l := range m.lines {
-		if !strings.Contains(l, "lua]") && mark.MatchString(l) {
-			t.Errorf("a separate running mark was sent for the picked-up job: %s", l)
-		}
+	for _, l := range m.sent(runningMark.MatchString) {
+		t.Errorf("a separate running mark was sent for the picked-up job: %s", l)
 	}
-	m.mu.Unlock()
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatal(err)

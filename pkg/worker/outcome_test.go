@@ -51,6 +51,29 @@ func startMonitor(t *testing.T, srv *redistest.Server) *monitor {
 	return m
 }
 
+// sent returns the commands the clients sent (not those run inside a
+// script, which MONITOR lists as "[0 lua]") whose line match accepts.
+func (m *monitor) sent(match func(line string) bool) []string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var out []string
+	for _, l := range m.lines {
+		if !strings.Contains(l, "lua]") && match(l) {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
+// contains matches a line holding s.
+func contains(s string) func(string) bool {
+	return func(l string) bool { return strings.Contains(l, s) }
+}
+
+// runningMark is the separate running mark (queue's runningScript) as
+// MONITOR shows it: a script of two keys, worker:<id> and a status key.
+var runningMark = regexp.MustCompile(`"EVAL(SHA)?" "(?:[^"\\]|\\.)*" "2" "[^"]*:worker:[^"]*" "[^"]*:status"`)
+
 // writes returns the SET commands seen on key.
 func (m *monitor) writes(key string) []string {
 	m.mu.Lock()
@@ -141,30 +164,18 @@ func TestWorker_OneScriptPerJob(t *testing.T) {
 	if got, _ := redis.Int(e.srv.Do(t, "GET", queue.StatKey(e.ns, "processed")), nil); got != n {
 		t.Fatalf("processed = %d, want %d", got, n)
 	}
-	// MONITOR lines can trail the commands: wait for the unregister.
+	// MONITOR lines can trail the commands: wait for the unregister
+	// (its SREM runs inside a script, so look at every line).
 	redistest.Eventually(t, 10*time.Second, func() bool {
 		m.mu.Lock()
 		defer m.mu.Unlock()
-		for _, l := range m.lines {
-			if strings.Contains(l, `"SREM"`) {
-				return true
-			}
-		}
-		return false
+		return strings.Contains(strings.Join(m.lines, "\n"), `"SREM"`)
 	}, "unregister never seen")
-	m.mu.Lock()
-	defer m.mu.Unlock()
 	// Scripts that reserve (they name the queue) or record an outcome
 	// (they name stat:processed), as the client sent them.
-	scripts := 0
-	for _, l := range m.lines {
-		if strings.Contains(l, "lua]") || !strings.Contains(l, `"EVAL`) {
-			continue // run inside a script, or no script
-		}
-		if strings.Contains(l, `:queue:q"`) || strings.Contains(l, `:stat:processed"`) {
-			scripts++
-		}
-	}
+	scripts := len(m.sent(func(l string) bool {
+		return strings.Contains(l, `"EVAL`) && (strings.Contains(l, `:queue:q"`) || strings.Contains(l, `:stat:processed"`))
+	}))
 	// The first reserve, one outcome-and-reserve step per job, the
 	// unregistration (it names stat:processed too), and each of those
 	// scripts' first EVALSHA answered NOSCRIPT and sent again as EVAL.
@@ -208,17 +219,7 @@ func TestWorker_TrackedRunningMarkForeseen(t *testing.T) {
 			t.Errorf("%s: %d status writes, want running then complete:\n%s", tok, len(ws), strings.Join(ws, "\n"))
 		}
 	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	// The separate running mark: a script of two keys, worker:<id> and
-	// a status key.
-	mark := regexp.MustCompile(`"EVAL(SHA)?" "(?:[^"\\]|\\.)*" "2" "[^"]*:worker:[^"]*" "[^"]*:status"`)
-	marks := 0
-	for _, l := range m.lines {
-		if !strings.Contains(l, "lua]") && mark.MatchString(l) {
-			marks++
-		}
-	}
+	marks := len(m.sent(runningMark.MatchString))
 	// The first job's is separate (nothing foresaw it): a pipelined
 	// EVALSHA, answered NOSCRIPT on this new server, then Script.Do's
 	// EVALSHA and EVAL. Without foresight it would be one more per job.
