@@ -1,6 +1,7 @@
 package queue
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -341,6 +342,13 @@ func isUnknownCommand(err error) bool {
 	return strings.Contains(strings.ToLower(err.Error()), "unknown command")
 }
 
+// isNoScript is Redis not knowing a script sent by its SHA-1 (EVALSHA):
+// a restart, a new primary, SCRIPT FLUSH.
+func isNoScript(err error) bool {
+	var re redis.Error
+	return errors.As(err, &re) && strings.HasPrefix(string(re), "NOSCRIPT")
+}
+
 // isTimeoutRefused is Redis before 6 refusing a fractional timeout.
 func isTimeoutRefused(err error) bool {
 	var re redis.Error
@@ -385,17 +393,24 @@ func (c *Client) MoveDelayed(ctx context.Context, ts string, n int) (DelayedBatc
 		return b, nil
 	}
 	entry := TimestampsEntry(t)
-	send := func(item []byte) error {
-		q := itemQueue(item)
+	// Each item's queue, read once (a NOSCRIPT sends it again).
+	type pend struct {
+		item []byte
+		q    string
+	}
+	send := func(p pend) error {
 		qkey := b.Key // declared but untouched when the item stays
-		if q != "" {
-			qkey = QueueKey(c.ns, q)
+		if p.q != "" {
+			qkey = QueueKey(c.ns, p.q)
 		}
 		return moveItemScript.SendHash(conn, b.Key, DelayedScheduleKey(c.ns), QueuesKey(c.ns), qkey,
-			TimestampsKey(c.ns, string(item)), ts, entry, item, q)
+			TimestampsKey(c.ns, string(p.item)), ts, entry, p.item, p.q)
 	}
 	var moved []Job
-	pending := items
+	pending := make([]pend, len(items))
+	for i, it := range items {
+		pending[i] = pend{it, itemQueue(it)}
+	}
 	for attempt := 0; len(pending) > 0; attempt++ {
 		if attempt > 0 {
 			// The node had not seen the script (a fresh master after a
@@ -417,9 +432,9 @@ func (c *Client) MoveDelayed(ctx context.Context, ts string, n int) (DelayedBatc
 		if err != nil {
 			return b, fmt.Errorf("move delayed jobs of %s: %w", ts, err)
 		}
-		var again [][]byte
+		var again []pend
 		for i, rep := range replies {
-			if e, ok := rep.(redis.Error); ok && strings.HasPrefix(string(e), "NOSCRIPT") {
+			if e, ok := rep.(redis.Error); ok && isNoScript(e) {
 				again = append(again, pending[i])
 				continue
 			}
@@ -433,7 +448,11 @@ func (c *Client) MoveDelayed(ctx context.Context, ts string, n int) (DelayedBatc
 			case 1:
 				b.Moved++
 				payload, _ := redis.Bytes(r[2], nil)
-				if j, err := Decode(itemQueue(pending[i]), payload); err == nil && j.ID != "" {
+				// Only a job that kept its "id" has a token to forget.
+				if !bytes.Contains(payload, []byte(`"id"`)) {
+					continue
+				}
+				if j, err := Decode(pending[i].q, payload); err == nil && j.ID != "" {
 					moved = append(moved, *j)
 				}
 			case 2:

@@ -89,12 +89,12 @@ func (o Outcome) String() string {
 }
 
 // failure is the failed-list record of job r ending as o.
-func (o Outcome) failure(r *Reserved) *Failure {
+func (o Outcome) failure(payload []byte, worker, queue string) *Failure {
 	at := o.At
 	if at.IsZero() {
 		at = time.Now()
 	}
-	return NewFailure(at, r.Payload, o.Exception, o.Error, o.Backtrace, r.Worker, r.Queue)
+	return NewFailure(at, payload, o.Exception, o.Error, o.Backtrace, worker, queue)
 }
 
 // detail is what o adds to a tracked job's status, encoded as

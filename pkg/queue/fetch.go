@@ -189,6 +189,8 @@ local function resqued_next_id(qfirst, filter)
   for i = qfirst, #KEYS do
     local head = redis.call('LINDEX', KEYS[i], 0)
     if head then
+      -- A job without an id (Ruby Resque's) needs no decoding.
+      if not string.find(head, '"id"', 1, true) then return '' end
       local ok, p = pcall(cjson.decode, head)
       if ok and type(p) == 'table' and type(p['id']) == 'string' then return p['id'] end
       return ''
@@ -302,19 +304,22 @@ func (f *Fetcher) Reserve(ctx context.Context, queues []string, opt ReserveOptio
 	for _, c := range opt.Classes {
 		args = append(args, c)
 	}
-	what := "reserve from " + strings.Join(queues, ",")
 	conn, err := f.jobConn(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", what, err)
+		return nil, fmt.Errorf("%s: %w", reserveWhat(queues), err)
 	}
 	sent := time.Now()
 	reply, err := reserveScript.Do(conn, args...)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", what, err)
+		return nil, fmt.Errorf("%s: %w", reserveWhat(queues), err)
 	}
 	f.lease.renewedAt(sent, reply)
-	return f.taken(conn, what, reply, now, opt.DeferRunning)
+	return f.taken(conn, queues, reply, now, opt.DeferRunning)
 }
+
+// reserveWhat names a reserve from queues in its errors; only errors
+// build it.
+func reserveWhat(queues []string) string { return "reserve from " + strings.Join(queues, ",") }
 
 // classFilter is the reserve step's filter argument for opt.
 func classFilter(opt ReserveOptions) string {
@@ -327,13 +332,13 @@ func classFilter(opt ReserveOptions) string {
 // taken turns a reply of resqued_reserve (or {"notowner"}) into the job
 // it took, or ErrNoJob, ErrPausedAll, ErrNotOwner; for a tracked job it
 // sends the running mark.
-func (f *Fetcher) taken(conn redis.Conn, what string, v interface{}, now time.Time, deferRunning bool) (*Reserved, error) {
+func (f *Fetcher) taken(conn redis.Conn, queues []string, v interface{}, now time.Time, deferRunning bool) (*Reserved, error) {
 	if v == nil {
 		return nil, ErrNoJob
 	}
 	reply, err := redis.Values(v, nil)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", what, err)
+		return nil, fmt.Errorf("%s: %w", reserveWhat(queues), err)
 	}
 	if len(reply) > 0 {
 		switch tag, _ := reply[0].([]byte); string(tag) {
@@ -351,7 +356,7 @@ func (f *Fetcher) taken(conn redis.Conn, what string, v interface{}, now time.Ti
 		}
 	}
 	if len(reply) != 8 {
-		return nil, fmt.Errorf("%s: unexpected reply", what)
+		return nil, fmt.Errorf("%s: unexpected reply", reserveWhat(queues))
 	}
 	// Take the payload as redigo read it: no copy.
 	key, _ := reply[0].([]byte)
@@ -364,7 +369,7 @@ func (f *Fetcher) taken(conn redis.Conn, what string, v interface{}, now time.Ti
 	nextID, _ := reply[7].([]byte)
 	f.predicted = string(nextID)
 	if payload == nil || digest == nil {
-		return nil, fmt.Errorf("%s: unexpected reply", what)
+		return nil, fmt.Errorf("%s: unexpected reply", reserveWhat(queues))
 	}
 	r := &Reserved{Job: Job{Queue: strings.TrimPrefix(string(key), QueuePrefix(f.c.ns)), Payload: payload, ID: string(sid)},
 		Worker: f.worker, Record: string(digest), DelayedStatus: any == 1, lease: f.lease}
@@ -428,7 +433,7 @@ func (f *Fetcher) ConfirmRunning() error {
 	f.pending = f.pending[:0]
 	for _, m := range pending {
 		_, err := f.conn.Receive()
-		if err != nil && strings.HasPrefix(err.Error(), "NOSCRIPT") {
+		if isNoScript(err) {
 			_, err = runningScript.Do(f.conn, m.args...)
 		}
 		if err != nil {
@@ -585,7 +590,7 @@ func (f *Fetcher) Wait(ctx context.Context, queues []string, timeout time.Durati
 		}()
 	}
 	wg.Wait()
-	f.waitedOut = !arrived.Load() && ctx.Err() == nil && len(f.skipped) == 0
+	f.waitedOut = !arrived.Load() && ctx.Err() == nil && len(f.skipped) == 0 && errors.Join(failed...) == nil
 	for _, id := range tails {
 		if id != "" {
 			f.predicted = id // the first queue's, as the reserve takes it
@@ -597,7 +602,7 @@ func (f *Fetcher) Wait(ctx context.Context, queues []string, timeout time.Durati
 		if err == nil {
 			continue
 		}
-		if strings.Contains(strings.ToLower(err.Error()), "unknown command") {
+		if isUnknownCommand(err) {
 			f.noBLMOVE = true
 			return nil
 		}

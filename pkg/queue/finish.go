@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/gomodule/redigo/redis"
@@ -73,10 +72,11 @@ return {n, resqued_reserve(KEYS[1], KEYS[10], KEYS[11], KEYS[12], 13, ARGV[10], 
 // whether it did (false: already recorded, or taken over by pruning). It
 // returns ErrNotOwner when another process has taken over the worker id.
 func (c *Client) FinishJob(ctx context.Context, r *Reserved, o Outcome) (bool, error) {
-	args, err := c.finishArgs(r, o, 0)
+	argv, err := c.finishArgv(make([]interface{}, 0, 18), r, o)
 	if err != nil {
 		return false, err
 	}
+	args := append(c.finishKeys(make([]interface{}, 0, 18), r), argv...)
 	conn, err := c.pool.GetContext(ctx)
 	if err != nil {
 		return false, fmt.Errorf("finish job on %s: %w", r.Worker, err)
@@ -88,11 +88,15 @@ func (c *Client) FinishJob(ctx context.Context, r *Reserved, o Outcome) (bool, e
 		return false, fmt.Errorf("finish job on %s: %w", r.Worker, err)
 	}
 	r.lease.renewedAt(sent, v)
-	return c.finished(conn, r, v)
+	recorded, err := finished(r, v)
+	if err == nil {
+		c.reportReplicated(conn, "finish job", r.ID)
+	}
+	return recorded, err
 }
 
 // finished reads finishScript's reply v about r.
-func (c *Client) finished(conn redis.Conn, r *Reserved, v interface{}) (bool, error) {
+func finished(r *Reserved, v interface{}) (bool, error) {
 	n, err := redis.Int(v, nil)
 	if err != nil {
 		return false, fmt.Errorf("finish job on %s: %w", r.Worker, err)
@@ -100,20 +104,26 @@ func (c *Client) finished(conn redis.Conn, r *Reserved, v interface{}) (bool, er
 	if n < 0 {
 		return false, fmt.Errorf("finish job on %s: %w", r.Worker, ErrNotOwner)
 	}
-	c.reportReplicated(conn, "finish job", r.ID)
 	return n == 1, nil
 }
 
-// finishArgs are finishScript's keys and arguments for r's outcome o,
-// with room for extra more.
-func (c *Client) finishArgs(r *Reserved, o Outcome, extra int) ([]interface{}, error) {
+// finishKeys appends finishScript's KEYS for r to dst.
+func (c *Client) finishKeys(dst []interface{}, r *Reserved) []interface{} {
 	id := r.Worker
+	return append(dst,
+		WorkerKey(c.ns, id), FailedKey(c.ns), StatKey(c.ns, "failed"), WorkerStatKey(c.ns, "failed", id),
+		StatKey(c.ns, "processed"), WorkerStatKey(c.ns, "processed", id), status.Key(c.ns, r.ID),
+		OwnerKey(c.ns, id), RedeliveriesKey(c.ns, payloadDigest(r.Payload)))
+}
+
+// finishArgv appends finishScript's ARGV for r's outcome o to dst.
+func (c *Client) finishArgv(dst []interface{}, r *Reserved, o Outcome) ([]interface{}, error) {
 	var rec []byte
 	code := status.Complete
 	if o.Failed() {
 		var err error
-		if rec, err = o.failure(r).encode(); err != nil {
-			return nil, fmt.Errorf("finish job on %s: %w", id, err)
+		if rec, err = o.failure(r.Payload, r.Worker, r.Queue).encode(); err != nil {
+			return nil, fmt.Errorf("finish job on %s: %w", r.Worker, err)
 		}
 		code = status.Failed
 	}
@@ -123,15 +133,10 @@ func (c *Client) finishArgs(r *Reserved, o Outcome, extra int) ([]interface{}, e
 	}
 	detail, err := o.detail()
 	if err != nil {
-		return nil, fmt.Errorf("finish job on %s: %w", id, err)
+		return nil, fmt.Errorf("finish job on %s: %w", r.Worker, err)
 	}
 	token, ttl := r.lease.ownerArgs()
-	args := make([]interface{}, 0, 18+extra)
-	return append(args,
-		WorkerKey(c.ns, id), FailedKey(c.ns), StatKey(c.ns, "failed"), WorkerStatKey(c.ns, "failed", id),
-		StatKey(c.ns, "processed"), WorkerStatKey(c.ns, "processed", id), status.Key(c.ns, r.ID),
-		OwnerKey(c.ns, id), RedeliveriesKey(c.ns, payloadDigest(r.Payload)),
-		r.Record, rec, int(code), time.Now().Unix(), status.TTLFor(code), tracked, token, ttl, detail), nil
+	return append(dst, r.Record, rec, int(code), time.Now().Unix(), status.TTLFor(code), tracked, token, ttl, detail), nil
 }
 
 // FinishAndReserve records r's outcome o as FinishJob does and, in the
@@ -156,16 +161,19 @@ func (f *Fetcher) FinishAndReserve(ctx context.Context, r *Reserved, o Outcome, 
 	if now.IsZero() {
 		now = time.Now()
 	}
-	args, err := f.c.finishArgs(r, o, 3+len(queues)+5+len(opt.Classes))
-	if err != nil {
-		return false, nil, err
-	}
-	keys := append(append([]interface{}{9 + 3 + len(queues)}, args[:9]...), PauseAllKey(f.c.ns), DelayedStatusAnyKey(f.c.ns),
-		status.Key(f.c.ns, f.predicted))
+	// One slice, its exact size: the key count, finishScript's 9 KEYS,
+	// the reserve step's 3 and the queues, finishScript's 9 ARGV, the
+	// reserve step's 5 and the classes.
+	keys := make([]interface{}, 0, 1+9+3+len(queues)+9+5+len(opt.Classes))
+	keys = append(keys, 9+3+len(queues))
+	keys = append(f.c.finishKeys(keys, r), PauseAllKey(f.c.ns), DelayedStatusAnyKey(f.c.ns), status.Key(f.c.ns, f.predicted))
 	for _, q := range queues {
 		keys = append(keys, QueueKey(f.c.ns, q))
 	}
-	keys = append(keys, args[9:]...)
+	keys, err = f.c.finishArgv(keys, r, o)
+	if err != nil {
+		return false, nil, err
+	}
 	keys = append(keys, now.UTC().Format(RunAtFormat), QueuePrefix(f.c.ns), classFilter(opt), f.predicted, now.Unix())
 	for _, c := range opt.Classes {
 		keys = append(keys, c)
@@ -183,10 +191,15 @@ func (f *Fetcher) FinishAndReserve(ctx context.Context, r *Reserved, o Outcome, 
 		return false, nil, fmt.Errorf("finish job on %s: %w", r.Worker, err)
 	}
 	r.lease.renewedAt(sent, v[0])
-	if recorded, err = f.c.finished(conn, r, v[0]); err != nil {
+	if recorded, err = finished(r, v[0]); err != nil {
 		return recorded, nil, err
 	}
-	next, err = f.taken(conn, "reserve from "+strings.Join(queues, ","), v[1], now, opt.DeferRunning)
+	next, err = f.taken(conn, queues, v[1], now, opt.DeferRunning)
+	if next == nil {
+		// taken waits for replicas after a job it took; here only the
+		// outcome was written.
+		f.c.reportReplicated(conn, "finish job", r.ID)
+	}
 	return recorded, next, err
 }
 

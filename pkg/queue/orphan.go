@@ -121,8 +121,7 @@ func (c *Client) UnregisterDead(ctx context.Context, id, token string, o *Orphan
 		// encode is the failed-list record of the job ending as out, and
 		// the error its status gets.
 		encode := func(out *Outcome) (rec, detail []byte, err error) {
-			r := &Reserved{Job: Job{Queue: q, Payload: payload}, Worker: id}
-			if rec, err = out.failure(r).encode(); err != nil {
+			if rec, err = out.failure(payload, id, q).encode(); err != nil {
 				return nil, nil, err
 			}
 			detail, err = out.detail()

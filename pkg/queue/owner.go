@@ -125,12 +125,7 @@ func (l *Lease) renewedAt(sent time.Time, reply interface{}) {
 			if tag, _ := v[0].([]byte); string(tag) == "notowner" {
 				return
 			}
-			if n, ok := v[0].(int64); ok && n < 0 {
-				return
-			}
 		}
-	case redis.Error:
-		return
 	}
 	l.renewed.Store(sent.UnixNano())
 }
