@@ -103,6 +103,11 @@ type Working struct {
 	Paused bool `json:"paused,omitempty"`
 }
 
+// Original is the job's payload as it was queued. The reserve script
+// keeps a payload that is not JSON as a JSON string in the record (so
+// the record stays JSON for Resque's tools); Original unquotes it.
+func (w *Working) Original() ([]byte, error) { return recordedPayload(w.Payload) }
+
 // Workers returns the registered worker ids.
 func (c *Client) Workers(ctx context.Context) ([]string, error) {
 	ids, err := redis.Strings(c.do(ctx, "SMEMBERS", WorkersKey(c.ns)))

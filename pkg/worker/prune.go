@@ -2,7 +2,6 @@ package worker
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -10,6 +9,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/resqued/resqued/internal/procs"
+	"github.com/resqued/resqued/internal/snooze"
 	"github.com/resqued/resqued/pkg/queue"
 	"github.com/resqued/resqued/pkg/runner"
 )
@@ -131,12 +131,8 @@ func (p *Pruner) Prune(ctx context.Context) (pruned []string, again time.Duratio
 	var recheck []candidate
 	for pass := 0; pass < 2 && len(dead) > 0; pass++ {
 		if pass == 1 {
-			t := time.NewTimer(p.leaseGrace())
-			select {
-			case <-ctx.Done():
-				t.Stop()
+			if snooze.For(ctx, p.leaseGrace()); ctx.Err() != nil {
 				return pruned, again, ctx.Err()
-			case <-t.C:
 			}
 		}
 		recheck = recheck[:0]
@@ -259,8 +255,15 @@ func (p *Pruner) PruneOne(ctx context.Context, id string, expired bool, token st
 			payload, q = w.Payload, w.Queue
 		}
 		o = &queue.Orphan{Record: raw, Queue: q, Payload: payload, StatusID: queue.StatusID(payload)}
+		orig := payload
+		if err == nil {
+			if b, oerr := w.Original(); oerr == nil {
+				orig = b
+			}
+		}
 		class := "<Unknown Job>"
-		if j, err := queue.Decode(q, payload); err == nil {
+		j, derr := queue.Decode(q, orig)
+		if derr == nil {
 			class = j.Class
 		}
 		switch {
@@ -274,13 +277,11 @@ func (p *Pruner) PruneOne(ctx context.Context, id string, expired bool, token st
 					class, o.MaxRedeliveries+1, o.MaxRedeliveries, o.MaxRedeliveries)}
 			}
 			outcome = "job requeued"
-		case err == nil && p.OnOrphan != "fail" && !w.Paused && invalidPayload(q, w.Payload) != nil:
+		case err == nil && p.OnOrphan != "fail" && derr != nil:
 			// Not a job any worker can run (not a JSON object): it fails
 			// as it would have had its worker lived, with its bytes.
-			if orig, ok := unquoted(w.Payload); ok {
-				o.Payload = orig
-			}
-			o.Fail = &queue.Outcome{Exception: ExcInvalidPayload, Error: invalidPayload(q, o.Payload).Error()}
+			o.Payload = orig
+			o.Fail = &queue.Outcome{Exception: ExcInvalidPayload, Error: derr.Error()}
 			outcome = "job failed: invalid payload"
 		default:
 			fail := &queue.Outcome{Exception: ExcDirtyExit, Error: "Job still being processed"}
@@ -313,27 +314,4 @@ func (p *Pruner) maxRedeliveries() int {
 		return 3
 	}
 	return max(p.MaxRedeliveries, -1)
-}
-
-// invalidPayload is why payload (as worker:<id> holds it) is no job a
-// worker can run, or nil. The reserve script keeps a payload that is
-// not JSON as a JSON string; that is judged by its own bytes.
-func invalidPayload(q string, payload []byte) error {
-	if orig, ok := unquoted(payload); ok {
-		payload = orig
-	}
-	_, err := queue.Decode(q, payload)
-	return err
-}
-
-// unquoted is the string JSON value b holds, when it is one.
-func unquoted(b []byte) ([]byte, bool) {
-	if len(b) == 0 || b[0] != '"' {
-		return nil, false
-	}
-	var s string
-	if json.Unmarshal(b, &s) != nil {
-		return nil, false
-	}
-	return []byte(s), true
 }
