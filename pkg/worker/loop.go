@@ -36,8 +36,8 @@ func (w *Worker) loop() error {
 	fetch := w.fetch
 	defer fetch.Close()
 	backoff, waitBackoff := newBackoff(), newBackoff()
-	// next is a job the last outcome script reserved in the same step
-	// (FinishAndReserve): it is run without another reserve.
+	// next is a job taken and not yet run: by the last outcome step
+	// (FinishAndReserve) or by the loop's own reserve.
 	var next *queue.Reserved
 	for {
 		s, wake := w.snapshot()
@@ -51,7 +51,8 @@ func (w *Worker) loop() error {
 			r := next
 			next = nil
 			if s.paused {
-				// Taken just as we were told to pause: give it back.
+				// Taken just as we were told to pause (or, above, to
+				// quit): give it back.
 				w.release(r)
 				continue
 			}
@@ -167,13 +168,9 @@ func (w *Worker) loop() error {
 			continue
 		}
 		cancel()
-		backoff.reset(w.log)
-		if s2, _ := w.snapshot(); s2.quit || s2.paused {
-			// Taken just as we were told to stop: give it back.
-			w.release(r)
-			continue
-		}
-		next = w.process(r)
+		// Run it as a job the last outcome step took: the loop's top
+		// looks at the state again and gives it back if told to stop.
+		next = r
 	}
 }
 
