@@ -41,7 +41,7 @@ type Scheduler struct {
 	log hclog.Logger
 
 	// MaxIdle is how long Run sleeps at most when nothing is due sooner
-	// (New sets the package's MaxIdle): how late an item written
+	// (zero: the package's MaxIdle): how late an item written
 	// without a wake token (by Ruby resque-scheduler, say) may be moved.
 	MaxIdle time.Duration
 }
@@ -51,7 +51,7 @@ func New(q *queue.Client, logger hclog.Logger) *Scheduler {
 	if logger == nil {
 		logger = hclog.NewNullLogger()
 	}
-	return &Scheduler{q: q, log: logger, MaxIdle: MaxIdle}
+	return &Scheduler{q: q, log: logger}
 }
 
 // MoveDue moves every delayed item due at or before now onto its queue
@@ -131,9 +131,7 @@ func (s *Scheduler) Run(ctx context.Context) {
 	waitFailed := false // the outage is the wait's: a pass alone does not end it
 	var last time.Time
 	for {
-		if d := time.Until(last.Add(MinInterval)); d > 0 {
-			snooze.For(ctx, d)
-		}
+		snooze.For(ctx, time.Until(last.Add(MinInterval)))
 		if ctx.Err() != nil {
 			return
 		}

@@ -13,6 +13,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/resqued/resqued/internal/outage"
+	"github.com/resqued/resqued/internal/snooze"
 	"github.com/resqued/resqued/pkg/queue"
 )
 
@@ -132,12 +133,8 @@ func sleepUntil(ctx context.Context, t time.Time) bool {
 		if d > maxWait {
 			d = maxWait
 		}
-		tm := time.NewTimer(d)
-		select {
-		case <-ctx.Done():
-			tm.Stop()
+		if snooze.For(ctx, d); ctx.Err() != nil {
 			return false
-		case <-tm.C:
 		}
 	}
 }
@@ -210,12 +207,8 @@ func withBackoff(ctx context.Context, f func() (bool, error)) (bool, error) {
 		if ctx.Err() != nil {
 			return false, err
 		}
-		tm := time.NewTimer(backoffDelay)
-		select {
-		case <-ctx.Done():
-			tm.Stop()
+		if snooze.For(ctx, backoffDelay); ctx.Err() != nil {
 			return false, err
-		case <-tm.C:
 		}
 	}
 	return false, err
