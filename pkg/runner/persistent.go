@@ -137,7 +137,8 @@ func (pp *persistentProc) lineLocked(line []byte) {
 	if len(line) == 0 {
 		return // blank lines mean nothing
 	}
-	done := isDoneOK(line)
+	ok := isDoneOK(line)
+	done := ok
 	if !done {
 		var m map[string]json.RawMessage
 		if err := json.Unmarshal(line, &m); err != nil || m == nil {
@@ -155,7 +156,7 @@ func (pp *persistentProc) lineLocked(line []byte) {
 		pp.violateLocked(what + abbreviate(line))
 		return
 	}
-	j.pushLocked(pline{line: append([]byte(nil), line...), done: done})
+	j.pushLocked(pline{line: append([]byte(nil), line...), done: done, ok: ok})
 	if done {
 		pp.cur = nil
 	}
