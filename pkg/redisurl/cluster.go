@@ -106,11 +106,8 @@ func newClusterDialer(u *url.URL, raw string, opt Options, timeouts []redis.Dial
 		return nil, fmt.Errorf("parse redis url %s: Redis Cluster has only database 0", Redacted(raw))
 	}
 	d := &clusterDialer{slot: HashSlot("{" + tag + "}")}
-	for _, h := range strings.Split(u.Host, ",") {
-		if _, _, err := net.SplitHostPort(h); err != nil {
-			h = net.JoinHostPort(h, "6379")
-		}
-		d.seeds = append(d.seeds, h)
+	if d.seeds = hostList(u.Host, "6379"); d.seeds == nil {
+		return nil, fmt.Errorf("parse redis url %s: empty cluster host", Redacted(raw))
 	}
 	d.opts = append(d.opts, timeouts...)
 	if u.Scheme == "rediss+cluster" {

@@ -265,3 +265,21 @@ func parseTimeout(v string) (time.Duration, error) {
 	}
 	return d, nil
 }
+
+// hostList splits a URL's comma-separated hosts (Sentinel's, a
+// Cluster's seeds), giving each one without a port defPort. It returns
+// nil when an entry is empty: a URL typo that would otherwise dial the
+// local host.
+func hostList(hosts, defPort string) []string {
+	var out []string
+	for _, h := range strings.Split(hosts, ",") {
+		if h == "" {
+			return nil
+		}
+		if _, _, err := net.SplitHostPort(h); err != nil {
+			h = net.JoinHostPort(h, defPort)
+		}
+		out = append(out, h)
+	}
+	return out
+}

@@ -53,14 +53,8 @@ func parseSentinel(raw string, u *url.URL, opt Options, timeouts []redis.DialOpt
 		return nil, bad("no sentinel hosts")
 	}
 	s := &sentinel{master: "", timeout: opt.Timeout, f: f, stop: make(chan struct{})}
-	for _, h := range strings.Split(u.Host, ",") {
-		if h == "" {
-			return nil, bad("empty sentinel host")
-		}
-		if _, _, err := net.SplitHostPort(h); err != nil {
-			h = net.JoinHostPort(h, "26379")
-		}
-		s.addrs = append(s.addrs, h)
+	if s.addrs = hostList(u.Host, "26379"); s.addrs == nil {
+		return nil, bad("empty sentinel host")
 	}
 	parts := strings.Split(strings.Trim(u.Path, "/"), "/")
 	if parts[0] == "" || len(parts) > 2 {
