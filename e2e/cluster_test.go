@@ -250,11 +250,9 @@ func TestCluster_Failover(t *testing.T) {
 				t.Logf("CLUSTER FAILOVER: slot %d from %s to %s, agreed after %.2fs", r.slot, old, nu, time.Since(t0).Seconds())
 			case "KillMaster":
 				r.cl.Node(sh.Master).Stop() // SIGKILL
-				redistest.Eventually(t, 60*time.Second, func() bool {
-					return r.cl.Shard(r.slot).Master != sh.Master
-				}, "no replica took over slot %d from the killed %s", r.slot, sh.Master)
+				now := r.cl.WaitSwitch(r.slot, sh.Master, 60*time.Second)
 				t.Logf("kill -9 of %s: slot %d taken over by %s after %.2fs (cluster-node-timeout %s)",
-					sh.Master, r.slot, r.cl.Shard(r.slot).Master, time.Since(t0).Seconds(), redistest.ClusterNodeTimeout)
+					sh.Master, r.slot, now, time.Since(t0).Seconds(), redistest.ClusterNodeTimeout)
 			}
 			p0 := r.getInt(queue.StatKey(clusterNS, "processed"))
 			redistest.Eventually(t, 60*time.Second, func() bool {

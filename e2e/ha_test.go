@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"fmt"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -60,9 +59,9 @@ func haCheck(t *testing.T, srv *redistest.Server, runs string, total int, d *dae
 		n, _ := redis.Int(srv.Do(t, "LLEN", queue.QueueKey(ns, "ha")), nil)
 		return n == 0 && getInt(t, srv, queue.StatKey(ns, "processed")) >= total
 	}, "the new primary never recorded every job as processed")
-	extra := 0
+	extra, counts := 0, haRuns(t, runs)
 	for i := 0; i < total; i++ {
-		n := haRuns(t, runs)[fmt.Sprintf("[%d]", i)]
+		n := counts[fmt.Sprintf("[%d]", i)]
 		if n == 0 {
 			t.Errorf("job %d never ran", i)
 		}
@@ -135,24 +134,6 @@ func TestHA_SentinelFailover(t *testing.T) {
 	}
 }
 
-// haManagedSwitch does what a managed service does to fail over from
-// one server to another behind its name: pause writes on from until to
-// has all of them, promote to, point the name at it, demote from under
-// its live connections, and let the paused clients go (to READONLY).
-func haManagedSwitch(t *testing.T, from, to *redistest.Server, name *faultproxy.Proxy) time.Time {
-	t.Helper()
-	from.Do(t, "CLIENT", "PAUSE", "10000", "WRITE")
-	redistest.Eventually(t, haWithin, func() bool {
-		return from.Info(t, "replication")["master_repl_offset"] == to.Info(t, "replication")["master_repl_offset"]
-	}, "%s never caught up with %s", to.Addr, from.Addr)
-	to.Do(t, "REPLICAOF", "NO", "ONE")
-	name.Retarget(to.Addr)
-	host, port, _ := net.SplitHostPort(to.Addr)
-	from.Do(t, "REPLICAOF", host, port)
-	from.Do(t, "CLIENT", "UNPAUSE")
-	return time.Now()
-}
-
 // TestHA_ManagedFailover: resqued reaches Redis through a name (a
 // proxy) that a managed service re-points. First mid-stream: B, a
 // replica of A, is promoted, the name is pointed at B, and A is demoted
@@ -179,7 +160,7 @@ func TestHA_ManagedFailover(t *testing.T) {
 	redistest.Eventually(t, haWithin, func() bool { return len(haRuns(t, runs)) >= 20 }, "jobs never started running")
 
 	// Mid-stream, A to B: READONLY.
-	switched := haManagedSwitch(t, a, b, name)
+	switched := redistest.ManagedSwitch(t, a, b, haWithin, name.Retarget)
 	base := getInt(t, b, queue.StatKey(ns, "processed"))
 	if base >= first {
 		t.Fatalf("all %d jobs were done before the switch: no failover mid-stream", first)
@@ -197,7 +178,7 @@ func TestHA_ManagedFailover(t *testing.T) {
 	// Idle, B back to A: the worker's BLMOVE on B gets UNBLOCKED.
 	a.WaitLinkUp(t)
 	redistest.Eventually(t, haWithin, func() bool { return b.Info(t, "clients")["blocked_clients"] == "1" }, "the worker never waited on B")
-	switched = haManagedSwitch(t, b, a, name)
+	switched = redistest.ManagedSwitch(t, b, a, haWithin, name.Retarget)
 	haPush(t, a, total, more)
 	resumed = haProcessedAfter(t, a, total, switched)
 	if extra := haCheck(t, a, runs, more, d); extra != 0 {

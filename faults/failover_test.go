@@ -2,7 +2,6 @@ package faults
 
 import (
 	"fmt"
-	"net"
 	"time"
 
 	"github.com/gomodule/redigo/redis"
@@ -76,9 +75,7 @@ func (c *cluster) clusterRound(kill bool) {
 		fault = "kill -9"
 		old.Stop() // SIGKILL
 		c.record(faultRec{Kind: "kill -9 slot master"})
-		if !waitFor(haWithin, func() bool { now = h.cl.Shard(h.slot).Master; return now != old.Addr }) {
-			c.t.Fatalf("no replica took over slot %d within %s of the kill -9 of %s", h.slot, haWithin, old.Addr)
-		}
+		now = h.cl.WaitSwitch(h.slot, old.Addr, haWithin)
 	} else {
 		fault = "CLUSTER FAILOVER"
 		_, now = h.cl.Failover(h.slot)
@@ -142,16 +139,7 @@ func (c *cluster) managedSwitch() {
 	appendLine(c.t, c.runs, fmt.Sprintf("failover %d", len(h.rounds)+1))
 	t0 := time.Now()
 	h.kills.Add(1)
-	from.Do(c.t, "CLIENT", "PAUSE", "10000", "WRITE")
-	redistest.Eventually(c.t, haWithin, func() bool {
-		return from.Info(c.t, "replication")["master_repl_offset"] == to.Info(c.t, "replication")["master_repl_offset"]
-	}, "%s never caught up with %s", to.Addr, from.Addr)
-	to.Do(c.t, "REPLICAOF", "NO", "ONE")
-	c.proxy.Retarget(to.Addr)
-	host, port, _ := net.SplitHostPort(to.Addr)
-	from.Do(c.t, "REPLICAOF", host, port)
-	from.Do(c.t, "CLIENT", "UNPAUSE")
-	switched := time.Now()
+	switched := redistest.ManagedSwitch(c.t, from, to, haWithin, c.proxy.Retarget)
 	c.srv = to
 	c.record(faultRec{Kind: "managed switch"})
 	resumed := c.watchResume(to, switched)

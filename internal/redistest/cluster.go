@@ -220,6 +220,18 @@ func (c *Cluster) WaitMaster(slot int, addr string, within time.Duration) {
 	}, "slot %d's master never became %s", slot, addr)
 }
 
+// WaitSwitch waits until slot's master is one other than old (a
+// replica took over after a failover or a kill), and returns it.
+func (c *Cluster) WaitSwitch(slot int, old string, within time.Duration) string {
+	c.tb.Helper()
+	var now string
+	Eventually(c.tb, within, func() bool {
+		now = c.Shard(slot).Master
+		return now != old
+	}, "no replica took over slot %d from %s within %s", slot, old, within)
+	return now
+}
+
 // Do runs one command on the master of slot and fails the test on
 // error (redis.ErrNil is not one).
 func (c *Cluster) Do(slot int, cmd string, args ...interface{}) interface{} {

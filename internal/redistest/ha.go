@@ -207,6 +207,25 @@ func (ss *Sentinels) WaitSwitch(tb testing.TB, old string, within time.Duration)
 	return now
 }
 
+// ManagedSwitch does what a managed Redis service does to fail over
+// from one server to its replica behind the name clients use: pause
+// writes on from until to has all of them, promote to, point the name at
+// it (retarget), demote from under its live connections, and let the
+// paused clients go (to READONLY). It returns when the switch is done.
+func ManagedSwitch(tb testing.TB, from, to *Server, within time.Duration, retarget func(addr string)) time.Time {
+	tb.Helper()
+	from.Do(tb, "CLIENT", "PAUSE", "10000", "WRITE")
+	Eventually(tb, within, func() bool {
+		return from.Info(tb, "replication")["master_repl_offset"] == to.Info(tb, "replication")["master_repl_offset"]
+	}, "%s never caught up with %s", to.Addr, from.Addr)
+	to.Do(tb, "REPLICAOF", "NO", "ONE")
+	retarget(to.Addr)
+	host, port, _ := net.SplitHostPort(to.Addr)
+	from.Do(tb, "REPLICAOF", host, port)
+	from.Do(tb, "CLIENT", "UNPAUSE")
+	return time.Now()
+}
+
 // RestartReplicaOf starts the server again, on its port and directory,
 // as a replica of primary: what an orchestrator does with a master that
 // crashed and lost its role in a failover. It waits, as StartReplica

@@ -77,20 +77,28 @@ func startServer(tb testing.TB, s *Server, opts []Option) *Server {
 	for _, o := range opts {
 		o(s)
 	}
-	var lastErr error
+	if err := s.startOnFreePort(); err != nil {
+		tb.Fatalf("%v", err)
+	}
+	tb.Cleanup(s.Stop)
+	return s
+}
+
+// startOnFreePort starts s on a free loopback port, trying another port
+// up to five times (one may be taken between finding it and binding it).
+func (s *Server) startOnFreePort() error {
+	var err error
 	for attempt := 0; attempt < 5; attempt++ {
-		port, err := freePort()
-		if err != nil {
-			tb.Fatalf("find free port: %v", err)
+		var port int
+		if port, err = freePort(); err != nil {
+			return fmt.Errorf("find free port: %w", err)
 		}
 		s.Addr = fmt.Sprintf("127.0.0.1:%d", port)
-		if lastErr = s.start(); lastErr == nil {
-			tb.Cleanup(s.Stop)
-			return s
+		if err = s.start(); err == nil {
+			return nil
 		}
 	}
-	tb.Fatalf("start redis-server: %v", lastErr)
-	return nil
+	return fmt.Errorf("start redis-server: %w", err)
 }
 
 func freePort() (int, error) {
@@ -331,19 +339,9 @@ func RunWithServer(m *testing.M, addr *string) int {
 	}
 	defer os.RemoveAll(dir)
 	s := &Server{Dir: dir}
-	for attempt := 0; ; attempt++ {
-		port, err := freePort()
-		if err == nil {
-			s.Addr = fmt.Sprintf("127.0.0.1:%d", port)
-			err = s.start()
-		}
-		if err == nil {
-			break
-		}
-		if attempt == 4 {
-			fmt.Fprintf(os.Stderr, "start redis-server: %v\n", err)
-			return 1
-		}
+	if err := s.startOnFreePort(); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
 	}
 	defer func() {
 		_ = s.cmd.Process.Kill()
