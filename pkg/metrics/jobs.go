@@ -77,32 +77,41 @@ func (j *Jobs) observe(k jobKey, v float64) {
 	h.sum += v
 }
 
+// durationLE are durationBuckets as the le labels write them.
+var durationLE = func() (le [len(durationBuckets)]string) {
+	for i, b := range durationBuckets {
+		le[i] = string(appendFloat(nil, b))
+	}
+	return le
+}()
+
 // Collect implements Source.
 func (j *Jobs) Collect(w *Writer) {
+	type series struct {
+		k jobKey
+		h histogram
+	}
 	j.mu.Lock()
-	keys := make([]jobKey, 0, len(j.series))
-	hs := make(map[jobKey]histogram, len(j.series))
+	all := make([]series, 0, len(j.series))
 	for k, h := range j.series {
-		keys = append(keys, k)
-		hs[k] = *h
+		all = append(all, series{k, *h})
 	}
 	j.mu.Unlock()
-	sort.Slice(keys, func(a, b int) bool {
-		if keys[a].class != keys[b].class {
-			return keys[a].class < keys[b].class
+	sort.Slice(all, func(a, b int) bool {
+		if all[a].k.class != all[b].k.class {
+			return all[a].k.class < all[b].k.class
 		}
-		return keys[a].outcome < keys[b].outcome
+		return all[a].k.outcome < all[b].k.outcome
 	})
-	if len(keys) > 0 {
+	if len(all) > 0 {
 		const name = "resqued_job_duration_seconds"
 		w.Family(name, "Time from taking a job to its outcome, by class and outcome (ok, failed, retried).", "histogram")
-		var le [24]byte
-		for _, k := range keys {
-			h := hs[k]
+		for _, s := range all {
+			k, h := s.k, s.h
 			var cum uint64
-			for i, bound := range durationBuckets {
+			for i := range durationBuckets {
 				cum += h.counts[i]
-				w.Sample(name+"_bucket", float64(cum), "class", k.class, "outcome", k.outcome, "le", string(appendFloat(le[:0], bound)))
+				w.Sample(name+"_bucket", float64(cum), "class", k.class, "outcome", k.outcome, "le", durationLE[i])
 			}
 			w.Sample(name+"_bucket", float64(h.count), "class", k.class, "outcome", k.outcome, "le", "+Inf")
 			w.Sample(name+"_sum", h.sum, "class", k.class, "outcome", k.outcome)

@@ -6,6 +6,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 )
 
@@ -78,8 +79,11 @@ func readProcStat() (procStat, bool) {
 }
 
 // bootTime is the btime line of /proc/stat: the boot time, in seconds
-// since the epoch.
-func bootTime() (int64, bool) {
+// since the epoch. It never changes, so /proc/stat is read once, not per
+// scrape.
+var bootTime = sync.OnceValues(readBootTime)
+
+func readBootTime() (int64, bool) {
 	b, err := os.ReadFile("/proc/stat")
 	if err != nil {
 		return 0, false
