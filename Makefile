@@ -4,6 +4,7 @@ VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev
 LDFLAGS  := -X main.Version=$(VERSION)
 # urfave/cli's man and markdown generators (and blackfriday) are never
 # used; leaving them out saves every process ~0.5 MiB (issue 14).
+# bench/resqued-bench/main.go builds with the same tags.
 TAGS     := urfave_cli_no_docs
 BIN      := bin/resqued
 REDIS_URL ?= redis://127.0.0.1:6379/0

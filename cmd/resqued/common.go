@@ -95,17 +95,16 @@ func connect(c *cli.Context, log hclog.Logger) (*redisClients, error) {
 	if log != nil && log.IsDebug() {
 		opt.CommandLog = log.Named("redis").StandardLogger(&hclog.StandardLoggerOptions{ForceLevel: hclog.Debug})
 	}
+	opts, err := replicaOptions(c, log)
+	if err != nil {
+		return nil, err
+	}
 	pool, err := redisurl.NewPool(redisURL(c), opt)
 	if errors.Is(err, redisurl.ErrClusterNamespace) {
 		return nil, &usageError{msg: "A Redis Cluster needs a hash-tagged namespace, so that every key lives in one slot: " + strconv.Quote(ns) + " has no {tag}.", hint: "resqued --namespace '{resque}' (and the same namespace in Ruby and PHP: docs/operations.md, Redis Cluster)"}
 	}
 	if err != nil {
 		return nil, &usageError{msg: err.Error(), hint: "resqued --redis redis://127.0.0.1:6379/0"}
-	}
-	opts, err := replicaOptions(c, log)
-	if err != nil {
-		pool.Close()
-		return nil, err
 	}
 	return &redisClients{queue: queue.New(pool.Pool, ns, opts...), status: status.New(pool.Pool, ns), Close: pool.Close}, nil
 }
