@@ -20,6 +20,7 @@ func TestNewPool_ClusterURL(t *testing.T) {
 		{"redis+cluster://h:7000,h:7001/", "{}resque"},   // empty tag: the whole key hashes
 		{"redis+cluster://h:7000/3", "{resque}"},         // Cluster has only db 0
 		{"redis+cluster:///", "{resque}"},                // no host
+		{"redis+cluster://h:7000,,h:7001/", "{resque}"},  // an empty host: not the local :6379
 		{"redis+cluster://h:7000?read_timeout=x", "{r}"}, // bad option
 	} {
 		if _, err := redisurl.NewPool(tc.url, redisurl.Options{Namespace: tc.ns}); err == nil {
