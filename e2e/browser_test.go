@@ -53,11 +53,23 @@ func TestBrowser_Dashboard(t *testing.T) {
 		artifacts = t.TempDir()
 	}
 	os.MkdirAll(artifacts, 0o755)
+	// Chromium's helper processes can still write to the profile for a
+	// moment after the browser itself exits, which made t.TempDir's own
+	// removal fail the test ("directory not empty"). The profile is
+	// removed once nothing writes to it any more.
+	profile, err := os.MkdirTemp("", "resqued-chromium-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		redistest.Eventually(t, 30*time.Second, func() bool { return os.RemoveAll(profile) == nil },
+			"chromium's profile %s could not be removed", profile)
+	})
 	opts := append(chromedp.DefaultExecAllocatorOptions[:],
 		chromedp.ExecPath(chrome), chromedp.NoSandbox, chromedp.DisableGPU,
 		chromedp.Flag("disable-quic", true), chromedp.Flag("disable-background-networking", true),
 		chromedp.Flag("disable-component-update", true), chromedp.Flag("disable-sync", true),
-		chromedp.UserDataDir(t.TempDir()), chromedp.WindowSize(1280, 800))
+		chromedp.UserDataDir(profile), chromedp.WindowSize(1280, 800))
 	actx, cancelA := chromedp.NewExecAllocator(context.Background(), opts...)
 	defer cancelA()
 	ctx, cancel := chromedp.NewContext(actx)
