@@ -9,6 +9,7 @@ import (
 	"math"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/gomodule/redigo/redis"
@@ -287,39 +288,18 @@ func (w *Waker) Wait(ctx context.Context, timeout time.Duration) (woken bool, er
 	}
 	// BLPOP's 0 means forever: never send less than a millisecond.
 	timeout = max(timeout, time.Millisecond)
-	returned := make(chan struct{})
-	stopped := make(chan struct{})
-	go func() {
-		defer close(stopped)
-		select {
-		case <-returned:
-			return
-		case <-ctx.Done():
-		}
-		if w.id == 0 {
-			return
-		}
-		// Repeat: the cancel may land before the BLPOP reached Redis.
-		t := time.NewTicker(20 * time.Millisecond)
-		defer t.Stop()
-		for {
-			conn := w.c.pool.Get()
-			_, _ = conn.Do("CLIENT", "UNBLOCK", w.id)
-			conn.Close()
-			select {
-			case <-returned:
-				return
-			case <-t.C:
-			}
-		}
-	}()
+	returned := make([]atomic.Bool, 1)
+	stop := func() {}
+	if w.id != 0 {
+		stop = w.c.unblockOnCancel(ctx, []int64{w.id}, returned)
+	}
 	v, err := w.blpop(timeout)
 	if err != nil && !w.intSecs && isTimeoutRefused(err) {
 		w.intSecs = true // Redis before 6 takes whole seconds only
 		v, err = w.blpop(timeout)
 	}
-	close(returned)
-	<-stopped
+	returned[0].Store(true)
+	stop()
 	if err != nil {
 		w.Close()
 		if ctx.Err() != nil {

@@ -559,7 +559,11 @@ func (f *Fetcher) Wait(ctx context.Context, queues []string, timeout time.Durati
 	// peeks still blocked need a CLIENT UNBLOCK (none, with one queue,
 	// so a pickup costs no extra round trip).
 	returned := make([]atomic.Bool, len(queues))
-	stop := f.unblockOnCancel(wctx, queues, returned)
+	ids := make([]int64, len(queues))
+	for i, q := range queues {
+		ids[i] = f.peeks[q].id
+	}
+	stop := f.c.unblockOnCancel(wctx, ids, returned)
 	defer stop()
 	var wg sync.WaitGroup
 	var arrived atomic.Bool
@@ -621,14 +625,12 @@ func (f *Fetcher) Wait(ctx context.Context, queues []string, timeout time.Durati
 	return nil
 }
 
-// unblockOnCancel unblocks the peek connections of queues once ctx is
-// done, until the returned function is called. It repeats the unblock
-// because the cancel may land before a BLMOVE reached Redis.
-func (f *Fetcher) unblockOnCancel(ctx context.Context, queues []string, returned []atomic.Bool) (stop func()) {
-	ids := make([]int64, 0, len(queues))
-	for _, q := range queues {
-		ids = append(ids, f.peeks[q].id)
-	}
+// unblockOnCancel unblocks, once ctx is done, the connections ids (their
+// CLIENT IDs) whose blocking command has not returned yet (returned[i]
+// unset), until the returned function is called. It repeats the unblock
+// because the cancel may land before a blocking command reached Redis.
+// Fetcher.Wait's BLMOVEs and Waker.Wait's BLPOP both stop with it.
+func (c *Client) unblockOnCancel(ctx context.Context, ids []int64, returned []atomic.Bool) (stop func()) {
 	done := make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Add(1)
@@ -651,7 +653,7 @@ func (f *Fetcher) unblockOnCancel(ctx context.Context, queues []string, returned
 			if len(blocked) == 0 {
 				return
 			}
-			conn := f.c.pool.Get()
+			conn := c.pool.Get()
 			for _, id := range blocked {
 				_ = conn.Send("CLIENT", "UNBLOCK", id)
 			}
