@@ -78,12 +78,22 @@ type tailBuffer struct {
 	lines []string
 }
 
-func newTailBuffer(max int) *tailBuffer { return &tailBuffer{max: max} }
+// newTailBuffer returns a tail of max bytes, or nil (which keeps
+// nothing) for a max of zero.
+func newTailBuffer(max int) *tailBuffer {
+	if max <= 0 {
+		return nil
+	}
+	return &tailBuffer{max: max}
+}
 
 // add appends line, dropping the oldest lines to stay within budget. A line
 // that does not fit on its own is cut to its last bytes (at a UTF-8
 // boundary).
 func (t *tailBuffer) add(line []byte) {
+	if t == nil {
+		return
+	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if len(line)+1 > t.max {
@@ -104,6 +114,9 @@ func (t *tailBuffer) add(line []byte) {
 
 // snapshot returns a copy of the kept lines, oldest first.
 func (t *tailBuffer) snapshot() []string {
+	if t == nil {
+		return nil
+	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	return slices.Clone(t.lines)
@@ -111,6 +124,9 @@ func (t *tailBuffer) snapshot() []string {
 
 // reset forgets every line (a persistent process starting its next job).
 func (t *tailBuffer) reset() {
+	if t == nil {
+		return
+	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.lines, t.size = nil, 0

@@ -258,7 +258,7 @@ func (pp *persistentProc) run(ctx context.Context, job Job, fresh bool) (*pjob, 
 	if !sent {
 		go func() {
 			defer close(j.done)
-			j.result = &Result{Duration: time.Since(j.start), StderrTail: pp.p.tail.snapshot()}
+			j.result = &Result{Duration: time.Since(j.start), StderrTail: pp.p.tail.snapshot(), StdoutTail: pp.p.outTail.snapshot()}
 			if broken != "" {
 				j.err = j.broken(pp, broken)
 			} else {
@@ -286,6 +286,7 @@ func (pp *persistentProc) dispatch(j *pjob, logger hclog.Logger) (broken string,
 	}
 	pp.p.lineLog.Store(&logger)
 	pp.p.tail.reset()
+	pp.p.outTail.reset()
 	pp.cur = j
 	pp.busy = true
 	return "", true

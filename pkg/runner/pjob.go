@@ -103,7 +103,7 @@ func (j *pjob) supervise(ctx context.Context, job Job, line []byte, logger hclog
 	defer func() { pp.release() }()
 	var report Report
 	finish := func(err error) {
-		j.result = &Result{Duration: time.Since(j.start), StderrTail: pp.p.tail.snapshot(), Report: report}
+		j.result = &Result{Duration: time.Since(j.start), StderrTail: pp.p.tail.snapshot(), StdoutTail: pp.p.outTail.snapshot(), Report: report}
 		j.err = err
 	}
 	sent := pp.write(line)

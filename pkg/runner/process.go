@@ -40,12 +40,20 @@ type Job struct {
 	// OnProgress, when set, receives each {"progress": ...} line the
 	// handler writes on its result descriptor, as it arrives.
 	OnProgress func(Progress)
+	// Env holds extra "NAME=value" entries for this job's handler, after
+	// the base environment and before the RESQUE_* variables (which
+	// always win). Ignored by persistent handlers, whose environment is
+	// fixed when their process starts.
+	Env []string
 }
 
 // Result describes a handler process that ran.
 type Result struct {
 	Duration   time.Duration
 	StderrTail []string // last lines of stderr (bounded by StderrTail bytes), oldest first, without trailing newlines
+	// StdoutTail is the same for stdout, kept only when Config.StdoutTail
+	// is set.
+	StdoutTail []string
 	// Report is what the handler wrote on its result descriptor.
 	Report Report
 }
@@ -80,6 +88,7 @@ type Process struct {
 	// persistent process, the current job's.
 	lineLog atomic.Pointer[hclog.Logger]
 	tail    *tailBuffer
+	outTail *tailBuffer   // nil unless Config.StdoutTail
 	ioDone  chan struct{} // closed when stdin, stdout and stderr are done
 
 	timeoutTimer *time.Timer // nil without timeout
@@ -189,6 +198,7 @@ func (r *Runner) spawn(ctx context.Context, job Job, path string, results func(*
 		results:     pipes[3][0],
 		report:      &reportReader{onProgress: job.OnProgress, logger: logger},
 		tail:        newTailBuffer(r.stderrTail),
+		outTail:     newTailBuffer(r.stdoutTail),
 		ioDone:      make(chan struct{}),
 		done:        make(chan struct{}),
 	}
@@ -218,7 +228,7 @@ func (r *Runner) spawn(ctx context.Context, job Job, path string, results func(*
 			p.logger.Debug("read result fd", "error", err)
 		}
 	}()
-	go p.forward(p.stdout, "stdout", nil, job.Stdout, r.maxLine, &wg)
+	go p.forward(p.stdout, "stdout", p.outTail, job.Stdout, r.maxLine, &wg)
 	go p.forward(p.stderr, "stderr", p.tail, job.Stderr, r.maxLine, &wg)
 	go func() {
 		wg.Wait()
@@ -238,8 +248,9 @@ func (r *Runner) spawn(ctx context.Context, job Job, path string, results func(*
 // variables set here, and the job's.
 func (r *Runner) environ(job Job) []string {
 	base := r.baseEnv()
-	env := make([]string, len(base), len(base)+9)
+	env := make([]string, len(base), len(base)+len(job.Env)+9)
 	copy(env, base)
+	env = append(env, job.Env...)
 	return append(env,
 		"RESQUE_CLASS="+job.Class,
 		"RESQUE_QUEUE="+job.Queue,
@@ -378,7 +389,7 @@ func (p *Process) supervise() {
 	}
 	p.drain()
 
-	p.result = &Result{Duration: duration, StderrTail: p.tail.snapshot(), Report: p.report.get()}
+	p.result = &Result{Duration: duration, StderrTail: p.tail.snapshot(), StdoutTail: p.outTail.snapshot(), Report: p.report.get()}
 	state := p.cmd.ProcessState
 	if state == nil {
 		p.err = fmt.Errorf("wait handler %s: %w", p.path, waitErr)

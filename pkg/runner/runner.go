@@ -55,6 +55,9 @@ type Config struct {
 	// Env is the base environment of handlers; nil means os.Environ() at
 	// the time each handler is started.
 	Env []string
+	// StdoutTail, when positive, keeps that many bytes of the most recent
+	// stdout lines in Result.StdoutTail (--keep-output); zero keeps none.
+	StdoutTail int
 }
 
 // Runner resolves job classes to handler executables and runs them. It is
@@ -65,6 +68,7 @@ type Runner struct {
 	termTimeout time.Duration
 	timeout     time.Duration
 	stderrTail  int
+	stdoutTail  int
 	maxLine     int
 	follow      bool
 	env         []string // nil: os.Environ()
@@ -108,6 +112,8 @@ func New(cfg Config) (*Runner, error) {
 		return nil, fmt.Errorf("timeout %s: must not be negative", cfg.Timeout)
 	case cfg.StderrTail < 0:
 		return nil, fmt.Errorf("stderr tail %d: must not be negative", cfg.StderrTail)
+	case cfg.StdoutTail < 0:
+		return nil, fmt.Errorf("stdout tail %d: must not be negative", cfg.StdoutTail)
 	case cfg.MaxLine < 0:
 		return nil, fmt.Errorf("max line %d: must not be negative", cfg.MaxLine)
 	}
@@ -117,6 +123,7 @@ func New(cfg Config) (*Runner, error) {
 		termTimeout: cfg.TermTimeout,
 		timeout:     cfg.Timeout,
 		stderrTail:  cfg.StderrTail,
+		stdoutTail:  cfg.StdoutTail,
 		maxLine:     cfg.MaxLine,
 		follow:      cfg.FollowSymlinks,
 	}
