@@ -1,14 +1,20 @@
 package e2e
 
 import (
+	"bytes"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"os"
+	"os/exec"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/resqued/resqued/internal/redistest"
+	"github.com/resqued/resqued/pkg/queue"
 )
 
 // freeAddr returns a loopback address nothing listens on right now.
@@ -119,4 +125,91 @@ func TestMetrics_CountSupervisor(t *testing.T) {
 	if strings.Contains(d.out.String(), "address already in use") {
 		t.Errorf("a worker tried to bind --metrics:\n%s", d.out.String())
 	}
+}
+
+// TestMetrics_Promtool: a real daemon's /metrics, with jobs waiting in
+// several queues (a stamped one, php-resque's, a plain one, an empty
+// one), a delayed job and a failure, reports each queue's latency and
+// the backlog, and passes promtool check metrics without a word.
+func TestMetrics_Promtool(t *testing.T) {
+	promtool, err := exec.LookPath("promtool")
+	if err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatal("promtool not installed (apt-get install prometheus), and CI is set")
+		}
+		t.Skip("promtool not installed: apt-get install prometheus")
+	}
+	t.Parallel()
+	srv := redistest.Start(t)
+	dir := t.TempDir()
+	handler(t, dir, "Boom", `echo boom >&2; exit 1`)
+	push(t, srv, "jobs", `{"class":"Boom","args":[]}`)
+	now := time.Now()
+	push(t, srv, "stamped", fmt.Sprintf(`{"class":"A","args":[],"enqueued_at":%.6f}`, float64(now.Add(-30*time.Second).UnixMicro())/1e6))
+	push(t, srv, "stamped", `{"class":"A","args":[2]}`)
+	push(t, srv, "php", fmt.Sprintf(`{"class":"Echo","args":[{"n":1}],"id":"49cfcb79dae947c76d27007cd19ff419","prefix":"","queue_time":%d.852331}`, now.Add(-10*time.Minute).Unix()))
+	push(t, srv, "plain", `{"class":"B","args":[]}`)
+	srv.Do(t, "SADD", queue.QueuesKey(ns), "empty")
+	// A delayed job a day from now, as resque-scheduler stores it.
+	at := now.Add(24 * time.Hour).Unix()
+	item := `{"class":"Report","args":["weekly"],"queue":"reports"}`
+	srv.Do(t, "RPUSH", queue.DelayedKey(ns, at), item)
+	srv.Do(t, "ZADD", queue.DelayedScheduleKey(ns), at, at)
+	srv.Do(t, "SADD", queue.TimestampsKey(ns, item), queue.TimestampsEntry(at))
+	addr := freeAddr(t)
+	start(t, srv, dir, "--queues", "jobs", "--metrics", addr)
+
+	wants := []string{
+		"resque_failed_jobs 1\n",
+		"resque_delayed_jobs 1\n",
+		"resque_delayed_timestamps 1\n",
+		`resque_queue_size{queue="stamped"} 2` + "\n",
+		`resque_queue_latency_seconds{queue="empty"} 0` + "\n",
+		`resque_queue_latency_seconds{queue="jobs"} 0` + "\n",
+		"resqued_jobs_cancelled_total 0\n",
+		`resqued_jobs_limit_kills_total{limit="memory"} 0` + "\n",
+	}
+	var body string
+	redistest.Eventually(t, 60*time.Second, func() bool {
+		var code int
+		code, body = httpGet(t, "http://"+addr+"/metrics")
+		if code != 200 {
+			return false
+		}
+		for _, w := range wants {
+			if !strings.Contains(body, w) {
+				return false
+			}
+		}
+		return true
+	}, "GET /metrics never showed the failure and the backlog; last:\n%s", lastBody{&body})
+	for q, r := range map[string][2]float64{"stamped": {29, 300}, "php": {599, 900}, "plain": {0, 300}} {
+		if v := metricValue(t, body, `resque_queue_latency_seconds{queue="`+q+`"}`); v < r[0] || v > r[1] {
+			t.Errorf("latency of %s = %v, want within %v", q, v, r)
+		}
+	}
+
+	cmd := exec.Command(promtool, "check", "metrics")
+	cmd.Stdin = strings.NewReader(body)
+	out, err := cmd.CombinedOutput()
+	if err != nil || len(bytes.TrimSpace(out)) > 0 {
+		t.Errorf("promtool check metrics: %v\n%s\non:\n%s", err, out, body)
+	}
+}
+
+// metricValue returns the value of one series (name and labels as
+// written) in an exposition.
+func metricValue(t *testing.T, body, series string) float64 {
+	t.Helper()
+	for _, line := range strings.Split(body, "\n") {
+		if v, ok := strings.CutPrefix(line, series+" "); ok {
+			f, err := strconv.ParseFloat(v, 64)
+			if err != nil {
+				t.Fatalf("%s: %v", line, err)
+			}
+			return f
+		}
+	}
+	t.Fatalf("exposition lacks %s:\n%s", series, body)
+	return 0
 }

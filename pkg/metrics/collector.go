@@ -15,6 +15,7 @@ const scrapeTimeout = 5 * time.Second
 // scrape.
 type Collector struct {
 	q      *queue.Client
+	clock  queue.HeadClock
 	errors atomic.Uint64
 }
 
@@ -36,7 +37,12 @@ func (c *Collector) Collect(w *Writer) {
 		c.errors.Add(1)
 		return
 	}
-	qs, err := c.q.QueueSizes(ctx)
+	qs, err := c.q.QueueHeads(ctx)
+	if err != nil {
+		c.errors.Add(1)
+		return
+	}
+	backlog, err := c.backlog(ctx)
 	if err != nil {
 		c.errors.Add(1)
 		return
@@ -54,6 +60,8 @@ func (c *Collector) Collect(w *Writer) {
 	for _, q := range qs {
 		w.Sample("resque_queue_size", float64(q.Size), "queue", q.Queue)
 	}
+	c.writeLatency(w, qs)
+	backlog.write(w)
 	var busy, idle, paused int
 	for _, wi := range ws {
 		switch wi.State {

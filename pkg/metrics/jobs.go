@@ -18,9 +18,11 @@ const (
 var durationBuckets = [...]float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 300, 900}
 
 // Jobs is the worker's in-process instrumentation: a duration histogram
-// per class and outcome, and the number of jobs running.
+// per class and outcome, the number of jobs running, and the jobs
+// cancelled or killed by a limit (Failed).
 type Jobs struct {
 	inFlight atomic.Int64
+	failures failureCounts
 
 	mu     sync.Mutex
 	series map[jobKey]*histogram
@@ -120,4 +122,5 @@ func (j *Jobs) Collect(w *Writer) {
 	}
 	w.Family("resqued_jobs_in_flight", "Jobs this process is running now.", "gauge")
 	w.Sample("resqued_jobs_in_flight", float64(j.inFlight.Load()))
+	j.failures.write(w)
 }

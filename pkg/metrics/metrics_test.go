@@ -1,9 +1,11 @@
 package metrics_test
 
 import (
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -175,4 +177,92 @@ func TestExposition(t *testing.T) {
 			t.Errorf("exposition lacks %q:\n%s", want, body)
 		}
 	}
+}
+
+// TestCollectorBacklog: queue latency (enqueued_at, php-resque's
+// queue_time, first seen, empty), delayed jobs and the failed list.
+func TestCollectorBacklog(t *testing.T) {
+	srv := redistest.Start(t)
+	now := time.Now()
+	srv.Do(t, "SADD", queue.QueuesKey(ns), "stamped", "php", "plain", "empty")
+	srv.Do(t, "RPUSH", queue.QueueKey(ns, "stamped"), fmt.Sprintf(`{"class":"A","args":[],"enqueued_at":%d}`, now.Add(-30*time.Second).Unix()))
+	srv.Do(t, "RPUSH", queue.QueueKey(ns, "php"), fmt.Sprintf(`{"class":"Echo","args":[{}],"id":"49cf","prefix":"","queue_time":%d.25}`, now.Add(-time.Hour).Unix()))
+	srv.Do(t, "RPUSH", queue.QueueKey(ns, "plain"), `{"class":"B","args":[]}`)
+	for _, ts := range []int64{1900000000, 1900000060} {
+		srv.Do(t, "RPUSH", queue.DelayedKey(ns, ts), `{"class":"C","args":[],"queue":"plain"}`, `{"class":"C","args":[1],"queue":"plain"}`)
+		srv.Do(t, "ZADD", queue.DelayedScheduleKey(ns), ts, ts)
+	}
+	srv.Do(t, "RPUSH", queue.FailedKey(ns), `{"failed_at":"2026-11-27 09:41:25 UTC","payload":{"class":"F","args":[]},"exception":"E","error":"e","queue":"q","worker":"w"}`)
+	reg := metrics.NewRegistry()
+	reg.Register(metrics.NewCollector(queue.New(srv.Pool(t), ns)))
+	body := scrape(t, metrics.Handler(reg))
+	for _, want := range []string{
+		"# TYPE resque_queue_latency_seconds gauge\n",
+		`resque_queue_latency_seconds{queue="empty"} 0` + "\n",
+		"resque_delayed_jobs 4\n",
+		"resque_delayed_timestamps 2\n",
+		"resque_failed_jobs 1\n",
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("exposition lacks %q:\n%s", want, body)
+		}
+	}
+	// Ranges, not our own timings: the stamps are 30 s and an hour old.
+	for q, r := range map[string][2]float64{"stamped": {29, 300}, "php": {3599, 3900}, "plain": {0, 60}} {
+		if v := sample(t, body, `resque_queue_latency_seconds{queue="`+q+`"}`); v < r[0] || v > r[1] {
+			t.Errorf("latency of %s = %v, want within %v", q, v, r)
+		}
+	}
+}
+
+// sample returns the value of the series named (with its labels) series.
+func sample(t *testing.T, body, series string) float64 {
+	t.Helper()
+	for _, line := range strings.Split(body, "\n") {
+		if v, ok := strings.CutPrefix(line, series+" "); ok {
+			f, err := strconv.ParseFloat(v, 64)
+			if err != nil {
+				t.Fatalf("%s: %v", line, err)
+			}
+			return f
+		}
+	}
+	t.Fatalf("exposition lacks %s:\n%s", series, body)
+	return 0
+}
+
+func TestJobsFailed(t *testing.T) {
+	reg := metrics.NewRegistry()
+	j := metrics.NewJobs(reg)
+	body := scrape(t, metrics.Handler(reg))
+	for _, want := range []string{
+		"# HELP resqued_jobs_cancelled_total Jobs this process stopped because they were cancelled.\n# TYPE resqued_jobs_cancelled_total counter\nresqued_jobs_cancelled_total 0\n",
+		"# TYPE resqued_jobs_limit_kills_total counter\n",
+		`resqued_jobs_limit_kills_total{limit="memory"} 0` + "\n",
+		`resqued_jobs_limit_kills_total{limit="cpu"} 0` + "\n",
+		`resqued_jobs_limit_kills_total{limit="output"} 0` + "\n",
+		`resqued_jobs_limit_kills_total{limit="procs"} 0` + "\n",
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("before any failure, exposition lacks %q:\n%s", want, body)
+		}
+	}
+	for _, exc := range []string{"Resqued::Cancelled", "Resqued::Cancelled", "Resqued::MemoryLimit", "Resqued::CPULimit",
+		"Resqued::OutputLimit", "Resqued::ProcessLimit", "Resqued::ProcessLimit", "Resque::DirtyExit", "Resqued::Timeout"} {
+		j.Failed(exc)
+	}
+	body = scrape(t, metrics.Handler(reg))
+	for _, want := range []string{
+		"resqued_jobs_cancelled_total 2\n",
+		`resqued_jobs_limit_kills_total{limit="memory"} 1` + "\n",
+		`resqued_jobs_limit_kills_total{limit="cpu"} 1` + "\n",
+		`resqued_jobs_limit_kills_total{limit="output"} 1` + "\n",
+		`resqued_jobs_limit_kills_total{limit="procs"} 2` + "\n",
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("exposition lacks %q:\n%s", want, body)
+		}
+	}
+	var nilJobs *metrics.Jobs
+	nilJobs.Failed("Resqued::Cancelled") // a nil *Jobs counts nothing
 }

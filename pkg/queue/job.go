@@ -116,6 +116,8 @@ func abbrev(b []byte) string {
 
 // Encode builds a payload {"class":...,"args":[...],"id":...}; id may be
 // empty, in which case it is left out, as Ruby Resque does.
+// It writes no "enqueued_at": payloads are requeued byte for byte, so a
+// stamp would be stale after a retry (docs/operations.md, section 13).
 func Encode(class string, args json.RawMessage, id string) ([]byte, error) {
 	if len(bytes.TrimSpace(args)) == 0 {
 		args = json.RawMessage("[]")

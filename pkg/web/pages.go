@@ -110,18 +110,24 @@ func (s *server) overview(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, err)
 		return
 	}
+	qs, err := s.queueRows(r.Context())
+	if err != nil {
+		s.fail(w, err)
+		return
+	}
 	s.render(w, r, "overview", &page{Title: "Overview", Nav: "overview", Live: true,
 		Data: struct {
 			Stats   *queue.Stats
+			Queues  []queueRow
 			Workers []queue.WorkerInfo
-		}{st, ws}})
+		}{st, qs, ws}})
 }
 
 func (s *server) queues(w http.ResponseWriter, r *http.Request) {
 	if !onlyGET(w, r) {
 		return
 	}
-	qs, err := s.cfg.Queue.QueueSizes(r.Context())
+	qs, err := s.queueRows(r.Context())
 	if err != nil {
 		s.fail(w, err)
 		return

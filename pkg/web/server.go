@@ -53,6 +53,7 @@ const defaultCount = 20
 
 type server struct {
 	cfg   Config
+	clock queue.HeadClock // first sightings of queue heads without a time
 	log   hclog.Logger
 	pages map[string]*template.Template
 	csrf  string

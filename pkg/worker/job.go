@@ -80,6 +80,7 @@ func (w *Worker) process(r *queue.Reserved) *queue.Reserved {
 	if why != "" && (o.Exception == ExcDirtyExit || o.Exception == ExcHandlerFailed) {
 		o.Error += " (" + why + ")"
 	}
+	w.cfg.Jobs.Failed(o.Exception) // cancels and limit kills, retried or not
 	if w.retryLater(log, r, runErr) {
 		outcome = metrics.OutcomeRetried
 		return nil
