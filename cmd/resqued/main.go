@@ -26,12 +26,12 @@ func newApp() *cli.App {
 		Name:  "resqued",
 		Usage: "run Resque jobs as handler executables written in any language",
 		UsageText: "resqued --handlers DIR --queues LIST [options]\nresqued enqueue [--queue Q] [--track|--wait] [--in DELAY|--at TIME] CLASS [ARG...]\n" +
-			"resqued try [--handlers DIR] CLASS [ARG...]\nresqued handlers [--handlers DIR] [--json]\nresqued status TOKEN\n" +
+			"resqued try [--handlers DIR] CLASS [ARG...]\nresqued handlers [--handlers DIR] [--json]\nresqued status TOKEN\nresqued cancel ID|--worker WORKER_ID\n" +
 			"resqued stats|queues|workers [--json]\nresqued failed list|retry|remove|clear\nresqued delayed list [--json]\nresqued web [--listen ADDR]",
 		Version:        Version,
 		Flags:          runFlags(),
 		Action:         runAction,
-		Commands:       []*cli.Command{enqueueCommand(), statusCommand(), tryCommand(), handlersCommand(), statsCommand(), queuesCommand(), workersCommand(), failedCommand(), delayedCommand(), webCommand()},
+		Commands:       []*cli.Command{enqueueCommand(), statusCommand(), cancelCommand(), tryCommand(), handlersCommand(), statsCommand(), queuesCommand(), workersCommand(), failedCommand(), delayedCommand(), webCommand()},
 		ExitErrHandler: func(*cli.Context, error) {},
 	}
 }

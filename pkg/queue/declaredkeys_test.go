@@ -259,6 +259,21 @@ func TestScripts_DeclareEveryKey(t *testing.T) {
 	}
 	_, err = c.FinishJob(ctx, r, queue.Outcome{})
 	must("finish", err)
+	// Cancel: a running job's request, a queued and a delayed job's removal.
+	must("enqueue", c.Enqueue(ctx, "q", []byte(`{"class":"A","args":[7],"id":"c1"}`), queue.EnqueueOptions{Track: true, ID: "c1"}))
+	r = reserve(f)
+	j, err := c.FindRunning(ctx, "c1")
+	must("find running", err)
+	_, err = c.RequestCancel(ctx, j, "test", time.Now())
+	must("request cancel", err)
+	_, err = c.FinishJob(ctx, r, queue.Outcome{Exception: "Resqued::Cancelled"})
+	must("finish", err)
+	must("enqueue", c.Enqueue(ctx, "q", []byte(`{"class":"A","args":[8],"id":"c2"}`), queue.EnqueueOptions{Track: true, ID: "c2"}))
+	_, err = c.RemoveQueued(ctx, "c2", "test", time.Now())
+	must("remove queued", err)
+	must("delay", c.Delay(ctx, time.Now().Add(time.Hour), "q", []byte(`{"class":"A","args":[9],"id":"c3"}`), queue.EnqueueOptions{Track: true, ID: "c3"}))
+	_, err = c.RemoveDelayed(ctx, "c3", "test", time.Now())
+	must("remove delayed", err)
 	// Pause marker, status updates, prune lock, dead-worker cleanup.
 	must("pause", c.SetPaused(ctx, "h:1:q", "q", true, time.Now()))
 	must("unpause", c.SetPaused(ctx, "h:1:q", "q", false, time.Now()))

@@ -234,10 +234,17 @@ type Waker struct {
 	id       int64 // CLIENT ID of conn; 0 when the server has none
 	intSecs  bool  // the server takes only whole seconds (before Redis 6)
 	noUnlock bool  // no CLIENT ID/UNBLOCK (before Redis 5): wait at most 1s
+
+	// key is the list waited on, what the wait as errors name it; got
+	// is the element the last Wait took.
+	key, what string
+	got       []byte
 }
 
 // Waker returns a Waker for c's namespace.
-func (c *Client) Waker() *Waker { return &Waker{c: c} }
+func (c *Client) Waker() *Waker {
+	return &Waker{c: c, key: SchedulerWakeKey(c.ns), what: "wait for delayed jobs"}
+}
 
 // Close releases the Waker's connection.
 func (w *Waker) Close() error {
@@ -266,7 +273,7 @@ func (w *Waker) Wait(ctx context.Context, timeout time.Duration) (woken bool, er
 	if w.conn == nil {
 		conn, err := w.c.pool.GetContext(ctx)
 		if err != nil {
-			return false, fmt.Errorf("wait for delayed jobs: %w", err)
+			return false, fmt.Errorf("%s: %w", w.what, err)
 		}
 		w.id = 0
 		if !w.noUnlock {
@@ -278,7 +285,7 @@ func (w *Waker) Wait(ctx context.Context, timeout time.Duration) (woken bool, er
 				w.noUnlock = true
 			default:
 				conn.Close()
-				return false, fmt.Errorf("wait for delayed jobs: %w", err)
+				return false, fmt.Errorf("%s: %w", w.what, err)
 			}
 		}
 		w.conn = conn
@@ -305,7 +312,11 @@ func (w *Waker) Wait(ctx context.Context, timeout time.Duration) (woken bool, er
 		if ctx.Err() != nil {
 			return false, nil
 		}
-		return false, fmt.Errorf("wait for delayed jobs: %w", err)
+		return false, fmt.Errorf("%s: %w", w.what, err)
+	}
+	w.got = nil
+	if kv, _ := redis.ByteSlices(v, nil); len(kv) == 2 {
+		w.got = kv[1]
 	}
 	return v != nil, nil
 }
@@ -315,7 +326,7 @@ func (w *Waker) blpop(timeout time.Duration) (interface{}, error) {
 	if w.intSecs {
 		secs = strconv.FormatInt(int64(math.Ceil(timeout.Seconds())), 10)
 	}
-	return redis.DoWithTimeout(w.conn, timeout+10*time.Second, "BLPOP", SchedulerWakeKey(w.c.ns), secs)
+	return redis.DoWithTimeout(w.conn, timeout+10*time.Second, "BLPOP", w.key, secs)
 }
 
 func isUnknownCommand(err error) bool {

@@ -38,13 +38,16 @@
 //	                                      delayed jobs (DelayedStatusKey)
 //	resque:resqued:delayed-status:any
 //	                              string  exists while any of those may
+//	resque:resqued:cancel:<id>    list    cancel requests to worker id
+//	                                      (CancelRequest), 1 h expiry
 //
 // Where the I/O lives: enqueue.go (Enqueue, Bulk), fetch.go and finish.go
 // (reserve, outcome), retry.go, delayed.go (Delay, ListDelayed,
 // MoveDelayed), item.go (the one delayed-item encoder), peek.go,
 // counters.go (Counters, Ping), ticklock.go, admin.go (stats, failures),
 // workers.go, heartbeats.go, owner.go, orphan.go, prunelock.go, pause.go,
-// rubycompat.go (what a Ruby scheduler drops).
+// rubycompat.go (what a Ruby scheduler drops), cancel.go (finding a job to
+// cancel, removing a waiting one, the cancel request and its wait).
 //
 // All keys are built in keys.go, those Lua scripts use too: a script gets
 // its keys in KEYS, or, where it learns a key only as it runs (a queue

@@ -126,3 +126,9 @@ func DelayedStatusAnyKey(ns string) string { return ns + ":resqued:delayed-statu
 // holds more than one element. Items written by other tools (Ruby
 // resque-scheduler) push nothing and are found by the next poll.
 func SchedulerWakeKey(ns string) string { return ns + ":resqued:scheduler:wake" }
+
+// CancelKey is the list of cancel requests (CancelRequest, JSON) for the
+// job worker id is running. The worker waits on it (BLPOP) only while a
+// job runs; each request pushed sets a one-hour expiry, so requests
+// nobody takes (the job ended first) do not accumulate.
+func CancelKey(ns, id string) string { return ns + ":resqued:cancel:" + id }

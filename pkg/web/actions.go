@@ -5,15 +5,23 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/resqued/resqued/pkg/queue"
+	"github.com/resqued/resqued/pkg/worker"
 )
 
-// mutate allows only a POST with the right CSRF token from this origin.
+// mutate allows only a POST with the right CSRF token from this origin,
+// then goes back to the Failed page (or the page its back field names).
 func (s *server) mutate(fn func(http.ResponseWriter, *http.Request) error) http.HandlerFunc {
+	return s.mutateTo("/failed", fn)
+}
+
+// mutateTo is mutate going back to page def by default.
+func (s *server) mutateTo(def string, fn func(http.ResponseWriter, *http.Request) error) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		if r.Method != http.MethodPost {
 			w.Header().Set("Allow", http.MethodPost)
@@ -33,19 +41,35 @@ func (s *server) mutate(fn func(http.ResponseWriter, *http.Request) error) http.
 			s.fail(w, err)
 			return
 		}
-		back := "/failed"
-		if q := r.PostFormValue("back"); strings.HasPrefix(q, "/failed") && !strings.HasPrefix(q, "//") {
-			back = q
-		}
-		http.Redirect(w, r, back, http.StatusSeeOther)
+		http.Redirect(w, r, backTo(r.PostFormValue("back"), def), http.StatusSeeOther)
 	}
+}
+
+// backTo is where a POST goes back to: back, when it is a path on this
+// dashboard of a page with buttons (never another site: no scheme, no
+// host, no "//" or backslash that a browser reads as one), else def.
+func backTo(back, def string) string {
+	if back == "" || strings.HasPrefix(back, "//") || strings.ContainsAny(back, "\\\r\n") {
+		return def
+	}
+	u, err := url.Parse(back)
+	if err != nil || u.Scheme != "" || u.Host != "" || u.User != nil {
+		return def
+	}
+	if strings.HasPrefix(u.Path, "/failed") || u.Path == "/workers" || u.Path == "/status" {
+		return back
+	}
+	return def
 }
 
 func (s *server) fail(w http.ResponseWriter, err error) {
 	s.log.Error("dashboard", "error", err)
 	code := http.StatusInternalServerError
-	if errors.Is(err, queue.ErrNoFailure) {
+	switch {
+	case errors.Is(err, queue.ErrNoFailure), errors.Is(err, worker.ErrNothingToCancel):
 		code = http.StatusNotFound
+	case errors.Is(err, errBadCancel):
+		code = http.StatusBadRequest
 	}
 	http.Error(w, err.Error(), code)
 }

@@ -96,6 +96,7 @@ func New(cfg Config) http.Handler {
 	mux.HandleFunc("/failed/remove", s.mutate(s.remove))
 	mux.HandleFunc("/failed/retry-all", s.mutate(s.retryAll))
 	mux.HandleFunc("/failed/clear", s.mutate(s.clear))
+	mux.HandleFunc("/cancel", s.mutateTo("/workers", s.cancel))
 	mux.HandleFunc("/delayed", s.delayed)
 	mux.HandleFunc("/status", s.statusPage)
 	if cfg.Metrics != nil {

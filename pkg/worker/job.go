@@ -27,6 +27,9 @@ const (
 	// ExcDirtyExit is Ruby Resque's name for a job whose process died
 	// by a signal, including one the worker sent on TERM or USR1.
 	ExcDirtyExit = "Resque::DirtyExit"
+	// ExcCancelled is a job stopped at an operator's request (resqued
+	// cancel, the dashboard's Cancel button); it is never retried.
+	ExcCancelled = "Resqued::Cancelled"
 )
 
 // process runs one reserved job to its recorded end. r is the one value
@@ -35,7 +38,7 @@ const (
 // same step (finish).
 func (w *Worker) process(r *queue.Reserved) *queue.Reserved {
 	w.mu.Lock()
-	w.inJob, w.killed, w.force = true, "", false
+	w.inJob, w.killed, w.force, w.cancelled = true, "", false, nil
 	w.mu.Unlock()
 	defer func() {
 		w.mu.Lock()
@@ -71,6 +74,12 @@ func (w *Worker) process(r *queue.Reserved) *queue.Reserved {
 		outcome = metrics.OutcomeOK
 		// The result goes into a tracked job's status with "complete".
 		return w.finish(r, queue.Outcome{Result: res.Report.Result})
+	}
+	if c := w.cancelRequest(); c != nil {
+		// Never retried: the operator asked for it to stop.
+		o := cancelledOutcome(c, runErr, res)
+		log.Warn("job cancelled", "outcome", o.Exception, "error", o.Error, "duration", dur)
+		return w.finish(r, o)
 	}
 	o := Describe(runErr, res)
 	o.At = time.Now()
@@ -140,6 +149,7 @@ func (w *Worker) run(log hclog.Logger, r *queue.Reserved) (*runner.Result, error
 	w.current = p
 	pending, force := w.killed != "", w.force
 	w.mu.Unlock()
+	defer w.watchCancel(log, r)()
 	// A stop that arrived while the handler was starting applies now.
 	switch {
 	case force:

@@ -144,6 +144,10 @@ type Worker struct {
 	inJob   bool   // between taking a job and recording its outcome
 	killed  string // why the current job was stopped, if it was
 	force   bool   // the stop must be a KILL
+	// cancels waits for cancel requests while a job runs (cancel.go);
+	// cancelled is the one that stopped the current job, if one did.
+	cancels   *queue.CancelWatcher
+	cancelled *queue.CancelRequest
 }
 
 type state struct {
@@ -208,6 +212,7 @@ func New(cfg Config) (*Worker, error) {
 		Expiry: 5 * cfg.HeartbeatInterval, OnOrphan: cfg.OnOrphan, MaxRedeliveries: cfg.MaxRedeliveries, Logger: w.log}
 	w.lease = cfg.Queue.NewLease(w.id, cfg.LeaseToken, cfg.LeaseTTL)
 	w.fetch = w.lease.Fetcher()
+	w.cancels = cfg.Queue.CancelWatcher(w.id)
 	return w, nil
 }
 
@@ -345,6 +350,7 @@ func (w *Worker) Run(ctx context.Context) error {
 	}
 
 	err := w.loop()
+	_ = w.cancels.Close()
 	// Persistent handlers get EOF on stdin and the grace period to exit.
 	w.slot.Close()
 
