@@ -56,6 +56,9 @@ type Result struct {
 	StdoutTail []string
 	// Report is what the handler wrote on its result descriptor.
 	Report Report
+	// Stopped is set when the handler was asked to stop (Stop, Kill, its
+	// context) while it ran, even if it then exited 0.
+	Stopped bool
 }
 
 // stopReason records why a handler was asked to stop; the first reason wins.
@@ -389,7 +392,7 @@ func (p *Process) supervise() {
 	}
 	p.drain()
 
-	p.result = &Result{Duration: duration, StderrTail: p.tail.snapshot(), StdoutTail: p.outTail.snapshot(), Report: p.report.get()}
+	p.result = &Result{Duration: duration, StderrTail: p.tail.snapshot(), StdoutTail: p.outTail.snapshot(), Report: p.report.get(), Stopped: reason != notStopped}
 	state := p.cmd.ProcessState
 	if state == nil {
 		p.err = fmt.Errorf("wait handler %s: %w", p.path, waitErr)

@@ -91,10 +91,16 @@ func (w *Worker) cancelRequest() *queue.CancelRequest {
 func cancelledOutcome(c *queue.CancelRequest, runErr error, res *runner.Result) queue.Outcome {
 	o := queue.Outcome{Exception: ExcCancelled, Error: c.Describe(), At: time.Now()}
 	var ee *runner.ExitError
-	if errors.As(runErr, &ee) {
+	switch {
+	case errors.As(runErr, &ee):
 		o.Error += " (" + ee.Error() + ")"
 		o.Backtrace = ee.StderrTail
-	} else if res != nil {
+	case runErr == nil:
+		// It exited 0 after the SIGTERM: whether it finished or gave up
+		// cleanly, it was stopped on request.
+		o.Error += " (the handler exited 0 after SIGTERM)"
+		o.Backtrace = res.StderrTail
+	case res != nil:
 		o.Backtrace = res.StderrTail
 	}
 	return o

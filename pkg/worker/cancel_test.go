@@ -142,3 +142,42 @@ func TestWorker_CancelStaleRequestIgnored(t *testing.T) {
 		t.Errorf("the stale request was never taken")
 	}
 }
+
+// A handler that traps TERM and exits 0 was still stopped on request: it
+// is recorded as cancelled, not as done, since it may have stopped half
+// way.
+func TestWorker_CancelTrappedExitZero(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	pids := t.TempDir()
+	e.handler(t, "Graceful", `trap 'echo cleaned up >&2; exit 0' TERM
+echo $$ > `+filepath.Join(pids, "handler")+`
+sleep 60 &
+wait`)
+	if err := e.q.Enqueue(ctx, "q", []byte(`{"class":"Graceful","args":[],"id":"tok0"}`), queue.EnqueueOptions{Track: true, ID: "tok0"}); err != nil {
+		t.Fatal(err)
+	}
+	r := start(t, e.config(t, 4103))
+	redistest.Eventually(t, 10*time.Second, func() bool { return readPID(t, filepath.Join(pids, "handler")) > 0 },
+		"the handler never started")
+	c := &worker.Canceller{Queue: e.q, Status: e.st}
+	res, err := c.CancelJob(ctx, "tok0", "bob@ops (test)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.How != worker.CancelledRunning || res.Failure == nil {
+		t.Fatalf("cancel = %+v (%s), want cancelled on %s", res, res, r.w.ID())
+	}
+	f := res.Failure
+	if f.Exception != worker.ExcCancelled || !strings.Contains(f.Error, "the handler exited 0 after SIGTERM") ||
+		!strings.Contains(strings.Join(f.Backtrace, "\n"), "cleaned up") {
+		t.Errorf("failure = %s: %s %q", f.Exception, f.Error, f.Backtrace)
+	}
+	if n, _ := redis.Int(e.srv.Do(t, "GET", queue.StatKey(e.ns, "failed")), nil); n != 1 {
+		t.Errorf("stat:failed = %d, want 1: a cancelled job is not done", n)
+	}
+	s, err := e.st.GetFull(ctx, "tok0")
+	if err != nil || s.Code != status.Failed {
+		t.Errorf("status = %+v %v, want failed", s, err)
+	}
+}

@@ -69,7 +69,7 @@ func (w *Worker) process(r *queue.Reserved) *queue.Reserved {
 
 	res, runErr := w.run(log, r)
 	dur := time.Since(start)
-	if runErr == nil {
+	if runErr == nil && !(res.Stopped && w.cancelRequest() != nil) {
 		log.Info("job done", "outcome", "ok", "duration", dur)
 		outcome = metrics.OutcomeOK
 		// The result goes into a tracked job's status with "complete".
@@ -78,6 +78,7 @@ func (w *Worker) process(r *queue.Reserved) *queue.Reserved {
 	if c := w.cancelRequest(); c != nil {
 		// Never retried: the operator asked for it to stop.
 		o := cancelledOutcome(c, runErr, res)
+		w.cfg.Jobs.Failed(o.Exception)
 		log.Warn("job cancelled", "outcome", o.Exception, "error", o.Error, "duration", dur)
 		return w.finish(r, o)
 	}
