@@ -11,6 +11,7 @@ import (
 	"github.com/resqued/resqued/internal/outage"
 	"github.com/resqued/resqued/pkg/metrics"
 	"github.com/resqued/resqued/pkg/queue"
+	"github.com/resqued/resqued/pkg/retry"
 	"github.com/resqued/resqued/pkg/runner"
 	"github.com/resqued/resqued/pkg/status"
 )
@@ -351,7 +352,14 @@ func (w *Worker) retryLater(log hclog.Logger, r *queue.Reserved, runErr error) b
 	if ee.Signal != 0 || ee.TimedOut || ee.Protocol != "" {
 		code = -1
 	}
-	ok, after := w.cfg.Retry.For(r.Class, r.Retry).Decide(r.Attempt, code)
+	p := w.cfg.Retry.For(r.Class, r.Retry)
+	if p.Builtin() && code == retry.TempFail && !r.HasAttempt && !r.RetryCounted {
+		// restore leaves the built-in policy's attempt to now, so that
+		// jobs that never ask for a retry cost no look-up; a retry
+		// moved by a Ruby scheduler still counts on.
+		w.restoreAttempt(r)
+	}
+	ok, after := p.Decide(r.Attempt, code)
 	if !ok {
 		return false
 	}
@@ -386,7 +394,8 @@ func (w *Worker) retryLater(log hclog.Logger, r *queue.Reserved, runErr error) b
 // on a Redis error the job runs as it came (untracked, attempt 1), as it
 // did before.
 func (w *Worker) restore(r *queue.Reserved) {
-	opt := queue.RestoreOptions{Attempt: !r.HasAttempt && w.cfg.Retry.For(r.Class, r.Retry).Attempts > 1}
+	p := w.cfg.Retry.For(r.Class, r.Retry)
+	opt := queue.RestoreOptions{Attempt: !r.HasAttempt && p.Attempts > 1 && !p.Builtin()}
 	if (r.ID != "" || !r.DelayedStatus) && !opt.Attempt {
 		return
 	}
@@ -394,6 +403,17 @@ func (w *Worker) restore(r *queue.Reserved) {
 	defer cancel()
 	opt.NoStatus = !r.DelayedStatus
 	if err := w.cfg.Queue.Restore(ctx, r, opt); err != nil {
+		w.log.Warn("restore what a ruby scheduler dropped", "queue", r.Queue, "class", r.Class, "error", err)
+	}
+}
+
+// restoreAttempt is restore's attempt half alone, for a job under the
+// built-in policy that asked for a retry (exit 75): its handler saw
+// RESQUE_ATTEMPT 1 if a Ruby scheduler had dropped the attempt.
+func (w *Worker) restoreAttempt(r *queue.Reserved) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := w.cfg.Queue.Restore(ctx, r, queue.RestoreOptions{Attempt: true, NoStatus: true}); err != nil {
 		w.log.Warn("restore what a ruby scheduler dropped", "queue", r.Queue, "class", r.Class, "error", err)
 	}
 }

@@ -63,8 +63,9 @@ type Config struct {
 	MaxJobsPerProcess int
 	MaxRSSPerProcess  int64
 
-	// Retry holds the retry policies (nil: a job is retried only when
-	// its payload's "retry" field asks for it).
+	// Retry holds the retry policies. A class with none (or a nil
+	// Retry) gets retry.TempFailPolicy: exit 75 is retried, 5 runs in
+	// all, unless the payload's "retry" field says otherwise.
 	Retry *retry.Config
 
 	// MaxPayload is the largest payload, in bytes, the worker runs;
