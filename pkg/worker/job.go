@@ -58,6 +58,8 @@ func (w *Worker) process(r *queue.Reserved) *queue.Reserved {
 	// recorded under a restored token too.
 	w.restore(r)
 	log := w.log.With("queue", r.Queue, "class", r.Class, "job_id", r.ID)
+	tc := traceOf(log, r)
+	log = log.With(tc.fields...)
 	outcome, observe := metrics.OutcomeFailed, w.cfg.Jobs.Start(r.Class)
 	defer func() { observe(outcome) }()
 
@@ -65,7 +67,7 @@ func (w *Worker) process(r *queue.Reserved) *queue.Reserved {
 	// A tracked job's status turned running in the reserve script.
 	log.Info("job started")
 
-	res, runErr := w.run(log, r)
+	res, runErr := w.run(log, r, tc.env)
 	dur := time.Since(start)
 	if runErr == nil {
 		log.Info("job done", "outcome", "ok", "duration", dur)
@@ -106,9 +108,10 @@ func (w *Worker) annotate(log hclog.Logger, id string, d status.Detail) {
 	}
 }
 
-// run starts the job's handler and waits for it, keeping it reachable
-// for Terminate, Force and KillJob meanwhile.
-func (w *Worker) run(log hclog.Logger, r *queue.Reserved) (*runner.Result, error) {
+// run starts the job's handler with env added to its environment and
+// waits for it, keeping it reachable for Terminate, Force and KillJob
+// meanwhile.
+func (w *Worker) run(log hclog.Logger, r *queue.Reserved, env []string) (*runner.Result, error) {
 	var onProgress func(runner.Progress)
 	if r.ID != "" {
 		rec := &progressRecorder{w: w, log: log, id: r.ID}
@@ -130,6 +133,7 @@ func (w *Worker) run(log hclog.Logger, r *queue.Reserved) (*runner.Result, error
 		Worker:     r.Worker,
 		Args:       r.Args,
 		Attempt:    r.Attempt,
+		Env:        env,
 		Logger:     log.Named("handler"),
 		OnProgress: onProgress,
 	})
