@@ -126,3 +126,12 @@ func DelayedStatusAnyKey(ns string) string { return ns + ":resqued:delayed-statu
 // holds more than one element. Items written by other tools (Ruby
 // resque-scheduler) push nothing and are found by the next poll.
 func SchedulerWakeKey(ns string) string { return ns + ":resqued:scheduler:wake" }
+
+// OutputKey holds what the job with output id job (OutputID) printed,
+// kept by --keep-output with that expiry: one JSON document, an Output.
+func OutputKey(ns, job string) string { return ns + ":resqued:output:" + job }
+
+// OutputIndexKey is the sorted set of the output ids whose OutputKey may
+// exist, scored by when each was written (Unix ms); it bounds how many
+// are kept (--keep-output-max-jobs).
+func OutputIndexKey(ns string) string { return ns + ":resqued:outputs" }
