@@ -1,6 +1,7 @@
 package queue
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha1"
 	"encoding/hex"
@@ -53,8 +54,8 @@ const DefaultOutputMaxJobs = 10000
 
 // OutputID is the id under which a job's output is kept: the payload's
 // "id" when it has a string one (resqued enqueue, php-resque), else the
-// SHA-1 of the payload bytes, 40 hex digits (Ruby Resque payloads have
-// no id). A failure record's payload is the job's, so its output is
+// SHA-1 of the payload without insignificant whitespace, 40 hex digits
+// (Ruby Resque payloads have no id). A failure record's payload is the job's, so its output is
 // found from it.
 func OutputID(payload []byte) string {
 	var p struct {
@@ -65,6 +66,12 @@ func OutputID(payload []byte) string {
 		if json.Unmarshal(p.ID, &id) == nil && ValidateOutputID(id) == nil {
 			return id
 		}
+	}
+	// A failure record may hold the payload with its whitespace
+	// removed: hash it without.
+	var b bytes.Buffer
+	if json.Compact(&b, payload) == nil {
+		payload = b.Bytes()
 	}
 	sum := sha1.Sum(payload)
 	return hex.EncodeToString(sum[:])

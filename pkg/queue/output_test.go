@@ -2,6 +2,7 @@ package queue_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -102,5 +103,23 @@ func TestOutputID(t *testing.T) {
 	}
 	if got := queue.OutputID([]byte(`{"class":"A","args":[],"id":7}`)); len(got) != 40 {
 		t.Errorf("numeric id: %q, want the payload's hash", got)
+	}
+}
+
+// TestOutputID_FromFailure: the output id of a Ruby-style payload is
+// found again from its failure record's payload, whitespace and all.
+func TestOutputID_FromFailure(t *testing.T) {
+	payload := []byte(`{"class": "A", "args": [1, "x y"]}`)
+	f := queue.NewFailure(time.Now(), payload, "E", "boom", nil, "h:1:q", "q")
+	b, err := json.Marshal(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var back queue.Failure
+	if err := json.Unmarshal(b, &back); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := queue.OutputID(back.Payload), queue.OutputID(payload); got != want {
+		t.Errorf("output id from the failure %s = %s, from the payload %s", back.Payload, got, want)
 	}
 }

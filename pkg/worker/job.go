@@ -72,6 +72,7 @@ func (w *Worker) process(r *queue.Reserved) *queue.Reserved {
 	if runErr == nil {
 		log.Info("job done", "outcome", "ok", "duration", dur)
 		outcome = metrics.OutcomeOK
+		w.keepOutput(log, r, res, nil, "ok", "")
 		// The result goes into a tracked job's status with "complete".
 		return w.finish(r, queue.Outcome{Result: res.Report.Result})
 	}
@@ -83,13 +84,14 @@ func (w *Worker) process(r *queue.Reserved) *queue.Reserved {
 	if why != "" && (o.Exception == ExcDirtyExit || o.Exception == ExcHandlerFailed) {
 		o.Error += " (" + why + ")"
 	}
-	if w.retryLater(log, r, runErr) {
+	if w.retryLater(log, r, runErr, func() { w.keepOutput(log, r, res, runErr, "retried", o.Error) }) {
 		outcome = metrics.OutcomeRetried
 		return nil
 	}
 	if r.Attempt > 1 {
 		o.Error += fmt.Sprintf(" (attempt %d)", r.Attempt)
 	}
+	w.keepOutput(log, r, res, runErr, o.Exception, o.Error)
 	log.Warn("job failed", "outcome", o.Exception, "error", o.Error, "duration", dur)
 	// The error goes into a tracked job's status with "failed".
 	return w.finish(r, o)
@@ -347,7 +349,9 @@ func wrap(what string, err error) error {
 // so, and reports whether it did. Only a handler's own failure (an exit
 // status, or with exit_codes [-1] a signal or timeout too) is retried; a
 // job stopped by the worker, a missing handler or a bad payload is not.
-func (w *Worker) retryLater(log hclog.Logger, r *queue.Reserved, runErr error) bool {
+// keep, called once the retry is decided and before it is scheduled,
+// stores the job's output.
+func (w *Worker) retryLater(log hclog.Logger, r *queue.Reserved, runErr error, keep func()) bool {
 	var ee *runner.ExitError
 	if !errors.As(runErr, &ee) || ee.Stopped {
 		return false
@@ -367,6 +371,7 @@ func (w *Worker) retryLater(log hclog.Logger, r *queue.Reserved, runErr error) b
 	if !ok {
 		return false
 	}
+	keep()
 	at := time.Now().Add(after)
 	var done, invalid bool
 	err := w.persist(context.Background(), "schedule retry", func(ctx context.Context) error {

@@ -68,6 +68,16 @@ type Config struct {
 	// all, unless the payload's "retry" field says otherwise.
 	Retry *retry.Config
 
+	// KeepOutput, when positive, keeps the last lines of each job's
+	// stdout and stderr (the runner's tails: set runner.Config.StdoutTail)
+	// in Redis for that long (queue.KeepOutput); zero keeps none.
+	// KeepOutputFailuresOnly keeps only failed (and retried) jobs'.
+	// KeepOutputMaxJobs caps how many jobs' output is kept; zero means
+	// queue.DefaultOutputMaxJobs.
+	KeepOutput             time.Duration
+	KeepOutputFailuresOnly bool
+	KeepOutputMaxJobs      int
+
 	// MaxPayload is the largest payload, in bytes, the worker runs;
 	// bigger ones fail as Resqued::InvalidPayload (kept whole in the
 	// failure record). Zero means 16 MiB; negative means no limit.
