@@ -195,6 +195,9 @@ func (s *server) workers(w http.ResponseWriter, r *http.Request) {
 type failedRow struct {
 	queue.FailedEntry
 	PayloadText string
+	// OutputID and Output are the job's kept output, if any (output.go).
+	OutputID string
+	Output   *queue.Output
 }
 
 func (s *server) failed(w http.ResponseWriter, r *http.Request) {
@@ -230,6 +233,7 @@ func (s *server) failed(w http.ResponseWriter, r *http.Request) {
 		}
 		rows = append(rows, row)
 	}
+	s.keptOutputs(r.Context(), rows)
 	p.links(r)
 	p.Data = rows
 	s.render(w, r, "failed", p)
@@ -259,6 +263,7 @@ type statusView struct {
 	Result   string
 	Error    string
 	Updated  string
+	Output   *queue.Output // kept by --keep-output, if any
 }
 
 func (s *server) statusPage(w http.ResponseWriter, r *http.Request) {
@@ -293,6 +298,7 @@ func (s *server) statusPage(w http.ResponseWriter, r *http.Request) {
 		if f.Updated > 0 {
 			v.Updated = time.Unix(f.Updated, 0).UTC().Format(time.RFC3339)
 		}
+		v.Output = s.keptOutput(r.Context(), token)
 	}
 	p.Data = v
 	s.render(w, r, "status", p)
