@@ -110,7 +110,14 @@ func TestBrowser_Dashboard(t *testing.T) {
 			return fmt.Errorf("%s: the page did not load after the click", action)
 		})
 	}
-	var overview, failedBefore, failedAfter string
+	// The first failure has kept output (--keep-output), found from its
+	// payload.
+	kept := queue.Output{ID: queue.OutputID(failures(t, srv)[0].Payload), Outcome: "RuntimeError", At: time.Now(),
+		Stdout: []string{"kept <stdout> line"}, Stderr: []string{"kept stderr line"}}
+	if err := queue.New(srv.Pool(t), ns).KeepOutput(context.Background(), kept, queue.OutputOptions{TTL: time.Hour}); err != nil {
+		t.Fatal(err)
+	}
+	var overview, failedBefore, failedAfter, keptStdout, keptStderr string
 	run := func(actions ...chromedp.Action) {
 		t.Helper()
 		if err := chromedp.Run(ctx, actions...); err != nil {
@@ -128,7 +135,15 @@ func TestBrowser_Dashboard(t *testing.T) {
 		chromedp.Navigate(base+"/failed"),
 		chromedp.WaitVisible("table", chromedp.ByQuery),
 		chromedp.Text("body", &failedBefore, chromedp.ByQuery),
-		shot("failed"))
+		shot("failed"),
+		chromedp.Click("details.output summary", chromedp.ByQuery),
+		chromedp.WaitVisible("details.output pre.stdout", chromedp.ByQuery),
+		chromedp.Text("details.output pre.stdout", &keptStdout, chromedp.ByQuery),
+		chromedp.Text("details.output pre.stderr", &keptStderr, chromedp.ByQuery),
+		shot("failed-kept-output"))
+	if keptStdout != "kept <stdout> line" || keptStderr != "kept stderr line" {
+		t.Errorf("kept output on the failed page: stdout %q, stderr %q", keptStdout, keptStderr)
+	}
 	// Every other page renders (and is photographed for a look).
 	for _, page := range []string{"queues", "queues/high", "workers", "delayed", "status"} {
 		run(chromedp.Navigate(base+"/"+page), chromedp.WaitVisible("h1", chromedp.ByQuery), shot(strings.ReplaceAll(page, "/", "-")))

@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gomodule/redigo/redis"
+
 	"github.com/resqued/resqued/internal/redistest"
 	"github.com/resqued/resqued/pkg/queue"
 )
@@ -24,13 +26,14 @@ func TestRetry(t *testing.T) {
 	handler(t, dir, "Broken", `echo "broken $RESQUE_ATTEMPT" >> "`+log+`"; exit 75`)
 	handler(t, dir, "Three", `echo "three $RESQUE_ATTEMPT" >> "`+log+`"; exit 3`)
 	cfg := filepath.Join(t.TempDir(), "retry.yml")
-	os.WriteFile(cfg, []byte("classes:\n  Three:\n    attempts: 2\n    backoff: fixed\n    delay: 0.1\n    exit_codes: [3]\n"), 0o644)
+	// The file's default replaces the built-in policy: no retries.
+	os.WriteFile(cfg, []byte("default:\n  attempts: 1\nclasses:\n  Three:\n    attempts: 2\n    backoff: fixed\n    delay: 0.1\n    exit_codes: [3]\n"), 0o644)
 
 	now := `"retry":{"attempts":3,"backoff":"fixed","delay":0.1,"jitter":0}`
 	push(t, srv, "r", `{"class":"Flaky","args":[],"id":"f1",`+now+`}`)
 	push(t, srv, "r", `{"class":"Broken","args":[],"id":"b1","retry":{"attempts":2,"backoff":"fixed","delay":0.1}}`)
 	push(t, srv, "r", `{"class":"Three","args":[]}`)
-	push(t, srv, "r", `{"class":"Broken","args":[],"id":"b2"}`) // no policy: no retry
+	push(t, srv, "r", `{"class":"Broken","args":[],"id":"b2"}`) // the file's default: no retry
 	d := start(t, srv, dir, "--queues", "r", "--retry-config", cfg)
 
 	// 3 (Flaky) + 2 (Broken b1) + 2 (Three) + 1 (Broken b2) runs.
@@ -64,6 +67,45 @@ func TestRetry(t *testing.T) {
 	}
 	if n := getInt(t, srv, queue.StatKey(ns, "failed")); n != 3 {
 		t.Errorf("stat:failed = %d, want only the 3 final failures", n)
+	}
+}
+
+// TestRetry_TempFailDefault: without --retry-config, exit 75 is retried
+// by the built-in policy. Its first retry is scheduled 30 s ± 20 % later
+// (seen in the delayed set, not waited for); a job whose payload's
+// "retry" shortens the delay runs to completion on its third run.
+func TestRetry_TempFailDefault(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	dir := t.TempDir()
+	runs := filepath.Join(t.TempDir(), "runs")
+	// Twice exits 75 on its first two runs and 0 on the third.
+	handler(t, dir, "Twice", `echo run >> "`+runs+`"; [ "$(wc -l < "`+runs+`")" -ge 3 ] || exit 75`)
+	handler(t, dir, "Later", `exit 75`)
+	push(t, srv, "r", `{"class":"Twice","args":[],"id":"t1","retry":{"attempts":5,"delay":0.1,"jitter":0}}`)
+	before := time.Now()
+	push(t, srv, "r", `{"class":"Later","args":[]}`)
+	start(t, srv, dir, "--queues", "r")
+
+	waitProcessed(t, srv, 4) // 3 runs of Twice, 1 of Later
+	redistest.Eventually(t, 30*time.Second, func() bool {
+		n, _ := redis.Int(srv.Do(t, "ZCARD", queue.DelayedScheduleKey(ns)), nil)
+		return n == 1
+	}, "Later's retry never scheduled")
+	ts, err := redis.Int64s(srv.Do(t, "ZRANGE", queue.DelayedScheduleKey(ns), 0, -1), nil)
+	if err != nil || len(ts) != 1 {
+		t.Fatalf("delayed schedule = %v, %v", ts, err)
+	}
+	// Whole seconds, rounded down: 24 s - 1 to 36 s after the run.
+	if lo, hi := before.Add(23*time.Second).Unix(), time.Now().Add(36*time.Second).Unix(); ts[0] < lo || ts[0] > hi {
+		t.Errorf("Later's retry due at %d, want within %d..%d (30 s ± 20 %%)", ts[0], lo, hi)
+	}
+	if fs := failures(t, srv); len(fs) != 0 {
+		t.Errorf("failures = %+v, want none: exit 75 asks for a retry", fs)
+	}
+	b, _ := os.ReadFile(runs)
+	if n := strings.Count(string(b), "run"); n != 3 {
+		t.Errorf("Twice ran %d times, want 3", n)
 	}
 }
 

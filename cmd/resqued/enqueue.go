@@ -89,7 +89,7 @@ func enqueueAction(c *cli.Context) error {
 		return &usageError{msg: "enqueue: " + err.Error(), hint: "resqued enqueue --queue default " + class}
 	}
 	id := queue.NewID()
-	payload, err := queue.Encode(class, args, id)
+	payload, err := queue.EncodeTraced(class, args, id, enqueueTrace(c))
 	if err != nil {
 		return &usageError{msg: "enqueue: " + err.Error()}
 	}
@@ -252,7 +252,7 @@ func enqueueStdin(c *cli.Context) error {
 	}
 	defer bulk.Close()
 
-	track, quiet := c.Bool("track"), c.Bool("quiet")
+	track, quiet, tr := c.Bool("track"), c.Bool("quiet"), enqueueTrace(c)
 	out := bufio.NewWriterSize(c.App.Writer, 64<<10)
 	defer out.Flush()
 	in := bufio.NewReaderSize(c.App.Reader, 64<<10)
@@ -301,7 +301,7 @@ func enqueueStdin(c *cli.Context) error {
 			lineNo++
 		}
 		if trimmed := bytes.TrimSpace(line); len(trimmed) > 0 {
-			job, err := parseBulkLine(trimmed, lineNo, defQueue)
+			job, err := parseBulkLine(trimmed, lineNo, defQueue, tr)
 			if err != nil {
 				// Enqueue what came before, so that exactly the lines
 				// before this one are in Redis.
@@ -347,8 +347,8 @@ func enqueueStdin(c *cli.Context) error {
 const bulkWant = `an object {"class":"C","args":[...],"queue":"q"}`
 
 // parseBulkLine validates input line lineNo and encodes its payload with
-// a fresh id. Its errors start with "line N".
-func parseBulkLine(line []byte, lineNo int, defQueue string) (bulkJob, error) {
+// a fresh id and trace context tr. Its errors start with "line N".
+func parseBulkLine(line []byte, lineNo int, defQueue string, tr queue.Trace) (bulkJob, error) {
 	where := fmt.Sprintf("line %d", lineNo)
 	var l bulkLine
 	dec := json.NewDecoder(bytes.NewReader(line))
@@ -382,7 +382,7 @@ func parseBulkLine(line []byte, lineNo int, defQueue string) (bulkJob, error) {
 		return bulkJob{}, fmt.Errorf(`%s: "args" is %s, not an array`, where, jsonerr.Kind(string(a)))
 	}
 	id := queue.NewID()
-	payload, err := queue.Encode(l.Class, l.Args, id)
+	payload, err := queue.EncodeTraced(l.Class, l.Args, id, tr)
 	if err != nil {
 		return bulkJob{}, fmt.Errorf("%s: %v", where, err)
 	}

@@ -68,8 +68,11 @@ type failedRow struct {
 	Worker    string          `json:"worker"`
 	RetriedAt string          `json:"retried_at,omitempty"`
 	Payload   json.RawMessage `json:"payload,omitempty"`
-	Backtrace []string        `json:"backtrace"`
-	Raw       string          `json:"raw,omitempty"` // only for a record that is not JSON
+	// OutputID is what resqued output takes to print the job's kept
+	// output (--keep-output), if any was kept.
+	OutputID  string   `json:"output_id,omitempty"`
+	Backtrace []string `json:"backtrace"`
+	Raw       string   `json:"raw,omitempty"` // only for a record that is not JSON
 }
 
 func failedListAction(c *cli.Context) error {
@@ -122,7 +125,7 @@ func toRow(e queue.FailedEntry) failedRow {
 		e.Backtrace = []string{}
 	}
 	return failedRow{Index: e.Index, FailedAt: e.FailedAt, Queue: e.Queue, Class: e.Class, Exception: e.Exception,
-		Error: e.Error, Worker: e.Worker, RetriedAt: e.RetriedAt, Payload: e.Payload, Backtrace: e.Backtrace}
+		Error: e.Error, Worker: e.Worker, RetriedAt: e.RetriedAt, Payload: e.Payload, OutputID: queue.OutputID(e.Payload), Backtrace: e.Backtrace}
 }
 
 func failedRetryAction(c *cli.Context) error {

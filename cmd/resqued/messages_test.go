@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/resqued/resqued/pkg/queue"
 	"github.com/resqued/resqued/pkg/runner"
 )
 
@@ -49,7 +50,7 @@ func TestParseBulkLine_Messages(t *testing.T) {
 		{`{"class":"A","queue":"a,b"}`, `line 3: queue name "a,b": must not contain a comma, colon or whitespace`},
 		{`{"class":"A"} {"class":"B"}`, `line 3 has more than one JSON value; want one JSON object per line`},
 	} {
-		_, err := parseBulkLine([]byte(tc.line), 3, "default")
+		_, err := parseBulkLine([]byte(tc.line), 3, "default", queue.Trace{})
 		if err == nil {
 			t.Errorf("%s: no error", tc.line)
 			continue

@@ -20,7 +20,7 @@ import (
 )
 
 func runFlags() []cli.Flag {
-	return append(append(append(connFlags(), replicaFlags()...), daemonWebFlags()...),
+	return append(append(append(append(connFlags(), replicaFlags()...), daemonWebFlags()...),
 		&cli.StringFlag{Name: "handlers", EnvVars: []string{"RESQUED_HANDLERS"}, Value: "./handlers", Usage: "`DIR` holding one executable per job class"},
 		&cli.StringFlag{Name: "queues", Aliases: []string{"q"}, EnvVars: []string{"QUEUES", "QUEUE"}, Usage: "queues in priority order, comma-separated; * for all, globs and !exclusions allowed"},
 		&cli.IntFlag{Name: "count", Aliases: []string{"c"}, EnvVars: []string{"COUNT"}, Value: 1, Usage: "number of worker processes"},
@@ -34,13 +34,13 @@ func runFlags() []cli.Flag {
 		&cli.IntFlag{Name: "max-jobs-per-process", EnvVars: []string{"RESQUED_MAX_JOBS_PER_PROCESS"}, Value: 1000, Usage: "recycle a persistent handler process after this many jobs"},
 		&cli.IntFlag{Name: "max-rss-per-process", EnvVars: []string{"RESQUED_MAX_RSS_PER_PROCESS"}, Usage: "recycle a persistent handler process whose RSS passes this many `MB` (0: no limit)"},
 		&cli.StringFlag{Name: "schedule", EnvVars: []string{"RESQUED_SCHEDULE"}, Usage: "recurring jobs, resque-scheduler's schedule.yml `FILE` (cron or every, class, queue, args)"},
-		&cli.StringFlag{Name: "retry-config", EnvVars: []string{"RESQUED_RETRY_CONFIG"}, Usage: "retry policies per class, a YAML `FILE` (docs/scheduling.md); without it a job is retried only when its payload asks"},
+		&cli.StringFlag{Name: "retry-config", EnvVars: []string{"RESQUED_RETRY_CONFIG"}, Usage: "retry policies per class, a YAML `FILE` (docs/scheduling.md); without one, exit 75 is retried 5 times from 30 s"},
 		&cli.BoolFlag{Name: "scheduler", EnvVars: []string{"RESQUED_SCHEDULER"}, Value: true, Usage: "move due delayed jobs (resque-scheduler's layout) onto their queues; --scheduler=false leaves that to another process"},
 		metricsFlag,
 		&cli.StringFlag{Name: "hostname", EnvVars: []string{"RESQUED_HOSTNAME"}, Usage: "host `NAME` in worker ids (host:pid:queues); default the machine's. Give each container its own when several share a hostname"},
 		&cli.IntFlag{Name: "max-redeliveries", EnvVars: []string{"RESQUED_MAX_REDELIVERIES"}, Value: 3, Usage: "times a job is requeued from workers that died running it before it fails as Resque::DirtyExit (-1: no limit)"},
 		&cli.StringFlag{Name: "pidfile", EnvVars: []string{"PIDFILE"}, Usage: "write the daemon's pid to `FILE`; refuse to start if it names a live process"},
-	)
+	), keepOutputFlags()...)
 }
 
 // runAction is the daemon: resqued --handlers DIR --queues LIST. With
@@ -133,8 +133,13 @@ func workerConfig(c *cli.Context) (worker.Config, error) {
 	if c.Int("count") < 1 {
 		return worker.Config{}, &usageError{msg: fmt.Sprintf("--count %d: want at least 1", c.Int("count")), hint: "COUNT=4 resqued ..."}
 	}
-	run, err := runner.New(runner.Config{Dir: c.String("handlers"), Logger: log.Named("handler"),
-		TermTimeout: termTimeout, Timeout: timeout, FollowSymlinks: c.Bool("follow-symlinks")})
+	rcfg := runner.Config{Dir: c.String("handlers"), Logger: log.Named("handler"),
+		TermTimeout: termTimeout, Timeout: timeout, FollowSymlinks: c.Bool("follow-symlinks")}
+	var kept worker.Config
+	if err := keepOutputConfig(c, &kept, &rcfg); err != nil {
+		return worker.Config{}, err
+	}
+	run, err := runner.New(rcfg)
 	if err != nil {
 		return worker.Config{}, handlersDirError("", "resqued", c.String("handlers"), err)
 	}
@@ -170,6 +175,10 @@ func workerConfig(c *cli.Context) (worker.Config, error) {
 		OnOrphan:         c.String("on-orphan"),
 		MaxPayload:       c.Int("max-payload"),
 		Retry:            retries,
+
+		KeepOutput:             kept.KeepOutput,
+		KeepOutputFailuresOnly: kept.KeepOutputFailuresOnly,
+		KeepOutputMaxJobs:      kept.KeepOutputMaxJobs,
 
 		Hostname:        hostname,
 		MaxRedeliveries: c.Int("max-redeliveries"),

@@ -40,7 +40,7 @@ for _, k in ipairs(KEYS) do resqued_declared[k] = true end
 local resqued_keyargs = {
   GET=1, SET=1, DEL='all', EXISTS='all', INCR=1, INCRBY=1, EXPIRE=1, PEXPIRE=1, TTL=1, PTTL=1,
   LPOP=1, RPOP=1, RPUSH=1, LPUSH=1, LINDEX=1, LSET=1, LREM=1, LLEN=1, LPOS=1, LRANGE=1,
-  SADD=1, SREM=1, SISMEMBER=1, SMEMBERS=1, ZADD=1, ZREM=1, ZRANGEBYSCORE=1,
+  SADD=1, SREM=1, SISMEMBER=1, SMEMBERS=1, ZADD=1, ZREM=1, ZRANGEBYSCORE=1, ZREMRANGEBYSCORE=1, ZCARD=1,
   HSET=1, HGET=1, HDEL=1, HGETALL=1,
 }
 local function resqued_check(cmd, ...)
@@ -292,6 +292,10 @@ func TestScripts_DeclareEveryKey(t *testing.T) {
 	must("in flight", err)
 	_, err = c.UnregisterDead(ctx, "h:1:q", lease.Token, &queue.Orphan{Record: rec, Queue: "q", Payload: r.Payload, Requeue: true, StatusID: "t6", MaxRedeliveries: 3, Poison: &queue.Outcome{Exception: "P"}})
 	must("unregister dead", err)
+	// Kept output, beyond its cap: the trim deletes the oldest.
+	for i, id := range []string{"o1", "o2"} {
+		must("keep output", c.KeepOutput(ctx, queue.Output{ID: id, At: time.Now().Add(time.Duration(i) * time.Millisecond), Stdout: []string{"x"}}, queue.OutputOptions{TTL: time.Minute, MaxJobs: 1}))
+	}
 
 	if n := ran(); n < 12 {
 		t.Errorf("only %d distinct scripts ran: is a flow missing?", n)

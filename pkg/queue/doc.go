@@ -40,9 +40,11 @@
 //	                              string  exists while any of those may
 //	resque:resqued:cancel:<id>    list    cancel requests to worker id
 //	                                      (CancelRequest), 1 h expiry
+//	resque:resqued:output:<id>    string  a job's kept output (KeepOutput)
+//	resque:resqued:outputs        zset    kept output ids by time (the cap)
 //
 // Where the I/O lives: enqueue.go (Enqueue, Bulk), fetch.go and finish.go
-// (reserve, outcome), retry.go, delayed.go (Delay, ListDelayed,
+// (reserve, outcome), retry.go, output.go (kept output), delayed.go (Delay, ListDelayed,
 // MoveDelayed), item.go (the one delayed-item encoder), peek.go,
 // counters.go (Counters, Ping), ticklock.go, admin.go (stats, failures),
 // workers.go, heartbeats.go, owner.go, orphan.go, prunelock.go, pause.go,

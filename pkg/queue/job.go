@@ -38,6 +38,12 @@ type Job struct {
 	// Retry is the payload's "retry" field, the enqueuer's retry policy
 	// override, if any.
 	Retry json.RawMessage
+	// Traceparent and Tracestate are the payload's top-level
+	// "traceparent" and "tracestate" strings, as OpenTelemetry's Ruby
+	// Resque instrumentation injects them, unchecked ("" when absent or
+	// not strings): whether they are valid W3C Trace Context is the
+	// worker's to decide, and never makes the payload invalid.
+	Traceparent, Tracestate string
 }
 
 // payloadWant is what a queue entry must be, as Decode's errors say it.
@@ -103,6 +109,13 @@ func (j *Job) decode() (*Job, error) {
 		}
 	}
 	j.Retry = fields["retry"]
+	// Not strings: not trace context; the worker sees none.
+	if raw, ok := fields["traceparent"]; ok {
+		_ = json.Unmarshal(raw, &j.Traceparent)
+	}
+	if raw, ok := fields["tracestate"]; ok {
+		_ = json.Unmarshal(raw, &j.Tracestate)
+	}
 	return j, nil
 }
 
@@ -119,6 +132,19 @@ func abbrev(b []byte) string {
 // It writes no "enqueued_at": payloads are requeued byte for byte, so a
 // stamp would be stale after a retry (docs/operations.md, section 13).
 func Encode(class string, args json.RawMessage, id string) ([]byte, error) {
+	return EncodeTraced(class, args, id, Trace{})
+}
+
+// Trace is the W3C trace context a payload carries to its handler, in
+// top-level "traceparent" and "tracestate" keys, where OpenTelemetry's
+// Ruby Resque instrumentation puts them. The caller checks it (pkg/trace).
+type Trace struct {
+	Parent, State string
+}
+
+// EncodeTraced is Encode with tr's fields added after "id" when not
+// empty; with a zero tr its payload is Encode's, byte for byte.
+func EncodeTraced(class string, args json.RawMessage, id string, tr Trace) ([]byte, error) {
 	if len(bytes.TrimSpace(args)) == 0 {
 		args = json.RawMessage("[]")
 	}
@@ -132,7 +158,9 @@ func Encode(class string, args json.RawMessage, id string) ([]byte, error) {
 		Class string          `json:"class"`
 		Args  json.RawMessage `json:"args"`
 		ID    string          `json:"id,omitempty"`
-	}{class, args, id}
+		TP    string          `json:"traceparent,omitempty"`
+		TS    string          `json:"tracestate,omitempty"`
+	}{class, args, id, tr.Parent, tr.State}
 	return marshal(p)
 }
 

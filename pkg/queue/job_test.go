@@ -112,6 +112,18 @@ func TestEncode(t *testing.T) {
 	if _, err := queue.Encode("A", json.RawMessage(`{"a":1}`), ""); err == nil {
 		t.Error("args object accepted")
 	}
+	b, _ = queue.EncodeTraced("A", nil, "abc", queue.Trace{})
+	if got, want := string(b), `{"class":"A","args":[],"id":"abc"}`; got != want {
+		t.Errorf("without a trace: got %s, want %s", got, want)
+	}
+	tp := "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+	b, _ = queue.EncodeTraced("A", nil, "abc", queue.Trace{Parent: tp, State: "rojo=1"})
+	if got, want := string(b), `{"class":"A","args":[],"id":"abc","traceparent":"`+tp+`","tracestate":"rojo=1"}`; got != want {
+		t.Errorf("with a trace: got %s, want %s", got, want)
+	}
+	if j, err := queue.Decode("q", b); err != nil || j.Traceparent != tp || j.Tracestate != "rojo=1" {
+		t.Errorf("Decode(%s) = %+v, %v", b, j, err)
+	}
 }
 
 func TestFailure_Golden(t *testing.T) {
@@ -212,6 +224,29 @@ func TestFailure_EncodeMatchesMarshal(t *testing.T) {
 		want = bytes.ReplaceAll(bytes.ReplaceAll(want, []byte(`\u003c`), []byte("<")), []byte(`\u003e`), []byte(">"))
 		if !bytes.Equal(got, want) {
 			t.Errorf("payload %q:\n got %s\nwant %s", p, got, want)
+		}
+	}
+}
+
+// TestDecode_TraceContext: the payload's top-level "traceparent" and
+// "tracestate" (as OpenTelemetry's Ruby Resque instrumentation injects
+// them) are read raw; an invalid or non-string one never rejects the
+// payload.
+func TestDecode_TraceContext(t *testing.T) {
+	for _, c := range []struct{ payload, parent, state string }{
+		{`{"class":"A","args":[],"traceparent":"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01","tracestate":"rojo=1"}`,
+			"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", "rojo=1"},
+		{`{"class":"A","args":[],"traceparent":"not one"}`, "not one", ""},
+		{`{"class":"A","args":[],"traceparent":7,"tracestate":null}`, "", ""},
+		{`{"class":"A","args":[]}`, "", ""},
+	} {
+		j, err := queue.Decode("q", []byte(c.payload))
+		if err != nil {
+			t.Errorf("Decode(%s): %v", c.payload, err)
+			continue
+		}
+		if j.Traceparent != c.parent || j.Tracestate != c.state {
+			t.Errorf("Decode(%s): traceparent %q, tracestate %q; want %q, %q", c.payload, j.Traceparent, j.Tracestate, c.parent, c.state)
 		}
 	}
 }

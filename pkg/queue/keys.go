@@ -132,3 +132,12 @@ func SchedulerWakeKey(ns string) string { return ns + ":resqued:scheduler:wake" 
 // job runs; each request pushed sets a one-hour expiry, so requests
 // nobody takes (the job ended first) do not accumulate.
 func CancelKey(ns, id string) string { return ns + ":resqued:cancel:" + id }
+
+// OutputKey holds what the job with output id job (OutputID) printed,
+// kept by --keep-output with that expiry: one JSON document, an Output.
+func OutputKey(ns, job string) string { return ns + ":resqued:output:" + job }
+
+// OutputIndexKey is the sorted set of the output ids whose OutputKey may
+// exist, scored by when each was written (Unix ms); it bounds how many
+// are kept (--keep-output-max-jobs).
+func OutputIndexKey(ns string) string { return ns + ":resqued:outputs" }

@@ -44,6 +44,29 @@ type Policy struct {
 	// means 75 only; [-1] means any failure of the handler (not invalid
 	// payloads or missing handlers, which a retry cannot fix).
 	ExitCodes []int `yaml:"exit_codes" json:"exit_codes"`
+
+	// builtin marks TempFailPolicy as For returns it.
+	builtin bool
+}
+
+// TempFailPolicy is the policy of a class that neither a config nor the
+// payload gives one: a handler that exits 75 (EX_TEMPFAIL) asks for a
+// retry and gets it, 5 runs in all, 30 s doubling per attempt (30 s, 1
+// min, 2 min, 4 min), ±20 % jitter, capped at 6 hours. Any other failure
+// is final. docs/scheduling.md documents it.
+func TempFailPolicy() Policy {
+	j := 0.2
+	return Policy{Attempts: 5, Backoff: "exponential", Delay: 30, MaxDelay: 6 * 3600, Jitter: &j, builtin: true}
+}
+
+// Builtin reports whether p is TempFailPolicy, the one used when nothing
+// configured a policy.
+func (p Policy) Builtin() bool { return p.builtin }
+
+// isZero reports whether p is the zero Policy: a config's default that
+// was left out.
+func (p Policy) isZero() bool {
+	return p.Attempts == 0 && p.Backoff == "" && p.Delay == 0 && p.MaxDelay == 0 && p.Jitter == nil && len(p.ExitCodes) == 0
 }
 
 // Config is a retry config file: a default policy and one per class.
@@ -56,9 +79,16 @@ type Policy struct {
 //	    backoff: exponential
 //	    delay: 30
 //	    exit_codes: [75, 3]
+//
+// A class with no policy of its own gets Default when the file has a
+// "default:" (or Default is not the zero Policy), else TempFailPolicy.
 type Config struct {
 	Default Policy            `yaml:"default"`
 	Classes map[string]Policy `yaml:"classes"`
+
+	// hasDefault is set by Load when the file has a "default:" key, so
+	// that "default: {}" (no retries) is told from no default at all.
+	hasDefault bool
 }
 
 // Load reads a config file.
@@ -79,6 +109,10 @@ func Load(path string) (*Config, error) {
 	if err := c.Default.check(); err != nil {
 		return nil, fmt.Errorf("retry config %s: default: %w", path, err)
 	}
+	var keys map[string]yaml.Node
+	if yaml.Unmarshal(b, &keys) == nil {
+		_, c.hasDefault = keys["default"]
+	}
 	return &c, nil
 }
 
@@ -95,12 +129,16 @@ func (p Policy) check() error {
 }
 
 // For returns the policy for class: the enqueuer's override from the
-// payload's "retry" field if any, else the class's, else the default.
-// A nil Config means no retries unless the payload asks for them.
+// payload's "retry" field if any, else the class's, else the config's
+// default, else TempFailPolicy. Whichever applies does so entirely: a
+// policy with attempts 1 retries nothing, not even exit 75. A nil Config
+// has no policies of its own.
 func (c *Config) For(class string, payloadRetry json.RawMessage) Policy {
-	var p Policy
+	p := TempFailPolicy()
 	if c != nil {
-		p = c.Default
+		if c.hasDefault || !c.Default.isZero() {
+			p = c.Default
+		}
 		if cp, ok := c.Classes[class]; ok {
 			p = cp
 		}

@@ -81,3 +81,52 @@ func TestBackoff(t *testing.T) {
 		}
 	}
 }
+
+// TestTempFailPolicy: with no policy from a config or the payload, exit
+// 75 is retried by the built-in policy; anything else is final, and a
+// configured policy replaces it entirely.
+func TestTempFailPolicy(t *testing.T) {
+	for name, c := range map[string]*Config{"nil": nil, "no default": {Classes: map[string]Policy{"Other": {Attempts: 3}}}} {
+		p := c.For("Resize", nil)
+		if !p.Builtin() || p.Attempts != 5 {
+			t.Errorf("%s: policy %+v, want the built-in one with 5 attempts", name, p)
+		}
+		for i := 0; i < 100; i++ {
+			ok, d := p.Decide(1, TempFail)
+			if !ok || d < 24*time.Second || d > 36*time.Second {
+				t.Fatalf("%s: attempt 1 exit 75: %v after %v, want a retry within 30 s ± 20%%", name, ok, d)
+			}
+		}
+		if ok, d := p.Decide(2, TempFail); !ok || d < 48*time.Second || d > 72*time.Second {
+			t.Errorf("%s: attempt 2 exit 75: %v after %v, want a retry within 60 s ± 20%%", name, ok, d)
+		}
+		if ok, _ := p.Decide(4, TempFail); !ok {
+			t.Errorf("%s: attempt 4 of 5 not retried", name)
+		}
+		if ok, _ := p.Decide(5, TempFail); ok {
+			t.Errorf("%s: attempt 5 of 5 retried", name)
+		}
+		if ok, _ := p.Decide(1, 1); ok {
+			t.Errorf("%s: exit 1 retried by the built-in policy", name)
+		}
+	}
+	path := filepath.Join(t.TempDir(), "retry.yml")
+	os.WriteFile(path, []byte("default:\n  attempts: 1\n"), 0o644)
+	c, err := Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ok, _ := c.For("Resize", nil).Decide(1, TempFail); ok {
+		t.Error(`"default: attempts: 1" still retries exit 75`)
+	}
+	os.WriteFile(path, []byte("default: {}\n"), 0o644)
+	if c, err = Load(path); err != nil {
+		t.Fatal(err)
+	}
+	if p := c.For("Resize", nil); p.Builtin() {
+		t.Error(`an explicit "default: {}" was replaced by the built-in policy`)
+	}
+	if p := (*Config)(nil).For("Resize", []byte(`{"attempts":1}`)); p.Builtin() {
+		t.Error("the payload's retry did not replace the built-in policy")
+	}
+}

@@ -239,12 +239,16 @@ func (pp *persistentProc) run(ctx context.Context, job Job, fresh bool) (*pjob, 
 	}
 	j := &pjob{class: job.Class, start: time.Now(), ready: make(chan struct{}, 1), stop: make(chan stopReason, 1), done: make(chan struct{})}
 	j.pp.Store(pp)
+	// The process's environment is fixed, so the job's trace context
+	// (TRACEPARENT, TRACESTATE in job.Env) travels on its line.
 	line, err := json.Marshal(struct {
-		ID    string          `json:"id"`
-		Queue string          `json:"queue"`
-		Class string          `json:"class"`
-		Args  json.RawMessage `json:"args"`
-	}{job.ID, job.Queue, job.Class, argsOrEmpty(job.Args)})
+		ID          string          `json:"id"`
+		Queue       string          `json:"queue"`
+		Class       string          `json:"class"`
+		Args        json.RawMessage `json:"args"`
+		Traceparent string          `json:"traceparent,omitempty"`
+		Tracestate  string          `json:"tracestate,omitempty"`
+	}{job.ID, job.Queue, job.Class, argsOrEmpty(job.Args), envValue(job.Env, "TRACEPARENT"), envValue(job.Env, "TRACESTATE")})
 	if err != nil {
 		j.err = fmt.Errorf("encode job for persistent handler: %w", err)
 		j.result = &Result{}
@@ -401,4 +405,14 @@ func rss(pid int) int64 {
 		}
 	}
 	return 0
+}
+
+// envValue is the value of the last name=value entry of env, or "".
+func envValue(env []string, name string) string {
+	for i := len(env) - 1; i >= 0; i-- {
+		if v, ok := strings.CutPrefix(env[i], name+"="); ok {
+			return v
+		}
+	}
+	return ""
 }

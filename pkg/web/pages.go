@@ -201,6 +201,9 @@ func (s *server) workers(w http.ResponseWriter, r *http.Request) {
 type failedRow struct {
 	queue.FailedEntry
 	PayloadText string
+	// OutputID and Output are the job's kept output, if any (output.go).
+	OutputID string
+	Output   *queue.Output
 }
 
 func (s *server) failed(w http.ResponseWriter, r *http.Request) {
@@ -236,6 +239,7 @@ func (s *server) failed(w http.ResponseWriter, r *http.Request) {
 		}
 		rows = append(rows, row)
 	}
+	s.keptOutputs(r.Context(), rows)
 	p.links(r)
 	p.Data = rows
 	s.render(w, r, "failed", p)
@@ -265,6 +269,7 @@ type statusView struct {
 	Result   string
 	Error    string
 	Updated  string
+	Output   *queue.Output // kept by --keep-output, if any
 }
 
 func (s *server) statusPage(w http.ResponseWriter, r *http.Request) {
@@ -299,6 +304,7 @@ func (s *server) statusPage(w http.ResponseWriter, r *http.Request) {
 		if f.Updated > 0 {
 			v.Updated = time.Unix(f.Updated, 0).UTC().Format(time.RFC3339)
 		}
+		v.Output = s.keptOutput(r.Context(), token)
 	}
 	p.Data = v
 	s.render(w, r, "status", p)

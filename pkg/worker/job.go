@@ -11,6 +11,7 @@ import (
 	"github.com/resqued/resqued/internal/outage"
 	"github.com/resqued/resqued/pkg/metrics"
 	"github.com/resqued/resqued/pkg/queue"
+	"github.com/resqued/resqued/pkg/retry"
 	"github.com/resqued/resqued/pkg/runner"
 	"github.com/resqued/resqued/pkg/status"
 )
@@ -60,6 +61,8 @@ func (w *Worker) process(r *queue.Reserved) *queue.Reserved {
 	// recorded under a restored token too.
 	w.restore(r)
 	log := w.log.With("queue", r.Queue, "class", r.Class, "job_id", r.ID)
+	tc := traceOf(log, r)
+	log = log.With(tc.fields...)
 	outcome, observe := metrics.OutcomeFailed, w.cfg.Jobs.Start(r.Class)
 	defer func() { observe(outcome) }()
 
@@ -67,11 +70,12 @@ func (w *Worker) process(r *queue.Reserved) *queue.Reserved {
 	// A tracked job's status turned running in the reserve script.
 	log.Info("job started")
 
-	res, runErr := w.run(log, r)
+	res, runErr := w.run(log, r, tc.env)
 	dur := time.Since(start)
 	if runErr == nil && !(res.Stopped && w.cancelRequest() != nil) {
 		log.Info("job done", "outcome", "ok", "duration", dur)
 		outcome = metrics.OutcomeOK
+		w.keepOutput(log, r, res, nil, "ok", "")
 		// The result goes into a tracked job's status with "complete".
 		return w.finish(r, queue.Outcome{Result: res.Report.Result})
 	}
@@ -79,6 +83,7 @@ func (w *Worker) process(r *queue.Reserved) *queue.Reserved {
 		// Never retried: the operator asked for it to stop.
 		o := cancelledOutcome(c, runErr, res)
 		w.cfg.Jobs.Failed(o.Exception)
+		w.keepOutput(log, r, res, runErr, o.Exception, o.Error)
 		log.Warn("job cancelled", "outcome", o.Exception, "error", o.Error, "duration", dur)
 		return w.finish(r, o)
 	}
@@ -91,13 +96,14 @@ func (w *Worker) process(r *queue.Reserved) *queue.Reserved {
 		o.Error += " (" + why + ")"
 	}
 	w.cfg.Jobs.Failed(o.Exception) // cancels and limit kills, retried or not
-	if w.retryLater(log, r, runErr) {
+	if w.retryLater(log, r, runErr, func() { w.keepOutput(log, r, res, runErr, "retried", o.Error) }) {
 		outcome = metrics.OutcomeRetried
 		return nil
 	}
 	if r.Attempt > 1 {
 		o.Error += fmt.Sprintf(" (attempt %d)", r.Attempt)
 	}
+	w.keepOutput(log, r, res, runErr, o.Exception, o.Error)
 	log.Warn("job failed", "outcome", o.Exception, "error", o.Error, "duration", dur)
 	// The error goes into a tracked job's status with "failed".
 	return w.finish(r, o)
@@ -116,9 +122,10 @@ func (w *Worker) annotate(log hclog.Logger, id string, d status.Detail) {
 	}
 }
 
-// run starts the job's handler and waits for it, keeping it reachable
-// for Terminate, Force and KillJob meanwhile.
-func (w *Worker) run(log hclog.Logger, r *queue.Reserved) (*runner.Result, error) {
+// run starts the job's handler with env added to its environment and
+// waits for it, keeping it reachable for Terminate, Force and KillJob
+// meanwhile.
+func (w *Worker) run(log hclog.Logger, r *queue.Reserved, env []string) (*runner.Result, error) {
 	var onProgress func(runner.Progress)
 	if r.ID != "" {
 		rec := &progressRecorder{w: w, log: log, id: r.ID}
@@ -140,6 +147,7 @@ func (w *Worker) run(log hclog.Logger, r *queue.Reserved) (*runner.Result, error
 		Worker:     r.Worker,
 		Args:       r.Args,
 		Attempt:    r.Attempt,
+		Env:        env,
 		Logger:     log.Named("handler"),
 		OnProgress: onProgress,
 	})
@@ -354,7 +362,9 @@ func wrap(what string, err error) error {
 // so, and reports whether it did. Only a handler's own failure (an exit
 // status, or with exit_codes [-1] a signal or timeout too) is retried; a
 // job stopped by the worker, a missing handler or a bad payload is not.
-func (w *Worker) retryLater(log hclog.Logger, r *queue.Reserved, runErr error) bool {
+// keep, called once the retry is decided and before it is scheduled,
+// stores the job's output.
+func (w *Worker) retryLater(log hclog.Logger, r *queue.Reserved, runErr error, keep func()) bool {
 	var ee *runner.ExitError
 	if !errors.As(runErr, &ee) || ee.Stopped {
 		return false
@@ -363,10 +373,18 @@ func (w *Worker) retryLater(log hclog.Logger, r *queue.Reserved, runErr error) b
 	if ee.Signal != 0 || ee.TimedOut || ee.Protocol != "" {
 		code = -1
 	}
-	ok, after := w.cfg.Retry.For(r.Class, r.Retry).Decide(r.Attempt, code)
+	p := w.cfg.Retry.For(r.Class, r.Retry)
+	if p.Builtin() && code == retry.TempFail && !r.HasAttempt && !r.RetryCounted {
+		// restore leaves the built-in policy's attempt to now, so that
+		// jobs that never ask for a retry cost no look-up; a retry
+		// moved by a Ruby scheduler still counts on.
+		w.restoreAttempt(r)
+	}
+	ok, after := p.Decide(r.Attempt, code)
 	if !ok {
 		return false
 	}
+	keep()
 	at := time.Now().Add(after)
 	var done, invalid bool
 	err := w.persist(context.Background(), "schedule retry", func(ctx context.Context) error {
@@ -398,7 +416,8 @@ func (w *Worker) retryLater(log hclog.Logger, r *queue.Reserved, runErr error) b
 // on a Redis error the job runs as it came (untracked, attempt 1), as it
 // did before.
 func (w *Worker) restore(r *queue.Reserved) {
-	opt := queue.RestoreOptions{Attempt: !r.HasAttempt && w.cfg.Retry.For(r.Class, r.Retry).Attempts > 1}
+	p := w.cfg.Retry.For(r.Class, r.Retry)
+	opt := queue.RestoreOptions{Attempt: !r.HasAttempt && p.Attempts > 1 && !p.Builtin()}
 	if (r.ID != "" || !r.DelayedStatus) && !opt.Attempt {
 		return
 	}
@@ -406,6 +425,17 @@ func (w *Worker) restore(r *queue.Reserved) {
 	defer cancel()
 	opt.NoStatus = !r.DelayedStatus
 	if err := w.cfg.Queue.Restore(ctx, r, opt); err != nil {
+		w.log.Warn("restore what a ruby scheduler dropped", "queue", r.Queue, "class", r.Class, "error", err)
+	}
+}
+
+// restoreAttempt is restore's attempt half alone, for a job under the
+// built-in policy that asked for a retry (exit 75): its handler saw
+// RESQUE_ATTEMPT 1 if a Ruby scheduler had dropped the attempt.
+func (w *Worker) restoreAttempt(r *queue.Reserved) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := w.cfg.Queue.Restore(ctx, r, queue.RestoreOptions{Attempt: true, NoStatus: true}); err != nil {
 		w.log.Warn("restore what a ruby scheduler dropped", "queue", r.Queue, "class", r.Class, "error", err)
 	}
 }

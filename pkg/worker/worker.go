@@ -63,9 +63,20 @@ type Config struct {
 	MaxJobsPerProcess int
 	MaxRSSPerProcess  int64
 
-	// Retry holds the retry policies (nil: a job is retried only when
-	// its payload's "retry" field asks for it).
+	// Retry holds the retry policies. A class with none (or a nil
+	// Retry) gets retry.TempFailPolicy: exit 75 is retried, 5 runs in
+	// all, unless the payload's "retry" field says otherwise.
 	Retry *retry.Config
+
+	// KeepOutput, when positive, keeps the last lines of each job's
+	// stdout and stderr (the runner's tails: set runner.Config.StdoutTail)
+	// in Redis for that long (queue.KeepOutput); zero keeps none.
+	// KeepOutputFailuresOnly keeps only failed (and retried) jobs'.
+	// KeepOutputMaxJobs caps how many jobs' output is kept; zero means
+	// queue.DefaultOutputMaxJobs.
+	KeepOutput             time.Duration
+	KeepOutputFailuresOnly bool
+	KeepOutputMaxJobs      int
 
 	// MaxPayload is the largest payload, in bytes, the worker runs;
 	// bigger ones fail as Resqued::InvalidPayload (kept whole in the
