@@ -27,7 +27,22 @@ const (
 	// ExcDirtyExit is Ruby Resque's name for a job whose process died
 	// by a signal, including one the worker sent on TERM or USR1.
 	ExcDirtyExit = "Resque::DirtyExit"
+	// A handler killed at one of its limits (runner.Limits), by
+	// resqued or by the kernel.
+	ExcMemoryLimit  = "Resqued::MemoryLimit"
+	ExcCPULimit     = "Resqued::CPULimit"
+	ExcOutputLimit  = "Resqued::OutputLimit"
+	ExcProcessLimit = "Resqued::ProcessLimit"
 )
+
+// limitExceptions maps runner.ExitError.Limit to the failure's
+// exception.
+var limitExceptions = map[string]string{
+	runner.LimitMemory: ExcMemoryLimit,
+	runner.LimitCPU:    ExcCPULimit,
+	runner.LimitOutput: ExcOutputLimit,
+	runner.LimitProcs:  ExcProcessLimit,
+}
 
 // process runs one reserved job to its recorded end. r is the one value
 // the job is carried in, from the reserve script to the outcome script.
@@ -121,8 +136,9 @@ func (w *Worker) run(log hclog.Logger, r *queue.Reserved) (*runner.Result, error
 	if err := w.fetch.ConfirmRunning(); err != nil {
 		log.Warn("status not marked running", "error", err)
 	}
-	// The runner's view of the job: what the handler is given.
-	p, err := w.slot.Start(context.Background(), runner.Job{
+	// The runner's view of the job: what the handler is given, and
+	// what its class's config says (limits, timeout, env).
+	job := runner.Job{
 		Class:      r.Class,
 		Queue:      r.Queue,
 		ID:         r.ID,
@@ -131,7 +147,11 @@ func (w *Worker) run(log hclog.Logger, r *queue.Reserved) (*runner.Result, error
 		Attempt:    r.Attempt,
 		Logger:     log.Named("handler"),
 		OnProgress: onProgress,
-	})
+	}
+	if c, ok := w.cfg.Classes[r.Class]; ok {
+		job.Limits, job.Timeout, job.Env = c.Limits, c.Timeout, c.Env
+	}
+	p, err := w.slot.Start(context.Background(), job)
 	if err != nil {
 		return nil, err
 	}
@@ -191,6 +211,8 @@ func Describe(err error, res *runner.Result) queue.Outcome {
 	switch {
 	case errors.As(err, &ee):
 		switch {
+		case ee.Limit != "":
+			o.Exception = limitExceptions[ee.Limit]
 		case ee.TimedOut:
 			o.Exception = ExcTimeout
 		case ee.Signal != 0:

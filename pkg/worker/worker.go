@@ -12,6 +12,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/resqued/resqued/pkg/metrics"
+	"github.com/resqued/resqued/pkg/handlerconfig"
 	"github.com/resqued/resqued/pkg/queue"
 	"github.com/resqued/resqued/pkg/retry"
 	"github.com/resqued/resqued/pkg/runner"
@@ -62,6 +63,11 @@ type Config struct {
 	// resident memory passes that many bytes; zero means no limit.
 	MaxJobsPerProcess int
 	MaxRSSPerProcess  int64
+
+	// Classes holds what the handlers config file says of each class
+	// (handlerconfig.Config.Jobs): its jobs' limits, timeout and
+	// environment. A class it does not hold gets the runner's.
+	Classes map[string]handlerconfig.Job
 
 	// Retry holds the retry policies (nil: a job is retried only when
 	// its payload's "retry" field asks for it).
