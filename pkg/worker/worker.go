@@ -11,8 +11,8 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
-	"github.com/resqued/resqued/pkg/metrics"
 	"github.com/resqued/resqued/pkg/handlerconfig"
+	"github.com/resqued/resqued/pkg/metrics"
 	"github.com/resqued/resqued/pkg/queue"
 	"github.com/resqued/resqued/pkg/retry"
 	"github.com/resqued/resqued/pkg/runner"
