@@ -29,12 +29,16 @@ func runLimited(t *testing.T, r *Runner, class string, l *Limits) *ExitError {
 	return ee
 }
 
-// needPython skips, visibly, where python3 is missing.
-func needPython(t *testing.T) {
+// python returns a "#!" line for python3's own interpreter (not a
+// version manager's shell shim, which would run processes of its own),
+// skipping, visibly, where there is none.
+func python(t *testing.T) string {
 	t.Helper()
-	if _, err := exec.LookPath("python3"); err != nil {
-		t.Skip("python3 not on PATH: the memory tests' handlers are python scripts")
+	out, err := exec.Command("python3", "-c", "import sys; print(sys.executable)").Output()
+	if err != nil || len(strings.TrimSpace(string(out))) == 0 {
+		t.Skipf("python3 not usable (%v): the memory tests' handlers are python scripts", err)
 	}
+	return "#!" + strings.TrimSpace(string(out)) + "\n"
 }
 
 // waitGroupGone waits until no process is left in process group pgid.
@@ -55,14 +59,13 @@ func waitGroupGone(t *testing.T, pgid int) {
 
 func TestLimits_Memory(t *testing.T) {
 	t.Parallel()
-	needPython(t)
+	py := python(t)
 
 	t.Run("group over the limit is killed", func(t *testing.T) {
 		t.Parallel()
 		r := newTestRunner(t, Config{Limits: Limits{Memory: 32 << 20}})
 		// Shared memory is not RLIMIT_DATA's: only the watcher sees it.
-		writeScript(t, r.Dir(), "Hog", `#!/usr/bin/env python3
-import mmap, time
+		writeScript(t, r.Dir(), "Hog", py+`import mmap, time
 m = mmap.mmap(-1, 64 << 20, flags=mmap.MAP_SHARED)
 for i in range(0, len(m), 4096):
     m[i] = 1
@@ -80,7 +83,7 @@ time.sleep(60)
 	t.Run("allocation refused by RLIMIT_DATA", func(t *testing.T) {
 		t.Parallel()
 		r := newTestRunner(t, Config{})
-		writeScript(t, r.Dir(), "Big", "#!/usr/bin/env python3\nb = bytearray(200 << 20)\n")
+		writeScript(t, r.Dir(), "Big", py+"b = bytearray(200 << 20)\n")
 		ee := runLimited(t, r, "Big", &Limits{Memory: 64 << 20, CPU: 30 * time.Second})
 		if ee.Limit != "" || ee.Code != 1 {
 			t.Fatalf("Limit %q code %d, want a plain exit 1: %v", ee.Limit, ee.Code, ee)
