@@ -153,6 +153,18 @@ type groupUsage struct {
 	CPU        time.Duration
 }
 
+// hit names the limit the group saw the handler pass, if any. A
+// process refused by pids.max was not killed, but the job failed at it.
+func (u groupUsage) hit(l Limits) *limitHit {
+	switch {
+	case u.OOMKilled:
+		return &limitHit{limit: LimitMemory, max: l.Memory, seen: max(u.MemoryPeak, l.Memory)}
+	case u.PidsMaxHit && l.Procs > 0:
+		return &limitHit{limit: LimitProcs, max: int64(l.Procs), seen: int64(l.Procs) + 1}
+	}
+	return nil
+}
+
 // limitCounter counts the bytes a handler writes to stdout and stderr
 // together and calls over, once, when they pass max.
 type limitCounter struct {

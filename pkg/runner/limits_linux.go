@@ -221,3 +221,9 @@ func (p *Process) watch(l Limits, stop <-chan struct{}) {
 		}
 	}
 }
+
+// bornIn has the child start in the cgroup open at fd (clone3's
+// CLONE_INTO_CGROUP), so that none of its processes runs outside it.
+func bornIn(attr *syscall.SysProcAttr, fd int) {
+	attr.UseCgroupFD, attr.CgroupFD = true, fd
+}

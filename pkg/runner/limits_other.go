@@ -2,7 +2,10 @@
 
 package runner
 
-import "os/exec"
+import (
+	"os/exec"
+	"syscall"
+)
 
 // shimmed reports that rlimits are not set here: only Linux has the
 // rlimit shim.
@@ -11,3 +14,6 @@ func shimmed(cmd *exec.Cmd, path string, l Limits) bool { return false }
 // watch waits for stop: without /proc there is no group to look at, so
 // only the output limit applies here.
 func (p *Process) watch(l Limits, stop <-chan struct{}) { <-stop }
+
+// bornIn does nothing: cgroups are Linux's.
+func bornIn(attr *syscall.SysProcAttr, fd int) {}

@@ -290,3 +290,21 @@ func BenchmarkSpawnLimits(b *testing.B) {
 		})
 	}
 }
+
+// TestGroupUsage_Hit: what a cgroup saw names the limit (the CGROUP
+// SEAM's reading of groupUsage).
+func TestGroupUsage_Hit(t *testing.T) {
+	l := Limits{Memory: 512 << 20, Procs: 4}
+	ee := &ExitError{Class: "Resize", Code: -1}
+	h := groupUsage{OOMKilled: true, MemoryPeak: 514 << 20}.hit(l)
+	ee.Limit, ee.LimitMax, ee.LimitSeen = h.limit, h.max, h.seen
+	if got, want := ee.Error(), "handler Resize was killed: memory limit 512 MiB (peak 514 MiB)"; got != want {
+		t.Errorf("Error() = %q, want %q", got, want)
+	}
+	if h := (groupUsage{PidsMaxHit: true}).hit(l); h == nil || h.limit != LimitProcs {
+		t.Errorf("pids.max hit: %+v, want the process limit", h)
+	}
+	if h := (groupUsage{MemoryPeak: 1 << 20}).hit(l); h != nil {
+		t.Errorf("nothing hit: %+v", h)
+	}
+}

@@ -102,6 +102,7 @@ type Process struct {
 	stopCtx      func() bool
 
 	limits    Limits        // in force; zero without limits
+	group     limitGroup    // the job's cgroup; nil without one
 	output    *limitCounter // nil without an output limit
 	watchStop chan struct{} // closed at exit to end watch; nil without a watcher
 	peak      atomic.Int64  // the most resident memory watch saw, in bytes
@@ -184,18 +185,32 @@ func (r *Runner) spawn(ctx context.Context, job Job, path string, results func(*
 	cmd := exec.Command(path)
 	cmd.Dir = r.dir
 	cmd.Env = r.environ(job)
-	// CGROUP SEAM: with r.groups set (see limitGroup), a job with a
-	// memory or procs limit gets a group here, its fd goes into
-	// SysProcAttr (UseCgroupFD, CgroupFD), and memory and procs are
-	// left out of the shim and the watcher.
-	shimmed(cmd, path, limits)
 	cmd.Stdin = pipes[0][0]
 	cmd.Stdout = pipes[1][1]
 	cmd.Stderr = pipes[2][1]
 	cmd.ExtraFiles = []*os.File{pipes[3][1]} // fd 3: ResultFD
 	cmd.SysProcAttr = sysProcAttr()
+	// CGROUP SEAM: with r.groups set (see limitGroup), a job with a
+	// memory or procs limit is born in a group of its own, which
+	// enforces those two: they are left out of the shim and the watcher.
+	var group limitGroup
+	rl, watched := limits, limits
+	if r.groups != nil && (limits.Memory > 0 || limits.Procs > 0) {
+		g, err := r.groups(limits)
+		if err != nil {
+			closeAll()
+			return nil, fmt.Errorf("start handler %s: %w", path, err)
+		}
+		group = g
+		bornIn(cmd.SysProcAttr, g.fd())
+		rl.Memory, watched.Memory, watched.Procs = 0, 0, 0
+	}
+	shimmed(cmd, path, rl)
 	if err := startWhenNotBusy(cmd); err != nil {
 		closeAll()
+		if group != nil {
+			_, _ = group.finish()
+		}
 		return nil, explainStart(job.Class, path, err)
 	}
 	start := time.Now()
@@ -223,6 +238,7 @@ func (r *Runner) spawn(ctx context.Context, job Job, path string, results func(*
 		ioDone:      make(chan struct{}),
 		done:        make(chan struct{}),
 		limits:      limits,
+		group:       group,
 		timeout:     r.timeoutFor(job),
 	}
 	if limits.Output > 0 {
@@ -230,9 +246,9 @@ func (r *Runner) spawn(ctx context.Context, job Job, path string, results func(*
 			p.hitLimit(limitHit{limit: LimitOutput, max: limits.Output, seen: n})
 		}}
 	}
-	if limits.Memory > 0 || limits.CPU > 0 || limits.Procs > 0 {
+	if watched.Memory > 0 || watched.CPU > 0 || watched.Procs > 0 {
 		p.watchStop = make(chan struct{})
-		go p.watch(limits, p.watchStop)
+		go p.watch(watched, p.watchStop)
 	}
 	logger.Debug("handler started", "path", path, "pid", p.pid)
 
@@ -422,6 +438,13 @@ func (p *Process) supervise() {
 	if !reaped {
 		waitErr = p.cmd.Wait()
 	}
+	var usage groupUsage
+	if p.group != nil {
+		var err error
+		if usage, err = p.group.finish(); err != nil {
+			p.logger.Warn("read and remove the job's cgroup", "error", err)
+		}
+	}
 	p.drain()
 
 	p.result = &Result{Duration: duration, StderrTail: p.tail.snapshot(), StdoutTail: p.outTail.snapshot(), Report: p.report.get()}
@@ -451,6 +474,9 @@ func (p *Process) supervise() {
 	}
 	if !p.limits.IsZero() {
 		ee.InForce = p.limits
+		if hit == nil && reason == notStopped {
+			hit = usage.hit(p.limits)
+		}
 		if hit == nil && reason == notStopped && ee.Signal != 0 {
 			hit = limitOf(p.limits, ee.Signal, state.SystemTime()+state.UserTime())
 		}
