@@ -203,6 +203,13 @@ func (p *Process) watch(l Limits, stop <-chan struct{}) {
 	defer t.Stop()
 	var buf []byte
 	for {
+		// The first look is a tick in: most jobs are over by then, and
+		// pay nothing for the scan.
+		select {
+		case <-stop:
+			return
+		case <-t.C:
+		}
 		var s groupSample
 		s, buf = sampleGroup(p.pid, buf)
 		p.peak.Store(max(p.peak.Load(), s.rss))
@@ -213,11 +220,6 @@ func (p *Process) watch(l Limits, stop <-chan struct{}) {
 			p.hitLimit(limitHit{limit: LimitCPU, max: int64(l.CPU), seen: int64(s.cpu)})
 		case l.Procs > 0 && s.members > l.Procs:
 			p.hitLimit(limitHit{limit: LimitProcs, max: int64(l.Procs), seen: int64(s.members)})
-		}
-		select {
-		case <-stop:
-			return
-		case <-t.C:
 		}
 	}
 }

@@ -278,7 +278,12 @@ func BenchmarkSpawnLimits(b *testing.B) {
 	for _, bc := range []struct {
 		name string
 		l    *Limits
-	}{{"none", nil}, {"rlimits", &Limits{Memory: 1 << 30, CPU: time.Minute}}} {
+	}{
+		{"none", nil},
+		{"shim", &Limits{Output: 1 << 30}},                   // the shim, no watcher
+		{"watch", &Limits{Procs: 100}},                       // the watcher, no shim
+		{"both", &Limits{Memory: 1 << 30, CPU: time.Minute}}, // both
+	} {
 		b.Run(bc.name, func(b *testing.B) {
 			r := newTestRunner(b, Config{})
 			writeScript(b, r.Dir(), "True", "#!/bin/sh\n")
