@@ -20,7 +20,7 @@ import (
 )
 
 func runFlags() []cli.Flag {
-	return append(append(append(append(connFlags(), replicaFlags()...), daemonWebFlags()...),
+	return append(append(append(append(append(connFlags(), replicaFlags()...), daemonWebFlags()...), limitFlags()...),
 		&cli.StringFlag{Name: "handlers", EnvVars: []string{"RESQUED_HANDLERS"}, Value: "./handlers", Usage: "`DIR` holding one executable per job class"},
 		&cli.StringFlag{Name: "queues", Aliases: []string{"q"}, EnvVars: []string{"QUEUES", "QUEUE"}, Usage: "queues in priority order, comma-separated; * for all, globs and !exclusions allowed"},
 		&cli.IntFlag{Name: "count", Aliases: []string{"c"}, EnvVars: []string{"COUNT"}, Value: 1, Usage: "number of worker processes"},
@@ -133,8 +133,13 @@ func workerConfig(c *cli.Context) (worker.Config, error) {
 	if c.Int("count") < 1 {
 		return worker.Config{}, &usageError{msg: fmt.Sprintf("--count %d: want at least 1", c.Int("count")), hint: "COUNT=4 resqued ..."}
 	}
+	limits, err := readLimits(c, "")
+	if err != nil {
+		return worker.Config{}, err
+	}
 	rcfg := runner.Config{Dir: c.String("handlers"), Logger: log.Named("handler"),
-		TermTimeout: termTimeout, Timeout: timeout, FollowSymlinks: c.Bool("follow-symlinks")}
+		TermTimeout: termTimeout, Timeout: timeout, FollowSymlinks: c.Bool("follow-symlinks"),
+		Limits: limits.defaults, Cgroup: limits.cgroup}
 	var kept worker.Config
 	if err := keepOutputConfig(c, &kept, &rcfg); err != nil {
 		return worker.Config{}, err
@@ -143,6 +148,7 @@ func workerConfig(c *cli.Context) (worker.Config, error) {
 	if err != nil {
 		return worker.Config{}, handlersDirError("", "resqued", c.String("handlers"), err)
 	}
+	limits.warnUnhandled(run, log)
 	rc, err := connect(c, log)
 	if err != nil {
 		return worker.Config{}, err
@@ -175,6 +181,7 @@ func workerConfig(c *cli.Context) (worker.Config, error) {
 		OnOrphan:         c.String("on-orphan"),
 		MaxPayload:       c.Int("max-payload"),
 		Retry:            retries,
+		Classes:          limits.config.Jobs(limits.defaults),
 
 		KeepOutput:             kept.KeepOutput,
 		KeepOutputFailuresOnly: kept.KeepOutputFailuresOnly,

@@ -25,14 +25,14 @@ func tryCommand() *cli.Command {
 		Description: "Looks the handler up, feeds it the args on stdin with the daemon's environment and working\n" +
 			"directory, streams its output, and prints the outcome, its result (fd 3) and duration.\n" +
 			"The exit status is the handler's (128+N when killed by signal N).",
-		Flags: []cli.Flag{
+		Flags: append([]cli.Flag{
 			&cli.StringFlag{Name: "handlers", EnvVars: []string{"RESQUED_HANDLERS"}, Value: "./handlers", Usage: "`DIR` holding one executable per job class"},
 			&cli.StringFlag{Name: "args", Usage: "the whole args `JSON` array"},
 			&cli.StringFlag{Name: "queue", Aliases: []string{"q"}, Value: "default", Usage: "queue name the handler sees in RESQUE_QUEUE"},
 			&cli.StringFlag{Name: "timeout", EnvVars: []string{"RESQUED_TIMEOUT"}, Value: "0", Usage: "seconds before the handler is stopped; 0 means no limit"},
 			&cli.StringFlag{Name: "term-timeout", EnvVars: []string{"RESQUE_TERM_TIMEOUT"}, Value: "4", Usage: "seconds between SIGTERM and SIGKILL"},
 			&cli.BoolFlag{Name: "follow-symlinks", EnvVars: []string{"RESQUED_FOLLOW_SYMLINKS"}, Usage: "allow handler symlinks that point outside the handlers directory"},
-		},
+		}, limitFlags()...),
 		Action: tryAction,
 	}
 }
@@ -58,12 +58,19 @@ func tryAction(c *cli.Context) error {
 	if err := errors.Join(err1, err2); err != nil {
 		return &usageError{msg: "try: " + err.Error(), hint: "--timeout 30"}
 	}
+	limits, err := readLimits(c, "try: ")
+	if err != nil {
+		return err
+	}
 	log := hclog.New(&hclog.LoggerOptions{Name: "resqued", Level: hclog.Warn, Output: os.Stderr})
 	r, err := runner.New(runner.Config{Dir: c.String("handlers"), Logger: log, Timeout: timeout,
-		TermTimeout: max(term, time.Nanosecond), FollowSymlinks: c.Bool("follow-symlinks")})
+		TermTimeout: max(term, time.Nanosecond), FollowSymlinks: c.Bool("follow-symlinks"),
+		Limits: limits.defaults, Cgroup: limits.cgroup})
 	if err != nil {
 		return handlersDirError("try: ", "resqued try", c.String("handlers"), err)
 	}
+	// The class's own settings, as the worker applies them.
+	cls := limits.config.Jobs(limits.defaults)[class]
 	// Ctrl-C stops the handler the way a worker shutdown would.
 	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -73,6 +80,7 @@ func tryAction(c *cli.Context) error {
 		Class: class, Queue: c.String("queue"), ID: queue.NewID(), Worker: queue.WorkerID(queue.Hostname(), os.Getpid(), []string{"try"}),
 		Args: args, Logger: log, Stdout: os.Stdout, Stderr: os.Stderr,
 		OnProgress: func(p runner.Progress) { fmt.Fprintf(os.Stderr, "progress: %.0f%% %s\n", p.Progress*100, p.Message) },
+		Limits:     cls.Limits, Timeout: cls.Timeout, Env: cls.Env,
 	})
 	var res *runner.Result
 	if err == nil {

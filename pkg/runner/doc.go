@@ -111,4 +111,17 @@
 // drained. If something outside the process group (for example a grandchild
 // that called setsid) still holds the output pipes open TermTimeout after
 // the handler exited, the runner closes its ends of the pipes and returns.
+//
+// # Limits
+//
+// [Limits] (Config.Limits for every job, Job.Limits for one) bound a
+// handler's memory, CPU time, output and processes; the zero Limits costs
+// nothing. With a memory, cpu or output limit the handler is started
+// through a shim, this same binary re-run: an init function in this
+// package sees RESQUED_RLIMIT_SHIM, sets RLIMIT_DATA, RLIMIT_CPU and
+// RLIMIT_FSIZE, and execs the handler in place. With a memory, cpu or
+// procs limit a goroutine samples the process group from /proc every
+// 100 ms; the output limit is counted as the output is read. Whichever
+// limit kills the handler is named in [ExitError.Limit], and the limits
+// in force in [ExitError.InForce]. See docs/handlers.md, "Limits".
 package runner

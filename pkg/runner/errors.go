@@ -41,11 +41,24 @@ type ExitError struct {
 	Timeout    time.Duration
 	Duration   time.Duration
 	StderrTail []string
+	// Limit names the limit that killed the handler: LimitMemory,
+	// LimitCPU, LimitOutput or LimitProcs; empty when none did.
+	// LimitMax is that limit and LimitSeen what was seen: bytes for
+	// memory (the peak) and output (written), nanoseconds for cpu
+	// (used), processes for procs. A LimitSeen of -1 for output means
+	// a file the handler wrote reached the limit (SIGXFSZ).
+	Limit     string
+	LimitMax  int64
+	LimitSeen int64
+	// InForce are the limits that applied to the handler.
+	InForce Limits
 }
 
 // Error implements error.
 func (e *ExitError) Error() string {
 	switch {
+	case e.Limit != "":
+		return e.limitError()
 	case e.Protocol != "":
 		return fmt.Sprintf("persistent handler %s broke the protocol: %s", e.Class, e.Protocol)
 	case e.Reported:
@@ -59,10 +72,42 @@ func (e *ExitError) Error() string {
 		}
 		return fmt.Sprintf("handler %s timed out after %s", e.Class, d)
 	case e.Signal != 0:
-		return fmt.Sprintf("handler %s killed by signal %s", e.Class, signalName(e.Signal))
+		return fmt.Sprintf("handler %s killed by signal %s", e.Class, signalName(e.Signal)) + e.inForce()
 	default:
-		return fmt.Sprintf("handler %s exited with status %d", e.Class, e.Code)
+		return fmt.Sprintf("handler %s exited with status %d", e.Class, e.Code) + e.inForce()
 	}
+}
+
+// limitError says which limit killed the handler.
+func (e *ExitError) limitError() string {
+	what := ""
+	switch e.Limit {
+	case LimitMemory:
+		what = fmt.Sprintf("memory limit %s (peak %s)", SizeString(e.LimitMax), SizeString(e.LimitSeen))
+	case LimitCPU:
+		what = fmt.Sprintf("CPU time limit %s (used %.1fs)", time.Duration(e.LimitMax), time.Duration(e.LimitSeen).Seconds())
+	case LimitOutput:
+		if e.LimitSeen < 0 {
+			what = fmt.Sprintf("output limit %s (a file it wrote reached it)", SizeString(e.LimitMax))
+		} else {
+			what = fmt.Sprintf("output limit %s (wrote more than %s to stdout and stderr)", SizeString(e.LimitMax), SizeString(e.LimitMax))
+		}
+	case LimitProcs:
+		what = fmt.Sprintf("process limit %d (%d processes in its group)", e.LimitMax, e.LimitSeen)
+	default:
+		what = e.Limit + " limit"
+	}
+	return fmt.Sprintf("handler %s was killed: %s", e.Class, what)
+}
+
+// inForce is " (limits in force: ...)" when limits applied: a failure
+// the kernel gave no signal for (an allocation refused under
+// RLIMIT_DATA) may still be theirs.
+func (e *ExitError) inForce() string {
+	if e.InForce.IsZero() {
+		return ""
+	}
+	return " (limits in force: " + e.InForce.String() + ")"
 }
 
 // signalName returns "SIGKILL"-style names for common signals and

@@ -291,6 +291,7 @@ func (pp *persistentProc) dispatch(j *pjob, logger hclog.Logger) (broken string,
 	pp.p.lineLog.Store(&logger)
 	pp.p.tail.reset()
 	pp.p.outTail.reset()
+	pp.p.output.reset() // the output limit is per job
 	pp.cur = j
 	pp.busy = true
 	return "", true

@@ -108,7 +108,8 @@ func (j *pjob) supervise(ctx context.Context, job Job, line []byte, logger hclog
 	}
 	sent := pp.write(line)
 	var timeout <-chan time.Time
-	if t := pp.slot.r.timeout; t > 0 {
+	jobTimeout := pp.slot.r.timeoutFor(job)
+	if t := jobTimeout; t > 0 {
 		tm := time.NewTimer(t)
 		defer tm.Stop()
 		timeout = tm.C
@@ -121,7 +122,7 @@ func (j *pjob) supervise(ctx context.Context, job Job, line []byte, logger hclog
 		ee := j.exitError(pp.p, false)
 		ee.TimedOut, ee.Stopped = reason == timedOut, reason == stopRequested
 		if ee.TimedOut {
-			ee.Timeout = pp.slot.r.timeout
+			ee.Timeout = jobTimeout
 		}
 		return ee
 	}
@@ -135,7 +136,7 @@ func (j *pjob) supervise(ctx context.Context, job Job, line []byte, logger hclog
 			case <-pp.p.done:
 				if l, ok = j.pop(pp); !ok { // lines written just before dying count
 					pp.slot.forget(pp)
-					if fresh || heard || ctx.Err() != nil || len(j.stop) > 0 || !pp.neverRead(sent) {
+					if fresh || heard || ctx.Err() != nil || len(j.stop) > 0 || pp.p.overLimit() || !pp.neverRead(sent) {
 						finish(j.exitError(pp.p, true))
 						return
 					}
@@ -228,6 +229,7 @@ func (j *pjob) exitError(p *Process, unprompted bool) *ExitError {
 	case errors.As(p.err, &pe):
 		ee.Code, ee.Signal = pe.Code, pe.Signal
 		ee.Exited = unprompted && pe.Signal == 0
+		ee.Limit, ee.LimitMax, ee.LimitSeen, ee.InForce = pe.Limit, pe.LimitMax, pe.LimitSeen, pe.InForce
 	case p.err == nil:
 		ee.Code = 0 // exited cleanly, but mid-job: still a failure
 		ee.Exited = true

@@ -45,6 +45,13 @@ type Job struct {
 	// always win). Ignored by persistent handlers, whose environment is
 	// fixed when their process starts.
 	Env []string
+	// Limits, when set, are this job's limits instead of the runner's
+	// (Config.Limits). For a persistent handler, those of the job that
+	// starts its process apply to the process.
+	Limits *Limits
+	// Timeout, when positive, is this job's wall clock limit instead of
+	// the runner's (Config.Timeout).
+	Timeout time.Duration
 }
 
 // Result describes a handler process that ran.
@@ -97,10 +104,17 @@ type Process struct {
 	timeoutTimer *time.Timer // nil without timeout
 	stopCtx      func() bool
 
+	limits    Limits        // in force; zero without limits
+	group     limitGroup    // the job's cgroup; nil without one
+	output    *limitCounter // nil without an output limit
+	watchStop chan struct{} // closed at exit to end watch; nil without a watcher
+	peak      atomic.Int64  // the most resident memory watch saw, in bytes
+
 	mu        sync.Mutex
 	exited    bool // the leader exited; the group must no longer be signalled
 	reason    stopReason
-	killed    bool // SIGKILL was sent by Kill or after TermTimeout
+	killed    bool      // SIGKILL was sent by Kill, after TermTimeout or at a limit
+	hit       *limitHit // the limit that killed the handler, if one did
 	killTimer *time.Timer
 
 	done   chan struct{} // closed when result and err are set
@@ -167,6 +181,10 @@ func (r *Runner) spawn(ctx context.Context, job Job, path string, results func(*
 		pipes[i] = [2]*os.File{pr, pw}
 	}
 
+	limits := r.limitsFor(job)
+	if results != nil {
+		limits.CPU = 0 // not applied to persistent processes (docs/handlers.md)
+	}
 	cmd := exec.Command(path)
 	cmd.Dir = r.dir
 	cmd.Env = r.environ(job)
@@ -175,8 +193,27 @@ func (r *Runner) spawn(ctx context.Context, job Job, path string, results func(*
 	cmd.Stderr = pipes[2][1]
 	cmd.ExtraFiles = []*os.File{pipes[3][1]} // fd 3: ResultFD
 	cmd.SysProcAttr = sysProcAttr()
+	// CGROUP SEAM: with r.groups set (see limitGroup), a job with a
+	// memory or procs limit is born in a group of its own, which
+	// enforces those two: they are left out of the shim and the watcher.
+	var group limitGroup
+	rl, watched := limits, limits
+	if r.groups != nil && (limits.Memory > 0 || limits.Procs > 0) {
+		g, err := r.groups(limits)
+		if err != nil {
+			closeAll()
+			return nil, fmt.Errorf("start handler %s: %w", path, err)
+		}
+		group = g
+		bornIn(cmd.SysProcAttr, g.fd())
+		rl.Memory, watched.Memory, watched.Procs = 0, 0, 0
+	}
+	shimmed(cmd, path, rl)
 	if err := startWhenNotBusy(cmd); err != nil {
 		closeAll()
+		if group != nil {
+			_, _ = group.finish()
+		}
 		return nil, explainStart(job.Class, path, err)
 	}
 	start := time.Now()
@@ -193,7 +230,6 @@ func (r *Runner) spawn(ctx context.Context, job Job, path string, results func(*
 		cmd:         cmd,
 		logger:      logger,
 		termTimeout: r.termTimeout,
-		timeout:     r.timeout,
 		start:       start,
 		stdin:       pipes[0][1],
 		stdout:      pipes[1][0],
@@ -204,6 +240,18 @@ func (r *Runner) spawn(ctx context.Context, job Job, path string, results func(*
 		outTail:     newTailBuffer(r.stdoutTail),
 		ioDone:      make(chan struct{}),
 		done:        make(chan struct{}),
+		limits:      limits,
+		group:       group,
+		timeout:     r.timeoutFor(job),
+	}
+	if limits.Output > 0 {
+		p.output = &limitCounter{max: limits.Output, over: func(n int64) {
+			p.hitLimit(limitHit{limit: LimitOutput, max: limits.Output, seen: n})
+		}}
+	}
+	if watched.Memory > 0 || watched.CPU > 0 || watched.Procs > 0 {
+		p.watchStop = make(chan struct{})
+		go p.watch(watched, p.watchStop)
 	}
 	logger.Debug("handler started", "path", path, "pid", p.pid)
 
@@ -238,8 +286,8 @@ func (r *Runner) spawn(ctx context.Context, job Job, path string, results func(*
 		close(p.ioDone)
 	}()
 
-	if r.timeout > 0 && results == nil {
-		p.timeoutTimer = time.AfterFunc(r.timeout, func() { p.stop(timedOut) })
+	if p.timeout > 0 && results == nil {
+		p.timeoutTimer = time.AfterFunc(p.timeout, func() { p.stop(timedOut) })
 	}
 	p.stopCtx = context.AfterFunc(ctx, func() { p.stop(stopRequested) })
 	go p.supervise()
@@ -380,8 +428,11 @@ func (p *Process) supervise() {
 	if p.killTimer != nil {
 		p.killTimer.Stop()
 	}
-	reason := p.reason
+	reason, hit := p.reason, p.hit
 	p.mu.Unlock()
+	if p.watchStop != nil {
+		close(p.watchStop)
+	}
 	if p.timeoutTimer != nil {
 		p.timeoutTimer.Stop()
 	}
@@ -389,6 +440,13 @@ func (p *Process) supervise() {
 
 	if !reaped {
 		waitErr = p.cmd.Wait()
+	}
+	var usage groupUsage
+	if p.group != nil {
+		var err error
+		if usage, err = p.group.finish(); err != nil {
+			p.logger.Warn("read and remove the job's cgroup", "error", err)
+		}
 	}
 	p.drain()
 
@@ -416,6 +474,21 @@ func (p *Process) supervise() {
 	}
 	if ee.TimedOut {
 		ee.Timeout = p.timeout
+	}
+	if !p.limits.IsZero() {
+		ee.InForce = p.limits
+		if hit == nil && reason == notStopped {
+			hit = usage.hit(p.limits)
+		}
+		if hit == nil && reason == notStopped && ee.Signal != 0 {
+			hit = limitOf(p.limits, ee.Signal, state.SystemTime()+state.UserTime())
+		}
+		if hit != nil {
+			ee.Limit, ee.LimitMax, ee.LimitSeen = hit.limit, hit.max, hit.seen
+			if hit.limit == LimitMemory {
+				ee.LimitSeen = max(ee.LimitSeen, p.peak.Load())
+			}
+		}
 	}
 	if ee.Signal != 0 {
 		p.logger.Debug("handler exited", "pid", p.pid, "signal", signalName(ee.Signal), "duration", duration)
@@ -467,7 +540,7 @@ func (p *Process) writeStdin(args []byte, wg *sync.WaitGroup) {
 func (p *Process) forward(f *os.File, stream string, tail *tailBuffer, to io.Writer, maxLine int, wg *sync.WaitGroup) {
 	defer wg.Done()
 	defer f.Close()
-	err := splitLines(f, maxLine, func(line []byte, whole bool) {
+	err := splitLines(p.output.reader(f), maxLine, func(line []byte, whole bool) {
 		if tail != nil {
 			tail.add(line)
 		}

@@ -58,6 +58,13 @@ type Config struct {
 	// StdoutTail, when positive, keeps that many bytes of the most recent
 	// stdout lines in Result.StdoutTail (--keep-output); zero keeps none.
 	StdoutTail int
+	// Limits are the limits of every job that has none of its own
+	// (Job.Limits); the zero Limits means none.
+	Limits Limits
+	// Cgroup is a delegated cgroup v2 directory under which each job
+	// with a memory or procs limit gets a cgroup of its own; empty means
+	// none, and rlimits and watching /proc enforce the limits instead.
+	Cgroup string
 }
 
 // Runner resolves job classes to handler executables and runs them. It is
@@ -71,6 +78,10 @@ type Runner struct {
 	stdoutTail  int
 	maxLine     int
 	follow      bool
+	limits      Limits
+	cgroup      string
+	// groups makes a job's limitGroup (the CGROUP SEAM); nil: none.
+	groups      func(Limits) (limitGroup, error)
 	env         []string // nil: os.Environ()
 	envOnce     sync.Once
 	filteredEnv []string // env without the variables environ sets
@@ -117,6 +128,9 @@ func New(cfg Config) (*Runner, error) {
 	case cfg.MaxLine < 0:
 		return nil, fmt.Errorf("max line %d: must not be negative", cfg.MaxLine)
 	}
+	if err := cfg.Limits.check("limits"); err != nil {
+		return nil, err
+	}
 	r := &Runner{
 		dir:         dir,
 		logger:      cfg.Logger,
@@ -126,6 +140,8 @@ func New(cfg Config) (*Runner, error) {
 		stdoutTail:  cfg.StdoutTail,
 		maxLine:     cfg.MaxLine,
 		follow:      cfg.FollowSymlinks,
+		limits:      cfg.Limits,
+		cgroup:      cfg.Cgroup,
 	}
 	if r.logger == nil {
 		r.logger = hclog.NewNullLogger()

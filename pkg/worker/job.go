@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -31,7 +32,22 @@ const (
 	// ExcCancelled is a job stopped at an operator's request (resqued
 	// cancel, the dashboard's Cancel button); it is never retried.
 	ExcCancelled = "Resqued::Cancelled"
+	// A handler killed at one of its limits (runner.Limits), by
+	// resqued or by the kernel.
+	ExcMemoryLimit  = "Resqued::MemoryLimit"
+	ExcCPULimit     = "Resqued::CPULimit"
+	ExcOutputLimit  = "Resqued::OutputLimit"
+	ExcProcessLimit = "Resqued::ProcessLimit"
 )
+
+// limitExceptions maps runner.ExitError.Limit to the failure's
+// exception.
+var limitExceptions = map[string]string{
+	runner.LimitMemory: ExcMemoryLimit,
+	runner.LimitCPU:    ExcCPULimit,
+	runner.LimitOutput: ExcOutputLimit,
+	runner.LimitProcs:  ExcProcessLimit,
+}
 
 // process runs one reserved job to its recorded end. r is the one value
 // the job is carried in, from the reserve script to the outcome script.
@@ -139,8 +155,9 @@ func (w *Worker) run(log hclog.Logger, r *queue.Reserved, env []string) (*runner
 	if err := w.fetch.ConfirmRunning(); err != nil {
 		log.Warn("status not marked running", "error", err)
 	}
-	// The runner's view of the job: what the handler is given.
-	p, err := w.slot.Start(context.Background(), runner.Job{
+	// The runner's view of the job: what the handler is given, and
+	// what its class's config says (limits, timeout, env).
+	job := runner.Job{
 		Class:      r.Class,
 		Queue:      r.Queue,
 		ID:         r.ID,
@@ -150,7 +167,15 @@ func (w *Worker) run(log hclog.Logger, r *queue.Reserved, env []string) (*runner
 		Env:        env,
 		Logger:     log.Named("handler"),
 		OnProgress: onProgress,
-	})
+	}
+	if c, ok := w.cfg.Classes[r.Class]; ok {
+		job.Limits, job.Timeout = c.Limits, c.Timeout
+		if len(c.Env) > 0 {
+			// The trace context comes last: of two entries, exec keeps the later.
+			job.Env = append(slices.Clip(c.Env), env...)
+		}
+	}
+	p, err := w.slot.Start(context.Background(), job)
 	if err != nil {
 		return nil, err
 	}
@@ -211,6 +236,8 @@ func Describe(err error, res *runner.Result) queue.Outcome {
 	switch {
 	case errors.As(err, &ee):
 		switch {
+		case ee.Limit != "":
+			o.Exception = limitExceptions[ee.Limit]
 		case ee.TimedOut:
 			o.Exception = ExcTimeout
 		case ee.Signal != 0:

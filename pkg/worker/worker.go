@@ -11,6 +11,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/resqued/resqued/pkg/handlerconfig"
 	"github.com/resqued/resqued/pkg/metrics"
 	"github.com/resqued/resqued/pkg/queue"
 	"github.com/resqued/resqued/pkg/retry"
@@ -62,6 +63,11 @@ type Config struct {
 	// resident memory passes that many bytes; zero means no limit.
 	MaxJobsPerProcess int
 	MaxRSSPerProcess  int64
+
+	// Classes holds what the handlers config file says of each class
+	// (handlerconfig.Config.Jobs): its jobs' limits, timeout and
+	// environment. A class it does not hold gets the runner's.
+	Classes map[string]handlerconfig.Job
 
 	// Retry holds the retry policies. A class with none (or a nil
 	// Retry) gets retry.TempFailPolicy: exit 75 is retried, 5 runs in

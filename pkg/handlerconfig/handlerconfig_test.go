@@ -1,0 +1,159 @@
+package handlerconfig_test
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/resqued/resqued/pkg/handlerconfig"
+	"github.com/resqued/resqued/pkg/runner"
+)
+
+const example = `classes:
+  Resize:
+    memory: 512M
+    cpu: 30s
+    timeout: 60s
+    max_output: 100M
+    procs: 16
+    env:
+      MAGICK_THREAD_LIMIT: "1"
+      TMPDIR: /scratch
+  Mailers::Welcome:
+    memory: 0
+  Quiet:
+`
+
+func TestParse(t *testing.T) {
+	c, err := handlerconfig.Parse("handlers.yml", []byte(example))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defaults := runner.Limits{Memory: 1 << 30, CPU: time.Minute, Output: 1 << 20, Procs: 4}
+	jobs := c.Jobs(defaults)
+	want := map[string]handlerconfig.Job{
+		"Resize": {
+			Limits:  &runner.Limits{Memory: 512 << 20, CPU: 30 * time.Second, Output: 100 << 20, Procs: 16},
+			Timeout: time.Minute,
+			Env:     []string{"MAGICK_THREAD_LIMIT=1", "TMPDIR=/scratch"},
+		},
+		// Field by field: only memory is overridden, to none.
+		"Mailers::Welcome": {Limits: &runner.Limits{CPU: time.Minute, Output: 1 << 20, Procs: 4}},
+		"Quiet":            {Limits: &defaults},
+	}
+	if diff := cmp.Diff(want, jobs); diff != "" {
+		t.Errorf("Jobs (-want +got):\n%s", diff)
+	}
+	if got := c.Classes["Mailers::Welcome"].Line; got != 11 {
+		t.Errorf("line of Mailers::Welcome = %d, want 11", got)
+	}
+	if c, err := handlerconfig.Parse("empty.yml", nil); err != nil || len(c.Classes) != 0 {
+		t.Errorf("empty file: %v, %v", c, err)
+	}
+}
+
+func TestParse_errors(t *testing.T) {
+	for _, tc := range []struct{ yaml, want string }{
+		{"classes:\n  Resize:\n    cpu: 1s\n    memory: 5X\n",
+			`handlers config handlers.yml line 4: class Resize: memory "5X": want a size such as 512M or 2G`},
+		{"classes:\n  Resize:\n    memroy: 5M\n",
+			`handlers config handlers.yml line 3: class Resize: unknown field "memroy" (want memory, cpu, timeout, max_output, procs, env)`},
+		{"classes:\n  Resize:\n    memory: -1M\n",
+			`handlers config handlers.yml line 3: class Resize: memory "-1M": must not be negative (0 means no limit)`},
+		{"classes:\n  Resize:\n    procs: -2\n",
+			`handlers config handlers.yml line 3: class Resize: procs "-2": must not be negative (0 means no limit)`},
+		{"classes:\n  Resize:\n    procs: many\n",
+			`handlers config handlers.yml line 3: class Resize: procs "many": want a whole number such as 16`},
+		{"classes:\n  Resize:\n    cpu: soon\n",
+			`handlers config handlers.yml line 3: class Resize: cpu "soon": want a duration such as 30s, 2m or 1h30m`},
+		{"classes:\n  Resize:\n    timeout: -5s\n",
+			`handlers config handlers.yml line 3: class Resize: timeout "-5s": must not be negative (0 means no limit)`},
+		{"classes:\n  Resize:\n    max_output:\n",
+			`handlers config handlers.yml line 3: class Resize: max_output: want a value, such as 512M or 2G`},
+		{"classes:\n  Resize:\n    env:\n      RESQUE_QUEUE: x\n",
+			`handlers config handlers.yml line 4: class Resize: env "RESQUE_QUEUE": RESQUE_* and RESQUED_* are resqued's own, set for every job (docs/handlers.md); pick another name`},
+		{"classes:\n  Resize:\n    env:\n      9LIVES: x\n",
+			`handlers config handlers.yml line 4: class Resize: env "9LIVES": a variable name is letters, digits and _, not starting with a digit`},
+		{"classes:\n  Resize:\n    env: [A]\n",
+			`handlers config handlers.yml line 3: class Resize: env: want a mapping of names to values, such as MAGICK_THREAD_LIMIT: "1"`},
+		{"classes:\n  Resize:\n    memory: 1M\n    memory: 2M\n",
+			`handlers config handlers.yml line 4: class Resize: memory is given twice`},
+		{"classes:\n  Resize: {}\n  Resize: {}\n",
+			`handlers config handlers.yml line 3: class Resize is given twice (first on line 2)`},
+		{"classes:\n  Bad/Name: {}\n",
+			`handlers config handlers.yml line 2: invalid class name "Bad/Name": a class name is Ruby constants joined by "::" (letters, digits, _), with no "/"`},
+		{"clases:\n  Resize: {}\n",
+			`handlers config handlers.yml line 1: unknown field "clases" (want classes)`},
+		{"- Resize\n",
+			`handlers config handlers.yml line 1: want a mapping with classes: at the top`},
+		{"classes:\n  Resize: 5\n",
+			`handlers config handlers.yml line 2: class Resize: want a mapping of settings (memory, cpu, timeout, max_output, procs, env)`},
+		{"classes: [\n",
+			`handlers config handlers.yml line 1: did not find expected node content`},
+	} {
+		_, err := handlerconfig.Parse("conf/handlers.yml", []byte(tc.yaml))
+		if err == nil || err.Error() != tc.want {
+			t.Errorf("Parse(%q):\n got %v\nwant %s", tc.yaml, err, tc.want)
+		}
+	}
+}
+
+func TestParseSize(t *testing.T) {
+	for in, want := range map[string]int64{
+		"512M": 512 << 20, "512MiB": 512 << 20, "512MB": 512 << 20, "2G": 2 << 30, "100k": 100 << 10,
+		"100K": 100 << 10, "4096": 4096, "1.5G": 3 << 29, "0": 0, "1T": 1 << 40, "10B": 10,
+	} {
+		if got, err := handlerconfig.ParseSize(in); err != nil || got != want {
+			t.Errorf("ParseSize(%q) = %d, %v; want %d", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"", "5X", "M", "1e3", "-1", "1.2.3M", "NaN"} {
+		if _, err := handlerconfig.ParseSize(in); err == nil {
+			t.Errorf("ParseSize(%q): no error", in)
+		}
+	}
+}
+
+func TestParseDuration(t *testing.T) {
+	for in, want := range map[string]time.Duration{
+		"30s": 30 * time.Second, "2m": 2 * time.Minute, "1h30m": 90 * time.Minute, "30": 30 * time.Second,
+		"1.5": 1500 * time.Millisecond, "0": 0,
+	} {
+		if got, err := handlerconfig.ParseDuration(in); err != nil || got != want {
+			t.Errorf("ParseDuration(%q) = %s, %v; want %s", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"", "soon", "-1", "-3s", "Inf"} {
+		if _, err := handlerconfig.ParseDuration(in); err == nil {
+			t.Errorf("ParseDuration(%q): no error", in)
+		}
+	}
+}
+
+func TestLoad_unhandled(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "Resize"), []byte("#!/bin/sh\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "handlers.yml")
+	if err := os.WriteFile(path, []byte("classes:\n  Resize: {memory: 1G}\n  Gone: {cpu: 1s}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c, err := handlerconfig.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := runner.New(runner.Config{Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff([]string{"Gone"}, c.Unhandled(r)); diff != "" {
+		t.Errorf("Unhandled (-want +got):\n%s", diff)
+	}
+	if _, err := handlerconfig.Load(filepath.Join(dir, "missing.yml")); err == nil {
+		t.Error("Load of a missing file: no error")
+	}
+}

@@ -1,0 +1,19 @@
+//go:build !linux
+
+package runner
+
+import (
+	"os/exec"
+	"syscall"
+)
+
+// shimmed reports that rlimits are not set here: only Linux has the
+// rlimit shim.
+func shimmed(cmd *exec.Cmd, path string, l Limits) bool { return false }
+
+// watch waits for stop: without /proc there is no group to look at, so
+// only the output limit applies here.
+func (p *Process) watch(l Limits, stop <-chan struct{}) { <-stop }
+
+// bornIn does nothing: cgroups are Linux's.
+func bornIn(attr *syscall.SysProcAttr, fd int) {}
