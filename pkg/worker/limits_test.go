@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/resqued/resqued/pkg/handlerconfig"
+	"github.com/resqued/resqued/pkg/queue"
 	"github.com/resqued/resqued/pkg/runner"
 	"github.com/resqued/resqued/pkg/worker"
 )
@@ -20,14 +21,18 @@ func TestWorker_ClassLimits(t *testing.T) {
 	e := newEnv(t)
 	e.handler(t, "Flood", `exec yes flood`)
 	e.handler(t, "Spin", `while :; do :; done`)
-	e.handler(t, "EnvLog", `echo "EnvLog $GREETING" >> "$RUNS"`)
+	e.handler(t, "EnvLog", `echo "EnvLog $GREETING ${TRACEPARENT%-*-*}" >> "$RUNS"`)
 	conf, err := handlerconfig.Parse("handlers.yml", []byte("classes:\n  Flood:\n    max_output: 64k\n  EnvLog:\n    env:\n      GREETING: hello\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	e.enqueue(t, "q", "Flood", `[]`)
 	e.enqueue(t, "q", "Spin", `[]`)
-	e.enqueue(t, "q", "EnvLog", `[]`)
+	// A class's env and the payload's trace context both reach it.
+	traced := []byte(`{"class":"EnvLog","args":[],"traceparent":"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"}`)
+	if err := e.q.Enqueue(context.Background(), "q", traced, queue.EnqueueOptions{}); err != nil {
+		t.Fatal(err)
+	}
 	cfg := e.config(t, 301)
 	run, err := runner.New(runner.Config{Dir: e.dir, TermTimeout: 200 * time.Millisecond, Limits: runner.Limits{CPU: time.Second}})
 	if err != nil {
@@ -53,7 +58,7 @@ func TestWorker_ClassLimits(t *testing.T) {
 	if want := "Resqued::CPULimit: handler Spin was killed: CPU time limit 1s (used "; !strings.HasPrefix(got["Spin"], want) {
 		t.Errorf("Spin failure %q, want %q...", got["Spin"], want)
 	}
-	if _, failed := got["EnvLog"]; failed || strings.Join(e.runLines(), " ") != "EnvLog_hello" {
+	if _, failed := got["EnvLog"]; failed || strings.Join(e.runLines(), " ") != "EnvLog_hello_00-4bf92f3577b34da6a3ce929d0e0e4736" {
 		t.Errorf("EnvLog: failure %q, runs %q", got["EnvLog"], e.runLines())
 	}
 }
