@@ -291,7 +291,11 @@ type jobCgroup struct {
 
 // fd is the file descriptor of the job cgroup's directory, for
 // SysProcAttr.CgroupFD. It is -1 once finish has returned.
-func (j *jobCgroup) fd() int { return j.dirfd }
+func (j *jobCgroup) fd() int {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return j.dirfd
+}
 
 // limit writes l into the new job cgroup's control files.
 func (j *jobCgroup) limit(l Limits) error {
@@ -340,7 +344,8 @@ func limitValue(n int64) string {
 
 // usage reads what the job cgroup has recorded so far. It may be called
 // while the job runs, for example to enforce a CPU-time limit over all the
-// job's processes.
+// job's processes, but not once finish has been called: the cgroup is then
+// gone, and usage returns an error.
 func (j *jobCgroup) usage() (cgroupUsage, error) {
 	var u cgroupUsage
 	read := func(file string) (map[string]int64, error) {
@@ -462,12 +467,12 @@ func (j *jobCgroup) finish() (cgroupUsage, error) {
 		rerr = j.remove(deadline)
 	}
 	var cerr error
+	j.mu.Lock()
 	if j.dirfd >= 0 {
 		if err := unix.Close(j.dirfd); err != nil {
 			cerr = fmt.Errorf("close job cgroup %s: %w", j.path, err)
 		}
 	}
-	j.mu.Lock()
 	j.dirfd = -1
 	j.finished = true
 	j.mu.Unlock()
