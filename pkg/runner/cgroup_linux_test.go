@@ -607,3 +607,64 @@ func TestJobCgroup_Procs(t *testing.T) {
 	}
 	checkRemoved(t, j)
 }
+
+// A cgroup the daemon's user may not write is refused as not delegated.
+// As root, the check runs in a copy of the test binary started as nobody.
+func TestOpenCgroup_PermissionDenied(t *testing.T) {
+	const want = "permission denied: the daemon needs the cgroup delegated to its user"
+	if os.Geteuid() != 0 {
+		for _, m := range cgroup2Mounts(t) {
+			if unix.Access(filepath.Join(m, "cgroup.subtree_control"), unix.W_OK) == nil {
+				continue
+			}
+			if _, err := openCgroup(m); err == nil || !strings.Contains(err.Error(), want) {
+				t.Errorf("openCgroup(%s) as uid %d: %v, want %q", m, os.Geteuid(), err, want)
+			}
+			return
+		}
+		t.Skipf("uid %d can write every cgroup2 mount here, so none is refused", os.Geteuid())
+	}
+	dir := needCgroup(t)
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(exe)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmp := t.TempDir()
+	for d := tmp; d != os.TempDir() && d != "/"; d = filepath.Dir(d) {
+		if err := os.Chmod(d, 0o755); err != nil { // t.TempDir's are 0700
+			t.Fatal(err)
+		}
+	}
+	bin := filepath.Join(tmp, "runner.test")
+	if err := os.WriteFile(bin, b, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, "-test.run=^TestOpenCgroup_PermissionDeniedChild$", "-test.v")
+	cmd.Env = append(os.Environ(), "RESQUED_TEST_CGROUP_CHILD="+dir)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("the child as nobody: %v\n%s", err, out)
+	}
+	if !bytes.Contains(out, []byte("--cgroup "+dir+": "+want)) {
+		t.Errorf("the child as nobody said:\n%s\nwant %q", out, want)
+	}
+}
+
+// TestOpenCgroup_PermissionDeniedChild is TestOpenCgroup_PermissionDenied's
+// unprivileged child; it does nothing run by itself.
+func TestOpenCgroup_PermissionDeniedChild(t *testing.T) {
+	dir := os.Getenv("RESQUED_TEST_CGROUP_CHILD")
+	if dir == "" {
+		t.Skip("runs only as the child of TestOpenCgroup_PermissionDenied")
+	}
+	_, err := openCgroup(dir)
+	if err == nil {
+		t.Fatalf("openCgroup(%s) as uid %d: no error", dir, os.Geteuid())
+	}
+	fmt.Println(err)
+}
