@@ -80,7 +80,7 @@ func openCgroupNeeding(dir string, need ...string) (*cgroupRoot, error) {
 		return nil, bad("cannot look at its filesystem: %v", err)
 	}
 	if st.Type != unix.CGROUP2_SUPER_MAGIC {
-		return nil, bad("is not a cgroup v2 directory (it is on %s); give a directory under the cgroup2 mount (see `mount -t cgroup2`), %s", fsName(int64(st.Type)), cgroupHint)
+		return nil, bad("is not a cgroup v2 directory (it is on %s); give one on the cgroup2 mount that `mount -t cgroup2` lists, or %s", fsName(int64(st.Type)), cgroupHint)
 	}
 	for _, p := range []string{abs, filepath.Join(abs, "cgroup.procs"), filepath.Join(abs, "cgroup.subtree_control")} {
 		if err := unix.Access(p, unix.W_OK); err != nil {
