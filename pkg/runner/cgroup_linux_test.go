@@ -410,7 +410,7 @@ func TestCgroupRoot_Sweep(t *testing.T) {
 		t.Fatal(err)
 	}
 	orphan, _ := startInCgroup(t, fd, "exec sleep 1000")
-	unix.Close(fd)
+	_ = unix.Close(fd)
 
 	c.sweep()
 	if err := orphan.Wait(); err == nil {
@@ -450,7 +450,7 @@ func TestOpenCgroup_MovesProcesses(t *testing.T) {
 		t.Fatal(err)
 	}
 	resident, _ := startInCgroup(t, fd, "exec sleep 1000")
-	unix.Close(fd)
+	_ = unix.Close(fd)
 	if err := writeCgroupFile(filepath.Join(dir, "cgroup.subtree_control"), "+"+ctrl); !errors.Is(err, unix.EBUSY) {
 		t.Fatalf("enable %s with a process in %s: %v, want EBUSY (no internal processes)", ctrl, dir, err)
 	}
