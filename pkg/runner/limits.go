@@ -127,14 +127,13 @@ func (r *Runner) timeoutFor(job Job) time.Duration {
 	return r.timeout
 }
 
-// CGROUP SEAM (issue 15). A limitGroup enforces a job's limits from
-// outside its processes: a cgroup v2 child of Config.Cgroup, which the
-// handler is born in (SysProcAttr.UseCgroupFD). Runner.groups is nil
-// until the cgroup code is wired in; then spawn creates one group per job
-// with a memory or procs limit (and skips the RLIMIT_DATA fallback and
-// the memory and procs watching), and supervise reads its usage once the
-// handler exited, to name the limit that killed it. An adapter over
-// *jobCgroup is a few lines: groupUsage has cgroupUsage's fields.
+// A limitGroup enforces a job's limits from outside its processes: a
+// cgroup v2 child of Config.Cgroup, which the handler is born in
+// (SysProcAttr.UseCgroupFD). Runner.groups is nil without --cgroup;
+// with it, spawn creates one group per job (and skips the RLIMIT_DATA
+// fallback and the memory and procs watching), and supervise reads its
+// usage once the handler exited, to name the limit that killed it.
+// cgroupJob adapts a *jobCgroup.
 type limitGroup interface {
 	// fd is the cgroup directory's descriptor, for SysProcAttr.CgroupFD.
 	fd() int

@@ -193,12 +193,14 @@ func (r *Runner) spawn(ctx context.Context, job Job, path string, results func(*
 	cmd.Stderr = pipes[2][1]
 	cmd.ExtraFiles = []*os.File{pipes[3][1]} // fd 3: ResultFD
 	cmd.SysProcAttr = sysProcAttr()
-	// CGROUP SEAM: with r.groups set (see limitGroup), a job with a
-	// memory or procs limit is born in a group of its own, which
-	// enforces those two: they are left out of the shim and the watcher.
+	// With a cgroup (Config.Cgroup, see limitGroup), every job is born
+	// in a cgroup of its own: its memory and procs limits are the
+	// kernel's to enforce, left out of the shim and the watcher, and
+	// whatever it leaves behind is killed with it, even a process that
+	// left its process group.
 	var group limitGroup
 	rl, watched := limits, limits
-	if r.groups != nil && (limits.Memory > 0 || limits.Procs > 0) {
+	if r.groups != nil {
 		g, err := r.groups(limits)
 		if err != nil {
 			closeAll()

@@ -61,9 +61,11 @@ type Config struct {
 	// Limits are the limits of every job that has none of its own
 	// (Job.Limits); the zero Limits means none.
 	Limits Limits
-	// Cgroup is a delegated cgroup v2 directory under which each job
-	// with a memory or procs limit gets a cgroup of its own; empty means
-	// none, and rlimits and watching /proc enforce the limits instead.
+	// Cgroup is a delegated cgroup v2 directory under which every job is
+	// born in a cgroup of its own (memory.max, memory.swap.max=0,
+	// pids.max from its limits; docs/operations.md); New refuses one it
+	// cannot use. Empty means none: rlimits and watching /proc enforce
+	// the limits instead.
 	Cgroup string
 }
 
@@ -79,8 +81,7 @@ type Runner struct {
 	maxLine     int
 	follow      bool
 	limits      Limits
-	cgroup      string
-	// groups makes a job's limitGroup (the CGROUP SEAM); nil: none.
+	// groups makes a job's limitGroup (useCgroup); nil without --cgroup.
 	groups      func(Limits) (limitGroup, error)
 	env         []string // nil: os.Environ()
 	envOnce     sync.Once
@@ -141,7 +142,6 @@ func New(cfg Config) (*Runner, error) {
 		maxLine:     cfg.MaxLine,
 		follow:      cfg.FollowSymlinks,
 		limits:      cfg.Limits,
-		cgroup:      cfg.Cgroup,
 	}
 	if r.logger == nil {
 		r.logger = hclog.NewNullLogger()
@@ -157,6 +157,11 @@ func New(cfg Config) (*Runner, error) {
 	}
 	if cfg.Env != nil {
 		r.env = slices.Clip(slices.Clone(cfg.Env))
+	}
+	if cfg.Cgroup != "" {
+		if err := r.useCgroup(cfg.Cgroup); err != nil {
+			return nil, err
+		}
 	}
 	return r, nil
 }
