@@ -8,11 +8,11 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/resqued/resqued/internal/metricstest"
 	"github.com/resqued/resqued/internal/redistest"
 	"github.com/resqued/resqued/pkg/queue"
 )
@@ -184,7 +184,7 @@ func TestMetrics_Promtool(t *testing.T) {
 		return true
 	}, "GET /metrics never showed the failure and the backlog; last:\n%s", lastBody{&body})
 	for q, r := range map[string][2]float64{"stamped": {29, 300}, "php": {599, 900}, "plain": {0, 300}} {
-		if v := metricValue(t, body, `resque_queue_latency_seconds{queue="`+q+`"}`); v < r[0] || v > r[1] {
+		if v := metricstest.Value(t, body, `resque_queue_latency_seconds{queue="`+q+`"}`); v < r[0] || v > r[1] {
 			t.Errorf("latency of %s = %v, want within %v", q, v, r)
 		}
 	}
@@ -195,21 +195,4 @@ func TestMetrics_Promtool(t *testing.T) {
 	if err != nil || len(bytes.TrimSpace(out)) > 0 {
 		t.Errorf("promtool check metrics: %v\n%s\non:\n%s", err, out, body)
 	}
-}
-
-// metricValue returns the value of one series (name and labels as
-// written) in an exposition.
-func metricValue(t *testing.T, body, series string) float64 {
-	t.Helper()
-	for _, line := range strings.Split(body, "\n") {
-		if v, ok := strings.CutPrefix(line, series+" "); ok {
-			f, err := strconv.ParseFloat(v, 64)
-			if err != nil {
-				t.Fatalf("%s: %v", line, err)
-			}
-			return f
-		}
-	}
-	t.Fatalf("exposition lacks %s:\n%s", series, body)
-	return 0
 }

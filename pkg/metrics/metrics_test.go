@@ -5,11 +5,11 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/resqued/resqued/internal/metricstest"
 	"github.com/resqued/resqued/internal/redistest"
 	"github.com/resqued/resqued/pkg/metrics"
 	"github.com/resqued/resqued/pkg/queue"
@@ -209,26 +209,10 @@ func TestCollectorBacklog(t *testing.T) {
 	}
 	// Ranges, not our own timings: the stamps are 30 s and an hour old.
 	for q, r := range map[string][2]float64{"stamped": {29, 300}, "php": {3599, 3900}, "plain": {0, 60}} {
-		if v := sample(t, body, `resque_queue_latency_seconds{queue="`+q+`"}`); v < r[0] || v > r[1] {
+		if v := metricstest.Value(t, body, `resque_queue_latency_seconds{queue="`+q+`"}`); v < r[0] || v > r[1] {
 			t.Errorf("latency of %s = %v, want within %v", q, v, r)
 		}
 	}
-}
-
-// sample returns the value of the series named (with its labels) series.
-func sample(t *testing.T, body, series string) float64 {
-	t.Helper()
-	for _, line := range strings.Split(body, "\n") {
-		if v, ok := strings.CutPrefix(line, series+" "); ok {
-			f, err := strconv.ParseFloat(v, 64)
-			if err != nil {
-				t.Fatalf("%s: %v", line, err)
-			}
-			return f
-		}
-	}
-	t.Fatalf("exposition lacks %s:\n%s", series, body)
-	return 0
 }
 
 func TestJobsFailed(t *testing.T) {
