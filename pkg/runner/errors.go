@@ -50,6 +50,10 @@ type ExitError struct {
 	Limit     string
 	LimitMax  int64
 	LimitSeen int64
+	// LimitRefused is set when the handler was not killed but exited
+	// on its own once its memory rlimit refused it more, its peak
+	// already past the limit.
+	LimitRefused bool
 	// InForce are the limits that applied to the handler.
 	InForce Limits
 }
@@ -96,6 +100,12 @@ func (e *ExitError) limitError() string {
 		what = fmt.Sprintf("process limit %d (%d processes in its group)", e.LimitMax, e.LimitSeen)
 	default:
 		what = e.Limit + " limit"
+	}
+	switch {
+	case e.LimitRefused && e.Signal != 0:
+		return fmt.Sprintf("handler %s died of %s at its %s: an allocation past it was refused", e.Class, signalName(e.Signal), what)
+	case e.LimitRefused:
+		return fmt.Sprintf("handler %s exited with status %d at its %s: an allocation past it was refused", e.Class, e.Code, what)
 	}
 	return fmt.Sprintf("handler %s was killed: %s", e.Class, what)
 }

@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -112,8 +113,61 @@ func shimmed(cmd *exec.Cmd, path string, l Limits) bool {
 	}
 	cmd.Path = shimExe
 	cmd.Args = []string{path}
-	cmd.Env = append(cmd.Env, fmt.Sprintf("%s=%d %d %d", shimEnv, max(l.Memory, 0), cpu, max(l.Output, 0)))
+	cmd.Env = append(cmd.Env, fmt.Sprintf("%s=%d %d %d", shimEnv, dataLimit(l.Memory), cpu, max(l.Output, 0)))
 	return true
+}
+
+// dataLimit is the RLIMIT_DATA of a job with memory limit mem: above
+// it, by a quarter (at least 32 MiB), so that a handler growing past
+// the limit is seen and killed by the watcher, as over the memory limit,
+// rather than refused on the way; the rlimit is the backstop for growth
+// faster than the watcher looks, and for a single allocation far past
+// the limit. Zero for none.
+func dataLimit(mem int64) int64 {
+	if mem <= 0 {
+		return 0
+	}
+	return mem + max(mem/4, 32<<20)
+}
+
+// handlerMaxRSS is the resident high-water mark of the exited handler
+// and the descendants it waited for, in bytes (wait4's rusage), or 0
+// when it may be the rlimit shim's: the kernel keeps the peak across
+// exec, so it covers the shim, this binary started afresh, too. A peak
+// well above what the shim alone reaches is the handler's.
+func handlerMaxRSS(state *os.ProcessState) int64 {
+	ru, ok := state.SysUsage().(*syscall.Rusage)
+	if !ok {
+		return 0
+	}
+	peak, base := ru.Maxrss<<10, shimPeak()
+	if base < 0 || peak <= base+base/4 {
+		return 0
+	}
+	return peak
+}
+
+var shimBase struct {
+	once sync.Once
+	peak int64
+}
+
+// shimPeak is the rlimit shim's own resident peak, measured once by
+// running it in front of /bin/true; -1 if that could not be measured.
+func shimPeak() int64 {
+	shimBase.once.Do(func() {
+		shimBase.peak = -1
+		cmd := exec.Command(shimExe)
+		cmd.Args = []string{"/bin/true"}
+		cmd.Env = []string{shimEnv + "=0 0 0"}
+		if cmd.Run() != nil {
+			return
+		}
+		if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
+			shimBase.peak = ru.Maxrss << 10
+		}
+	})
+	return shimBase.peak
 }
 
 // clockTick is USER_HZ, the unit of /proc/<pid>/stat's times: 100 on

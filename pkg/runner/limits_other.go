@@ -3,6 +3,7 @@
 package runner
 
 import (
+	"os"
 	"os/exec"
 	"syscall"
 )
@@ -17,3 +18,6 @@ func (p *Process) watch(l Limits, stop <-chan struct{}) { <-stop }
 
 // bornIn does nothing: cgroups are Linux's.
 func bornIn(attr *syscall.SysProcAttr, fd int) {}
+
+// handlerMaxRSS is unknown here.
+func handlerMaxRSS(state *os.ProcessState) int64 { return 0 }

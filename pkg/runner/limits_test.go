@@ -5,6 +5,7 @@ package runner
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -77,6 +78,37 @@ time.sleep(60)
 		}
 		if msg := ee.Error(); !strings.HasPrefix(msg, "handler Hog was killed: memory limit 32 MiB (peak ") || !strings.HasSuffix(msg, " MiB)") {
 			t.Errorf("Error() = %q", msg)
+		}
+	})
+
+	t.Run("growth past the limit fails at it", func(t *testing.T) {
+		t.Parallel()
+		r := newTestRunner(t, Config{})
+		// 8 MiB at a time, as fast as it can: the watcher kills it, or
+		// the rlimit above the limit refuses it more; either way its
+		// peak passed the limit and the failure says memory.
+		// The kernel's peak of a handler started through the shim covers
+		// the shim, this binary, and is believed only well above the
+		// shim's own (handlerMaxRSS): the limit is above that, which
+		// matters under -race.
+		limit := int64(48 << 20)
+		for limit < 2*shimPeak() {
+			limit *= 2
+		}
+		writeScript(t, r.Dir(), "Grow", py+fmt.Sprintf(`chunks = []
+for i in range(%d):
+    chunks.append(bytearray(8 << 20))
+`, 3*limit/(8<<20)))
+		ee := runLimited(t, r, "Grow", &Limits{Memory: limit})
+		if ee.Limit != LimitMemory || ee.LimitSeen <= limit {
+			t.Fatalf("Limit %q seen %d, want memory past %d: %v", ee.Limit, ee.LimitSeen, limit, ee)
+		}
+		msg, at := ee.Error(), "memory limit "+SizeString(limit)+" (peak "
+		killed := strings.HasPrefix(msg, "handler Grow was killed: "+at)
+		refused := strings.HasPrefix(msg, "handler Grow exited with status 1 at its "+at) &&
+			strings.HasSuffix(msg, "): an allocation past it was refused") && ee.LimitRefused
+		if !killed && !refused {
+			t.Errorf("Error() = %q, want killed or refused at the memory limit", msg)
 		}
 	})
 
@@ -155,7 +187,7 @@ func TestLimits_Rlimits(t *testing.T) {
 		shim bool
 	}{
 		{"none", nil, "unlimited unlimited unset", false},
-		{"memory and cpu", &Limits{Memory: 64 << 20, CPU: 1500 * time.Millisecond}, "65536 2 unset", true},
+		{"memory and cpu", &Limits{Memory: 64 << 20, CPU: 1500 * time.Millisecond}, "98304 2 unset", true}, // RLIMIT_DATA: 64 MiB + 32 MiB (dataLimit)
 		{"procs only", &Limits{Procs: 50}, "unlimited unlimited unset", false},
 	} {
 		p, err := r.Start(context.Background(), Job{Class: "Ulimit", Limits: tc.l})

@@ -485,6 +485,15 @@ func (p *Process) supervise() {
 		if hit == nil && reason == notStopped && ee.Signal != 0 {
 			hit = limitOf(p.limits, ee.Signal, state.SystemTime()+state.UserTime())
 		}
+		if hit == nil && reason == notStopped && p.limits.Memory > 0 && p.group == nil {
+			// No signal, but its resident peak passed the memory limit
+			// before the rlimit refused it more: it failed at the limit.
+			peak := max(p.peak.Load(), handlerMaxRSS(state))
+			if peak > p.limits.Memory {
+				hit = &limitHit{limit: LimitMemory, max: p.limits.Memory, seen: peak}
+				ee.LimitRefused = true
+			}
+		}
 		if hit != nil {
 			ee.Limit, ee.LimitMax, ee.LimitSeen = hit.limit, hit.max, hit.seen
 			if hit.limit == LimitMemory {
