@@ -112,9 +112,10 @@ func (e *ExitError) limitError() string {
 
 // inForce is " (limits in force: ...)" when limits applied: a failure
 // the kernel gave no signal for (an allocation refused under
-// RLIMIT_DATA) may still be theirs.
+// RLIMIT_DATA) may still be theirs. A handler resqued stopped (a
+// cancel, a shutdown) ended for that reason, not its limits.
 func (e *ExitError) inForce() string {
-	if e.InForce.IsZero() {
+	if e.InForce.IsZero() || e.Stopped {
 		return ""
 	}
 	return " (limits in force: " + e.InForce.String() + ")"

@@ -129,6 +129,27 @@ for i in range(%d):
 	})
 }
 
+// A handler stopped by resqued (a cancel, a shutdown) ended for that
+// reason: its failure does not list the limits in force.
+func TestLimits_StoppedNotBlamed(t *testing.T) {
+	t.Parallel()
+	r := newTestRunner(t, Config{Limits: Limits{CPU: 30 * time.Second}})
+	writeScript(t, r.Dir(), "Nap", "#!/bin/sh\nexec sleep 60\n")
+	p, err := r.Start(context.Background(), Job{Class: "Nap"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Stop()
+	_, err = waitWithin(t, p, 30*time.Second)
+	var ee *ExitError
+	if !errors.As(err, &ee) || !ee.Stopped {
+		t.Fatalf("Wait = %v, want a stopped handler", err)
+	}
+	if got, want := ee.Error(), "handler Nap killed by signal SIGTERM"; got != want {
+		t.Errorf("Error() = %q, want %q", got, want)
+	}
+}
+
 func TestLimits_CPU(t *testing.T) {
 	t.Parallel()
 	r := newTestRunner(t, Config{Limits: Limits{CPU: time.Second}})
