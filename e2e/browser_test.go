@@ -17,6 +17,7 @@ import (
 	"github.com/gomodule/redigo/redis"
 
 	"github.com/resqued/resqued/internal/redistest"
+	"github.com/resqued/resqued/internal/testskip"
 	"github.com/resqued/resqued/pkg/queue"
 )
 
@@ -28,7 +29,7 @@ import (
 func TestBrowser_Dashboard(t *testing.T) {
 	chrome, err := exec.LookPath("chromium")
 	if err != nil {
-		t.Skip("chromium not installed (apt-get install -y chromium): skipping the browser test")
+		testskip.Skipf(t, "chromium not installed (apt-get install -y chromium): skipping the browser test")
 	}
 	t.Parallel()
 	srv := seedAdmin(t) // two failures, queues, three workers

@@ -17,6 +17,7 @@ import (
 
 	"github.com/resqued/resqued/internal/faultproxy"
 	"github.com/resqued/resqued/internal/redistest"
+	"github.com/resqued/resqued/internal/testskip"
 	"github.com/resqued/resqued/pkg/queue"
 )
 
@@ -55,7 +56,7 @@ func requireUTS(t *testing.T) {
 	}
 	why := fmt.Sprintf("unshare --uts cannot give a process its own host name here (%v: %s)", err, strings.TrimSpace(string(out)))
 	if os.Getenv("RESQUED_TEST_NO_UTS") != "" {
-		t.Skipf("SKIPPED: %s; RESQUED_TEST_NO_UTS is set", why)
+		testskip.Skipf(t, "SKIPPED: %s; RESQUED_TEST_NO_UTS is set", why)
 	}
 	t.Fatalf("%s: run as root or where user namespaces are allowed, or set RESQUED_TEST_NO_UTS=1 to skip this test", why)
 }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/resqued/resqued/internal/redistest"
+	"github.com/resqued/resqued/internal/testskip"
 )
 
 // python returns a "#!" line for python3's own interpreter (not a
@@ -42,7 +43,7 @@ func TestLimits(t *testing.T) {
 	t.Parallel()
 	py := python(t)
 	if py == "" {
-		t.Skip("python3 not usable: the memory handler is a python script")
+		testskip.Skipf(t, "python3 not usable: the memory handler is a python script")
 	}
 	srv := redistest.Start(t)
 	dir := t.TempDir()

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/resqued/resqued/internal/redistest"
+	"github.com/resqued/resqued/internal/testskip"
 	"github.com/resqued/resqued/pkg/queue"
 )
 
@@ -53,7 +54,7 @@ func peakRSS(t *testing.T, pid int) int {
 	t.Helper()
 	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
 	if err != nil {
-		t.Skipf("no /proc: %v", err)
+		testskip.Skipf(t, "no /proc: %v", err)
 	}
 	for _, line := range strings.Split(string(b), "\n") {
 		if f := strings.Fields(line); len(f) >= 2 && f[0] == "VmHWM:" {

@@ -14,6 +14,7 @@ import (
 
 	"github.com/resqued/resqued/internal/metricstest"
 	"github.com/resqued/resqued/internal/redistest"
+	"github.com/resqued/resqued/internal/testskip"
 	"github.com/resqued/resqued/pkg/queue"
 )
 
@@ -137,7 +138,7 @@ func TestMetrics_Promtool(t *testing.T) {
 		if os.Getenv("CI") != "" {
 			t.Fatal("promtool not installed (apt-get install prometheus), and CI is set")
 		}
-		t.Skip("promtool not installed: apt-get install prometheus")
+		testskip.Skipf(t, "promtool not installed: apt-get install prometheus")
 	}
 	t.Parallel()
 	srv := redistest.Start(t)

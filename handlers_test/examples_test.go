@@ -19,6 +19,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/resqued/resqued/internal/testskip"
 	"github.com/resqued/resqued/pkg/runner"
 )
 
@@ -245,7 +246,7 @@ func TestFail(t *testing.T) {
 func needPython(t *testing.T) {
 	t.Helper()
 	if _, err := exec.LookPath("python3"); err != nil {
-		t.Skip("python3 not found in PATH; skipping the WordCount.py example")
+		testskip.Skipf(t, "python3 not found in PATH; skipping the WordCount.py example")
 	}
 }
 
@@ -353,7 +354,7 @@ func buildChecksum(t *testing.T) string {
 	t.Helper()
 	gobin, err := exec.LookPath("go")
 	if err != nil {
-		t.Skip("go command not found; skipping the Go handler example")
+		testskip.Skipf(t, "go command not found; skipping the Go handler example")
 	}
 	dir := t.TempDir()
 	cmd := exec.Command(gobin, "build", "-o", filepath.Join(dir, "Checksum"), "./handlers/.src/checksum")

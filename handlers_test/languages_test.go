@@ -20,6 +20,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/resqued/resqued/internal/testskip"
 )
 
 var (
@@ -135,7 +137,7 @@ func needInterpreter(t *testing.T, interp, file string) {
 		return
 	}
 	if _, err := exec.LookPath(interp); err != nil {
-		t.Skipf("%s not found in PATH; skipping the %s example", interp, file)
+		testskip.Skipf(t, "%s not found in PATH; skipping the %s example", interp, file)
 	}
 }
 
@@ -145,7 +147,7 @@ func buildPrimes(t *testing.T) string {
 	t.Helper()
 	gobin, err := exec.LookPath("go")
 	if err != nil {
-		t.Skip("go command not found; skipping the Go Primes example")
+		testskip.Skipf(t, "go command not found; skipping the Go Primes example")
 	}
 	dir := t.TempDir()
 	cmd := exec.Command(gobin, "build", "-o", filepath.Join(dir, "Primes"), "./handlers/.src/primes")

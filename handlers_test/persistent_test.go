@@ -22,6 +22,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/resqued/resqued/internal/testskip"
 	"github.com/resqued/resqued/pkg/runner"
 )
 
@@ -95,7 +96,7 @@ func (e persistentExample) dir(t *testing.T) string {
 	}
 	gobin, err := exec.LookPath("go")
 	if err != nil {
-		t.Skipf("go command not found; skipping the %s example", e.file)
+		testskip.Skipf(t, "go command not found; skipping the %s example", e.file)
 	}
 	dir := t.TempDir()
 	cmd := exec.Command(gobin, "build", "-o", filepath.Join(dir, e.file), "./handlers/.src/"+e.goSrc)

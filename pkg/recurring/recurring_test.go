@@ -15,6 +15,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/resqued/resqued/internal/redistest"
+	"github.com/resqued/resqued/internal/testskip"
 	"github.com/resqued/resqued/pkg/queue"
 )
 
@@ -96,7 +97,7 @@ func TestParseRealistic(t *testing.T) {
 	// The rufus-style trailing time zone is honoured.
 	paris, err := time.LoadLocation("Europe/Paris")
 	if err != nil {
-		t.Skip("no tzdata:", err)
+		testskip.Skipf(t, "no tzdata: %v", err)
 	}
 	from := time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC) // a Friday
 	if got, want := s.Entries[3].Next(from), time.Date(2026, 11, 30, 4, 30, 0, 0, paris); !got.Equal(want) {

@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/resqued/resqued/internal/testskip"
 	"golang.org/x/sys/unix"
 )
 
@@ -146,7 +147,7 @@ func needCgroup(t *testing.T, need ...string) string {
 		if len(need) > 0 {
 			what += " with " + strings.Join(need, " and ")
 		}
-		t.Skipf("needs %s, and there is none here: %s", what, why)
+		testskip.Skipf(t, "needs %s, and there is none here: %s", what, why)
 	}
 	return dir
 }
@@ -362,7 +363,7 @@ func TestCgroupRoot_NewJobWithoutController(t *testing.T) {
 		t.Fatal(err)
 	}
 	if c.enabled["memory"] || c.enabled["pids"] {
-		t.Skipf("%s enables memory or pids (cgroup.subtree_control), so there is no missing controller to test", dir)
+		testskip.Skipf(t, "%s enables memory or pids (cgroup.subtree_control), so there is no missing controller to test", dir)
 	}
 	for _, l := range []Limits{{Memory: 1 << 20}, {Procs: 3}} {
 		if j, err := c.newJob(l); err == nil || !strings.Contains(err.Error(), "controller is not enabled") {
@@ -443,7 +444,7 @@ func TestOpenCgroup_MovesProcesses(t *testing.T) {
 		}
 	}
 	if dir == "" {
-		t.Skipf("needs a writable cgroup v2 with a controller to enable, and there is none here: %s", strings.Join(whys, "; "))
+		testskip.Skipf(t, "needs a writable cgroup v2 with a controller to enable, and there is none here: %s", strings.Join(whys, "; "))
 	}
 	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
@@ -622,7 +623,7 @@ func TestOpenCgroup_PermissionDenied(t *testing.T) {
 			}
 			return
 		}
-		t.Skipf("uid %d can write every cgroup2 mount here, so none is refused", os.Geteuid())
+		testskip.Skipf(t, "uid %d can write every cgroup2 mount here, so none is refused", os.Geteuid())
 	}
 	dir := needCgroup(t)
 	exe, err := os.Executable()

@@ -12,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/resqued/resqued/internal/testskip"
 )
 
 // runLimited runs the handler class of r under l and returns its
@@ -37,7 +39,7 @@ func python(t *testing.T) string {
 	t.Helper()
 	out, err := exec.Command("python3", "-c", "import sys; print(sys.executable)").Output()
 	if err != nil || len(strings.TrimSpace(string(out))) == 0 {
-		t.Skipf("python3 not usable (%v): the memory tests' handlers are python scripts", err)
+		testskip.Skipf(t, "python3 not usable (%v): the memory tests' handlers are python scripts", err)
 	}
 	return "#!" + strings.TrimSpace(string(out)) + "\n"
 }
