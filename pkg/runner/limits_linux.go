@@ -2,15 +2,16 @@ package runner
 
 import (
 	"bytes"
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -39,6 +40,12 @@ func init() {
 // runShim sets the rlimits in spec and execs the handler, os.Args[0],
 // with the same argv, descriptors and environment (less shimEnv). It
 // returns only on failure, with the exit status to end with.
+//
+// Between the first setrlimit and the exec it allocates nothing and
+// makes raw system calls only: this process, a Go program, already maps
+// more than a small RLIMIT_DATA allows, so any new mapping of its own
+// after the limit is set (the heap growing, a GC) would fail it with
+// "fatal error: runtime: out of memory" instead of running the handler.
 func runShim(spec string) int {
 	fail := func(format string, a ...any) int {
 		fmt.Fprintf(os.Stderr, "resqued: start handler %s: %s\n", os.Args[0], fmt.Sprintf(format, a...))
@@ -56,6 +63,12 @@ func runShim(spec string) int {
 		}
 		v[i] = n
 	}
+	type rlimit struct {
+		res  int
+		name string
+		lim  unix.Rlimit
+	}
+	var limits []rlimit
 	for _, l := range []struct {
 		res  int
 		name string
@@ -78,9 +91,7 @@ func runShim(spec string) int {
 			l.hard = cur.Max
 			l.soft = min(l.soft, cur.Max)
 		}
-		if err := unix.Setrlimit(l.res, &unix.Rlimit{Cur: l.soft, Max: l.hard}); err != nil {
-			return fail("set %s: %v", l.name, err)
-		}
+		limits = append(limits, rlimit{l.res, l.name, unix.Rlimit{Cur: l.soft, Max: l.hard}})
 	}
 	env := os.Environ()
 	for i, kv := range env {
@@ -89,15 +100,39 @@ func runShim(spec string) int {
 			break
 		}
 	}
+	argv0, err := syscall.BytePtrFromString(os.Args[0])
+	if err != nil {
+		return fail("%v", err)
+	}
+	argv, err := syscall.SlicePtrFromStrings(os.Args)
+	if err != nil {
+		return fail("%v", err)
+	}
+	envp, err := syscall.SlicePtrFromStrings(env)
+	if err != nil {
+		return fail("%v", err)
+	}
+	// No collection may start (and map memory) from here on.
+	debug.SetGCPercent(-1)
+	for i := range limits {
+		l := &limits[i]
+		if _, _, e := syscall.RawSyscall6(syscall.SYS_PRLIMIT64, 0, uintptr(l.res), uintptr(unsafe.Pointer(&l.lim)), 0, 0, 0); e != 0 {
+			return fail("set %s: %v", l.name, e)
+		}
+	}
 	// ETXTBSY: the file is still open for writing somewhere (being
 	// deployed); spawn's own retry does not see this exec.
-	for delay := time.Millisecond; ; delay *= 2 {
-		err := syscall.Exec(os.Args[0], os.Args, env)
-		if !errors.Is(err, syscall.ETXTBSY) || delay > 512*time.Millisecond {
-			fmt.Fprintf(os.Stderr, "resqued: %v\n", explainStart("", os.Args[0], err))
+	pause := syscall.Timespec{Nsec: int64(time.Millisecond)}
+	for tries := 0; ; tries++ {
+		_, _, e := syscall.RawSyscall(syscall.SYS_EXECVE, uintptr(unsafe.Pointer(argv0)),
+			uintptr(unsafe.Pointer(&argv[0])), uintptr(unsafe.Pointer(&envp[0])))
+		if e != syscall.ETXTBSY || tries == 9 {
+			// Only the message is left to do: allocating now may fail.
+			fmt.Fprintf(os.Stderr, "resqued: %v\n", explainStart("", os.Args[0], e))
 			return 127
 		}
-		time.Sleep(delay)
+		_, _, _ = syscall.RawSyscall(syscall.SYS_NANOSLEEP, uintptr(unsafe.Pointer(&pause)), 0, 0)
+		pause.Nsec *= 2
 	}
 }
 
@@ -251,11 +286,14 @@ const watchInterval = 100 * time.Millisecond
 // watch samples the handler's process group until it exits, and kills
 // it at the first limit passed: memory (the sum of resident memory),
 // cpu (summed over the group), procs (members). Only started for a job
-// with such a limit.
-func (p *Process) watch(l Limits, stop <-chan struct{}) {
+// with such a limit. viaShim says the handler starts as the rlimit
+// shim: until that has become the handler, what the group uses is the
+// shim's (this binary's), not the handler's, and is not looked at.
+func (p *Process) watch(l Limits, viaShim bool, stop <-chan struct{}) {
 	t := time.NewTicker(watchInterval)
 	defer t.Stop()
 	var buf []byte
+	self, _ := os.Readlink(shimExe)
 	for {
 		// The first look is a tick in: most jobs are over by then, and
 		// pay nothing for the scan.
@@ -263,6 +301,12 @@ func (p *Process) watch(l Limits, stop <-chan struct{}) {
 		case <-stop:
 			return
 		case <-t.C:
+		}
+		if viaShim {
+			if exe, err := os.Readlink("/proc/" + strconv.Itoa(p.pid) + "/exe"); err == nil && exe == self {
+				continue // still the shim (a loaded machine)
+			}
+			viaShim = false
 		}
 		var s groupSample
 		s, buf = sampleGroup(p.pid, buf)

@@ -14,7 +14,7 @@ func shimmed(cmd *exec.Cmd, path string, l Limits) bool { return false }
 
 // watch waits for stop: without /proc there is no group to look at, so
 // only the output limit applies here.
-func (p *Process) watch(l Limits, stop <-chan struct{}) { <-stop }
+func (p *Process) watch(l Limits, viaShim bool, stop <-chan struct{}) { <-stop }
 
 // bornIn does nothing: cgroups are Linux's.
 func bornIn(attr *syscall.SysProcAttr, fd int) {}

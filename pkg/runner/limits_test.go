@@ -368,3 +368,26 @@ func TestGroupUsage_Hit(t *testing.T) {
 		t.Errorf("nothing hit: %+v", h)
 	}
 }
+
+// The rlimit shim is a Go program that already maps more than a small
+// RLIMIT_DATA allows: it must exec the handler without a mapping of its
+// own in between, or some runs die in the shim ("fatal error: runtime:
+// out of memory", about one in twelve before the fix) instead of running
+// the handler.
+func TestLimits_ShimUnderSmallDataLimit(t *testing.T) {
+	t.Parallel()
+	r := newTestRunner(t, Config{Limits: Limits{Memory: 16 << 20}})
+	writeScript(t, r.Dir(), "Quick", "#!/bin/sh\nexit 0\n")
+	for i := 0; i < 150; i++ {
+		// GOGC=1 (inherited by the shim) makes its runtime collect and
+		// remap at nearly every allocation: a shim that allocates
+		// after setting the limit then dies at once.
+		if _, err := r.Run(context.Background(), Job{Class: "Quick", Env: []string{"GOGC=1"}}); err != nil {
+			var ee *ExitError
+			if errors.As(err, &ee) {
+				t.Fatalf("run %d: %v\n%s", i, err, strings.Join(ee.StderrTail, "\n"))
+			}
+			t.Fatalf("run %d: %v", i, err)
+		}
+	}
+}

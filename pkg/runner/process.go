@@ -210,7 +210,7 @@ func (r *Runner) spawn(ctx context.Context, job Job, path string, results func(*
 		bornIn(cmd.SysProcAttr, g.fd())
 		rl.Memory, watched.Memory, watched.Procs = 0, 0, 0
 	}
-	shimmed(cmd, path, rl)
+	viaShim := shimmed(cmd, path, rl)
 	if err := startWhenNotBusy(cmd); err != nil {
 		closeAll()
 		if group != nil {
@@ -253,7 +253,7 @@ func (r *Runner) spawn(ctx context.Context, job Job, path string, results func(*
 	}
 	if watched.Memory > 0 || watched.CPU > 0 || watched.Procs > 0 {
 		p.watchStop = make(chan struct{})
-		go p.watch(watched, p.watchStop)
+		go p.watch(watched, viaShim, p.watchStop)
 	}
 	logger.Debug("handler started", "path", path, "pid", p.pid)
 
