@@ -30,7 +30,10 @@ func enqueueCommand() *cli.Command {
 			"one transaction, and one id per line is printed (the count alone with --quiet). At the first\n" +
 			"invalid line it stops: the lines before it are enqueued, that line and the rest are not.\n\n" +
 			"With --in or --at the job is delayed (resque-scheduler's layout) and the running daemon's\n" +
-			"scheduler pushes it to its queue when due (docs/scheduling.md).",
+			"scheduler pushes it to its queue when due (docs/scheduling.md).\n\n" +
+			"With --unique the job is enqueued only if no copy of it (same class and args) is queued,\n" +
+			"delayed or running on that queue, in resque-loner's layout; otherwise the id of the job\n" +
+			"already there is printed and the exit status is 0 (1 with --fail-on-duplicate).",
 		Flags: append(append(append(redisOnly(connFlags()), replicaFlags()...),
 			&cli.StringFlag{Name: "queue", Aliases: []string{"q"}, Value: "default", Usage: "queue to push to"},
 			&cli.StringFlag{Name: "args", Usage: "the whole args `JSON` array"},
@@ -39,7 +42,7 @@ func enqueueCommand() *cli.Command {
 			&cli.StringFlag{Name: "wait-timeout", Value: "60", Usage: "seconds --wait waits (or a duration such as 2m)"},
 			&cli.BoolFlag{Name: "stdin", Usage: "read jobs from standard input, one JSON object per line: {\"class\":\"C\",\"args\":[...],\"queue\":\"q\"}"},
 			&cli.BoolFlag{Name: "quiet", Usage: "with --stdin, print only the number of jobs enqueued"},
-		), delayFlags()...),
+		), append(delayFlags(), uniqueFlags()...)...),
 		Action: enqueueAction,
 	}
 }
@@ -58,6 +61,10 @@ func redisOnly(flags []cli.Flag) []cli.Flag {
 
 func enqueueAction(c *cli.Context) error {
 	at, later, err := delayTime(c)
+	if err != nil {
+		return err
+	}
+	unique, err := uniqueTTL(c)
 	if err != nil {
 		return err
 	}
@@ -98,11 +105,14 @@ func enqueueAction(c *cli.Context) error {
 		return err
 	}
 	defer rc.Close()
-	opt := queue.EnqueueOptions{Track: c.Bool("track") || c.Bool("wait"), ID: id}
+	opt := queue.EnqueueOptions{Track: c.Bool("track") || c.Bool("wait"), ID: id, Unique: unique}
 	if later {
 		err = rc.queue.Delay(c.Context, at, q, payload, opt)
 	} else {
 		err = rc.queue.Enqueue(c.Context, q, payload, opt)
+	}
+	if dup := asDuplicate(err); dup != nil {
+		return reportDuplicate(c, dup)
 	}
 	if err != nil && !errors.Is(err, queue.ErrNotAcknowledged) {
 		return err

@@ -297,6 +297,19 @@ func TestScripts_DeclareEveryKey(t *testing.T) {
 		must("keep output", c.KeepOutput(ctx, queue.Output{ID: id, At: time.Now().Add(time.Duration(i) * time.Millisecond), Stdout: []string{"x"}}, queue.OutputOptions{TTL: time.Minute, MaxJobs: 1}))
 	}
 
+	// Unique jobs: enqueue, delay (refused: the lock is held), claim, release.
+	uj := []byte(`{"class":"U","args":[{"b":1,"a":2}],"id":"u1"}`)
+	must("enqueue unique", c.Enqueue(ctx, "q", uj, queue.EnqueueOptions{ID: "u1", Unique: time.Minute}))
+	if err := c.Delay(ctx, time.Now().Add(time.Minute), "q", uj, queue.EnqueueOptions{ID: "u2", Unique: time.Minute}); !errors.Is(err, queue.ErrDuplicate) {
+		t.Errorf("delay of a unique copy: %v, want ErrDuplicate", err)
+	}
+	must("delay unique", c.Delay(ctx, time.Now().Add(time.Minute), "q", []byte(`{"class":"U","args":[3]}`), queue.EnqueueOptions{ID: "u3", Unique: time.Minute}))
+	uj1, err := queue.Decode("q", uj)
+	must("decode unique", err)
+	must("claim unique", c.ClaimUnique(ctx, uj1, "u1", time.Minute))
+	_, err = c.ReleaseUnique(ctx, uj1, "u1")
+	must("release unique", err)
+
 	if n := ran(); n < 12 {
 		t.Errorf("only %d distinct scripts ran: is a flow missing?", n)
 	}

@@ -31,7 +31,10 @@ import (
 // Ruby scheduler moved the item without its "id"; KEYS[6]
 // (DelayedStatusAnyKey) lives as long. KEYS[7] is SchedulerWakeKey and
 // ARGV[9] now (Unix seconds), for wakeLua.
-var delayScript = redis.NewScript(7, wakeLua+`
+var delayScript = redis.NewScript(7, wakeLua+delayLua)
+
+// delayLua is delayScript's body, which delayUniqueScript shares.
+const delayLua = `
 if ARGV[4] == '1' then
   redis.call('SET', KEYS[4], ARGV[5])
   redis.call('HSET', KEYS[5], ARGV[6], ARGV[7])
@@ -43,7 +46,7 @@ redis.call('SADD', KEYS[2], ARGV[2])
 resqued_wake(KEYS[3], KEYS[7], ARGV[3], ARGV[9])
 redis.call('ZADD', KEYS[3], ARGV[3], ARGV[3])
 return 1
-`)
+`
 
 // wakeLua defines resqued_wake(schedule, wake, ts, now), which a script
 // that adds timestamp ts to the delayed schedule calls just before its
@@ -76,10 +79,19 @@ end
 // step, and its token is recorded in the delayed-status index
 // (DelayedStatusKey). An error wrapping ErrNotAcknowledged
 // (WithMinReplicas) means the job was stored, but too few replicas have
-// it yet.
+// it yet. With opt.Unique the job is stored only if it takes its
+// unique lock (EnqueueOptions.Unique), which then lasts until the job
+// is due plus opt.Unique.
 func (c *Client) Delay(ctx context.Context, at time.Time, q string, payload []byte, opt EnqueueOptions) error {
 	if err := ValidateQueueName(q); err != nil {
 		return err
+	}
+	var digest string
+	if opt.Unique != 0 {
+		var err error
+		if digest, payload, err = uniqueArgs(q, payload, opt); err != nil {
+			return fmt.Errorf("delay job for %s: %w", q, err)
+		}
 	}
 	job, err := Decode(q, payload)
 	if err != nil {
@@ -111,12 +123,16 @@ func (c *Client) Delay(ctx context.Context, at time.Time, q string, payload []by
 		return fmt.Errorf("delay job for %s: %w", q, err)
 	}
 	defer conn.Close()
-	if _, err := delayScript.Do(conn,
+	args := []interface{}{
 		DelayedKey(c.ns, ts), TimestampsKey(c.ns, string(item)), DelayedScheduleKey(c.ns),
 		status.Key(c.ns, opt.ID), DelayedStatusKey(c.ns, DelayedStatusDigest(q, job.Class, job.Args)),
 		DelayedStatusAnyKey(c.ns), SchedulerWakeKey(c.ns),
 		item, TimestampsEntry(ts), ts, tracked, initialStatus(opt.Now), opt.ID,
-		DelayedStatusValue(ts, item), ttl, time.Now().Unix()); err != nil {
+		DelayedStatusValue(ts, item), ttl, time.Now().Unix()}
+	if opt.Unique != 0 {
+		return c.delayUnique(conn, q, digest, ts, opt, args)
+	}
+	if _, err := delayScript.Do(conn, args...); err != nil {
 		return fmt.Errorf("delay job for %s: %w", q, err)
 	}
 	return c.replicated(conn, "delay job for "+q, opt.ID)

@@ -40,6 +40,11 @@
 //	                              string  exists while any of those may
 //	resque:resqued:cancel:<id>    list    cancel requests to worker id
 //	                                      (CancelRequest), 1 h expiry
+//	resque:loners:queue:<q>:job:<md5>
+//	                              string  "1": resque-loner's unique-job lock
+//	                                      (UniqueLockKey, unique.go)
+//	resque:resqued:unique:<q>:<md5>
+//	                              string  the id of the job holding it
 //	resque:resqued:output:<id>    string  a job's kept output (KeepOutput)
 //	resque:resqued:outputs        zset    kept output ids by time (the cap)
 //
@@ -48,7 +53,8 @@
 // MoveDelayed), item.go (the one delayed-item encoder), peek.go,
 // counters.go (Counters, Ping), ticklock.go, admin.go (stats, failures),
 // workers.go, heartbeats.go, owner.go, orphan.go, prunelock.go, pause.go,
-// rubycompat.go (what a Ruby scheduler drops), cancel.go (finding a job to
+// rubycompat.go (what a Ruby scheduler drops), unique.go and
+// lonerdigest.go (unique jobs' locks, resque-loner's digest), cancel.go (finding a job to
 // cancel, removing a waiting one, the cancel request and its wait).
 //
 // All keys are built in keys.go, those Lua scripts use too: a script gets

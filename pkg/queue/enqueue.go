@@ -21,6 +21,14 @@ type EnqueueOptions struct {
 	ID string
 	// Now is the status timestamp; zero means time.Now().
 	Now time.Time
+	// Unique, when not zero, makes the job unique for that long (whole
+	// seconds, ValidateUniqueTTL): it is enqueued only if it takes its
+	// class and args' resque-loner lock, in the same step, and the
+	// payload gets a "unique" field so its worker releases the lock when
+	// it ends. ID is required: the lock records it. When another copy
+	// holds the lock nothing is written, and the error is a
+	// *DuplicateError (errors.Is ErrDuplicate) naming it.
+	Unique time.Duration
 }
 
 // Enqueue adds payload to the tail of queue q and q to the queues set, in
@@ -33,6 +41,9 @@ func (c *Client) Enqueue(ctx context.Context, q string, payload []byte, opt Enqu
 	}
 	if opt.Track && opt.ID == "" {
 		return fmt.Errorf("enqueue to %s: tracking needs a job id", q)
+	}
+	if opt.Unique != 0 {
+		return c.enqueueUnique(ctx, q, payload, opt)
 	}
 	conn, err := c.pool.GetContext(ctx)
 	if err != nil {

@@ -38,6 +38,9 @@ type Job struct {
 	// Retry is the payload's "retry" field, the enqueuer's retry policy
 	// override, if any.
 	Retry json.RawMessage
+	// Unique is the payload's "unique" field, if any: true or a TTL in
+	// seconds makes it a unique job, holding a lock (ParseUnique).
+	Unique json.RawMessage
 	// Traceparent and Tracestate are the payload's top-level
 	// "traceparent" and "tracestate" strings, as OpenTelemetry's Ruby
 	// Resque instrumentation injects them, unchecked ("" when absent or
@@ -109,6 +112,7 @@ func (j *Job) decode() (*Job, error) {
 		}
 	}
 	j.Retry = fields["retry"]
+	j.Unique = fields["unique"]
 	// Not strings: not trace context; the worker sees none.
 	if raw, ok := fields["traceparent"]; ok {
 		_ = json.Unmarshal(raw, &j.Traceparent)

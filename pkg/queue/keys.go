@@ -141,3 +141,20 @@ func OutputKey(ns, job string) string { return ns + ":resqued:output:" + job }
 // exist, scored by when each was written (Unix ms); it bounds how many
 // are kept (--keep-output-max-jobs).
 func OutputIndexKey(ns string) string { return ns + ":resqued:outputs" }
+
+// UniqueLockKey is resque-loner's lock of the unique job of queue q
+// whose class and args have digest (UniqueDigest):
+// "loners:queue:<q>:job:<md5>" under the namespace, holding "1", as
+// resque-loner's unique_job_queue_key builds it
+// (lib/resque-loner/helpers.rb). While it exists, a unique copy of that
+// job is queued, delayed or running, and no other is admitted.
+func UniqueLockKey(ns, q, digest string) string { return ns + ":loners:queue:" + q + ":job:" + digest }
+
+// UniqueHolderKey holds the id of the job that took UniqueLockKey(ns,
+// q, digest), with the same expiry. resque-loner's lock holds only "1";
+// the holder is resqued's, so that a job ending deletes the lock only
+// while the lock is still its own (compare-and-delete), and so that a
+// refused enqueue can say which job holds it.
+func UniqueHolderKey(ns, q, digest string) string {
+	return ns + ":resqued:unique:" + q + ":" + digest
+}

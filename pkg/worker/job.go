@@ -29,6 +29,9 @@ const (
 	// ExcDirtyExit is Ruby Resque's name for a job whose process died
 	// by a signal, including one the worker sent on TERM or USR1.
 	ExcDirtyExit = "Resque::DirtyExit"
+	// ExcDuplicateJob is a unique job (its payload's "unique") that
+	// did not run because another copy of it holds its lock.
+	ExcDuplicateJob = "Resqued::DuplicateJob"
 	// ExcCancelled is a job stopped at an operator's request (resqued
 	// cancel, the dashboard's Cancel button); it is never retried.
 	ExcCancelled = "Resqued::Cancelled"
@@ -81,6 +84,12 @@ func (w *Worker) process(r *queue.Reserved) *queue.Reserved {
 	log = log.With(tc.fields...)
 	outcome, observe := metrics.OutcomeFailed, w.cfg.Jobs.Start(r.Class)
 	defer func() { observe(outcome) }()
+
+	if o := w.claimUnique(log, r); o != nil {
+		w.cfg.Jobs.Failed(o.Exception)
+		log.Warn("job not run", "outcome", o.Exception, "error", o.Error)
+		return w.finish(r, *o)
+	}
 
 	w.cfg.SetTitle(fmt.Sprintf("Processing %s since %d [%s]", r.Queue, start.Unix(), r.Class))
 	// A tracked job's status turned running in the reserve script.
@@ -335,6 +344,7 @@ func (w *Worker) finish(r *queue.Reserved, o queue.Outcome) (next *queue.Reserve
 			"queue", r.Queue, "payload", string(r.Payload))
 	default:
 		w.forgetAttempts(r)
+		w.releaseUnique(r)
 	}
 	return next
 }

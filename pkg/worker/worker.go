@@ -152,6 +152,9 @@ type Worker struct {
 	classesAt time.Time
 	// reservedAt is when the loop last sent a reserve of its own.
 	reservedAt time.Time
+	// unique is the holder token under which the current job holds its
+	// unique lock (unique.go), or "" (loop only).
+	unique string
 
 	mu      sync.Mutex
 	state   state
