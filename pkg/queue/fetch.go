@@ -50,6 +50,8 @@ type Fetcher struct {
 	// predicted is the id of the job the last reserve said would be
 	// taken next, for the next reserve to mark running in its script.
 	predicted string
+	// queueKeys are each queue's key and pause key (appendQueueKeys).
+	queueKeys map[string][2]interface{}
 }
 
 // WaitedOut reports whether the last Wait returned because its timeout
@@ -301,7 +303,7 @@ func (f *Fetcher) Reserve(ctx context.Context, queues []string, opt ReserveOptio
 	args := make([]interface{}, 0, 6+2*len(queues)+8+len(opt.Classes))
 	args = append(args, 5+2*len(queues), WorkerKey(f.c.ns, f.worker), PauseAllKey(f.c.ns), OwnerKey(f.c.ns, f.worker),
 		DelayedStatusAnyKey(f.c.ns), status.Key(f.c.ns, f.predicted))
-	args = appendQueueKeys(args, f.c.ns, queues)
+	args = f.appendQueueKeys(args, queues)
 	args = append(args, now.UTC().Format(RunAtFormat), QueuePrefix(f.c.ns), classFilter(opt), token, ttl, held, f.predicted, now.Unix())
 	for _, c := range opt.Classes {
 		args = append(args, c)

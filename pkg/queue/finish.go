@@ -167,7 +167,7 @@ func (f *Fetcher) FinishAndReserve(ctx context.Context, r *Reserved, o Outcome, 
 	keys := make([]interface{}, 0, 1+9+3+2*len(queues)+9+5+len(opt.Classes))
 	keys = append(keys, 9+3+2*len(queues))
 	keys = append(f.c.finishKeys(keys, r), PauseAllKey(f.c.ns), DelayedStatusAnyKey(f.c.ns), status.Key(f.c.ns, f.predicted))
-	keys = appendQueueKeys(keys, f.c.ns, queues)
+	keys = f.appendQueueKeys(keys, queues)
 	keys, err = f.c.finishArgv(keys, r, o)
 	if err != nil {
 		return false, nil, err

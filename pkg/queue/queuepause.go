@@ -31,13 +31,27 @@ end
 `
 
 // appendQueueKeys appends the reserve step's queue keys to dst: each
-// queue's key followed by its pause key, in priority order.
-func appendQueueKeys(dst []interface{}, ns string, queues []string) []interface{} {
+// queue's key followed by its pause key, in priority order. The keys are
+// built once per queue and kept (as the interface values the script
+// call takes), so a reserve allocates nothing for them.
+func (f *Fetcher) appendQueueKeys(dst []interface{}, queues []string) []interface{} {
+	if f.queueKeys == nil || len(f.queueKeys) > maxCachedQueueKeys {
+		f.queueKeys = map[string][2]interface{}{}
+	}
 	for _, q := range queues {
-		dst = append(dst, QueueKey(ns, q), QueuePauseKey(ns, q))
+		k, ok := f.queueKeys[q]
+		if !ok {
+			k = [2]interface{}{QueueKey(f.c.ns, q), QueuePauseKey(f.c.ns, q)}
+			f.queueKeys[q] = k
+		}
+		dst = append(dst, k[0], k[1])
 	}
 	return dst
 }
+
+// maxCachedQueueKeys bounds a Fetcher's kept queue keys: past it (queue
+// names that keep changing, under "*") they are built afresh.
+const maxCachedQueueKeys = 1024
 
 // QueuePauseChange is what PauseQueue or ResumeQueue found and did.
 type QueuePauseChange struct {
