@@ -31,6 +31,8 @@ func TestCLI_Golden(t *testing.T) {
 		{"stats.json", []string{"stats", "--json"}},
 		{"queues", []string{"queues"}},
 		{"queues.json", []string{"queues", "--json"}},
+		{"queue-list", []string{"queue", "list"}},
+		{"queue-list.json", []string{"queue", "list", "--json"}},
 		{"workers", []string{"workers"}},
 		{"workers.json", []string{"workers", "--json"}},
 		{"failed-list", []string{"failed", "list"}},

@@ -27,11 +27,11 @@ func newApp() *cli.App {
 		Usage: "run Resque jobs as handler executables written in any language",
 		UsageText: "resqued --handlers DIR --queues LIST [options]\nresqued enqueue [--queue Q] [--track|--wait] [--in DELAY|--at TIME] CLASS [ARG...]\n" +
 			"resqued try [--handlers DIR] CLASS [ARG...]\nresqued handlers [--handlers DIR] [--json]\nresqued status TOKEN\nresqued cancel ID|--worker WORKER_ID\n" +
-			"resqued stats|queues|workers [--json]\nresqued failed list|retry|remove|clear\nresqued output [--stream stdout|stderr] ID\nresqued delayed list [--json]\nresqued web [--listen ADDR]",
+			"resqued stats|queues|workers [--json]\nresqued queue pause|resume Q...\nresqued queue list [--json]\nresqued failed list|retry|remove|clear\nresqued output [--stream stdout|stderr] ID\nresqued delayed list [--json]\nresqued web [--listen ADDR]",
 		Version:        Version,
 		Flags:          runFlags(),
 		Action:         runAction,
-		Commands:       []*cli.Command{enqueueCommand(), statusCommand(), cancelCommand(), tryCommand(), handlersCommand(), statsCommand(), queuesCommand(), workersCommand(), failedCommand(), outputCommand(), delayedCommand(), webCommand()},
+		Commands:       []*cli.Command{enqueueCommand(), statusCommand(), cancelCommand(), tryCommand(), handlersCommand(), statsCommand(), queuesCommand(), queueCommand(), workersCommand(), failedCommand(), outputCommand(), delayedCommand(), webCommand()},
 		ExitErrHandler: func(*cli.Context, error) {},
 	}
 }

@@ -46,7 +46,7 @@ func statsAction(c *cli.Context) error {
 	fmt.Fprintf(tw, "pending\t%d\n", s.Pending)
 	fmt.Fprintf(tw, "queues\t%d\n", len(s.Queues))
 	for _, q := range s.Queues {
-		fmt.Fprintf(tw, "  %s\t%d\n", oneLine(q.Queue), q.Size)
+		fmt.Fprintf(tw, "  %s\t%d%s\n", oneLine(q.Queue), q.Size, pausedSuffix(q))
 	}
 	fmt.Fprintf(tw, "workers\t%d\n", s.Workers)
 	fmt.Fprintf(tw, "working\t%d\n", s.Working)
@@ -56,7 +56,7 @@ func statsAction(c *cli.Context) error {
 func queuesCommand() *cli.Command {
 	return &cli.Command{
 		Name:   "queues",
-		Usage:  "list every queue and the number of jobs waiting in it",
+		Usage:  "list every queue, the number of jobs waiting in it and whether it is paused (see queue list)",
 		Flags:  append(connFlags(), &cli.BoolFlag{Name: "json", Usage: "print a JSON array"}),
 		Action: queuesAction,
 	}
@@ -78,12 +78,7 @@ func queuesAction(c *cli.Context) error {
 	if c.Bool("json") {
 		return printJSON(c.App.Writer, qs)
 	}
-	tw := newTable(c.App.Writer)
-	fmt.Fprintln(tw, "QUEUE\tSIZE")
-	for _, q := range qs {
-		fmt.Fprintf(tw, "%s\t%d\n", oneLine(q.Queue), q.Size)
-	}
-	return tw.Flush()
+	return printQueueTable(c.App.Writer, qs)
 }
 
 func workersCommand() *cli.Command {

@@ -60,6 +60,14 @@ func (c *Collector) Collect(w *Writer) {
 	for _, q := range qs {
 		w.Sample("resque_queue_size", float64(q.Size), "queue", q.Queue)
 	}
+	w.Family("resque_queue_paused", "1 while the queue is paused (resque-pause's pause:queue:<q>, resqued queue pause), else 0.", "gauge")
+	for _, q := range qs {
+		paused := 0.0
+		if q.Paused {
+			paused = 1
+		}
+		w.Sample("resque_queue_paused", paused, "queue", q.Queue)
+	}
 	c.writeLatency(w, qs)
 	backlog.write(w)
 	var busy, idle, paused int

@@ -6,6 +6,7 @@
 //   - Collector reads Redis on every scrape, through pkg/queue's admin
 //     views: the global resque_processed_total and resque_failed_total
 //     counters (stat:processed, stat:failed), resque_queue_size{queue},
+//     resque_queue_paused{queue} (1 while the queue is paused),
 //     resque_queue_latency_seconds{queue} (the age of each queue's head
 //     job, see queue.EnqueuedAt and queue.HeadClock), resque_workers{state}
 //     (busy, idle, paused), resque_delayed_jobs and

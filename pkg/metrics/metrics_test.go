@@ -1,6 +1,7 @@
 package metrics_test
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"net/http"
@@ -61,9 +62,20 @@ func TestCollector(t *testing.T) {
 		`resque_workers{state="idle"} 1` + "\n",
 		`resque_workers{state="paused"} 1` + "\n",
 		"resqued_redis_errors_total 0\n",
+		`resque_queue_paused{queue="high"} 0` + "\n",
 	} {
 		if !strings.Contains(body, want) {
 			t.Errorf("exposition lacks %q:\n%s", want, body)
+		}
+	}
+	// A paused queue (resque-pause's key, as PauseQueue writes it).
+	if _, err := queue.New(srv.Pool(t), ns).PauseQueue(context.Background(), "low"); err != nil {
+		t.Fatal(err)
+	}
+	body = scrape(t, metrics.Handler(reg))
+	for _, want := range []string{`resque_queue_paused{queue="low"} 1` + "\n", `resque_queue_paused{queue="high"} 0` + "\n"} {
+		if !strings.Contains(body, want) {
+			t.Errorf("exposition with low paused lacks %q:\n%s", want, body)
 		}
 	}
 	// A whole family, as Prometheus's text format wants it.

@@ -16,14 +16,16 @@ import (
 	"github.com/gomodule/redigo/redis"
 )
 
-// QueueSize is one queue and the number of jobs waiting in it.
+// QueueSize is one queue, the number of jobs waiting in it and whether it
+// is paused (PauseQueue).
 type QueueSize struct {
-	Queue string `json:"queue"`
-	Size  int    `json:"size"`
+	Queue  string `json:"queue"`
+	Size   int    `json:"size"`
+	Paused bool   `json:"paused"`
 }
 
 // QueueSizes returns every queue in the queues set, sorted, with its
-// size, in one round trip after SMEMBERS.
+// size and pause, in one round trip after SMEMBERS.
 func (c *Client) QueueSizes(ctx context.Context) ([]QueueSize, error) {
 	qs, err := c.Queues(ctx)
 	if err != nil {
@@ -40,6 +42,7 @@ func (c *Client) QueueSizes(ctx context.Context) ([]QueueSize, error) {
 	defer conn.Close()
 	for _, q := range qs {
 		_ = conn.Send("LLEN", QueueKey(c.ns, q))
+		_ = conn.Send("EXISTS", QueuePauseKey(c.ns, q))
 	}
 	if err := conn.Flush(); err != nil {
 		return nil, fmt.Errorf("queue sizes: %w", err)
@@ -49,7 +52,11 @@ func (c *Client) QueueSizes(ctx context.Context) ([]QueueSize, error) {
 		if err != nil {
 			return nil, fmt.Errorf("size of %s: %w", q, err)
 		}
-		out = append(out, QueueSize{Queue: q, Size: n})
+		paused, err := redis.Int(conn.Receive())
+		if err != nil {
+			return nil, fmt.Errorf("pause of %s: %w", q, err)
+		}
+		out = append(out, QueueSize{Queue: q, Size: n, Paused: paused == 1})
 	}
 	return out, nil
 }

@@ -274,6 +274,25 @@ func TestScripts_DeclareEveryKey(t *testing.T) {
 	must("delay", c.Delay(ctx, time.Now().Add(time.Hour), "q", []byte(`{"class":"A","args":[9],"id":"c3"}`), queue.EnqueueOptions{Track: true, ID: "c3"}))
 	_, err = c.RemoveDelayed(ctx, "c3", "test", time.Now())
 	must("remove delayed", err)
+	// A paused queue holding a job, passed over by a reserve and a
+	// finish-and-reserve; then resumed and taken from.
+	_, err = c.PauseQueue(ctx, "p")
+	must("pause queue", err)
+	must("enqueue", c.Enqueue(ctx, "p", []byte(`{"class":"A","args":[10],"id":"p1"}`), queue.EnqueueOptions{Track: true, ID: "p1"}))
+	must("enqueue", c.Enqueue(ctx, "q", []byte(`{"class":"A","args":[11],"id":"p2"}`), queue.EnqueueOptions{Track: true, ID: "p2"}))
+	r, err = f.Reserve(ctx, []string{"p", "q"}, queue.ReserveOptions{})
+	must("reserve past a paused queue", err)
+	must("decode", r.Decode())
+	if _, _, err := f.FinishAndReserve(ctx, r, queue.Outcome{}, []string{"p", "q"}, queue.ReserveOptions{}); !errors.Is(err, queue.ErrNoJob) {
+		t.Errorf("finish and reserve with only a paused queue holding a job = %v, want ErrNoJob", err)
+	}
+	_, err = c.ResumeQueue(ctx, "p")
+	must("resume queue", err)
+	r, err = f.Reserve(ctx, []string{"p", "q"}, queue.ReserveOptions{})
+	must("reserve from a resumed queue", err)
+	must("decode", r.Decode())
+	_, err = c.FinishJob(ctx, r, queue.Outcome{})
+	must("finish", err)
 	// Pause marker, status updates, prune lock, dead-worker cleanup.
 	must("pause", c.SetPaused(ctx, "h:1:q", "q", true, time.Now()))
 	must("unpause", c.SetPaused(ctx, "h:1:q", "q", false, time.Now()))

@@ -21,6 +21,7 @@
 //	resque:stat:<name>:<id>       string  the same per worker, removed on exit
 //	resque:failed                 list    failure records (see Failure)
 //	resque:pause-all-workers      string  "true" pauses every worker
+//	resque:pause:queue:<q>        string  "true" pauses queue q (resque-pause)
 //	resque:job:<id>:status        string  php-resque status (pkg/status)
 //	resque:delayed_queue_schedule zset    resque-scheduler's delayed timestamps
 //	resque:delayed:<ts>           list    delayed items due at <ts>
@@ -53,9 +54,10 @@
 // MoveDelayed), item.go (the one delayed-item encoder), peek.go,
 // counters.go (Counters, Ping), ticklock.go, admin.go (stats, failures),
 // workers.go, heartbeats.go, owner.go, orphan.go, prunelock.go, pause.go,
-// rubycompat.go (what a Ruby scheduler drops), unique.go and
-// lonerdigest.go (unique jobs' locks, resque-loner's digest), cancel.go (finding a job to
-// cancel, removing a waiting one, the cancel request and its wait).
+// queuepause.go (pausing one queue), rubycompat.go (what a Ruby
+// scheduler drops), unique.go and lonerdigest.go (unique jobs' locks,
+// resque-loner's digest), cancel.go (finding a job to cancel, removing
+// a waiting one, the cancel request and its wait).
 //
 // All keys are built in keys.go, those Lua scripts use too: a script gets
 // its keys in KEYS, or, where it learns a key only as it runs (a queue

@@ -50,6 +50,8 @@ type Fetcher struct {
 	// predicted is the id of the job the last reserve said would be
 	// taken next, for the next reserve to mark running in its script.
 	predicted string
+	// queueKeys are each queue's key and pause key (appendQueueKeys).
+	queueKeys map[string][2]interface{}
 }
 
 // WaitedOut reports whether the last Wait returned because its timeout
@@ -167,7 +169,8 @@ var ErrPausedAll = errors.New("all workers paused")
 
 // reserveLua defines resqued_reserve, the reserve step that both
 // reserveScript and finishReserveScript run: take the head of the first
-// queue (KEYS[qfirst..], in order) that has one into worker:<id> (kw),
+// queue (KEYS[qfirst..], in order, each followed by its pause key: see
+// queuePauseLua) that has one and is not paused into worker:<id> (kw),
 // or resume the job already held there. kpause is the pause-all-workers
 // flag, kany DelayedStatusAnyKey; runat is the job's run_at, prefix the
 // queue key prefix, filter "1" to take only the classes ARGV[cfirst..],
@@ -182,12 +185,13 @@ var ErrPausedAll = errors.New("all workers paused")
 // It returns {queue key, payload, resumed, sha1 of the record, status
 // id, 1 if DelayedStatusAnyKey exists, 1 if marked running, the next
 // job's id}, or {"skipped", queue keys whose head job has another
-// class...}, or {"paused"}, or false. MarkLua (and CodeLua) go before it.
+// class, or that are paused and hold jobs...}, or {"paused"}, or false.
+// MarkLua (and CodeLua) and queuePauseLua go before it.
 const reserveLua = `
 local function resqued_next_id(qfirst, filter)
   if filter == '1' then return '' end
-  for i = qfirst, #KEYS do
-    local head = redis.call('LINDEX', KEYS[i], 0)
+  for i = qfirst, #KEYS, 2 do
+    local head = not resqued_queue_paused(i) and redis.call('LINDEX', KEYS[i], 0)
     if head then
       -- A job without an id (Ruby Resque's) needs no decoding.
       if not string.find(head, '"id"', 1, true) then return '' end
@@ -215,10 +219,12 @@ local function resqued_reserve(kw, kpause, kany, kpred, qfirst, runat, prefix, f
     known = {}
     for i = cfirst, #ARGV do known[ARGV[i]] = true end
   end
-  for i = qfirst, #KEYS do
+  for i = qfirst, #KEYS, 2 do
     local k = KEYS[i]
     local take = true
-    if known then
+    if resqued_queue_paused(i, skipped) then
+      take = false
+    elseif known then
       local head = redis.call('LINDEX', k, 0)
       take = false
       if head then
@@ -261,18 +267,18 @@ end
 // reserveScript: KEYS[1] is worker:<id>, KEYS[2] the pause-all-workers
 // flag, KEYS[3] the worker's owner lease, KEYS[4] DelayedStatusAnyKey,
 // KEYS[5] the status key of the foreseen job, KEYS[6..] the queues in
-// order. ARGV[1] run_at, ARGV[2] the queue key prefix, ARGV[3] "1" to
+// order, each followed by its pause key (appendQueueKeys). ARGV[1] run_at, ARGV[2] the queue key prefix, ARGV[3] "1" to
 // filter by class, ARGV[4] and ARGV[5] the lease token and TTL, ARGV[6]
 // "1" for held jobs only, ARGV[7] the foreseen job's id, ARGV[8] the time,
 // ARGV[9..] the classes. Returns what resqued_reserve does, or
 // {"notowner"}.
-var reserveScript = redis.NewScript(-1, status.CodeLua+status.MarkLua+ownerLua+reserveLua+`
+var reserveScript = redis.NewScript(-1, status.CodeLua+status.MarkLua+ownerLua+queuePauseLua+reserveLua+`
 if not resqued_owner(KEYS[3], ARGV[4], ARGV[5]) then return {'notowner'} end
 return resqued_reserve(KEYS[1], KEYS[2], KEYS[4], KEYS[5], 6, ARGV[1], ARGV[2], ARGV[3], ARGV[6], ARGV[7], ARGV[8], 9)
 `)
 
 // Reserve takes the next job from queues, checked strictly in the order
-// given, into worker:<id>. It returns ErrNoJob when no queue had one, and
+// given, into worker:<id>, passing over the paused ones (PauseQueue). It returns ErrNoJob when no queue had one, and
 // ErrPausedAll while operators paused every worker; it never blocks (see
 // Wait). A job already in worker:<id> is resumed even when paused: it
 // was taken before the pause. With a lease (Lease.Fetcher) it returns
@@ -294,12 +300,10 @@ func (f *Fetcher) Reserve(ctx context.Context, queues []string, opt ReserveOptio
 		held = "1"
 	}
 	token, ttl := f.lease.ownerArgs()
-	args := make([]interface{}, 0, 6+len(queues)+8+len(opt.Classes))
-	args = append(args, 5+len(queues), WorkerKey(f.c.ns, f.worker), PauseAllKey(f.c.ns), OwnerKey(f.c.ns, f.worker),
+	args := make([]interface{}, 0, 6+2*len(queues)+8+len(opt.Classes))
+	args = append(args, 5+2*len(queues), WorkerKey(f.c.ns, f.worker), PauseAllKey(f.c.ns), OwnerKey(f.c.ns, f.worker),
 		DelayedStatusAnyKey(f.c.ns), status.Key(f.c.ns, f.predicted))
-	for _, q := range queues {
-		args = append(args, QueueKey(f.c.ns, q))
-	}
+	args = f.appendQueueKeys(args, queues)
 	args = append(args, now.UTC().Format(RunAtFormat), QueuePrefix(f.c.ns), classFilter(opt), token, ttl, held, f.predicted, now.Unix())
 	for _, c := range opt.Classes {
 		args = append(args, c)

@@ -53,11 +53,11 @@ end
 // id, reserves the next job as reserveScript does, in the same step: one
 // round trip per job instead of two. KEYS[10] is the pause-all-workers
 // flag, KEYS[11] DelayedStatusAnyKey, KEYS[12] the foreseen job's status
-// key, KEYS[13..] the queues; ARGV[10] run_at, ARGV[11] the queue key
+// key, KEYS[13..] the queues, each followed by its pause key; ARGV[10] run_at, ARGV[11] the queue key
 // prefix, ARGV[12] the class filter flag, ARGV[13] the foreseen job's id,
 // ARGV[14] the time, ARGV[15..] the classes. Returns {finishScript's
 // reply, resqued_reserve's reply (or false)}.
-var finishReserveScript = redis.NewScript(-1, status.UpdateLua+status.MarkLua+ownerLua+finishLua+reserveLua+`
+var finishReserveScript = redis.NewScript(-1, status.UpdateLua+status.MarkLua+ownerLua+finishLua+queuePauseLua+reserveLua+`
 local n = resqued_finish()
 if n < 0 then return {n, false} end
 return {n, resqued_reserve(KEYS[1], KEYS[10], KEYS[11], KEYS[12], 13, ARGV[10], ARGV[11], ARGV[12], '0', ARGV[13], ARGV[14], 15)}
@@ -162,14 +162,12 @@ func (f *Fetcher) FinishAndReserve(ctx context.Context, r *Reserved, o Outcome, 
 		now = time.Now()
 	}
 	// One slice, its exact size: the key count, finishScript's 9 KEYS,
-	// the reserve step's 3 and the queues, finishScript's 9 ARGV, the
-	// reserve step's 5 and the classes.
-	keys := make([]interface{}, 0, 1+9+3+len(queues)+9+5+len(opt.Classes))
-	keys = append(keys, 9+3+len(queues))
+	// the reserve step's 3 and the queues with their pause keys,
+	// finishScript's 9 ARGV, the reserve step's 5 and the classes.
+	keys := make([]interface{}, 0, 1+9+3+2*len(queues)+9+5+len(opt.Classes))
+	keys = append(keys, 9+3+2*len(queues))
 	keys = append(f.c.finishKeys(keys, r), PauseAllKey(f.c.ns), DelayedStatusAnyKey(f.c.ns), status.Key(f.c.ns, f.predicted))
-	for _, q := range queues {
-		keys = append(keys, QueueKey(f.c.ns, q))
-	}
+	keys = f.appendQueueKeys(keys, queues)
 	keys, err = f.c.finishArgv(keys, r, o)
 	if err != nil {
 		return false, nil, err

@@ -46,6 +46,15 @@ func WorkerStatKey(ns, name, id string) string { return ns + ":stat:" + name + "
 // PauseAllKey, when set to "true", pauses every worker (Ruby Resque 2.x).
 func PauseAllKey(ns string) string { return ns + ":pause-all-workers" }
 
+// QueuePauseKey, while it exists, pauses queue q: no worker takes a job
+// from it. It is resque-pause's key (ResquePauseHelper.pause sets it to
+// "true" and unpause deletes it; paused? asks only whether it exists), so
+// that a Ruby app using resque-pause and resqued agree both ways.
+func QueuePauseKey(ns, q string) string { return QueuePausePrefix(ns) + q }
+
+// QueuePausePrefix is what QueuePauseKey puts before the queue name.
+func QueuePausePrefix(ns string) string { return ns + ":pause:queue:" }
+
 // PruneLockKey is the lock a worker holds while it prunes dead workers.
 func PruneLockKey(ns string) string { return ns + ":pruning_dead_workers_in_progress" }
 

@@ -20,18 +20,20 @@ import (
 	"github.com/gomodule/redigo/redis"
 )
 
-// QueueHead is one queue, the number of jobs waiting in it and its head.
+// QueueHead is one queue, the number of jobs waiting in it, its head and
+// whether it is paused (PauseQueue).
 type QueueHead struct {
-	Queue string
-	Size  int
+	Queue  string
+	Size   int
+	Paused bool
 	// Head is the job at the head of the queue (the next one taken, the
 	// oldest), exactly as stored; nil when the queue is empty.
 	Head []byte
 }
 
 // QueueHeads returns every queue in the queues set, sorted, with its size
-// and head job, in one round trip after SMEMBERS (LLEN and LINDEX 0 per
-// queue).
+// head job and pause, in one round trip after SMEMBERS (LLEN, LINDEX 0
+// and EXISTS of the pause key per queue).
 func (c *Client) QueueHeads(ctx context.Context) ([]QueueHead, error) {
 	qs, err := c.Queues(ctx)
 	if err != nil {
@@ -49,6 +51,7 @@ func (c *Client) QueueHeads(ctx context.Context) ([]QueueHead, error) {
 	for _, q := range qs {
 		_ = conn.Send("LLEN", QueueKey(c.ns, q))
 		_ = conn.Send("LINDEX", QueueKey(c.ns, q), 0)
+		_ = conn.Send("EXISTS", QueuePauseKey(c.ns, q))
 	}
 	if err := conn.Flush(); err != nil {
 		return nil, fmt.Errorf("queue heads: %w", err)
@@ -62,7 +65,11 @@ func (c *Client) QueueHeads(ctx context.Context) ([]QueueHead, error) {
 		if err != nil && !errors.Is(err, redis.ErrNil) {
 			return nil, fmt.Errorf("head of %s: %w", q, err)
 		}
-		out = append(out, QueueHead{Queue: q, Size: n, Head: head})
+		paused, err := redis.Int(conn.Receive())
+		if err != nil {
+			return nil, fmt.Errorf("pause of %s: %w", q, err)
+		}
+		out = append(out, QueueHead{Queue: q, Size: n, Paused: paused == 1, Head: head})
 	}
 	return out, nil
 }

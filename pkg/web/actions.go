@@ -56,7 +56,7 @@ func backTo(back, def string) string {
 	if err != nil || u.Scheme != "" || u.Host != "" || u.User != nil {
 		return def
 	}
-	if strings.HasPrefix(u.Path, "/failed") || u.Path == "/workers" || u.Path == "/status" {
+	if strings.HasPrefix(u.Path, "/failed") || u.Path == "/workers" || u.Path == "/status" || u.Path == "/queues" {
 		return back
 	}
 	return def
@@ -68,7 +68,7 @@ func (s *server) fail(w http.ResponseWriter, err error) {
 	switch {
 	case errors.Is(err, queue.ErrNoFailure), errors.Is(err, worker.ErrNothingToCancel):
 		code = http.StatusNotFound
-	case errors.Is(err, errBadCancel):
+	case errors.Is(err, errBadCancel), errors.Is(err, errBadQueue):
 		code = http.StatusBadRequest
 	}
 	http.Error(w, err.Error(), code)

@@ -59,7 +59,7 @@ func TestCancel(t *testing.T) {
 	if req.Record != hex.EncodeToString(sum[:]) || !strings.HasPrefix(req.By, "dashboard (127.0.0.1:") {
 		t.Errorf("request = %+v, want the busy job's record, by the dashboard and its address", req)
 	}
-	for _, back := range []string{"//evil.example/", "https://evil.example/workers", `/\evil.example`, "/queues", "javascript:alert(1)"} {
+	for _, back := range []string{"//evil.example/", "https://evil.example/workers", `/\evil.example`, "/delayed", "javascript:alert(1)"} {
 		if _, loc := postForm(t, e, "/cancel", url.Values{"worker": {busyWorker}, "csrf": {tok}, "back": {back}}); loc != "/workers" {
 			t.Errorf("back %q: went to %q, want /workers", back, loc)
 		}

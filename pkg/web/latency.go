@@ -10,6 +10,8 @@ import (
 type queueRow struct {
 	Queue string
 	Size  int
+	// Paused is set while the queue is paused (queue.Client.PauseQueue).
+	Paused bool
 	// Latency is the age of the queue's oldest job (its head), as
 	// humanAge writes it; "—" when the queue is empty.
 	Latency string
@@ -26,7 +28,7 @@ func (s *server) queueRows(ctx context.Context) ([]queueRow, error) {
 	lat := s.clock.Latencies(hs, time.Now())
 	rows := make([]queueRow, len(hs))
 	for i, h := range hs {
-		rows[i] = queueRow{Queue: h.Queue, Size: h.Size, Latency: "—"}
+		rows[i] = queueRow{Queue: h.Queue, Size: h.Size, Paused: h.Paused, Latency: "—"}
 		if h.Head != nil {
 			rows[i].Latency = humanAge(lat[i])
 		}
