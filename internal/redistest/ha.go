@@ -221,9 +221,35 @@ func ManagedSwitch(tb testing.TB, from, to *Server, within time.Duration, retarg
 	to.Do(tb, "REPLICAOF", "NO", "ONE")
 	retarget(to.Addr)
 	host, port, _ := net.SplitHostPort(to.Addr)
-	from.Do(tb, "REPLICAOF", host, port)
+	from.demoteTo(tb, host, port)
 	from.Do(tb, "CLIENT", "UNPAUSE")
 	return time.Now()
+}
+
+// demoteTo makes s a replica of host:port. A connection reset on the
+// REPLICAOF itself (seen once in make faults, on a loaded machine) does
+// not say whether it took: s's role does, and the command is sent again
+// until it has.
+func (s *Server) demoteTo(tb testing.TB, host, port string) {
+	tb.Helper()
+	for try := 1; ; try++ {
+		c, err := redis.Dial("tcp", s.Addr, redis.DialPassword(s.password))
+		if err == nil {
+			_, err = c.Do("REPLICAOF", host, port)
+			c.Close()
+		}
+		if err == nil {
+			return
+		}
+		info := s.Info(tb, "replication")
+		if info["role"] == "slave" && info["master_host"] == host && info["master_port"] == port {
+			return
+		}
+		if try == 3 {
+			tb.Fatalf("REPLICAOF %s %s on %s: %v", host, port, s.Addr, err)
+		}
+		tb.Logf("REPLICAOF %s %s on %s: %v; sending it again", host, port, s.Addr, err)
+	}
 }
 
 // RestartReplicaOf starts the server again, on its port and directory,
