@@ -141,3 +141,19 @@ func OutputKey(ns, job string) string { return ns + ":resqued:output:" + job }
 // exist, scored by when each was written (Unix ms); it bounds how many
 // are kept (--keep-output-max-jobs).
 func OutputIndexKey(ns string) string { return ns + ":resqued:outputs" }
+
+// ConcurrencyKey is the sorted set of the slots held in concurrency
+// limit name (the class, or class:value with a key path): members are
+// holders (worker id:SHA-1 of the record holding the job), scores when
+// each lapses (Unix ms, Redis's clock) unless renewed with the holder's
+// lease.
+func ConcurrencyKey(ns, name string) string { return ns + ":resqued:concurrency:" + name }
+
+// RateKey is the sorted set of the starts within the last period of rate
+// limit name: members the starting holders, scores when each started
+// (Unix ms, Redis's clock).
+func RateKey(ns, name string) string { return ns + ":resqued:rate:" + name }
+
+// RateLimitedKey counts the starts rate limit name held back (a job
+// waited for a start to free).
+func RateLimitedKey(ns, name string) string { return ns + ":resqued:rate-limited:" + name }
