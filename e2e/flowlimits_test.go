@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -201,6 +202,10 @@ func TestConcurrencyLimit_KilledHolder(t *testing.T) {
 	redistest.Eventually(t, 20*time.Second, func() bool { pid = holderPID(t, srv); return pid > 0 && len(readStamps(t, log)) == 1 }, "no worker holds the first job")
 	if n, _ := redis.Int(srv.Do(t, "ZCARD", queue.ConcurrencyKey(ns, "Hold")), nil); n != 1 {
 		t.Fatalf("slots held = %d, want 1", n)
+	}
+	out, _, code := cli(t, srv, "stats", "--handlers-config", conf)
+	if code != 0 || !regexp.MustCompile(`(?m)^  Hold +concurrency 1/1 +waiting 1$`).MatchString(out) {
+		t.Errorf("stats with the slot held (exit %d):\n%s", code, out)
 	}
 	killed := time.Now()
 	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {

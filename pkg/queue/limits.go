@@ -584,21 +584,25 @@ func (c *Client) ReleaseSlot(ctx context.Context, l *Lease, s *Slot) error {
 // LimitUse is what one limit looks like now.
 type LimitUse struct {
 	// Limit is its name: the class, or class:value for a key path.
-	Limit string
+	Limit string `json:"limit"`
 	// Class is the class it limits.
-	Class string
+	Class string `json:"class"`
 	// Concurrency is the configured most running at once (0: none);
 	// InUse how many slots are held now.
-	Concurrency int
-	InUse       int
+	Concurrency int `json:"concurrency,omitempty"`
+	InUse       int `json:"in_use"`
 	// Rate is the configured most starts per Per (0: none); Started the
 	// starts within the last Per.
-	Rate    int
-	Per     time.Duration
-	Started int
+	Rate          int           `json:"rate,omitempty"`
+	Per           time.Duration `json:"-"`
+	PeriodSeconds float64       `json:"period_seconds,omitempty"`
+	Started       int           `json:"started,omitempty"`
+	// RateLimited counts the starts the rate limit held back, ever
+	// (RateLimitedKey): a job that waits is counted at each look.
+	RateLimited int64 `json:"rate_limited,omitempty"`
 	// Waiting is how many jobs of the class are queued, counted in the
 	// first 1000 entries of each of queues (an estimate past that).
-	Waiting int
+	Waiting int `json:"waiting"`
 }
 
 // LimitsInUse reads the state of every limit of l: one row per class,
@@ -641,7 +645,8 @@ func (c *Client) LimitsInUse(ctx context.Context, l *Limits, queues []string) ([
 		rows := map[string]*LimitUse{}
 		row := func(name string) *LimitUse {
 			if rows[name] == nil {
-				rows[name] = &LimitUse{Limit: name, Class: class, Concurrency: cl.Concurrency, Rate: cl.Rate, Per: cl.Per, Waiting: waiting[class]}
+				rows[name] = &LimitUse{Limit: name, Class: class, Concurrency: cl.Concurrency, Rate: cl.Rate, Per: cl.Per,
+					PeriodSeconds: cl.Per.Seconds(), Waiting: waiting[class]}
 			}
 			return rows[name]
 		}
@@ -661,6 +666,11 @@ func (c *Client) LimitsInUse(ctx context.Context, l *Limits, queues []string) ([
 					return nil, fmt.Errorf("read limits: %w", err)
 				}
 				row(name).Started = n
+				held, err := redis.Int64(conn.Do("GET", RateLimitedKey(c.ns, name)))
+				if err != nil && !errors.Is(err, redis.ErrNil) {
+					return nil, fmt.Errorf("read limits: %w", err)
+				}
+				row(name).RateLimited = held
 			}
 		}
 		if len(rows) == 0 {
