@@ -286,3 +286,23 @@ func TestRateLimit(t *testing.T) {
 		}
 	}
 }
+
+// TestConcurrencyLimit_MissingKey: a job whose args lack its class's
+// concurrency_key runs, without that limit, and the worker's log says
+// so; it is not failed (docs/handlers.md).
+func TestConcurrencyLimit_MissingKey(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	dir := t.TempDir()
+	handler(t, dir, "Report", `cat > /dev/null`)
+	conf := writeConfig(t, "classes:\n  Report:\n    concurrency: 1\n    concurrency_key: args[0].customer_id\n")
+	push(t, srv, "q", `{"class":"Report","args":[{"other":1}],"id":"r1"}`)
+	d := start(t, srv, dir, "--queues", "q", "--interval", "0.5", "--handlers-config", conf)
+	waitProcessed(t, srv, 1)
+	if f := failures(t, srv); len(f) != 0 {
+		t.Errorf("failures: %+v", f)
+	}
+	redistest.Eventually(t, 10*time.Second, func() bool {
+		return strings.Contains(d.out.String(), "it runs without that limit") && strings.Contains(d.out.String(), "args[0].customer_id")
+	}, "no warning about the missing key in the log:\n%s", d.out.String())
+}

@@ -262,6 +262,11 @@ local function resqued_reserve(kw, kpause, kany, kpred, qfirst, runat, prefix, f
         local embedded = v
         local ok, p = pcall(cjson.decode, v)
         if not ok then embedded = cjson.encode(v) end
+        if not lim and ok and type(p) == 'table' and type(p['class']) == 'string' and p['concurrency'] and resqued_payload_limit(p) > 0 then
+          -- A job that sets its own concurrency limit: a candidate.
+          redis.call('LPUSH', k, v)
+          return {'limited', k, 0, v, p['class'], '', p['concurrency'], p['class']}
+        end
         local q = string.sub(k, string.len(prefix) + 1)
         local rec = '{"queue":' .. cjson.encode(q) .. ',"run_at":"' .. runat .. '","payload":' .. embedded .. '}'
         redis.call('SET', kw, rec)

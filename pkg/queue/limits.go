@@ -255,14 +255,18 @@ const fullFor = 250 * time.Millisecond
 // limits believed full at now ("" without limits: the script then does
 // exactly what it does without them).
 func (f *Fetcher) limitsArg(l *Limits, now time.Time) string {
-	if l == nil {
-		return ""
-	}
 	if len(f.full) == 0 {
+		if l == nil {
+			return ""
+		}
 		return l.spec
 	}
+	// Limits found full, also those of jobs whose payload set their
+	// own (with no limits configured): their jobs are passed over.
 	var b strings.Builder
-	b.WriteString(l.spec)
+	if l != nil {
+		b.WriteString(l.spec)
+	}
 	for name, until := range f.full {
 		if now.After(until) {
 			delete(f.full, name)
@@ -280,7 +284,8 @@ func (f *Fetcher) limitsArg(l *Limits, now time.Time) string {
 // reserve step's take from queue k under limits: it returns the entry
 // taken (already removed from k), or nil and a candidate reply {'limited',
 // queue key, index, entry, concurrency limit name, rate limit name} for
-// a job of a limited class whose limits are not believed full, or nil,
+// a job of a limited class whose limits are not believed full (and the
+// payload's own concurrency, and the class), or nil,
 // nil and true when only jobs whose limits are full are in the first
 // entries of k. With no limit believed full it costs an LPOP (and an
 // LPUSH of a limited job back where it was); with one, an LRANGE of the
@@ -313,21 +318,34 @@ local function resqued_limit_name(class, path, args)
   if t == 'string' or t == 'number' or t == 'boolean' then return class .. ':' .. tostring(v) end
   return nil
 end
+-- resqued_payload_limit is the concurrency a payload sets for its own
+-- job ("concurrency": N, a whole number from 1), or 0.
+local function resqued_payload_limit(p)
+  local n = p['concurrency']
+  if type(n) == 'number' and n >= 1 and n == math.floor(n) then return n end
+  return 0
+end
 -- resqued_limit_of returns the limit names of entry v ({concurrency,
--- rate}, '' for none) when it is of a limited class, and whether one of
--- them is believed full.
+-- rate, the payload's own concurrency}, '' for none) when it is of a
+-- limited class, and whether one of them is believed full.
 local function resqued_limit_of(v, lim)
   local ok, p = pcall(cjson.decode, v)
   if not ok or type(p) ~= 'table' or type(p['class']) ~= 'string' then return nil, false end
+  local own = resqued_payload_limit(p)
   local paths = lim.classes[p['class']]
-  if not paths then return nil, false end
+  if not paths then
+    if own == 0 then return nil, false end
+    paths = {'=', '-'}
+  elseif own > 0 and paths[1] == '-' then
+    paths = {'=', paths[2]}
+  end
   local args = p['args']
   if type(args) ~= 'table' then args = {} end
   local c = resqued_limit_name(p['class'], paths[1], args)
   local r = resqued_limit_name(p['class'], paths[2], args)
   if not c and not r then return nil, false end
   if (c and lim.full['c:' .. c]) or (r and lim.full['r:' .. r]) then return nil, true end
-  return {c or '', r or ''}, false
+  return {c or '', r or '', own, p['class']}, false
 end
 local function resqued_limit_pick(k, lim)
   if not lim.anyfull then
@@ -336,7 +354,7 @@ local function resqued_limit_pick(k, lim)
     local c = resqued_limit_of(v, lim)
     if c then
       redis.call('LPUSH', k, v)
-      return nil, {'limited', k, 0, v, c[1], c[2]}
+      return nil, {'limited', k, 0, v, c[1], c[2], c[3], c[4]}
     end
     return v
   end
@@ -346,7 +364,7 @@ local function resqued_limit_pick(k, lim)
     if full then
       blocked = true
     elseif c then
-      return nil, {'limited', k, i - 1, v, c[1], c[2]}
+      return nil, {'limited', k, i - 1, v, c[1], c[2], c[3], c[4]}
     else
       if i == 1 then
         redis.call('LPOP', k)
@@ -445,23 +463,23 @@ var errLimited = errors.New("limited")
 // acquire runs acquireScript for the candidate reply (the reserve's
 // {'limited', ...}) and returns what it took, or errLimited.
 func (f *Fetcher) acquire(conn redis.Conn, queues []string, reply []interface{}, opt ReserveOptions, now time.Time) (*Reserved, error) {
-	if len(reply) != 6 {
+	if len(reply) != 8 {
 		return nil, fmt.Errorf("%s: unexpected reply", reserveWhat(queues))
 	}
+	own, _ := reply[6].(int64) // the payload's own "concurrency"
 	key, _ := reply[1].([]byte)
 	idx, _ := reply[2].(int64)
 	entry, _ := reply[3].([]byte)
 	conc, _ := reply[4].([]byte)
 	rate, _ := reply[5].([]byte)
-	class := string(conc)
-	if class == "" {
-		class = string(rate)
-	}
-	class, _, _ = strings.Cut(class, ":")
-	cl, _ := opt.Limits.Class(class)
+	class, _ := reply[7].([]byte)
+	cl, _ := opt.Limits.Class(string(class))
 	n, rn := 0, 0
 	if len(conc) > 0 {
 		n = cl.Concurrency
+		if own > 0 {
+			n = int(own)
+		}
 	}
 	if len(rate) > 0 {
 		rn = cl.Rate
@@ -523,17 +541,21 @@ func (f *Fetcher) slotTTL() time.Duration {
 // was lost) the slot that reserve took, taking it again if it lapsed
 // meanwhile: the job runs either way, and is counted.
 func (f *Fetcher) resumedSlot(conn redis.Conn, r *Reserved, opt ReserveOptions) {
-	if opt.Limits == nil {
+	if opt.Limits == nil && !bytes.Contains(r.Payload, []byte(`"concurrency"`)) {
 		return
 	}
 	var p struct {
-		Class string          `json:"class"`
-		Args  json.RawMessage `json:"args"`
+		Class       string          `json:"class"`
+		Args        json.RawMessage `json:"args"`
+		Concurrency float64         `json:"concurrency"`
 	}
 	if json.Unmarshal(r.Payload, &p) != nil {
 		return
 	}
 	conc, _, _ := opt.Limits.Names(p.Class, p.Args)
+	if conc == "" && p.Concurrency >= 1 && p.Concurrency == math.Trunc(p.Concurrency) {
+		conc = p.Class
+	}
 	if conc == "" {
 		return
 	}

@@ -289,3 +289,36 @@ func TestFetcher_RateLimit(t *testing.T) {
 		t.Errorf("rate-limited count = %d, want at least 1", n)
 	}
 }
+
+// A payload's own "concurrency" limits its job, with no limit
+// configured for the class (and replaces a configured one); classes
+// named with "::" keep their limit.
+func TestFetcher_PayloadConcurrency(t *testing.T) {
+	srv, c, ns := newClient(t)
+	push(t, c, "q", `{"class":"Mailers::Welcome","args":[1],"concurrency":1}`, `{"class":"Mailers::Welcome","args":[2],"concurrency":1}`,
+		`{"class":"Other","args":[3]}`, `{"class":"Report","args":[4],"concurrency":2}`, `{"class":"Report","args":[5],"concurrency":2}`)
+	configured := queue.ReserveOptions{Limits: queue.NewLimits(map[string]queue.ClassLimit{"Report": {Concurrency: 1}})}
+	for i, tc := range []struct {
+		opt  queue.ReserveOptions
+		want string
+		slot string
+	}{
+		{queue.ReserveOptions{}, `{"class":"Mailers::Welcome","args":[1],"concurrency":1}`, "Mailers::Welcome"},
+		{queue.ReserveOptions{}, `{"class":"Other","args":[3]}`, ""},
+		{configured, `{"class":"Report","args":[4],"concurrency":2}`, "Report"},
+		{configured, `{"class":"Report","args":[5],"concurrency":2}`, "Report"},
+	} {
+		f := leasedFetcher(t, c, fmt.Sprintf("h:%d:q", i))
+		r := mustReserve(t, f, []string{"q"}, tc.opt)
+		slot := ""
+		if r.Slot != nil {
+			slot = r.Slot.Limit
+		}
+		if string(r.Payload) != tc.want || slot != tc.slot {
+			t.Errorf("reserve %d = %s (slot %q), want %s (slot %q)", i, r.Payload, slot, tc.want, tc.slot)
+		}
+	}
+	if got, _ := redis.Strings(srv.Do(t, "LRANGE", queue.QueueKey(ns, "q"), 0, -1), nil); len(got) != 1 || got[0] != `{"class":"Mailers::Welcome","args":[2],"concurrency":1}` {
+		t.Errorf("queue = %q, want the second Mailers::Welcome alone", got)
+	}
+}
