@@ -291,7 +291,8 @@ var scenarios = []scenario{
 
 // concurrencyLimited is the mixed stream with both classes under a
 // concurrency limit (Work 2, PWork 1; four workers on two daemons), under
-// kill -9 of workers holding slots and lost replies: the checker judges
+// kill -9 of workers holding slots, lost replies and a Redis restart
+// (with its append-only file, as for the others): the checker judges
 // outcomes as for the others, and a sampler of the slot sets in Redis
 // checks that no limit ever held more slots than it has, and that the
 // slots of killed workers lapse within the lease (15 s) once the run
@@ -304,7 +305,7 @@ func concurrencyLimited() scenario {
 	limits := map[string]int{"Work": 2, "PWork": 1}
 	return scenario{
 		Name: "ConcurrencyLimit", Jobs: 60, Mix: mixed, Daemons: 2, Count: 2, Rounds: 4, Proxy: true,
-		Faults: []string{"kill -9 worker", "drop replies then reset", "reset mid-command", "kill -9 all"},
+		Faults: []string{"kill -9 worker", "drop replies then reset", "redis restart", "reset mid-command", "kill -9 all"},
 		Allow:  allow{Stop: true},
 		Pre: func(c *cluster) string {
 			conf := filepath.Join(c.t.TempDir(), "handlers.yml")
@@ -315,14 +316,14 @@ func concurrencyLimited() scenario {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				conn := c.srv.Pool(c.t).Get()
-				defer conn.Close()
+				pool := c.srv.Pool(c.t)
 				for {
 					select {
 					case <-stop:
 						return
 					case <-time.After(5 * time.Millisecond):
 					}
+					conn := pool.Get() // a new one after a Redis restart
 					for class := range limits {
 						if n, err := liveSlots(conn, c.ns, class); err == nil {
 							mu.Lock()
@@ -330,6 +331,7 @@ func concurrencyLimited() scenario {
 							mu.Unlock()
 						}
 					}
+					conn.Close()
 				}
 			}()
 			return ""
