@@ -98,7 +98,9 @@ func (p *ArgPath) value(args []interface{}) (string, bool) {
 	}
 	switch v := v.(type) {
 	case string:
-		return v, true
+		// A tab or newline would break the reserve script's limits
+		// argument: such a value names no limit.
+		return v, !strings.ContainsAny(v, "\t\n")
 	case bool:
 		return strconv.FormatBool(v), true
 	case json.Number:
@@ -315,7 +317,7 @@ local function resqued_limit_name(class, path, args)
     if n and v == args then v = v[n] else v = v[step] end
   end
   local t = type(v)
-  if t == 'string' or t == 'number' or t == 'boolean' then return class .. ':' .. tostring(v) end
+  if t == 'number' or t == 'boolean' or (t == 'string' and not string.find(v, '[\t\n]')) then return class .. ':' .. tostring(v) end
   return nil
 end
 -- resqued_payload_limit is the concurrency a payload sets for its own

@@ -322,3 +322,22 @@ func TestFetcher_PayloadConcurrency(t *testing.T) {
 		t.Errorf("queue = %q, want the second Mailers::Welcome alone", got)
 	}
 }
+
+// Limits.Names: the class alone, class:value with a key path, nothing
+// (missing) when the path reaches no usable value.
+func TestLimits_Names(t *testing.T) {
+	path, _ := queue.ParseArgPath("args[0].c")
+	lim := queue.NewLimits(map[string]queue.ClassLimit{"R": {Concurrency: 1, ConcurrencyKey: path, Rate: 1, Per: time.Second}})
+	for args, want := range map[string]string{
+		`[{"c":"x"}]`: "R:x", `[{"c":42}]`: "R:42", `[{"c":true}]`: "R:true", `[{"c":2.5}]`: "R:2.5",
+		`[{"c":"a\tb"}]`: "", `[{"c":{}}]`: "", `[{}]`: "", `[]`: "", `{"c":1}`: "",
+	} {
+		conc, rate, missing := lim.Names("R", []byte(args))
+		if conc != want || rate != "R" || (want == "") != (missing != nil) {
+			t.Errorf("Names(%s) = %q, %q, %v; want %q", args, conc, rate, missing, want)
+		}
+	}
+	if conc, rate, _ := lim.Names("Other", []byte(`[]`)); conc != "" || rate != "" {
+		t.Errorf("an unlimited class has limits %q, %q", conc, rate)
+	}
+}
