@@ -304,7 +304,7 @@ func concurrencyLimited() scenario {
 	var wg sync.WaitGroup
 	limits := map[string]int{"Work": 2, "PWork": 1}
 	return scenario{
-		Name: "ConcurrencyLimit", Jobs: 60, Mix: mixed, Daemons: 2, Count: 2, Rounds: 4, Proxy: true,
+		Name: "ConcurrencyLimit", Jobs: 90, Mix: mixed, Daemons: 2, Count: 2, Rounds: 5, Proxy: true,
 		Faults: []string{"kill -9 worker", "drop replies then reset", "redis restart", "reset mid-command", "kill -9 all"},
 		Allow:  allow{Stop: true},
 		Pre: func(c *cluster) string {

@@ -582,7 +582,7 @@ redis.call('PEXPIRE', KEYS[1], ARGV[2])
 return n
 `)
 
-// Done tells the Fetcher that r's outcome is recorded: the next acquire
+// doneWith tells the Fetcher that r's outcome is recorded: the next acquire
 // frees r's slot in its own step (FinishAndReserve calls it).
 func (f *Fetcher) doneWith(r *Reserved) {
 	if r != nil && r.Slot != nil {
