@@ -158,9 +158,14 @@ func TestMetrics_Promtool(t *testing.T) {
 	srv.Do(t, "ZADD", queue.DelayedScheduleKey(ns), at, at)
 	srv.Do(t, "SADD", queue.TimestampsKey(ns, item), queue.TimestampsEntry(at))
 	addr := freeAddr(t)
-	start(t, srv, dir, "--queues", "jobs", "--metrics", addr)
+	// Limits too: their series pass promtool as well.
+	conf := writeConfig(t, "classes:\n  Report:\n    concurrency: 2\n    concurrency_key: args[0]\n  B:\n    rate: 10/s\n")
+	start(t, srv, dir, "--queues", "jobs", "--metrics", addr, "--handlers-config", conf)
 
 	wants := []string{
+		`resqued_concurrency_limit{limit="Report"} 2` + "\n",
+		`resqued_rate_limit{limit="B"} 10` + "\n",
+		`resqued_limit_waiting{limit="B"} 1` + "\n",
 		"resque_failed_jobs 1\n",
 		"resque_delayed_jobs 1\n",
 		"resque_delayed_timestamps 1\n",

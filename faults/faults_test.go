@@ -200,6 +200,7 @@ var scenarios = []scenario{
 		Name: "ManagedFailover", Jobs: 100, Mix: mixed, Daemons: 1, Count: 2, Rounds: 2, MaxRounds: 5,
 		HA: &haSpec{Kind: "managed"}, Faults: []string{"managed switch"}, Allow: allow{Failover: true},
 	},
+	concurrencyLimited(),
 	{
 		Name: "Defect1_PauseAfterLostReserveReply", Defect: "1: a pause (USR2) after a lost reserve reply overwrites the job in worker:<id> with the paused marker",
 		Jobs: 6, Mix: okOnly, Daemons: 1, Count: 1, Rounds: 6, Proxy: true, Lazy: true,
@@ -286,6 +287,85 @@ var scenarios = []scenario{
 			c.stopAll()
 		},
 	},
+}
+
+// concurrencyLimited is the mixed stream with both classes under a
+// concurrency limit (Work 2, PWork 1; four workers on two daemons), under
+// kill -9 of workers holding slots, lost replies and a Redis restart
+// (with its append-only file, as for the others): the checker judges
+// outcomes as for the others, and a sampler of the slot sets in Redis
+// checks that no limit ever held more slots than it has, and that the
+// slots of killed workers lapse within the lease (15 s) once the run
+// is over.
+func concurrencyLimited() scenario {
+	var mu sync.Mutex
+	most := map[string]int{}
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	limits := map[string]int{"Work": 2, "PWork": 1}
+	return scenario{
+		Name: "ConcurrencyLimit", Jobs: 90, Mix: mixed, Daemons: 2, Count: 2, Rounds: 5, Proxy: true,
+		Faults: []string{"kill -9 worker", "drop replies then reset", "redis restart", "reset mid-command", "kill -9 all"},
+		Allow:  allow{Stop: true},
+		Pre: func(c *cluster) string {
+			conf := filepath.Join(c.t.TempDir(), "handlers.yml")
+			if err := os.WriteFile(conf, []byte("classes:\n  Work:\n    concurrency: 2\n  PWork:\n    concurrency: 1\n"), 0o644); err != nil {
+				return err.Error()
+			}
+			c.sc.Args = append(c.sc.Args, "--handlers-config", conf)
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				pool := c.srv.Pool(c.t)
+				for {
+					select {
+					case <-stop:
+						return
+					case <-time.After(5 * time.Millisecond):
+					}
+					conn := pool.Get() // a new one after a Redis restart
+					for class := range limits {
+						if n, err := liveSlots(conn, c.ns, class); err == nil {
+							mu.Lock()
+							most[class] = max(most[class], n)
+							mu.Unlock()
+						}
+					}
+					conn.Close()
+				}
+			}()
+			return ""
+		},
+		After: func(c *cluster, r *report) {
+			close(stop)
+			wg.Wait()
+			for class, n := range limits {
+				if most[class] > n {
+					r.errorf("concurrency limit %s: %d slots held at once in Redis, limit %d", class, most[class], n)
+				}
+				c.t.Logf("concurrency limit %s: at most %d of %d slots held at once", class, most[class], n)
+			}
+			conn := c.srv.Pool(c.t).Get()
+			defer conn.Close()
+			if !waitFor(20*time.Second, func() bool {
+				a, _ := liveSlots(conn, c.ns, "Work")
+				b, _ := liveSlots(conn, c.ns, "PWork")
+				return a+b == 0
+			}) {
+				r.errorf("slots still held 20 s after every daemon stopped: a killed worker's slot outlived its lease")
+			}
+		},
+	}
+}
+
+// liveSlots counts the slots of class's concurrency limit that have not
+// lapsed, by Redis's clock.
+func liveSlots(conn redis.Conn, ns, class string) (int, error) {
+	tm, err := redis.Int64s(conn.Do("TIME"))
+	if err != nil || len(tm) != 2 {
+		return 0, fmt.Errorf("time: %v", err)
+	}
+	return redis.Int(conn.Do("ZCOUNT", queue.ConcurrencyKey(ns, class), fmt.Sprintf("(%d", tm[0]*1000+tm[1]/1000), "+inf"))
 }
 
 // inject strikes with fault f, on a daemon chosen at random.

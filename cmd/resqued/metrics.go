@@ -28,7 +28,7 @@ func serveMetrics(c *cli.Context, cfg *worker.Config, withJobs bool) (stop func(
 		return func() {}, nil
 	}
 	reg := metrics.NewRegistry()
-	reg.Register(metrics.NewCollector(cfg.Queue), metrics.Process{})
+	reg.Register(metrics.NewCollector(cfg.Queue).WithLimits(cfg.Limits), metrics.Process{})
 	if withJobs {
 		cfg.Jobs = metrics.NewJobs(reg)
 	}

@@ -182,6 +182,7 @@ func workerConfig(c *cli.Context) (worker.Config, error) {
 		MaxPayload:       c.Int("max-payload"),
 		Retry:            retries,
 		Classes:          limits.config.Jobs(limits.defaults),
+		Limits:           limits.config.Limits(),
 
 		KeepOutput:             kept.KeepOutput,
 		KeepOutputFailuresOnly: kept.KeepOutputFailuresOnly,

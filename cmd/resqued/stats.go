@@ -10,6 +10,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/resqued/resqued/pkg/handlerconfig"
 	"github.com/resqued/resqued/pkg/queue"
 )
 
@@ -17,9 +18,10 @@ import (
 
 func statsCommand() *cli.Command {
 	return &cli.Command{
-		Name:   "stats",
-		Usage:  "print processed and failed totals, queue sizes and how many workers are registered and working",
-		Flags:  append(connFlags(), &cli.BoolFlag{Name: "json", Usage: "print a JSON object"}),
+		Name:  "stats",
+		Usage: "print processed and failed totals, queue sizes, how many workers are registered and working, and (with --handlers-config) each concurrency and rate limit",
+		Flags: append(connFlags(), &cli.BoolFlag{Name: "json", Usage: "print a JSON object"},
+			&cli.StringFlag{Name: "handlers-config", EnvVars: []string{"RESQUED_HANDLERS_CONFIG"}, Usage: "the daemons' handlers config `FILE`: show its concurrency and rate limits, in use and waiting"}),
 		Action: statsAction,
 	}
 }
@@ -33,12 +35,36 @@ func statsAction(c *cli.Context) error {
 		return err
 	}
 	defer done()
+	var limits *queue.Limits
+	if path := c.String("handlers-config"); path != "" {
+		conf, err := handlerconfig.Load(path)
+		if err != nil {
+			return &usageError{msg: "stats: " + err.Error(), hint: "--handlers-config handlers.yml (docs/handlers.md, Limits)"}
+		}
+		limits = conf.Limits()
+	}
 	s, err := client.Stats(c.Context)
 	if err != nil {
 		return err
 	}
+	var use []queue.LimitUse
+	if limits != nil {
+		names := make([]string, len(s.Queues))
+		for i, q := range s.Queues {
+			names[i] = q.Queue
+		}
+		if use, err = client.LimitsInUse(c.Context, limits, names); err != nil {
+			return err
+		}
+	}
 	if c.Bool("json") {
-		return printJSON(c.App.Writer, s)
+		if limits == nil {
+			return printJSON(c.App.Writer, s)
+		}
+		return printJSON(c.App.Writer, struct {
+			*queue.Stats
+			Limits []queue.LimitUse `json:"limits"`
+		}{s, use})
 	}
 	tw := newTable(c.App.Writer)
 	fmt.Fprintf(tw, "processed\t%d\n", s.Processed)
@@ -50,7 +76,26 @@ func statsAction(c *cli.Context) error {
 	}
 	fmt.Fprintf(tw, "workers\t%d\n", s.Workers)
 	fmt.Fprintf(tw, "working\t%d\n", s.Working)
+	if limits != nil {
+		fmt.Fprintf(tw, "limits\t%d\n", len(use))
+		for _, l := range use {
+			fmt.Fprintf(tw, "  %s\t%s\twaiting %d\n", oneLine(l.Limit), limitState(l), l.Waiting)
+		}
+	}
 	return tw.Flush()
+}
+
+// limitState says how full limit l is: "concurrency 2/3", "rate 4/10
+// per 1s (held back 12)".
+func limitState(l queue.LimitUse) string {
+	var parts []string
+	if l.Concurrency > 0 {
+		parts = append(parts, fmt.Sprintf("concurrency %d/%d", l.InUse, l.Concurrency))
+	}
+	if l.Rate > 0 {
+		parts = append(parts, fmt.Sprintf("rate %d/%d per %s (held back %d)", l.Started, l.Rate, l.Per, l.RateLimited))
+	}
+	return strings.Join(parts, ", ")
 }
 
 func queuesCommand() *cli.Command {

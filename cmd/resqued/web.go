@@ -15,6 +15,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/urfave/cli/v2"
 
+	"github.com/resqued/resqued/pkg/handlerconfig"
 	"github.com/resqued/resqued/pkg/metrics"
 	"github.com/resqued/resqued/pkg/queue"
 	"github.com/resqued/resqued/pkg/status"
@@ -37,6 +38,7 @@ func webCommand() *cli.Command {
 			&cli.StringFlag{Name: "web-auth", EnvVars: []string{"RESQUED_WEB_AUTH"}, Usage: "require HTTP basic auth as `USER:PASS`"},
 			&cli.BoolFlag{Name: "web-insecure", Usage: "allow a non-loopback --listen without --web-auth"},
 			webHostFlag(),
+			&cli.StringFlag{Name: "handlers-config", EnvVars: []string{"RESQUED_HANDLERS_CONFIG"}, Usage: "the daemons' handlers config `FILE`: the Workers page and /metrics show its concurrency and rate limits"},
 		),
 		Action: webAction,
 	}
@@ -94,9 +96,18 @@ func serveWeb(c *cli.Context, addr string, q *queue.Client, st *status.Tracker, 
 	if err != nil {
 		return nil, err
 	}
+	var limits *queue.Limits
+	if path := c.String("handlers-config"); path != "" {
+		conf, err := handlerconfig.Load(path)
+		if err != nil {
+			return nil, &usageError{msg: "web: " + err.Error(), hint: "--handlers-config handlers.yml (docs/handlers.md, Limits)"}
+		}
+		limits = conf.Limits()
+	}
 	reg := metrics.NewRegistry()
-	reg.Register(metrics.NewCollector(q))
+	reg.Register(metrics.NewCollector(q).WithLimits(limits))
 	handler := web.New(web.Config{
+		Limits:  limits,
 		Queue:   q,
 		Status:  st,
 		Auth:    auth,

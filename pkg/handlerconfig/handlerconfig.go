@@ -13,6 +13,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/resqued/resqued/pkg/queue"
 	"github.com/resqued/resqued/pkg/runner"
 )
 
@@ -34,13 +35,77 @@ type Class struct {
 	Procs     *int
 	// Env holds "NAME=value" entries, sorted by name.
 	Env []string
+	// Concurrency is the most jobs of the class running at once across
+	// every worker that shares the Redis (0 or nil: no limit), per value
+	// of ConcurrencyKey when it is set. Rate is the most starts per
+	// period, per value of RateKey when set. See docs/handlers.md.
+	Concurrency    *int
+	ConcurrencyKey *queue.ArgPath
+	Rate           *Rate
+	RateKey        *queue.ArgPath
 	// Line is where the class starts in the file.
 	Line int
 }
 
 // fields are a class's known fields, in the order error messages list
 // them.
-var fields = []string{"memory", "cpu", "timeout", "max_output", "procs", "env"}
+var fields = []string{"memory", "cpu", "timeout", "max_output", "procs", "env", "concurrency", "concurrency_key", "rate", "rate_key"}
+
+// Rate is a rate limit: at most N starts per Per.
+type Rate struct {
+	N   int
+	Per time.Duration
+}
+
+// Limits returns the concurrency and rate limits the config sets, for
+// the reserve (nil when it sets none: the reserve then costs what it
+// does without limits).
+func (c *Config) Limits() *queue.Limits {
+	if c == nil {
+		return nil
+	}
+	m := map[string]queue.ClassLimit{}
+	for name, cl := range c.Classes {
+		var l queue.ClassLimit
+		if cl.Concurrency != nil {
+			l.Concurrency, l.ConcurrencyKey = *cl.Concurrency, cl.ConcurrencyKey
+		}
+		if cl.Rate != nil {
+			l.Rate, l.Per, l.RateKey = cl.Rate.N, cl.Rate.Per, cl.RateKey
+		}
+		m[name] = l
+	}
+	return queue.NewLimits(m)
+}
+
+// ParseRate reads a rate limit: a count of starts per second, minute or
+// hour, as 10/s, 100/m or 1000/h (also /sec, /min, /hour, or a
+// duration such as 10/5s).
+func ParseRate(s string) (Rate, error) {
+	const want = "want starts per period, such as 10/s, 100/m or 1000/h"
+	num, per, ok := strings.Cut(strings.TrimSpace(s), "/")
+	if !ok {
+		return Rate{}, errors.New(want)
+	}
+	n, err := strconv.Atoi(strings.TrimSpace(num))
+	if err != nil || n <= 0 {
+		return Rate{}, errors.New(want + " (the count a whole number above 0)")
+	}
+	var d time.Duration
+	switch strings.ToLower(strings.TrimSpace(per)) {
+	case "s", "sec", "second":
+		d = time.Second
+	case "m", "min", "minute":
+		d = time.Minute
+	case "h", "hour":
+		d = time.Hour
+	default:
+		if d, err = time.ParseDuration(strings.TrimSpace(per)); err != nil || d < time.Millisecond {
+			return Rate{}, errors.New(want)
+		}
+	}
+	return Rate{N: n, Per: d}, nil
+}
 
 // Job is what a class's jobs are given: their limits (the defaults
 // overridden field by field), their own timeout (0: the runner's) and
@@ -211,12 +276,37 @@ func parseClass(n *yaml.Node) (Class, error) {
 			} else {
 				cl.Timeout = &d
 			}
-		case "procs":
+		case "procs", "concurrency":
 			p, err := ParseCount(v.Value)
 			if err != nil {
-				return cl, fieldErr(v, "procs %q: %s", v.Value, err)
+				return cl, fieldErr(v, "%s %q: %s", k.Value, v.Value, err)
 			}
-			cl.Procs = &p
+			if k.Value == "procs" {
+				cl.Procs = &p
+			} else {
+				cl.Concurrency = &p
+			}
+		case "concurrency_key", "rate_key":
+			p, err := queue.ParseArgPath(v.Value)
+			if err != nil {
+				return cl, fieldErr(v, "%s %q: %s", k.Value, v.Value, err)
+			}
+			if k.Value == "concurrency_key" {
+				cl.ConcurrencyKey = p
+			} else {
+				cl.RateKey = p
+			}
+		case "rate":
+			r, err := ParseRate(v.Value)
+			if err != nil {
+				return cl, fieldErr(v, "rate %q: %s", v.Value, err)
+			}
+			cl.Rate = &r
+		}
+	}
+	for _, f := range []struct{ key, of string }{{"concurrency_key", "concurrency"}, {"rate_key", "rate"}} {
+		if seen[f.key] && !seen[f.of] {
+			return cl, fieldErr(n, "%s is set without %s: say how many, such as %s: %s", f.key, f.of, f.of, example(f.of))
 		}
 	}
 	return cl, nil
@@ -229,6 +319,12 @@ func example(field string) string {
 		return "512M or 2G"
 	case "cpu", "timeout":
 		return "30s or 2m"
+	case "concurrency":
+		return "3"
+	case "rate":
+		return "10/s or 100/m"
+	case "concurrency_key", "rate_key":
+		return "args[0].customer_id"
 	default:
 		return "16"
 	}

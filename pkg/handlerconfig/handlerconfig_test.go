@@ -60,7 +60,7 @@ func TestParse_errors(t *testing.T) {
 		{"classes:\n  Resize:\n    cpu: 1s\n    memory: 5X\n",
 			`handlers config handlers.yml line 4: class Resize: memory "5X": want a size such as 512M or 2G`},
 		{"classes:\n  Resize:\n    memroy: 5M\n",
-			`handlers config handlers.yml line 3: class Resize: unknown field "memroy" (want memory, cpu, timeout, max_output, procs, env)`},
+			`handlers config handlers.yml line 3: class Resize: unknown field "memroy" (want memory, cpu, timeout, max_output, procs, env, concurrency, concurrency_key, rate, rate_key)`},
 		{"classes:\n  Resize:\n    memory: -1M\n",
 			`handlers config handlers.yml line 3: class Resize: memory "-1M": must not be negative (0 means no limit)`},
 		{"classes:\n  Resize:\n    procs: -2\n",
@@ -90,7 +90,17 @@ func TestParse_errors(t *testing.T) {
 		{"- Resize\n",
 			`handlers config handlers.yml line 1: want a mapping with classes: at the top`},
 		{"classes:\n  Resize: 5\n",
-			`handlers config handlers.yml line 2: class Resize: want a mapping of settings (memory, cpu, timeout, max_output, procs, env)`},
+			`handlers config handlers.yml line 2: class Resize: want a mapping of settings (memory, cpu, timeout, max_output, procs, env, concurrency, concurrency_key, rate, rate_key)`},
+		{"classes:\n  Report:\n    concurrency: lots\n",
+			`handlers config handlers.yml line 3: class Report: concurrency "lots": want a whole number such as 16`},
+		{"classes:\n  Report:\n    rate: 10/fortnight\n",
+			`handlers config handlers.yml line 3: class Report: rate "10/fortnight": want starts per period, such as 10/s, 100/m or 1000/h`},
+		{"classes:\n  Report:\n    rate: 0/s\n",
+			`handlers config handlers.yml line 3: class Report: rate "0/s": want starts per period, such as 10/s, 100/m or 1000/h (the count a whole number above 0)`},
+		{"classes:\n  Report:\n    concurrency: 2\n    concurrency_key: customer_id\n",
+			`handlers config handlers.yml line 4: class Report: concurrency_key "customer_id": want a path such as args[0] or args[0].customer_id`},
+		{"classes:\n  Report:\n    rate_key: args[0]\n",
+			`handlers config handlers.yml line 3: class Report: rate_key is set without rate: say how many, such as rate: 10/s or 100/m`},
 		{"classes: [\n",
 			`handlers config handlers.yml line 1: did not find expected node content`},
 	} {
@@ -155,5 +165,43 @@ func TestLoad_unhandled(t *testing.T) {
 	}
 	if _, err := handlerconfig.Load(filepath.Join(dir, "missing.yml")); err == nil {
 		t.Error("Load of a missing file: no error")
+	}
+}
+
+func TestParse_limits(t *testing.T) {
+	c, err := handlerconfig.Parse("handlers.yml", []byte(`classes:
+  Report:
+    concurrency: 3
+    concurrency_key: args[0].customer_id
+    rate: 100/m
+  Mail:
+    rate: 10/s
+  Resize:
+    memory: 1G
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := c.Limits()
+	if got := l.Classes(); len(got) != 2 || got[0] != "Mail" || got[1] != "Report" {
+		t.Fatalf("limited classes = %v, want [Mail Report]", got)
+	}
+	r, _ := l.Class("Report")
+	if r.Concurrency != 3 || r.ConcurrencyKey.String() != "args[0].customer_id" || r.Rate != 100 || r.Per != time.Minute || r.RateKey != nil {
+		t.Errorf("Report = %+v", r)
+	}
+	if conc, rate, _ := l.Names("Report", []byte(`[{"customer_id":7}]`)); conc != "Report:7" || rate != "Report" {
+		t.Errorf("names = %q, %q", conc, rate)
+	}
+	if m, _ := l.Class("Mail"); m.Rate != 10 || m.Per != time.Second || m.Concurrency != 0 {
+		t.Errorf("Mail = %+v", m)
+	}
+	if none, _ := handlerconfig.Parse("h.yml", []byte("classes:\n  Resize:\n    memory: 1G\n")); none.Limits() != nil {
+		t.Error("a config without limits gives limits")
+	}
+	for in, want := range map[string]handlerconfig.Rate{"10/s": {10, time.Second}, "100/m": {100, time.Minute}, "1000/h": {1000, time.Hour}, "5/2s": {5, 2 * time.Second}} {
+		if got, err := handlerconfig.ParseRate(in); err != nil || got != want {
+			t.Errorf("ParseRate(%q) = %+v, %v", in, got, err)
+		}
 	}
 }

@@ -262,3 +262,53 @@ func TestJobsFailed(t *testing.T) {
 	var nilJobs *metrics.Jobs
 	nilJobs.Failed("Resqued::Cancelled") // a nil *Jobs counts nothing
 }
+
+// The limits of the handlers config: slots in use and the configured
+// value per limit, a rate limit's starts and hold-backs, jobs waiting.
+func TestCollectorLimits(t *testing.T) {
+	ctx := context.Background()
+	srv := redistest.Start(t)
+	q := queue.New(srv.Pool(t), ns)
+	lim := queue.NewLimits(map[string]queue.ClassLimit{"Slow": {Concurrency: 2}, "Mail": {Rate: 1, Per: time.Minute}})
+	for _, p := range []string{`{"class":"Slow","args":[1]}`, `{"class":"Slow","args":[2]}`, `{"class":"Mail","args":[3]}`, `{"class":"Mail","args":[4]}`} {
+		if err := q.Enqueue(ctx, "q", []byte(p), queue.EnqueueOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f := q.Fetcher("h:1:q")
+	defer f.Close()
+	for i := 0; i < 3; i++ {
+		r, err := f.Reserve(ctx, []string{"q"}, queue.ReserveOptions{Limits: lim})
+		if err != nil {
+			t.Fatalf("reserve %d: %v", i, err)
+		}
+		if err := r.Decode(); err != nil {
+			t.Fatal(err)
+		}
+		if r.Class == "Slow" {
+			// Keep the slot, let the next reserve take another job.
+			srv.Do(t, "DEL", queue.WorkerKey(ns, "h:1:q"))
+		} else if _, err := q.FinishJob(ctx, r, queue.Outcome{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	reg := metrics.NewRegistry()
+	reg.Register(metrics.NewCollector(q).WithLimits(lim))
+	body := scrape(t, metrics.Handler(reg))
+	for _, want := range []string{
+		`resqued_concurrency_limit{limit="Slow"} 2` + "\n",
+		`resqued_concurrency_in_use{limit="Slow"} 2` + "\n",
+		`resqued_rate_limit{limit="Mail"} 1` + "\n",
+		`resqued_rate_period_seconds{limit="Mail"} 60` + "\n",
+		`resqued_rate_started{limit="Mail"} 1` + "\n",
+		`resqued_limit_waiting{limit="Mail"} 1` + "\n",
+		`resqued_limit_waiting{limit="Slow"} 0` + "\n",
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("exposition lacks %q:\n%s", want, body)
+		}
+	}
+	if !strings.Contains(body, `resqued_rate_limited_total{limit="Mail"} `) {
+		t.Errorf("exposition lacks resqued_rate_limited_total:\n%s", body)
+	}
+}

@@ -40,7 +40,8 @@ for _, k in ipairs(KEYS) do resqued_declared[k] = true end
 local resqued_keyargs = {
   GET=1, SET=1, DEL='all', EXISTS='all', INCR=1, INCRBY=1, EXPIRE=1, PEXPIRE=1, TTL=1, PTTL=1,
   LPOP=1, RPOP=1, RPUSH=1, LPUSH=1, LINDEX=1, LSET=1, LREM=1, LLEN=1, LPOS=1, LRANGE=1,
-  SADD=1, SREM=1, SISMEMBER=1, SMEMBERS=1, ZADD=1, ZREM=1, ZRANGEBYSCORE=1, ZREMRANGEBYSCORE=1, ZCARD=1,
+  SADD=1, SREM=1, SISMEMBER=1, SMEMBERS=1, ZADD=1, ZREM=1, ZRANGE=1, ZRANGEBYSCORE=1, ZREMRANGEBYSCORE=1, ZCARD=1,
+  TIME=0,
   HSET=1, HGET=1, HDEL=1, HGETALL=1,
 }
 local function resqued_check(cmd, ...)
@@ -311,6 +312,36 @@ func TestScripts_DeclareEveryKey(t *testing.T) {
 	must("in flight", err)
 	_, err = c.UnregisterDead(ctx, "h:1:q", lease.Token, &queue.Orphan{Record: rec, Queue: "q", Payload: r.Payload, Requeue: true, StatusID: "t6", MaxRedeliveries: 3, Poison: &queue.Outcome{Exception: "P"}})
 	must("unregister dead", err)
+	// Limits: a concurrency slot and a rate start taken with a job, the
+	// full class passed over, the slot renewed with the lease and freed
+	// by the next outcome step.
+	path, err := queue.ParseArgPath("args[0].k")
+	must("parse path", err)
+	lim := queue.NewLimits(map[string]queue.ClassLimit{"L": {Concurrency: 1, ConcurrencyKey: path, Rate: 1, Per: time.Hour}})
+	lopt := queue.ReserveOptions{Limits: lim}
+	for _, p := range []string{`{"class":"L","args":[{"k":1}]}`, `{"class":"L","args":[{"k":1}]}`, `{"class":"A","args":[]}`} {
+		must("enqueue", c.Enqueue(ctx, "lq", []byte(p), queue.EnqueueOptions{}))
+	}
+	r, err = f.Reserve(ctx, []string{"lq"}, lopt)
+	must("reserve limited", err)
+	must("renew lease with slot", lease.Renew(ctx))
+	f2 := c.Fetcher("h:2:q")
+	defer f2.Close()
+	r2, err := f2.Reserve(ctx, []string{"lq"}, lopt)
+	must("reserve past a full limit", err)
+	if string(r2.Payload) != `{"class":"A","args":[]}` {
+		t.Errorf("reserve past a full limit took %s (first took %s)", r2.Payload, r.Payload)
+	}
+	_, err = c.FinishJob(ctx, r2, queue.Outcome{})
+	must("finish", err)
+	_, next, err := f.FinishAndReserve(ctx, r, queue.Outcome{}, []string{"lq"}, lopt)
+	if !errors.Is(err, queue.ErrNoJob) {
+		t.Errorf("finish and reserve at the rate limit = %v, %+v, want ErrNoJob", err, next)
+	}
+	must("release slot", c.ReleaseSlot(ctx, lease, r.Slot))
+	_, err = c.LimitsInUse(ctx, lim, []string{"lq"})
+	must("limits in use", err)
+
 	// Kept output, beyond its cap: the trim deletes the oldest.
 	for i, id := range []string{"o1", "o2"} {
 		must("keep output", c.KeepOutput(ctx, queue.Output{ID: id, At: time.Now().Add(time.Duration(i) * time.Millisecond), Stdout: []string{"x"}}, queue.OutputOptions{TTL: time.Minute, MaxJobs: 1}))

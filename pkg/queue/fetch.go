@@ -52,6 +52,15 @@ type Fetcher struct {
 	predicted string
 	// queueKeys are each queue's key and pause key (appendQueueKeys).
 	queueKeys map[string][2]interface{}
+
+	// full are the limits (ReserveOptions.Limits) the Fetcher found
+	// full, and until when it passes over their jobs; heldBack is set
+	// when the last reserve passed over jobs for them, so that Wait
+	// looks again soon. done is the slot of a job whose outcome was
+	// recorded, freed by the next acquire.
+	full     limitBelief
+	heldBack bool
+	done     *Slot
 }
 
 // WaitedOut reports whether the last Wait returned because its timeout
@@ -108,6 +117,10 @@ type Reserved struct {
 	Job
 	// Worker is the id of the worker whose worker:<id> holds the job.
 	Worker string
+	// Slot is the concurrency slot the job holds (ReserveOptions.Limits),
+	// or nil: the worker frees it once the outcome is recorded
+	// (Client.ReleaseSlot).
+	Slot *Slot
 	// Record is the SHA-1 (hex) of the worker:<id> value that holds the
 	// job; FinishJob and Release only act while that value is still
 	// there. A digest, so a large payload crosses the network once.
@@ -161,6 +174,11 @@ type ReserveOptions struct {
 	// overlaps the round trip with its own work and confirms before it
 	// starts the job. Without it the mark is made before Reserve returns.
 	DeferRunning bool
+	// Limits are the concurrency and rate limits to honour; nil means
+	// none, at no cost. A job over its limit stays where it is in its
+	// queue and the reserve takes the next one allowed, in priority
+	// order.
+	Limits *Limits
 }
 
 // ErrPausedAll is returned by Reserve while the pause-all-workers flag is
@@ -182,11 +200,17 @@ var ErrPausedAll = errors.New("all workers paused")
 // every key a script touches must be. What it takes, it also looks past:
 // the id of the job the next reserve will take, as things stand.
 //
+// limits is the limits argument (Fetcher.limitsArg; "" for none, which
+// costs nothing): a job of a limited class is not taken but handed back
+// as a candidate for acquireScript, and jobs whose limit is believed
+// full are passed over (resqued_limit_pick).
+//
 // It returns {queue key, payload, resumed, sha1 of the record, status
 // id, 1 if DelayedStatusAnyKey exists, 1 if marked running, the next
 // job's id}, or {"skipped", queue keys whose head job has another
-// class, or that are paused and hold jobs...}, or {"paused"}, or false.
-// MarkLua (and CodeLua) and queuePauseLua go before it.
+// class, that are paused and hold jobs, or a full limit...}, or
+// {"limited", ...} (a candidate), or {"paused"}, or false. MarkLua (and
+// CodeLua), queuePauseLua and limitsLua go before it.
 const reserveLua = `
 local function resqued_next_id(qfirst, filter)
   if filter == '1' then return '' end
@@ -202,7 +226,7 @@ local function resqued_next_id(qfirst, filter)
   end
   return ''
 end
-local function resqued_reserve(kw, kpause, kany, kpred, qfirst, runat, prefix, filter, held, predicted, now, cfirst)
+local function resqued_reserve(kw, kpause, kany, kpred, qfirst, runat, prefix, filter, held, predicted, now, cfirst, limits)
   local cur = redis.call('GET', kw)
   if cur then
     local ok, rec = pcall(cjson.decode, cur)
@@ -215,6 +239,7 @@ local function resqued_reserve(kw, kpause, kany, kpred, qfirst, runat, prefix, f
   if flag and string.lower(flag) == 'true' then return {'paused'} end
   local known = nil
   local skipped = {'skipped'}
+  local lim = resqued_limits(limits)
   if filter == '1' then
     known = {}
     for i = cfirst, #ARGV do known[ARGV[i]] = true end
@@ -234,11 +259,19 @@ local function resqued_reserve(kw, kpause, kany, kpred, qfirst, runat, prefix, f
       end
     end
     if take then
-      local v = redis.call('LPOP', k)
+      local v, cand, blocked
+      if lim then v, cand, blocked = resqued_limit_pick(k, lim) else v = redis.call('LPOP', k) end
+      if cand then return cand end
+      if blocked then table.insert(skipped, k) end
       if v then
         local embedded = v
         local ok, p = pcall(cjson.decode, v)
         if not ok then embedded = cjson.encode(v) end
+        if not lim and ok and type(p) == 'table' and type(p['class']) == 'string' and p['concurrency'] and resqued_payload_limit(p) > 0 then
+          -- A job that sets its own concurrency limit: a candidate.
+          redis.call('LPUSH', k, v)
+          return {'limited', k, 0, v, p['class'], '', p['concurrency'], p['class']}
+        end
         local q = string.sub(k, string.len(prefix) + 1)
         local rec = '{"queue":' .. cjson.encode(q) .. ',"run_at":"' .. runat .. '","payload":' .. embedded .. '}'
         redis.call('SET', kw, rec)
@@ -270,11 +303,11 @@ end
 // order, each followed by its pause key (appendQueueKeys). ARGV[1] run_at, ARGV[2] the queue key prefix, ARGV[3] "1" to
 // filter by class, ARGV[4] and ARGV[5] the lease token and TTL, ARGV[6]
 // "1" for held jobs only, ARGV[7] the foreseen job's id, ARGV[8] the time,
-// ARGV[9..] the classes. Returns what resqued_reserve does, or
-// {"notowner"}.
-var reserveScript = redis.NewScript(-1, status.CodeLua+status.MarkLua+ownerLua+queuePauseLua+reserveLua+`
+// ARGV[9] the limits, ARGV[10..] the classes. Returns what
+// resqued_reserve does, or {"notowner"}.
+var reserveScript = redis.NewScript(-1, status.CodeLua+status.MarkLua+ownerLua+queuePauseLua+limitsLua+reserveLua+`
 if not resqued_owner(KEYS[3], ARGV[4], ARGV[5]) then return {'notowner'} end
-return resqued_reserve(KEYS[1], KEYS[2], KEYS[4], KEYS[5], 6, ARGV[1], ARGV[2], ARGV[3], ARGV[6], ARGV[7], ARGV[8], 9)
+return resqued_reserve(KEYS[1], KEYS[2], KEYS[4], KEYS[5], 6, ARGV[1], ARGV[2], ARGV[3], ARGV[6], ARGV[7], ARGV[8], 10, ARGV[9])
 `)
 
 // Reserve takes the next job from queues, checked strictly in the order
@@ -287,7 +320,24 @@ return resqued_reserve(KEYS[1], KEYS[2], KEYS[4], KEYS[5], 6, ARGV[1], ARGV[2], 
 // A tracked job's running status is set right after, on the same
 // connection (see ReserveOptions.DeferRunning).
 func (f *Fetcher) Reserve(ctx context.Context, queues []string, opt ReserveOptions) (*Reserved, error) {
-	f.skipped = nil
+	// A candidate not taken (its limit full, or taken by another
+	// worker first) is passed over by the next try, which takes the
+	// next job allowed; a few tries, then the caller waits.
+	for try := 0; ; try++ {
+		r, err := f.reserve(ctx, queues, opt)
+		if !errors.Is(err, errLimited) {
+			return r, err
+		}
+		if try >= 4 {
+			f.heldBack = true
+			return nil, ErrNoJob
+		}
+	}
+}
+
+// reserve is one try of Reserve.
+func (f *Fetcher) reserve(ctx context.Context, queues []string, opt ReserveOptions) (*Reserved, error) {
+	f.skipped, f.heldBack = nil, false
 	if len(queues) == 0 && !opt.HeldOnly {
 		return nil, ErrNoJob
 	}
@@ -300,11 +350,11 @@ func (f *Fetcher) Reserve(ctx context.Context, queues []string, opt ReserveOptio
 		held = "1"
 	}
 	token, ttl := f.lease.ownerArgs()
-	args := make([]interface{}, 0, 6+2*len(queues)+8+len(opt.Classes))
+	args := make([]interface{}, 0, 6+2*len(queues)+9+len(opt.Classes))
 	args = append(args, 5+2*len(queues), WorkerKey(f.c.ns, f.worker), PauseAllKey(f.c.ns), OwnerKey(f.c.ns, f.worker),
 		DelayedStatusAnyKey(f.c.ns), status.Key(f.c.ns, f.predicted))
 	args = f.appendQueueKeys(args, queues)
-	args = append(args, now.UTC().Format(RunAtFormat), QueuePrefix(f.c.ns), classFilter(opt), token, ttl, held, f.predicted, now.Unix())
+	args = append(args, now.UTC().Format(RunAtFormat), QueuePrefix(f.c.ns), classFilter(opt), token, ttl, held, f.predicted, now.Unix(), f.limitsArg(opt.Limits, now))
 	for _, c := range opt.Classes {
 		args = append(args, c)
 	}
@@ -318,7 +368,7 @@ func (f *Fetcher) Reserve(ctx context.Context, queues []string, opt ReserveOptio
 		return nil, fmt.Errorf("%s: %w", reserveWhat(queues), err)
 	}
 	f.lease.renewedAt(sent, reply)
-	return f.taken(conn, queues, reply, now, opt.DeferRunning)
+	return f.taken(conn, queues, reply, now, opt)
 }
 
 // reserveWhat names a reserve from queues in its errors; only errors
@@ -335,8 +385,10 @@ func classFilter(opt ReserveOptions) string {
 
 // taken turns a reply of resqued_reserve (or {"notowner"}) into the job
 // it took, or ErrNoJob, ErrPausedAll, ErrNotOwner; for a tracked job it
-// sends the running mark.
-func (f *Fetcher) taken(conn redis.Conn, queues []string, v interface{}, now time.Time, deferRunning bool) (*Reserved, error) {
+// sends the running mark. A candidate of a limited class it takes with
+// acquireScript, or returns errLimited.
+func (f *Fetcher) taken(conn redis.Conn, queues []string, v interface{}, now time.Time, opt ReserveOptions) (*Reserved, error) {
+	deferRunning := opt.DeferRunning
 	if v == nil {
 		return nil, ErrNoJob
 	}
@@ -356,7 +408,10 @@ func (f *Fetcher) taken(conn redis.Conn, queues []string, v interface{}, now tim
 				key, _ := k.([]byte)
 				f.skipped[strings.TrimPrefix(string(key), QueuePrefix(f.c.ns))] = true
 			}
+			f.heldBack = len(f.full) > 0
 			return nil, ErrNoJob
+		case "limited":
+			return f.acquire(conn, queues, reply, opt, now)
 		}
 	}
 	if len(reply) != 8 {
@@ -383,6 +438,7 @@ func (f *Fetcher) taken(conn redis.Conn, queues []string, v interface{}, now tim
 			return nil, fmt.Errorf("resume job of %s: %w", f.worker, err)
 		}
 		r.Queue, r.Payload, r.Resumed, r.ID = w.Queue, w.Payload, true, StatusID(w.Payload)
+		f.resumedSlot(conn, r, opt)
 	}
 	if r.ID != "" && marked != 1 {
 		if err := f.markRunning(conn, r, now, deferRunning); err != nil {
@@ -525,6 +581,11 @@ func (f *Fetcher) Wait(ctx context.Context, queues []string, timeout time.Durati
 		}
 		queues, timeout = rest, min(timeout, time.Second)
 	}
+	// Jobs held back by a full limit: look again as soon as a slot
+	// may have freed (fullFor) or a rate limit's next start is due.
+	if f.heldBack {
+		timeout = min(timeout, f.limitWait())
+	}
 	if f.noBLMOVE || len(queues) == 0 {
 		snooze.For(ctx, min(timeout, time.Second))
 		return nil
@@ -598,7 +659,7 @@ func (f *Fetcher) Wait(ctx context.Context, queues []string, timeout time.Durati
 		}()
 	}
 	wg.Wait()
-	f.waitedOut = !arrived.Load() && ctx.Err() == nil && len(f.skipped) == 0 && errors.Join(failed...) == nil
+	f.waitedOut = !arrived.Load() && ctx.Err() == nil && len(f.skipped) == 0 && !f.heldBack && errors.Join(failed...) == nil
 	for _, id := range tails {
 		if id != "" {
 			f.predicted = id // the first queue's, as the reserve takes it

@@ -55,12 +55,12 @@ end
 // flag, KEYS[11] DelayedStatusAnyKey, KEYS[12] the foreseen job's status
 // key, KEYS[13..] the queues, each followed by its pause key; ARGV[10] run_at, ARGV[11] the queue key
 // prefix, ARGV[12] the class filter flag, ARGV[13] the foreseen job's id,
-// ARGV[14] the time, ARGV[15..] the classes. Returns {finishScript's
-// reply, resqued_reserve's reply (or false)}.
-var finishReserveScript = redis.NewScript(-1, status.UpdateLua+status.MarkLua+ownerLua+finishLua+queuePauseLua+reserveLua+`
+// ARGV[14] the time, ARGV[15] the limits, ARGV[16..] the classes.
+// Returns {finishScript's reply, resqued_reserve's reply (or false)}.
+var finishReserveScript = redis.NewScript(-1, status.UpdateLua+status.MarkLua+ownerLua+finishLua+queuePauseLua+limitsLua+reserveLua+`
 local n = resqued_finish()
 if n < 0 then return {n, false} end
-return {n, resqued_reserve(KEYS[1], KEYS[10], KEYS[11], KEYS[12], 13, ARGV[10], ARGV[11], ARGV[12], '0', ARGV[13], ARGV[14], 15)}
+return {n, resqued_reserve(KEYS[1], KEYS[10], KEYS[11], KEYS[12], 13, ARGV[10], ARGV[11], ARGV[12], '0', ARGV[13], ARGV[14], 16, ARGV[15])}
 `)
 
 // FinishJob ends reserved job r as o says: a success, or a failure
@@ -149,7 +149,7 @@ func (c *Client) finishArgv(dst []interface{}, r *Reserved, o Outcome) ([]interf
 // repeat (it records nothing twice), and the next Reserve resumes a job
 // this step may have taken.
 func (f *Fetcher) FinishAndReserve(ctx context.Context, r *Reserved, o Outcome, queues []string, opt ReserveOptions) (recorded bool, next *Reserved, err error) {
-	f.skipped = nil
+	f.skipped, f.heldBack = nil, false
 	if len(queues) == 0 {
 		ok, err := f.c.FinishJob(ctx, r, o)
 		if err != nil {
@@ -163,8 +163,8 @@ func (f *Fetcher) FinishAndReserve(ctx context.Context, r *Reserved, o Outcome, 
 	}
 	// One slice, its exact size: the key count, finishScript's 9 KEYS,
 	// the reserve step's 3 and the queues with their pause keys,
-	// finishScript's 9 ARGV, the reserve step's 5 and the classes.
-	keys := make([]interface{}, 0, 1+9+3+2*len(queues)+9+5+len(opt.Classes))
+	// finishScript's 9 ARGV, the reserve step's 6 and the classes.
+	keys := make([]interface{}, 0, 1+9+3+2*len(queues)+9+6+len(opt.Classes))
 	keys = append(keys, 9+3+2*len(queues))
 	keys = append(f.c.finishKeys(keys, r), PauseAllKey(f.c.ns), DelayedStatusAnyKey(f.c.ns), status.Key(f.c.ns, f.predicted))
 	keys = f.appendQueueKeys(keys, queues)
@@ -172,7 +172,7 @@ func (f *Fetcher) FinishAndReserve(ctx context.Context, r *Reserved, o Outcome, 
 	if err != nil {
 		return false, nil, err
 	}
-	keys = append(keys, now.UTC().Format(RunAtFormat), QueuePrefix(f.c.ns), classFilter(opt), f.predicted, now.Unix())
+	keys = append(keys, now.UTC().Format(RunAtFormat), QueuePrefix(f.c.ns), classFilter(opt), f.predicted, now.Unix(), f.limitsArg(opt.Limits, now))
 	for _, c := range opt.Classes {
 		keys = append(keys, c)
 	}
@@ -192,7 +192,14 @@ func (f *Fetcher) FinishAndReserve(ctx context.Context, r *Reserved, o Outcome, 
 	if recorded, err = finished(r, v[0]); err != nil {
 		return recorded, nil, err
 	}
-	next, err = f.taken(conn, queues, v[1], now, opt.DeferRunning)
+	// r's outcome is recorded: a slot it held is freed by the acquire
+	// of a next job of a limited class, in that same step.
+	f.doneWith(r)
+	next, err = f.taken(conn, queues, v[1], now, opt)
+	if errors.Is(err, errLimited) {
+		next, err = f.Reserve(ctx, queues, opt)
+	}
+	f.done = nil
 	if next == nil {
 		// taken waits for replicas after a job it took; here only the
 		// outcome was written.

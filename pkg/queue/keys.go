@@ -167,3 +167,19 @@ func UniqueLockKey(ns, q, digest string) string { return ns + ":loners:queue:" +
 func UniqueHolderKey(ns, q, digest string) string {
 	return ns + ":resqued:unique:" + q + ":" + digest
 }
+
+// ConcurrencyKey is the sorted set of the slots held in concurrency
+// limit name (the class, or class:value with a key path): members are
+// holders (worker id:SHA-1 of the record holding the job), scores when
+// each lapses (Unix ms, Redis's clock) unless renewed with the holder's
+// lease.
+func ConcurrencyKey(ns, name string) string { return ns + ":resqued:concurrency:" + name }
+
+// RateKey is the sorted set of the starts within the last period of rate
+// limit name: members the starting holders, scores when each started
+// (Unix ms, Redis's clock).
+func RateKey(ns, name string) string { return ns + ":resqued:rate:" + name }
+
+// RateLimitedKey counts the starts rate limit name held back (a job
+// waited for a start to free).
+func RateLimitedKey(ns, name string) string { return ns + ":resqued:rate-limited:" + name }

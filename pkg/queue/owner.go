@@ -35,6 +35,34 @@ type Lease struct {
 	// was last extended: by Acquire, Renew, or a reserve or outcome
 	// script, each of which extends it as it checks it.
 	renewed atomic.Int64
+	// held is the concurrency slot the worker holds, renewed with the
+	// lease (Renew), or nil.
+	held atomic.Pointer[heldSlot]
+}
+
+// heldSlot is a slot a lease renews: its key and member.
+type heldSlot struct {
+	key string
+	s   *Slot
+}
+
+// hold makes the lease renew slot s (of namespace ns) with itself. l
+// may be nil.
+func (l *Lease) hold(ns string, s *Slot) {
+	if l != nil {
+		l.held.Store(&heldSlot{key: ConcurrencyKey(ns, s.Limit), s: s})
+	}
+}
+
+// unhold stops renewing slot s (a slot taken since is kept). l may be
+// nil.
+func (l *Lease) unhold(s *Slot) {
+	if l == nil {
+		return
+	}
+	if h := l.held.Load(); h != nil && h.s == s {
+		l.held.CompareAndSwap(h, nil)
+	}
 }
 
 // NewLease returns a lease on worker id under token, or under a fresh
@@ -96,6 +124,14 @@ func (l *Lease) run(ctx context.Context, what, acquire string) (time.Duration, e
 		return time.Duration(-n) * time.Millisecond, fmt.Errorf("%s lease on %s: %w", what, l.ID, ErrIDInUse)
 	}
 	l.renewed.Store(sent.UnixNano())
+	if h := l.held.Load(); h != nil {
+		// The slot of the job running lapses with the lease: extend it
+		// too, only while it is still held (XX: a slot freed meanwhile
+		// stays free).
+		if _, err := slotRenewScript.Do(conn, h.key, h.s.Member, l.TTL.Milliseconds(), "XX"); err != nil {
+			return 0, fmt.Errorf("%s lease on %s: renew slot of %s: %w", what, l.ID, h.s.Limit, err)
+		}
+	}
 	return 0, nil
 }
 

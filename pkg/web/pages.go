@@ -194,7 +194,21 @@ func (s *server) workers(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, err)
 		return
 	}
-	s.render(w, r, "workers", &page{Title: "Workers", Nav: "workers", Live: true, Data: ws})
+	var limits []queue.LimitUse
+	if s.cfg.Limits != nil {
+		qs, err := s.cfg.Queue.Queues(r.Context())
+		if err == nil {
+			limits, err = s.cfg.Queue.LimitsInUse(r.Context(), s.cfg.Limits, qs)
+		}
+		if err != nil {
+			s.fail(w, err)
+			return
+		}
+	}
+	s.render(w, r, "workers", &page{Title: "Workers", Nav: "workers", Live: true, Data: struct {
+		Workers []queue.WorkerInfo
+		Limits  []queue.LimitUse
+	}{ws, limits}})
 }
 
 // failedRow is one failure record as the Failed page shows it.

@@ -47,6 +47,9 @@ type Config struct {
 	// It must say no more than whether Redis answers.
 	Healthz http.Handler
 	Logger  hclog.Logger
+	// Limits are the handlers config's concurrency and rate limits: the
+	// Workers page shows each one's state. Nil: none shown.
+	Limits *queue.Limits
 }
 
 const defaultCount = 20

@@ -9,6 +9,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/gomodule/redigo/redis"
 
@@ -303,5 +304,22 @@ func TestBasicAuth(t *testing.T) {
 	// A POST without auth is refused before anything else.
 	if c := post(t, e, "/failed/clear", url.Values{}, nil); c != 401 {
 		t.Errorf("POST without auth: %d", c)
+	}
+}
+
+// With the handlers config's limits, the Workers page shows each one:
+// slots held of the configured value, jobs of the class waiting.
+func TestWorkersPage_Limits(t *testing.T) {
+	lim := queue.NewLimits(map[string]queue.ClassLimit{"A": {Concurrency: 3}, "B": {Rate: 10, Per: time.Second}})
+	e := startWith(t, func(c *web.Config) { c.Limits = lim })
+	e.srv.Do(t, "ZADD", queue.ConcurrencyKey(ns, "A"), 9999999999999, "h:1:q:abc")
+	body := mustGet(t, e, "/workers", "<h2>Limits</h2>", "10 per 1s")
+	for _, re := range []string{`<td>A</td>\s*<td class="num">1</td><td class="num">3</td>`, `<td>B</td>`} {
+		if !regexp.MustCompile(re).MatchString(body) {
+			t.Errorf("workers page lacks %s:\n%s", re, body)
+		}
+	}
+	if body := mustGet(t, start(t, ""), "/workers"); strings.Contains(body, "<h2>Limits</h2>") {
+		t.Error("limits shown without a handlers config")
 	}
 }

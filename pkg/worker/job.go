@@ -65,6 +65,11 @@ func (w *Worker) process(r *queue.Reserved) *queue.Reserved {
 		w.inJob = false
 		w.mu.Unlock()
 	}()
+	if r.Slot != nil {
+		// Freed once the outcome is recorded (finish, retry): until
+		// then the job counts against its limit.
+		defer w.freeSlot(r)
+	}
 	start := time.Now()
 	var err error
 	if max := w.cfg.MaxPayload; max > 0 && len(r.Payload) > max {
@@ -79,6 +84,9 @@ func (w *Worker) process(r *queue.Reserved) *queue.Reserved {
 	// What a Ruby resque-scheduler dropped: id, attempt. The outcome is
 	// recorded under a restored token too.
 	w.restore(r)
+	if w.cfg.Limits != nil && r.Slot == nil {
+		w.warnUnlimited(r)
+	}
 	log := w.log.With("queue", r.Queue, "class", r.Class, "job_id", r.ID)
 	tc := traceOf(log, r)
 	log = log.With(tc.fields...)
@@ -488,5 +496,24 @@ func (w *Worker) forgetAttempts(r *queue.Reserved) {
 	defer cancel()
 	if err := w.cfg.Queue.ForgetAttempts(ctx, &r.Job); err != nil {
 		w.log.Warn("delete resque-retry counter", "queue", r.Queue, "class", r.Class, "error", err)
+	}
+}
+
+// freeSlot frees the concurrency slot r held, once its outcome is
+// recorded. A slot not freed (Redis away) lapses within the lease TTL.
+func (w *Worker) freeSlot(r *queue.Reserved) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := w.cfg.Queue.ReleaseSlot(ctx, w.lease, r.Slot); err != nil {
+		w.log.Warn("free concurrency slot; it lapses within the lease TTL", "limit", r.Slot.Limit, "error", err)
+	}
+}
+
+// warnUnlimited warns about a job of a class with a keyed limit whose
+// args lack the key: it runs without that limit (docs/handlers.md).
+func (w *Worker) warnUnlimited(r *queue.Reserved) {
+	if _, _, missing := w.cfg.Limits.Names(r.Class, r.Args); missing != nil {
+		w.log.Warn("job's args have nothing at its class's limit key; it runs without that limit",
+			"queue", r.Queue, "class", r.Class, "key", missing.String(), "args", string(r.Args))
 	}
 }

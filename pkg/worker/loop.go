@@ -205,7 +205,7 @@ func (w *Worker) idleCheckDue() bool {
 func (w *Worker) reserveOptions() (queue.ReserveOptions, error) {
 	// A tracked job's running mark overlaps with the job's preparation;
 	// run confirms it before the handler starts.
-	opt := queue.ReserveOptions{DeferRunning: true}
+	opt := queue.ReserveOptions{DeferRunning: true, Limits: w.cfg.Limits}
 	if w.cfg.OnlyKnownClasses {
 		// Listing the handlers directory resolves every file in it: do it
 		// at most once a second, not for every job. A handler added
@@ -254,6 +254,9 @@ func (w *Worker) release(r *queue.Reserved) {
 	err := w.persist(context.Background(), "give back job", func(ctx context.Context) error {
 		return w.cfg.Queue.Release(ctx, r)
 	})
+	if err == nil {
+		w.freeSlot(r)
+	}
 	if err != nil {
 		// It stays in worker:<id>; the next start or prune of this id
 		// applies the orphan policy to it.

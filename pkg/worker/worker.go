@@ -69,6 +69,11 @@ type Config struct {
 	// environment. A class it does not hold gets the runner's.
 	Classes map[string]handlerconfig.Job
 
+	// Limits are the concurrency and rate limits of classes across every
+	// worker that shares the Redis (handlerconfig.Config.Limits); nil
+	// means none, at no cost per job.
+	Limits *queue.Limits
+
 	// Retry holds the retry policies. A class with none (or a nil
 	// Retry) gets retry.TempFailPolicy: exit 75 is retried, 5 runs in
 	// all, unless the payload's "retry" field says otherwise.
