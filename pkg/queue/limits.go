@@ -399,12 +399,19 @@ end
 // every host. It returns what resqued_reserve does for a job taken, or
 // {'full', 'c'}, {'full', 'r', ms until a start frees}, {'gone'} (the
 // entry was taken meanwhile), {'held'} (worker:<id> holds a job already),
-// {'notowner'}. A start refused by the rate limit counts in KEYS[8]
+// {'notowner'}. KEYS[9] is the queue's pause key and KEYS[10] the
+// pause-all-workers flag: a pause set since the reserve looked takes
+// nothing ({'gone'}). A start refused by the rate limit counts in KEYS[8]
 // (RateLimitedKey).
-var acquireScript = redis.NewScript(8, ownerLua+`
+var acquireScript = redis.NewScript(10, ownerLua+`
 if not resqued_owner(KEYS[2], ARGV[1], ARGV[2]) then return {'notowner'} end
 if ARGV[12] ~= '' then redis.call('ZREM', KEYS[7], ARGV[12]) end
 if redis.call('EXISTS', KEYS[1]) == 1 then return {'held'} end
+-- Paused since the reserve looked (its queue, or every worker): taken
+-- by nobody; the next reserve passes over it.
+if redis.call('EXISTS', KEYS[9]) == 1 then return {'gone'} end
+local all = redis.call('GET', KEYS[10])
+if all and string.lower(all) == 'true' then return {'gone'} end
 local k, v = KEYS[3], ARGV[3]
 local idx = tonumber(ARGV[4])
 if redis.call('LINDEX', k, idx) ~= v then
@@ -458,6 +465,10 @@ if sid == '' then any = redis.call('EXISTS', KEYS[4]) end
 return {k, v, 0, sha, sid, any, 0, ''}
 `)
 
+// beforeAcquire, when set (by tests), runs between a reserve that
+// handed back a candidate and the acquire step that takes it.
+var beforeAcquire func()
+
 // errLimited says a reserve's candidate was not taken (its limit was
 // full, or another worker took it first): reserve again.
 var errLimited = errors.New("limited")
@@ -493,10 +504,14 @@ func (f *Fetcher) acquire(conn redis.Conn, queues []string, reply []interface{},
 	} else {
 		prevKey = ConcurrencyKey(f.c.ns, string(conc))
 	}
+	if beforeAcquire != nil {
+		beforeAcquire()
+	}
 	sent := time.Now()
 	v, err := redis.Values(acquireScript.Do(conn, WorkerKey(f.c.ns, f.worker), OwnerKey(f.c.ns, f.worker), string(key),
 		DelayedStatusAnyKey(f.c.ns), ConcurrencyKey(f.c.ns, string(conc)), RateKey(f.c.ns, string(rate)), prevKey,
 		RateLimitedKey(f.c.ns, string(rate)),
+		QueuePauseKey(f.c.ns, strings.TrimPrefix(string(key), QueuePrefix(f.c.ns))), PauseAllKey(f.c.ns),
 		token, ttl, entry, idx, now.UTC().Format(RunAtFormat), QueuePrefix(f.c.ns), n, rn, cl.Per.Milliseconds(),
 		f.worker, f.slotTTL().Milliseconds(), prevMember))
 	if err != nil {
