@@ -338,7 +338,7 @@ func TestScripts_DeclareEveryKey(t *testing.T) {
 	if !errors.Is(err, queue.ErrNoJob) {
 		t.Errorf("finish and reserve at the rate limit = %v, %+v, want ErrNoJob", err, next)
 	}
-	must("release slot", c.ReleaseSlot(ctx, lease, r.Slot))
+	must("release slot", c.ReleaseSlots(ctx, lease, r.Slots))
 	_, err = c.LimitsInUse(ctx, lim, []string{"lq"})
 	must("limits in use", err)
 
