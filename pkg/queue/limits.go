@@ -319,7 +319,6 @@ func (s *Slot) key(ns string) string {
 	return ConcurrencyKey(ns, s.Limit)
 }
 
-
 // limitBelief is the Fetcher's view of the limits it found full: until
 // when it passes over their jobs without asking.
 type limitBelief map[string]time.Time
