@@ -39,10 +39,15 @@ func TestWorkerConfig_LimitsRefused(t *testing.T) {
 	if err := os.WriteFile(conf, []byte("classes:\n  Resize:\n    memroy: 1G\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	qconf := filepath.Join(dir, "queues.yml")
+	if err := os.WriteFile(qconf, []byte("queues:\n  \"*\":\n    concurrency: 2\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	for _, tc := range []struct {
 		args []string
 		want string
 	}{
+		{[]string{"--handlers-config", qconf}, `handlers config queues.yml line 2: queue *: a limit is set on a queue by its name, not a pattern (*, !x)`},
 		{[]string{"--memory-limit", "5X"}, `--memory-limit "5X": want a size such as 512M or 2G`},
 		{[]string{"--memory-limit", "-1G"}, `--memory-limit "-1G": must not be negative (0 means no limit)`},
 		{[]string{"--max-output", "lots"}, `--max-output "lots": want a size such as 512M or 2G`},

@@ -22,4 +22,11 @@
 // seconds. A field a class leaves out keeps the flag's default; 0 means
 // no limit of that kind for the class. Later issues add fields (such as
 // concurrency and rate) beside these.
+//
+// A top-level queues: section limits the jobs taken from a queue,
+// whatever their class, across every worker (Config.Limits):
+//
+//	queues:
+//	  reports:
+//	    concurrency: 2    # at most 2 jobs of queue reports at once
 package handlerconfig

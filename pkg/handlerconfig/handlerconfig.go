@@ -23,7 +23,24 @@ type Config struct {
 	Path string
 	// Classes holds each class's settings, by class name.
 	Classes map[string]Class
+	// Queues holds each queue's settings (the top-level queues:), by
+	// queue name.
+	Queues map[string]Queue
 }
+
+// Queue is what the file says of one queue.
+type Queue struct {
+	// Concurrency is the most jobs taken from the queue running at once
+	// across every worker that shares the Redis, whatever their class
+	// (a job whose class has a limit too respects both). See
+	// docs/handlers.md.
+	Concurrency int
+	// Line is where the queue starts in the file.
+	Line int
+}
+
+// queueFields are a queue's known fields.
+var queueFields = []string{"concurrency"}
 
 // Class is what the file says of one class. A nil field was left out:
 // the flag's default applies.
@@ -65,6 +82,10 @@ func (c *Config) Limits() *queue.Limits {
 		return nil
 	}
 	m := map[string]queue.ClassLimit{}
+	qs := map[string]int{}
+	for name, q := range c.Queues {
+		qs[name] = q.Concurrency
+	}
 	for name, cl := range c.Classes {
 		var l queue.ClassLimit
 		if cl.Concurrency != nil {
@@ -75,7 +96,7 @@ func (c *Config) Limits() *queue.Limits {
 		}
 		m[name] = l
 	}
-	return queue.NewLimits(m)
+	return queue.NewLimits(m).WithQueues(qs)
 }
 
 // ParseRate reads a rate limit: a count of starts per second, minute or
@@ -160,7 +181,7 @@ func Load(path string) (*Config, error) {
 // Parse checks the handlers config in b; path names it in errors.
 func Parse(path string, b []byte) (*Config, error) {
 	name := filepath.Base(path)
-	c := &Config{Path: path, Classes: map[string]Class{}}
+	c := &Config{Path: path, Classes: map[string]Class{}, Queues: map[string]Queue{}}
 	bad := func(n *yaml.Node, format string, a ...any) error {
 		return fmt.Errorf("handlers config %s line %d: %s", name, n.Line, fmt.Sprintf(format, a...))
 	}
@@ -181,10 +202,16 @@ func Parse(path string, b []byte) (*Config, error) {
 	}
 	for i := 0; i+1 < len(top.Content); i += 2 {
 		k, v := top.Content[i], top.Content[i+1]
-		if k.Value != "classes" {
-			return nil, bad(k, "unknown field %q (want classes)", k.Value)
+		if k.Value != "classes" && k.Value != "queues" {
+			return nil, bad(k, "unknown field %q (want classes or queues)", k.Value)
 		}
 		if v.Tag == "!!null" {
+			continue
+		}
+		if k.Value == "queues" {
+			if err := c.parseQueues(v, bad); err != nil {
+				return nil, err
+			}
 			continue
 		}
 		if v.Kind != yaml.MappingNode {
@@ -211,6 +238,69 @@ func Parse(path string, b []byte) (*Config, error) {
 		}
 	}
 	return c, nil
+}
+
+// parseQueues reads the top-level queues: mapping n into c.Queues; bad
+// builds its errors.
+func (c *Config) parseQueues(n *yaml.Node, bad func(*yaml.Node, string, ...any) error) error {
+	if n.Kind != yaml.MappingNode {
+		return bad(n, "queues: want a mapping of queue names to their settings, such as reports: {concurrency: 2}")
+	}
+	for j := 0; j+1 < len(n.Content); j += 2 {
+		qk, qv := n.Content[j], n.Content[j+1]
+		name := qk.Value
+		if queue.IsPattern(name) {
+			return bad(qk, "queue %s: a limit is set on a queue by its name, not a pattern (*, !x)", name)
+		}
+		if err := queue.ValidateQueueName(name); err != nil {
+			return bad(qk, "%s", err)
+		}
+		if prev, dup := c.Queues[name]; dup {
+			return bad(qk, "queue %s is given twice (first on line %d)", name, prev.Line)
+		}
+		q, err := parseQueue(qv)
+		if err != nil {
+			var fe *fieldError
+			if errors.As(err, &fe) {
+				return bad(fe.n, "queue %s: %s", name, fe.msg)
+			}
+			return err
+		}
+		q.Line = qk.Line
+		c.Queues[name] = q
+	}
+	return nil
+}
+
+// parseQueue reads one queue's settings.
+func parseQueue(n *yaml.Node) (Queue, error) {
+	var q Queue
+	if n.Kind != yaml.MappingNode {
+		return q, fieldErr(n, "want a mapping of settings (%s), such as concurrency: 2", strings.Join(queueFields, ", "))
+	}
+	seen := map[string]bool{}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := n.Content[i], n.Content[i+1]
+		if !slices.Contains(queueFields, k.Value) {
+			return q, fieldErr(k, "unknown field %q (want %s)", k.Value, strings.Join(queueFields, ", "))
+		}
+		if seen[k.Value] {
+			return q, fieldErr(k, "%s is given twice", k.Value)
+		}
+		seen[k.Value] = true
+		if v.Kind != yaml.ScalarNode || v.Tag == "!!null" {
+			return q, fieldErr(v, "%s: want a value, such as 2", k.Value)
+		}
+		p, err := strconv.Atoi(strings.TrimSpace(v.Value))
+		if err != nil || p <= 0 {
+			return q, fieldErr(v, "concurrency %q: want a whole number above 0, such as 2 (leave the queue out for no limit)", v.Value)
+		}
+		q.Concurrency = p
+	}
+	if !seen["concurrency"] {
+		return q, fieldErr(n, "no concurrency: say how many jobs of the queue may run at once, such as concurrency: 2")
+	}
+	return q, nil
 }
 
 // fieldError is a problem at node n of a class.

@@ -86,7 +86,7 @@ func TestParse_errors(t *testing.T) {
 		{"classes:\n  Bad/Name: {}\n",
 			`handlers config handlers.yml line 2: invalid class name "Bad/Name": a class name is Ruby constants joined by "::" (letters, digits, _), with no "/"`},
 		{"clases:\n  Resize: {}\n",
-			`handlers config handlers.yml line 1: unknown field "clases" (want classes)`},
+			`handlers config handlers.yml line 1: unknown field "clases" (want classes or queues)`},
 		{"- Resize\n",
 			`handlers config handlers.yml line 1: want a mapping with classes: at the top`},
 		{"classes:\n  Resize: 5\n",
@@ -202,6 +202,81 @@ func TestParse_limits(t *testing.T) {
 	for in, want := range map[string]handlerconfig.Rate{"10/s": {10, time.Second}, "100/m": {100, time.Minute}, "1000/h": {1000, time.Hour}, "5/2s": {5, 2 * time.Second}} {
 		if got, err := handlerconfig.ParseRate(in); err != nil || got != want {
 			t.Errorf("ParseRate(%q) = %+v, %v", in, got, err)
+		}
+	}
+}
+
+func TestParse_queues(t *testing.T) {
+	c, err := handlerconfig.Parse("handlers.yml", []byte(`classes:
+  Report:
+    concurrency: 3
+queues:
+  reports:
+    concurrency: 2
+  mail: {concurrency: 5}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]handlerconfig.Queue{"reports": {Concurrency: 2, Line: 5}, "mail": {Concurrency: 5, Line: 7}}
+	if diff := cmp.Diff(want, c.Queues); diff != "" {
+		t.Errorf("Queues (-want +got):\n%s", diff)
+	}
+	l := c.Limits()
+	if got := l.Queues(); len(got) != 2 || got[0] != "mail" || got[1] != "reports" {
+		t.Errorf("limited queues = %v, want [mail reports]", got)
+	}
+	if n, ok := l.Queue("reports"); !ok || n != 2 {
+		t.Errorf("limit of reports = %d, %v; want 2", n, ok)
+	}
+	if r, ok := l.Class("Report"); !ok || r.Concurrency != 3 {
+		t.Errorf("Report = %+v, %v; the class's limit is kept", r, ok)
+	}
+	// Queues alone limit too.
+	only, err := handlerconfig.Parse("h.yml", []byte("queues:\n  reports: {concurrency: 1}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, ok := only.Limits().Queue("reports"); !ok || n != 1 {
+		t.Errorf("queue limit without class limits = %d, %v", n, ok)
+	}
+	if none, err := handlerconfig.Parse("h.yml", []byte("queues:\n")); err != nil || none.Limits() != nil {
+		t.Errorf("empty queues: = %v, %v; want no limits", none.Limits(), err)
+	}
+
+	for _, tc := range []struct{ yaml, want string }{
+		{"queues:\n  reports:\n    concurency: 2\n",
+			`handlers config handlers.yml line 3: queue reports: unknown field "concurency" (want concurrency)`},
+		{"queues:\n  reports:\n    concurrency: 0\n",
+			`handlers config handlers.yml line 3: queue reports: concurrency "0": want a whole number above 0, such as 2 (leave the queue out for no limit)`},
+		{"queues:\n  reports:\n    concurrency: -1\n",
+			`handlers config handlers.yml line 3: queue reports: concurrency "-1": want a whole number above 0, such as 2 (leave the queue out for no limit)`},
+		{"queues:\n  reports:\n    concurrency: many\n",
+			`handlers config handlers.yml line 3: queue reports: concurrency "many": want a whole number above 0, such as 2 (leave the queue out for no limit)`},
+		{"queues:\n  reports:\n    concurrency:\n",
+			`handlers config handlers.yml line 3: queue reports: concurrency: want a value, such as 2`},
+		{"queues:\n  reports:\n    concurrency: 1\n    concurrency: 2\n",
+			`handlers config handlers.yml line 4: queue reports: concurrency is given twice`},
+		{"queues:\n  reports: {}\n",
+			`handlers config handlers.yml line 2: queue reports: no concurrency: say how many jobs of the queue may run at once, such as concurrency: 2`},
+		{"queues:\n  reports:\n",
+			`handlers config handlers.yml line 2: queue reports: want a mapping of settings (concurrency), such as concurrency: 2`},
+		{"queues:\n  \"*\": {concurrency: 1}\n",
+			`handlers config handlers.yml line 2: queue *: a limit is set on a queue by its name, not a pattern (*, !x)`},
+		{"queues:\n  \"!low\": {concurrency: 1}\n",
+			`handlers config handlers.yml line 2: queue !low: a limit is set on a queue by its name, not a pattern (*, !x)`},
+		{"queues:\n  high*: {concurrency: 1}\n",
+			`handlers config handlers.yml line 2: queue high*: a limit is set on a queue by its name, not a pattern (*, !x)`},
+		{"queues:\n  \"a:b\": {concurrency: 1}\n",
+			`handlers config handlers.yml line 2: queue name "a:b": must not contain a comma, colon or whitespace`},
+		{"queues:\n  reports: {concurrency: 1}\n  reports: {concurrency: 2}\n",
+			`handlers config handlers.yml line 3: queue reports is given twice (first on line 2)`},
+		{"queues: [reports]\n",
+			`handlers config handlers.yml line 1: queues: want a mapping of queue names to their settings, such as reports: {concurrency: 2}`},
+	} {
+		_, err := handlerconfig.Parse("handlers.yml", []byte(tc.yaml))
+		if err == nil || err.Error() != tc.want {
+			t.Errorf("Parse(%q):\n got %v\nwant %s", tc.yaml, err, tc.want)
 		}
 	}
 }

@@ -112,7 +112,8 @@ func (c *Collector) Collect(w *Writer) {
 }
 
 // writeLimits exports the limits' state, one sample per limit (the
-// class, or class:value for a limit with a key path).
+// class, or class:value for a limit with a key path, or queue:q for
+// queue q's limit).
 func writeLimits(w *Writer, ls []queue.LimitUse) {
 	w.Family("resqued_concurrency_limit", "Most jobs of a limit running at once across every worker (handlers config concurrency).", "gauge")
 	for _, l := range ls {
@@ -142,7 +143,7 @@ func writeLimits(w *Writer, ls []queue.LimitUse) {
 			}
 		}
 	}
-	w.Family("resqued_limit_waiting", "Jobs of a limited class queued (counted in the first 1000 of each queue).", "gauge")
+	w.Family("resqued_limit_waiting", "Jobs of a limited class queued (counted in the first 1000 of each queue), or in a limited queue.", "gauge")
 	for _, l := range ls {
 		w.Sample("resqued_limit_waiting", float64(l.Waiting), "limit", l.Limit)
 	}

@@ -269,7 +269,7 @@ func TestCollectorLimits(t *testing.T) {
 	ctx := context.Background()
 	srv := redistest.Start(t)
 	q := queue.New(srv.Pool(t), ns)
-	lim := queue.NewLimits(map[string]queue.ClassLimit{"Slow": {Concurrency: 2}, "Mail": {Rate: 1, Per: time.Minute}})
+	lim := queue.NewLimits(map[string]queue.ClassLimit{"Slow": {Concurrency: 2}, "Mail": {Rate: 1, Per: time.Minute}}).WithQueues(map[string]int{"q": 5})
 	for _, p := range []string{`{"class":"Slow","args":[1]}`, `{"class":"Slow","args":[2]}`, `{"class":"Mail","args":[3]}`, `{"class":"Mail","args":[4]}`} {
 		if err := q.Enqueue(ctx, "q", []byte(p), queue.EnqueueOptions{}); err != nil {
 			t.Fatal(err)
@@ -303,6 +303,11 @@ func TestCollectorLimits(t *testing.T) {
 		`resqued_rate_started{limit="Mail"} 1` + "\n",
 		`resqued_limit_waiting{limit="Mail"} 1` + "\n",
 		`resqued_limit_waiting{limit="Slow"} 0` + "\n",
+		// Queue q's own limit: every job taken from it holds a slot
+		// (the finished Mail job's is never freed here).
+		`resqued_concurrency_limit{limit="queue:q"} 5` + "\n",
+		`resqued_concurrency_in_use{limit="queue:q"} 3` + "\n",
+		`resqued_limit_waiting{limit="queue:q"} 1` + "\n",
 	} {
 		if !strings.Contains(body, want) {
 			t.Errorf("exposition lacks %q:\n%s", want, body)

@@ -312,12 +312,13 @@ func TestScripts_DeclareEveryKey(t *testing.T) {
 	must("in flight", err)
 	_, err = c.UnregisterDead(ctx, "h:1:q", lease.Token, &queue.Orphan{Record: rec, Queue: "q", Payload: r.Payload, Requeue: true, StatusID: "t6", MaxRedeliveries: 3, Poison: &queue.Outcome{Exception: "P"}})
 	must("unregister dead", err)
-	// Limits: a concurrency slot and a rate start taken with a job, the
-	// full class passed over, the slot renewed with the lease and freed
-	// by the next outcome step.
+	// Limits: a concurrency slot, a queue slot and a rate start taken
+	// with a job, the full class passed over, the slots renewed with the
+	// lease and freed by the next outcome step.
 	path, err := queue.ParseArgPath("args[0].k")
 	must("parse path", err)
-	lim := queue.NewLimits(map[string]queue.ClassLimit{"L": {Concurrency: 1, ConcurrencyKey: path, Rate: 1, Per: time.Hour}})
+	// lq's own limit makes every job on it hold a queue slot as well.
+	lim := queue.NewLimits(map[string]queue.ClassLimit{"L": {Concurrency: 1, ConcurrencyKey: path, Rate: 1, Per: time.Hour}}).WithQueues(map[string]int{"lq": 3})
 	lopt := queue.ReserveOptions{Limits: lim}
 	for _, p := range []string{`{"class":"L","args":[{"k":1}]}`, `{"class":"L","args":[{"k":1}]}`, `{"class":"A","args":[]}`} {
 		must("enqueue", c.Enqueue(ctx, "lq", []byte(p), queue.EnqueueOptions{}))
@@ -338,7 +339,23 @@ func TestScripts_DeclareEveryKey(t *testing.T) {
 	if !errors.Is(err, queue.ErrNoJob) {
 		t.Errorf("finish and reserve at the rate limit = %v, %+v, want ErrNoJob", err, next)
 	}
-	must("release slot", c.ReleaseSlot(ctx, lease, r.Slot))
+	if len(r.Slots) != 2 {
+		t.Errorf("slots of a limited class on a limited queue = %+v, want two", r.Slots)
+	}
+	must("release slot", c.ReleaseSlots(ctx, lease, r.Slots))
+	// A queue at its limit is passed over whole.
+	qlim := queue.NewLimits(nil).WithQueues(map[string]int{"fq": 1})
+	for _, p := range []string{`{"class":"A","args":[1]}`, `{"class":"A","args":[2]}`} {
+		must("enqueue", c.Enqueue(ctx, "fq", []byte(p), queue.EnqueueOptions{}))
+	}
+	r3, err := f2.Reserve(ctx, []string{"fq"}, queue.ReserveOptions{Limits: qlim})
+	must("reserve from a limited queue", err)
+	f3 := c.Fetcher("h:3:q")
+	defer f3.Close()
+	if _, err := f3.Reserve(ctx, []string{"fq", "lq"}, queue.ReserveOptions{Limits: qlim}); err != nil && !errors.Is(err, queue.ErrNoJob) {
+		must("reserve past a full queue", err)
+	}
+	must("release queue slot", c.ReleaseSlots(ctx, nil, r3.Slots))
 	_, err = c.LimitsInUse(ctx, lim, []string{"lq"})
 	must("limits in use", err)
 

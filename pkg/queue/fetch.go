@@ -56,11 +56,11 @@ type Fetcher struct {
 	// full are the limits (ReserveOptions.Limits) the Fetcher found
 	// full, and until when it passes over their jobs; heldBack is set
 	// when the last reserve passed over jobs for them, so that Wait
-	// looks again soon. done is the slot of a job whose outcome was
+	// looks again soon. done are the slots of a job whose outcome was
 	// recorded, freed by the next acquire.
 	full     limitBelief
 	heldBack bool
-	done     *Slot
+	done     []*Slot
 }
 
 // WaitedOut reports whether the last Wait returned because its timeout
@@ -117,10 +117,10 @@ type Reserved struct {
 	Job
 	// Worker is the id of the worker whose worker:<id> holds the job.
 	Worker string
-	// Slot is the concurrency slot the job holds (ReserveOptions.Limits),
-	// or nil: the worker frees it once the outcome is recorded
-	// (Client.ReleaseSlot).
-	Slot *Slot
+	// Slots are the concurrency slots the job holds (ReserveOptions.Limits):
+	// its class's (or key's), its queue's, both or none. The worker frees
+	// them together once the outcome is recorded (Client.ReleaseSlots).
+	Slots []*Slot
 	// Record is the SHA-1 (hex) of the worker:<id> value that holds the
 	// job; FinishJob and Release only act while that value is still
 	// there. A digest, so a large payload crosses the network once.
@@ -201,9 +201,10 @@ var ErrPausedAll = errors.New("all workers paused")
 // the id of the job the next reserve will take, as things stand.
 //
 // limits is the limits argument (Fetcher.limitsArg; "" for none, which
-// costs nothing): a job of a limited class is not taken but handed back
-// as a candidate for acquireScript, and jobs whose limit is believed
-// full are passed over (resqued_limit_pick).
+// costs nothing): a job of a limited class or queue is not taken but
+// handed back as a candidate for acquireScript, and jobs whose limit is
+// believed full (every job of a limited queue believed full) are passed
+// over (resqued_limit_pick).
 //
 // It returns {queue key, payload, resumed, sha1 of the record, status
 // id, 1 if DelayedStatusAnyKey exists, 1 if marked running, the next
@@ -260,7 +261,7 @@ local function resqued_reserve(kw, kpause, kany, kpred, qfirst, runat, prefix, f
     end
     if take then
       local v, cand, blocked
-      if lim then v, cand, blocked = resqued_limit_pick(k, lim) else v = redis.call('LPOP', k) end
+      if lim then v, cand, blocked = resqued_limit_pick(k, string.sub(k, string.len(prefix) + 1), lim) else v = redis.call('LPOP', k) end
       if cand then return cand end
       if blocked then table.insert(skipped, k) end
       if v then
@@ -270,7 +271,7 @@ local function resqued_reserve(kw, kpause, kany, kpred, qfirst, runat, prefix, f
         if not lim and ok and type(p) == 'table' and type(p['class']) == 'string' and p['concurrency'] and resqued_payload_limit(p) > 0 then
           -- A job that sets its own concurrency limit: a candidate.
           redis.call('LPUSH', k, v)
-          return {'limited', k, 0, v, p['class'], '', p['concurrency'], p['class']}
+          return {'limited', k, 0, v, p['class'], '', p['concurrency'], p['class'], ''}
         end
         local q = string.sub(k, string.len(prefix) + 1)
         local rec = '{"queue":' .. cjson.encode(q) .. ',"run_at":"' .. runat .. '","payload":' .. embedded .. '}'

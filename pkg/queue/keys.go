@@ -175,6 +175,12 @@ func UniqueHolderKey(ns, q, digest string) string {
 // lease.
 func ConcurrencyKey(ns, name string) string { return ns + ":resqued:concurrency:" + name }
 
+// QueueConcurrencyKey is the sorted set of the slots held in queue q's
+// concurrency limit (jobs taken from q, whatever their class), laid out
+// as ConcurrencyKey's; a key of its own, so that a queue and a class of
+// the same name never share slots.
+func QueueConcurrencyKey(ns, q string) string { return ns + ":resqued:queue-concurrency:" + q }
+
 // RateKey is the sorted set of the starts within the last period of rate
 // limit name: members the starting holders, scores when each started
 // (Unix ms, Redis's clock).

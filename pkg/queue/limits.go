@@ -24,6 +24,13 @@ import (
 // nothing. A slot is a member of a sorted set scored by when it lapses:
 // the holder's lease time, extended with the worker's lease, so a worker
 // killed with -9 frees its slot within the lease TTL.
+//
+// A queue may have a concurrency limit of its own (Limits.WithQueues):
+// every job of a limited queue is a candidate, and takes a slot of the
+// queue's limit (QueueConcurrencyKey) as well as its class's when that
+// has one too. acquireScript checks both and takes both, or nothing;
+// both are freed together, renewed together with the lease and lapse
+// together.
 
 // ArgPath picks one value out of a job's args: args[i] followed by any
 // number of .field steps, as in args[0].customer_id. The value (a string,
@@ -135,11 +142,13 @@ type ClassLimit struct {
 	RateKey        *ArgPath
 }
 
-// Limits are the limits a worker honours, by class. A nil *Limits is no
-// limits: the reserve path is then exactly what it is without them.
+// Limits are the limits a worker honours, by class and by queue. A nil
+// *Limits is no limits: the reserve path is then exactly what it is
+// without them.
 type Limits struct {
 	classes map[string]ClassLimit
-	spec    string // the classes' lines of the reserve script's limits argument
+	queues  map[string]int // the most jobs of each limited queue running at once
+	spec    string         // the lines of the reserve script's limits argument
 }
 
 // NewLimits returns the limits of classes (those with no limit set are
@@ -157,9 +166,40 @@ func NewLimits(classes map[string]ClassLimit) *Limits {
 	if len(names) == 0 {
 		return nil
 	}
-	slices.Sort(names)
+	l.spec = l.buildSpec()
+	return l
+}
+
+// WithQueues returns l (which may be nil) with concurrency limits per
+// queue added: at most queues[q] jobs taken from queue q running at
+// once across the fleet, whatever their class. Queues with no positive
+// limit are dropped; it returns nil when neither l nor queues limit
+// anything.
+func (l *Limits) WithQueues(queues map[string]int) *Limits {
+	out := &Limits{classes: map[string]ClassLimit{}, queues: map[string]int{}}
+	if l != nil {
+		out.classes = l.classes
+		for q, n := range l.queues {
+			out.queues[q] = n
+		}
+	}
+	for q, n := range queues {
+		if n > 0 {
+			out.queues[q] = n
+		}
+	}
+	if len(out.classes) == 0 && len(out.queues) == 0 {
+		return nil
+	}
+	out.spec = out.buildSpec()
+	return out
+}
+
+// buildSpec is the reserve script's limits argument for l's classes and
+// queues: one line each, sorted.
+func (l *Limits) buildSpec() string {
 	var b strings.Builder
-	for _, name := range names {
+	for _, name := range l.Classes() {
 		cl := l.classes[name]
 		conc, rate := "-", "-"
 		if cl.Concurrency > 0 {
@@ -170,8 +210,32 @@ func NewLimits(classes map[string]ClassLimit) *Limits {
 		}
 		fmt.Fprintf(&b, "L\t%s\t%s\t%s\n", name, conc, rate)
 	}
-	l.spec = b.String()
-	return l
+	for _, q := range l.Queues() {
+		fmt.Fprintf(&b, "Q\t%s\n", q)
+	}
+	return b.String()
+}
+
+// Queue returns queue q's concurrency limit, if it has one.
+func (l *Limits) Queue(q string) (int, bool) {
+	if l == nil {
+		return 0, false
+	}
+	n, ok := l.queues[q]
+	return n, ok
+}
+
+// Queues returns the limited queues, sorted.
+func (l *Limits) Queues() []string {
+	if l == nil {
+		return nil
+	}
+	out := make([]string, 0, len(l.queues))
+	for q := range l.queues {
+		out = append(out, q)
+	}
+	slices.Sort(out)
+	return out
 }
 
 // Class returns class's limit, if it has one.
@@ -233,15 +297,26 @@ func (l *Limits) Names(class string, args json.RawMessage) (conc, rate string, m
 }
 
 // Slot is a concurrency slot a reserved job holds: a member of the
-// limit's ConcurrencyKey set, scored by when it lapses unless renewed
-// with the worker's lease.
+// limit's ConcurrencyKey set (QueueConcurrencyKey for a queue's limit),
+// scored by when it lapses unless renewed with the worker's lease.
 type Slot struct {
-	// Limit is the limit's name: the class, or class:value.
+	// Limit is the limit's name: the class, or class:value; for a
+	// queue's limit, the queue.
 	Limit string
+	// Queue is set when the limit is a queue's, not a class's.
+	Queue bool
 	// Member is the holder: worker id and the SHA-1 of the record that
 	// holds the job, so that a job resumed after a lost reply names the
 	// slot its reserve took.
 	Member string
+}
+
+// key is the sorted set s is a member of.
+func (s *Slot) key(ns string) string {
+	if s.Queue {
+		return QueueConcurrencyKey(ns, s.Limit)
+	}
+	return ConcurrencyKey(ns, s.Limit)
 }
 
 // limitBelief is the Fetcher's view of the limits it found full: until
@@ -282,24 +357,27 @@ func (f *Fetcher) limitsArg(l *Limits, now time.Time) string {
 }
 
 // limitsLua defines resqued_limits(spec), which reads the limits
-// argument (nil when it is empty), and resqued_limit_pick(k, lim), the
-// reserve step's take from queue k under limits: it returns the entry
-// taken (already removed from k), or nil and a candidate reply {'limited',
-// queue key, index, entry, concurrency limit name, rate limit name} for
-// a job of a limited class whose limits are not believed full (and the
-// payload's own concurrency, and the class), or nil,
-// nil and true when only jobs whose limits are full are in the first
-// entries of k. With no limit believed full it costs an LPOP (and an
-// LPUSH of a limited job back where it was); with one, an LRANGE of the
-// first 50 entries.
+// argument (nil when it is empty), and resqued_limit_pick(k, q, lim), the
+// reserve step's take from queue k (named q) under limits: it returns the
+// entry taken (already removed from k), or nil and a candidate reply
+// {'limited', queue key, index, entry, concurrency limit name, rate limit
+// name, the payload's own concurrency, the class, the queue's limit name}
+// for a job of a limited class or queue whose limits are not believed
+// full, or nil, nil and true when only jobs whose limits are full are in
+// the first entries of k (or k's own limit is believed full). With no
+// limit believed full it costs an LPOP (and an LPUSH of a limited job back
+// where it was); with one, an LRANGE of the first 50 entries.
 const limitsLua = `
 local function resqued_limits(spec)
   if spec == '' then return nil end
-  local lim = {classes = {}, full = {}, anyfull = false}
+  local lim = {classes = {}, queues = {}, full = {}, anyfull = false, anyclass = false}
   for line in string.gmatch(spec, '[^\n]+') do
     local kind, a, b, c = string.match(line, '^(%a)\t([^\t]*)\t?([^\t]*)\t?([^\t]*)$')
     if kind == 'L' then
       lim.classes[a] = {b, c}
+      lim.anyclass = true
+    elseif kind == 'Q' then
+      lim.queues[a] = true
     elseif kind == 'F' then
       lim.full[a] = true
       lim.anyfull = true
@@ -328,16 +406,20 @@ local function resqued_payload_limit(p)
   return 0
 end
 -- resqued_limit_of returns the limit names of entry v ({concurrency,
--- rate, the payload's own concurrency}, '' for none) when it is of a
--- limited class, and whether one of them is believed full.
-local function resqued_limit_of(v, lim)
+-- rate, the payload's own concurrency, class, queue}, '' for none) when
+-- it is of a limited class or taken from limited queue q (nil: k is not
+-- limited), and whether one of its class's limits is believed full.
+local function resqued_limit_of(v, lim, q)
+  -- Neither a limited class nor a limited queue could apply: no decode.
+  if not q and not lim.anyclass and not string.find(v, '"concurrency"', 1, true) then return nil, false end
   local ok, p = pcall(cjson.decode, v)
   if not ok or type(p) ~= 'table' or type(p['class']) ~= 'string' then return nil, false end
   local own = resqued_payload_limit(p)
   local paths = lim.classes[p['class']]
   if not paths then
-    if own == 0 then return nil, false end
-    paths = {'=', '-'}
+    if own == 0 and not q then return nil, false end
+    paths = {'-', '-'}
+    if own > 0 then paths = {'=', '-'} end
   elseif own > 0 and paths[1] == '-' then
     paths = {'=', paths[2]}
   end
@@ -345,28 +427,35 @@ local function resqued_limit_of(v, lim)
   if type(args) ~= 'table' then args = {} end
   local c = resqued_limit_name(p['class'], paths[1], args)
   local r = resqued_limit_name(p['class'], paths[2], args)
-  if not c and not r then return nil, false end
+  if not c and not r and not q then return nil, false end
   if (c and lim.full['c:' .. c]) or (r and lim.full['r:' .. r]) then return nil, true end
-  return {c or '', r or '', own, p['class']}, false
+  return {c or '', r or '', own, p['class'], q or ''}, false
 end
-local function resqued_limit_pick(k, lim)
+local function resqued_limit_pick(k, qname, lim)
+  local q = nil
+  if lim.queues[qname] then
+    -- A limited queue believed full is passed over whole, like a
+    -- paused one, so that the queues after it still run.
+    if lim.full['q:' .. qname] then return nil, nil, redis.call('EXISTS', k) == 1 end
+    q = qname
+  end
   if not lim.anyfull then
     local v = redis.call('LPOP', k)
     if not v then return nil end
-    local c = resqued_limit_of(v, lim)
+    local c = resqued_limit_of(v, lim, q)
     if c then
       redis.call('LPUSH', k, v)
-      return nil, {'limited', k, 0, v, c[1], c[2], c[3], c[4]}
+      return nil, {'limited', k, 0, v, c[1], c[2], c[3], c[4], c[5]}
     end
     return v
   end
   local blocked = false
   for i, v in ipairs(redis.call('LRANGE', k, 0, 49)) do
-    local c, full = resqued_limit_of(v, lim)
+    local c, full = resqued_limit_of(v, lim, q)
     if full then
       blocked = true
     elseif c then
-      return nil, {'limited', k, i - 1, v, c[1], c[2], c[3], c[4]}
+      return nil, {'limited', k, i - 1, v, c[1], c[2], c[3], c[4], c[5]}
     else
       if i == 1 then
         redis.call('LPOP', k)
@@ -386,26 +475,29 @@ end
 // acquireScript takes the candidate job a reserve handed back (entry
 // ARGV[3], last seen at index ARGV[4] of queue KEYS[3]) into worker:<id>
 // (KEYS[1]) together with a slot of its concurrency limit (KEYS[5], at
-// most ARGV[7] holders; 0: none) and a start of its rate limit (KEYS[6],
-// at most ARGV[8] starts per ARGV[9] ms; 0: none), in one step, or
-// nothing. KEYS[2] is the owner lease (token and TTL ARGV[1], ARGV[2]),
+// most ARGV[7] holders; 0: none), a slot of its queue's limit (KEYS[11],
+// at most ARGV[13] holders; 0: none) and a start of its rate limit
+// (KEYS[6], at most ARGV[8] starts per ARGV[9] ms; 0: none), in one step,
+// or nothing. KEYS[2] is the owner lease (token and TTL ARGV[1], ARGV[2]),
 // KEYS[4] DelayedStatusAnyKey; ARGV[5] run_at, ARGV[6] the queue key
 // prefix, ARGV[10] the worker id, ARGV[11] how long a slot lasts unless
-// renewed (ms). KEYS[7] and ARGV[12] are a slot the worker holds and is
-// done with (its job's outcome is recorded): freed first, so that the
-// worker's own last job does not count against its next.
+// renewed (ms). KEYS[7] and KEYS[12] hold the slots (members ARGV[12],
+// ARGV[14]) the worker holds and is done with (its job's outcome is
+// recorded): freed first, so that the worker's own last job does not
+// count against its next.
 //
 // Slots and starts are scored in Redis's own clock (TIME), the same for
 // every host. It returns what resqued_reserve does for a job taken, or
-// {'full', 'c'}, {'full', 'r', ms until a start frees}, {'gone'} (the
-// entry was taken meanwhile), {'held'} (worker:<id> holds a job already),
-// {'notowner'}. KEYS[9] is the queue's pause key and KEYS[10] the
-// pause-all-workers flag: a pause set since the reserve looked takes
-// nothing ({'gone'}). A start refused by the rate limit counts in KEYS[8]
-// (RateLimitedKey).
-var acquireScript = redis.NewScript(10, ownerLua+`
+// {'full', 'c'}, {'full', 'q'} (the queue's limit), {'full', 'r', ms
+// until a start frees}, {'gone'} (the entry was taken meanwhile),
+// {'held'} (worker:<id> holds a job already), {'notowner'}. KEYS[9] is
+// the queue's pause key and KEYS[10] the pause-all-workers flag: a pause
+// set since the reserve looked takes nothing ({'gone'}). A start refused
+// by the rate limit counts in KEYS[8] (RateLimitedKey).
+var acquireScript = redis.NewScript(12, ownerLua+`
 if not resqued_owner(KEYS[2], ARGV[1], ARGV[2]) then return {'notowner'} end
 if ARGV[12] ~= '' then redis.call('ZREM', KEYS[7], ARGV[12]) end
+if ARGV[14] ~= '' then redis.call('ZREM', KEYS[12], ARGV[14]) end
 if redis.call('EXISTS', KEYS[1]) == 1 then return {'held'} end
 -- Paused since the reserve looked (its queue, or every worker): taken
 -- by nobody; the next reserve passes over it.
@@ -420,10 +512,14 @@ if redis.call('LINDEX', k, idx) ~= v then
 end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local n, rn, per = tonumber(ARGV[7]), tonumber(ARGV[8]), tonumber(ARGV[9])
+local n, rn, per, qn = tonumber(ARGV[7]), tonumber(ARGV[8]), tonumber(ARGV[9]), tonumber(ARGV[13])
 if n > 0 then
   redis.call('ZREMRANGEBYSCORE', KEYS[5], '-inf', now)
   if redis.call('ZCARD', KEYS[5]) >= n then return {'full', 'c'} end
+end
+if qn > 0 then
+  redis.call('ZREMRANGEBYSCORE', KEYS[11], '-inf', now)
+  if redis.call('ZCARD', KEYS[11]) >= qn then return {'full', 'q'} end
 end
 if rn > 0 then
   redis.call('ZREMRANGEBYSCORE', KEYS[6], '-inf', now - per)
@@ -454,6 +550,10 @@ if n > 0 then
   redis.call('ZADD', KEYS[5], now + tonumber(ARGV[11]), member)
   redis.call('PEXPIRE', KEYS[5], ARGV[11])
 end
+if qn > 0 then
+  redis.call('ZADD', KEYS[11], now + tonumber(ARGV[11]), member)
+  redis.call('PEXPIRE', KEYS[11], ARGV[11])
+end
 if rn > 0 then
   redis.call('ZADD', KEYS[6], now, member)
   redis.call('PEXPIRE', KEYS[6], per)
@@ -476,7 +576,7 @@ var errLimited = errors.New("limited")
 // acquire runs acquireScript for the candidate reply (the reserve's
 // {'limited', ...}) and returns what it took, or errLimited.
 func (f *Fetcher) acquire(conn redis.Conn, queues []string, reply []interface{}, opt ReserveOptions, now time.Time) (*Reserved, error) {
-	if len(reply) != 8 {
+	if len(reply) != 9 {
 		return nil, fmt.Errorf("%s: unexpected reply", reserveWhat(queues))
 	}
 	own, _ := reply[6].(int64) // the payload's own "concurrency"
@@ -486,8 +586,10 @@ func (f *Fetcher) acquire(conn redis.Conn, queues []string, reply []interface{},
 	conc, _ := reply[4].([]byte)
 	rate, _ := reply[5].([]byte)
 	class, _ := reply[7].([]byte)
+	qlimit, _ := reply[8].([]byte)
+	queue := strings.TrimPrefix(string(key), QueuePrefix(f.c.ns))
 	cl, _ := opt.Limits.Class(string(class))
-	n, rn := 0, 0
+	n, rn, qn := 0, 0, 0
 	if len(conc) > 0 {
 		n = cl.Concurrency
 		if own > 0 {
@@ -497,12 +599,20 @@ func (f *Fetcher) acquire(conn redis.Conn, queues []string, reply []interface{},
 	if len(rate) > 0 {
 		rn = cl.Rate
 	}
+	if len(qlimit) > 0 {
+		qn, _ = opt.Limits.Queue(string(qlimit))
+	}
 	token, ttl := f.lease.ownerArgs()
-	var prevKey, prevMember string
-	if f.done != nil {
-		prevKey, prevMember = ConcurrencyKey(f.c.ns, f.done.Limit), f.done.Member
-	} else {
-		prevKey = ConcurrencyKey(f.c.ns, string(conc))
+	// The slots of the worker's last job, freed in this step; unused
+	// keys are declared all the same (a key of this job's limits).
+	prevKey, prevMember := ConcurrencyKey(f.c.ns, string(conc)), ""
+	prevQKey, prevQMember := QueueConcurrencyKey(f.c.ns, queue), ""
+	for _, s := range f.done {
+		if s.Queue {
+			prevQKey, prevQMember = s.key(f.c.ns), s.Member
+		} else {
+			prevKey, prevMember = s.key(f.c.ns), s.Member
+		}
 	}
 	if beforeAcquire != nil {
 		beforeAcquire()
@@ -510,10 +620,10 @@ func (f *Fetcher) acquire(conn redis.Conn, queues []string, reply []interface{},
 	sent := time.Now()
 	v, err := redis.Values(acquireScript.Do(conn, WorkerKey(f.c.ns, f.worker), OwnerKey(f.c.ns, f.worker), string(key),
 		DelayedStatusAnyKey(f.c.ns), ConcurrencyKey(f.c.ns, string(conc)), RateKey(f.c.ns, string(rate)), prevKey,
-		RateLimitedKey(f.c.ns, string(rate)),
-		QueuePauseKey(f.c.ns, strings.TrimPrefix(string(key), QueuePrefix(f.c.ns))), PauseAllKey(f.c.ns),
+		RateLimitedKey(f.c.ns, string(rate)), QueuePauseKey(f.c.ns, queue), PauseAllKey(f.c.ns),
+		QueueConcurrencyKey(f.c.ns, queue), prevQKey,
 		token, ttl, entry, idx, now.UTC().Format(RunAtFormat), QueuePrefix(f.c.ns), n, rn, cl.Per.Milliseconds(),
-		f.worker, f.slotTTL().Milliseconds(), prevMember))
+		f.worker, f.slotTTL().Milliseconds(), prevMember, qn, prevQMember))
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", reserveWhat(queues), err)
 	}
@@ -527,10 +637,13 @@ func (f *Fetcher) acquire(conn redis.Conn, queues []string, reply []interface{},
 			if f.full == nil {
 				f.full = limitBelief{}
 			}
-			if string(kind) == "r" {
+			switch string(kind) {
+			case "r":
 				ms, _ := redis.Int64(v[2], nil)
 				f.full["r:"+string(rate)] = time.Now().Add(time.Duration(ms) * time.Millisecond)
-			} else {
+			case "q":
+				f.full["q:"+queue] = time.Now().Add(fullFor)
+			default:
 				f.full["c:"+string(conc)] = time.Now().Add(fullFor)
 			}
 			return nil, errLimited
@@ -539,9 +652,15 @@ func (f *Fetcher) acquire(conn redis.Conn, queues []string, reply []interface{},
 		}
 	}
 	r, err := f.taken(conn, queues, v, now, opt)
-	if err == nil && len(conc) > 0 {
-		r.Slot = &Slot{Limit: string(conc), Member: f.worker + ":" + r.Record}
-		f.lease.hold(f.c.ns, r.Slot)
+	if err == nil {
+		member := f.worker + ":" + r.Record
+		if n > 0 {
+			r.Slots = append(r.Slots, &Slot{Limit: string(conc), Member: member})
+		}
+		if qn > 0 {
+			r.Slots = append(r.Slots, &Slot{Limit: queue, Queue: true, Member: member})
+		}
+		f.lease.hold(f.c.ns, r.Slots)
 	}
 	return r, err
 }
@@ -555,8 +674,8 @@ func (f *Fetcher) slotTTL() time.Duration {
 }
 
 // resumedSlot gives a job resumed from worker:<id> (its reserve's reply
-// was lost) the slot that reserve took, taking it again if it lapsed
-// meanwhile: the job runs either way, and is counted.
+// was lost) the slots that reserve took, taking them again if they
+// lapsed meanwhile: the job runs either way, and is counted.
 func (f *Fetcher) resumedSlot(conn redis.Conn, r *Reserved, opt ReserveOptions) {
 	if opt.Limits == nil && !bytes.Contains(r.Payload, []byte(`"concurrency"`)) {
 		return
@@ -573,59 +692,117 @@ func (f *Fetcher) resumedSlot(conn redis.Conn, r *Reserved, opt ReserveOptions) 
 	if conc == "" && p.Concurrency >= 1 && p.Concurrency == math.Trunc(p.Concurrency) {
 		conc = p.Class
 	}
-	if conc == "" {
+	member := f.worker + ":" + r.Record
+	if conc != "" {
+		r.Slots = append(r.Slots, &Slot{Limit: conc, Member: member})
+	}
+	if _, ok := opt.Limits.Queue(r.Queue); ok {
+		r.Slots = append(r.Slots, &Slot{Limit: r.Queue, Queue: true, Member: member})
+	}
+	if len(r.Slots) == 0 {
 		return
 	}
-	r.Slot = &Slot{Limit: conc, Member: f.worker + ":" + r.Record}
-	_, _ = slotRenewScript.Do(conn, ConcurrencyKey(f.c.ns, conc), r.Slot.Member, f.slotTTL().Milliseconds(), "")
-	f.lease.hold(f.c.ns, r.Slot)
+	_, _ = slotRenewScript.Do(conn, slotRenewArgs(f.c.ns, r.Slots, f.slotTTL(), "")...)
+	f.lease.hold(f.c.ns, r.Slots)
 }
 
-// slotRenewScript sets slot member ARGV[1] of KEYS[1] to lapse ARGV[2]
-// ms from now (Redis's clock); with ARGV[3] "XX", only while it is still
-// held.
-var slotRenewScript = redis.NewScript(1, `
+// slotRenewScript sets slot member ARGV[2+i] of KEYS[i], for each i, to
+// lapse ARGV[1] ms from now (Redis's clock); with ARGV[2] "XX", only
+// while it is still held.
+var slotRenewScript = redis.NewScript(-1, `
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local n
-if ARGV[3] == 'XX' then
-  n = redis.call('ZADD', KEYS[1], 'XX', 'CH', now + tonumber(ARGV[2]), ARGV[1])
-else
-  n = redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
+local n = 0
+for i, k in ipairs(KEYS) do
+  if ARGV[2] == 'XX' then
+    n = n + redis.call('ZADD', k, 'XX', 'CH', now + tonumber(ARGV[1]), ARGV[2 + i])
+  else
+    n = n + redis.call('ZADD', k, now + tonumber(ARGV[1]), ARGV[2 + i])
+  end
+  redis.call('PEXPIRE', k, ARGV[1])
 end
-redis.call('PEXPIRE', KEYS[1], ARGV[2])
 return n
 `)
 
+// slotRenewArgs are slotRenewScript's arguments for slots, to lapse ttl
+// from now; xx "XX" renews only slots still held.
+func slotRenewArgs(ns string, slots []*Slot, ttl time.Duration, xx string) []interface{} {
+	args := make([]interface{}, 0, 3+2*len(slots))
+	args = append(args, len(slots))
+	for _, s := range slots {
+		args = append(args, s.key(ns))
+	}
+	args = append(args, ttl.Milliseconds(), xx)
+	for _, s := range slots {
+		args = append(args, s.Member)
+	}
+	return args
+}
+
 // doneWith tells the Fetcher that r's outcome is recorded: the next acquire
-// frees r's slot in its own step (FinishAndReserve calls it).
+// frees r's slots in its own step (FinishAndReserve calls it).
 func (f *Fetcher) doneWith(r *Reserved) {
-	if r != nil && r.Slot != nil {
-		f.done = r.Slot
+	if r != nil && len(r.Slots) > 0 {
+		f.done = r.Slots
 	}
 }
 
-// ReleaseSlot frees the concurrency slot s once its job's outcome is
-// recorded (or the job given back). It is safe to repeat: a slot already
-// freed (or lapsed) stays so. A slot not freed lapses within the lease
-// TTL.
-func (c *Client) ReleaseSlot(ctx context.Context, l *Lease, s *Slot) error {
-	if s == nil {
+// releaseSlotsScript frees slot member ARGV[i] of KEYS[i], for each i.
+var releaseSlotsScript = redis.NewScript(-1, `
+for i, k in ipairs(KEYS) do redis.call('ZREM', k, ARGV[i]) end
+return 1
+`)
+
+// ReleaseSlots frees the concurrency slots of a job (Reserved.Slots),
+// all in one step, once its outcome is recorded (or the job given back).
+// It is safe to repeat: a slot already freed (or lapsed) stays so. A
+// slot not freed lapses within the lease TTL.
+func (c *Client) ReleaseSlots(ctx context.Context, l *Lease, slots []*Slot) error {
+	if len(slots) == 0 {
 		return nil
 	}
-	l.unhold(s)
-	if _, err := c.do(ctx, "ZREM", ConcurrencyKey(c.ns, s.Limit), s.Member); err != nil {
-		return fmt.Errorf("free slot of %s: %w", s.Limit, err)
+	l.unhold(slots)
+	args := make([]interface{}, 0, 1+2*len(slots))
+	args = append(args, len(slots))
+	for _, s := range slots {
+		args = append(args, s.key(c.ns))
+	}
+	for _, s := range slots {
+		args = append(args, s.Member)
+	}
+	conn, err := c.pool.GetContext(ctx)
+	if err != nil {
+		return fmt.Errorf("free slots of %s: %w", SlotNames(slots), err)
+	}
+	defer conn.Close()
+	if _, err := releaseSlotsScript.Do(conn, args...); err != nil {
+		return fmt.Errorf("free slots of %s: %w", SlotNames(slots), err)
 	}
 	return nil
 }
 
+// SlotNames names slots for messages and logs: the limits' names, a
+// queue's as "queue q", joined by ", ".
+func SlotNames(slots []*Slot) string {
+	names := make([]string, len(slots))
+	for i, s := range slots {
+		names[i] = s.Limit
+		if s.Queue {
+			names[i] = "queue " + s.Limit
+		}
+	}
+	return strings.Join(names, ", ")
+}
+
 // LimitUse is what one limit looks like now.
 type LimitUse struct {
-	// Limit is its name: the class, or class:value for a key path.
+	// Limit is its name: the class, or class:value for a key path, or
+	// queue:q for queue q's limit.
 	Limit string `json:"limit"`
-	// Class is the class it limits.
+	// Class is the class it limits; Queue the queue, for a queue's
+	// limit (Class is then empty).
 	Class string `json:"class"`
+	Queue string `json:"queue,omitempty"`
 	// Concurrency is the configured most running at once (0: none);
 	// InUse how many slots are held now.
 	Concurrency int `json:"concurrency,omitempty"`
@@ -640,13 +817,14 @@ type LimitUse struct {
 	// (RateLimitedKey): a job that waits is counted at each look.
 	RateLimited int64 `json:"rate_limited,omitempty"`
 	// Waiting is how many jobs of the class are queued, counted in the
-	// first 1000 entries of each of queues (an estimate past that).
+	// first 1000 entries of each of queues (an estimate past that); for
+	// a queue's limit, the jobs in the queue.
 	Waiting int `json:"waiting"`
 }
 
 // LimitsInUse reads the state of every limit of l: one row per class,
 // and one per key value seen (a limit with a key path has a set per
-// value). queues are counted for Waiting.
+// value), then one per limited queue. queues are counted for Waiting.
 func (c *Client) LimitsInUse(ctx context.Context, l *Limits, queues []string) ([]LimitUse, error) {
 	if l == nil {
 		return nil, nil
@@ -723,6 +901,17 @@ func (c *Client) LimitsInUse(ctx context.Context, l *Limits, queues []string) ([
 		for _, n := range names {
 			out = append(out, *rows[n])
 		}
+	}
+	for _, q := range l.Queues() {
+		n, err := redis.Int(conn.Do("ZCOUNT", QueueConcurrencyKey(c.ns, q), fmt.Sprintf("(%d", now), "+inf"))
+		if err != nil {
+			return nil, fmt.Errorf("read limits: %w", err)
+		}
+		size, err := redis.Int(conn.Do("LLEN", QueueKey(c.ns, q)))
+		if err != nil {
+			return nil, fmt.Errorf("read limits: %w", err)
+		}
+		out = append(out, LimitUse{Limit: "queue:" + q, Queue: q, Concurrency: l.queues[q], InUse: n, Waiting: size})
 	}
 	return out, nil
 }

@@ -89,8 +89,8 @@ func TestFetcher_ConcurrencyLimit(t *testing.T) {
 	f1, f2 := leasedFetcher(t, c, "h:1:q"), leasedFetcher(t, c, "h:2:q")
 
 	r1 := mustReserve(t, f1, queues, opt)
-	if string(r1.Payload) != `{"class":"Slow","args":[1]}` || r1.Slot == nil {
-		t.Fatalf("first reserve = %s slot %+v, want Slow [1] with a slot", r1.Payload, r1.Slot)
+	if string(r1.Payload) != `{"class":"Slow","args":[1]}` || len(r1.Slots) == 0 {
+		t.Fatalf("first reserve = %s slot %+v, want Slow [1] with a slot", r1.Payload, r1.Slots)
 	}
 	if n, _ := redis.Int(srv.Do(t, "ZCARD", queue.ConcurrencyKey(ns, "Slow")), nil); n != 1 {
 		t.Errorf("slots held = %d, want 1", n)
@@ -98,7 +98,7 @@ func TestFetcher_ConcurrencyLimit(t *testing.T) {
 	// Slow is full: the second worker takes Fast [3] from high, before
 	// anything in low (priority holds among the jobs allowed).
 	r2 := mustReserve(t, f2, queues, opt)
-	if string(r2.Payload) != `{"class":"Fast","args":[3]}` || r2.Slot != nil {
+	if string(r2.Payload) != `{"class":"Fast","args":[3]}` || len(r2.Slots) != 0 {
 		t.Fatalf("second reserve = %s, want Fast [3] without a slot", r2.Payload)
 	}
 	if got, _ := redis.Strings(srv.Do(t, "LRANGE", queue.QueueKey(ns, "high"), 0, -1), nil); len(got) != 1 || got[0] != `{"class":"Slow","args":[2]}` {
@@ -121,14 +121,14 @@ func TestFetcher_ConcurrencyLimit(t *testing.T) {
 	if _, err := c.FinishJob(ctx, r1, queue.Outcome{}); err != nil {
 		t.Fatal(err)
 	}
-	if err := c.ReleaseSlot(ctx, nil, r1.Slot); err != nil {
+	if err := c.ReleaseSlots(ctx, nil, r1.Slots); err != nil {
 		t.Fatal(err)
 	}
-	if err := c.ReleaseSlot(ctx, nil, r1.Slot); err != nil {
+	if err := c.ReleaseSlots(ctx, nil, r1.Slots); err != nil {
 		t.Fatalf("release twice: %v", err)
 	}
 	r2 = reserveUntil(t, f2, queues, opt, 5*time.Second)
-	if string(r2.Payload) != `{"class":"Slow","args":[2]}` || r2.Slot == nil {
+	if string(r2.Payload) != `{"class":"Slow","args":[2]}` || len(r2.Slots) == 0 {
 		t.Fatalf("after the slot freed: %s, want Slow [2]", r2.Payload)
 	}
 	use, err := c.LimitsInUse(ctx, lim, queues)
@@ -148,11 +148,11 @@ func TestFetcher_FinishAndReserveFreesOwnSlot(t *testing.T) {
 	f := leasedFetcher(t, c, "h:1:q")
 	r := mustReserve(t, f, []string{"q"}, opt)
 	ok, next, err := f.FinishAndReserve(ctx, r, queue.Outcome{}, []string{"q"}, opt)
-	if !ok || err != nil || next == nil || next.Slot == nil {
+	if !ok || err != nil || next == nil || len(next.Slots) == 0 {
 		t.Fatalf("FinishAndReserve = %v %+v %v", ok, next, err)
 	}
-	if got, _ := redis.Strings(srv.Do(t, "ZRANGE", queue.ConcurrencyKey(ns, "Slow"), 0, -1), nil); len(got) != 1 || got[0] != next.Slot.Member {
-		t.Errorf("slots = %q, want only the next job's %q", got, next.Slot.Member)
+	if got, _ := redis.Strings(srv.Do(t, "ZRANGE", queue.ConcurrencyKey(ns, "Slow"), 0, -1), nil); len(got) != 1 || got[0] != next.Slots[0].Member {
+		t.Errorf("slots = %q, want only the next job's %q", got, next.Slots[0].Member)
 	}
 }
 
@@ -197,17 +197,17 @@ func TestLease_RenewKeepsSlot(t *testing.T) {
 	defer f.Close()
 	r := mustReserve(t, f, []string{"q"}, opt)
 	key := queue.ConcurrencyKey(ns, "Slow")
-	before, _ := redis.Int64(srv.Do(t, "ZSCORE", key, r.Slot.Member), nil)
+	before, _ := redis.Int64(srv.Do(t, "ZSCORE", key, r.Slots[0].Member), nil)
 	l.TTL = time.Minute
 	if err := l.Renew(ctx); err != nil {
 		t.Fatal(err)
 	}
-	after, _ := redis.Int64(srv.Do(t, "ZSCORE", key, r.Slot.Member), nil)
+	after, _ := redis.Int64(srv.Do(t, "ZSCORE", key, r.Slots[0].Member), nil)
 	if after-before < 40_000 {
 		t.Errorf("slot lapses at %d after renewal, was %d: want ~50 s later", after, before)
 	}
 	// Freed, a renewal does not bring it back.
-	if err := c.ReleaseSlot(ctx, l, r.Slot); err != nil {
+	if err := c.ReleaseSlots(ctx, l, r.Slots); err != nil {
 		t.Fatal(err)
 	}
 	if err := l.Renew(ctx); err != nil {
@@ -237,8 +237,8 @@ func TestFetcher_ConcurrencyKey(t *testing.T) {
 		f := leasedFetcher(t, c, fmt.Sprintf("h:%d:q", i))
 		r := mustReserve(t, f, []string{"q"}, opt)
 		slot := ""
-		if r.Slot != nil {
-			slot = r.Slot.Limit
+		if len(r.Slots) > 0 {
+			slot = r.Slots[0].Limit
 			if conc, _, _ := lim.Names(r.Class, r.Args); conc != slot {
 				t.Errorf("Names = %q, the script named it %q", conc, slot)
 			}
@@ -311,8 +311,8 @@ func TestFetcher_PayloadConcurrency(t *testing.T) {
 		f := leasedFetcher(t, c, fmt.Sprintf("h:%d:q", i))
 		r := mustReserve(t, f, []string{"q"}, tc.opt)
 		slot := ""
-		if r.Slot != nil {
-			slot = r.Slot.Limit
+		if len(r.Slots) > 0 {
+			slot = r.Slots[0].Limit
 		}
 		if string(r.Payload) != tc.want || slot != tc.slot {
 			t.Errorf("reserve %d = %s (slot %q), want %s (slot %q)", i, r.Payload, slot, tc.want, tc.slot)

@@ -35,32 +35,32 @@ type Lease struct {
 	// was last extended: by Acquire, Renew, or a reserve or outcome
 	// script, each of which extends it as it checks it.
 	renewed atomic.Int64
-	// held is the concurrency slot the worker holds, renewed with the
-	// lease (Renew), or nil.
-	held atomic.Pointer[heldSlot]
+	// held are the concurrency slots of the job the worker runs,
+	// renewed with the lease (Renew), or nil.
+	held atomic.Pointer[heldSlots]
 }
 
-// heldSlot is a slot a lease renews: its key and member.
-type heldSlot struct {
-	key string
-	s   *Slot
+// heldSlots are the slots a lease renews, and their namespace.
+type heldSlots struct {
+	ns    string
+	slots []*Slot
 }
 
-// hold makes the lease renew slot s (of namespace ns) with itself. l
-// may be nil.
-func (l *Lease) hold(ns string, s *Slot) {
-	if l != nil {
-		l.held.Store(&heldSlot{key: ConcurrencyKey(ns, s.Limit), s: s})
+// hold makes the lease renew slots (of namespace ns) with itself, in
+// place of any it renewed. l may be nil.
+func (l *Lease) hold(ns string, slots []*Slot) {
+	if l != nil && len(slots) > 0 {
+		l.held.Store(&heldSlots{ns: ns, slots: slots})
 	}
 }
 
-// unhold stops renewing slot s (a slot taken since is kept). l may be
+// unhold stops renewing slots (slots taken since are kept). l may be
 // nil.
-func (l *Lease) unhold(s *Slot) {
-	if l == nil {
+func (l *Lease) unhold(slots []*Slot) {
+	if l == nil || len(slots) == 0 {
 		return
 	}
-	if h := l.held.Load(); h != nil && h.s == s {
+	if h := l.held.Load(); h != nil && h.slots[0] == slots[0] {
 		l.held.CompareAndSwap(h, nil)
 	}
 }
@@ -125,11 +125,11 @@ func (l *Lease) run(ctx context.Context, what, acquire string) (time.Duration, e
 	}
 	l.renewed.Store(sent.UnixNano())
 	if h := l.held.Load(); h != nil {
-		// The slot of the job running lapses with the lease: extend it
-		// too, only while it is still held (XX: a slot freed meanwhile
-		// stays free).
-		if _, err := slotRenewScript.Do(conn, h.key, h.s.Member, l.TTL.Milliseconds(), "XX"); err != nil {
-			return 0, fmt.Errorf("%s lease on %s: renew slot of %s: %w", what, l.ID, h.s.Limit, err)
+		// The slots of the job running lapse with the lease: extend
+		// them too, together, only while they are still held (XX: a
+		// slot freed meanwhile stays free).
+		if _, err := slotRenewScript.Do(conn, slotRenewArgs(h.ns, h.slots, l.TTL, "XX")...); err != nil {
+			return 0, fmt.Errorf("%s lease on %s: renew slots of %s: %w", what, l.ID, SlotNames(h.slots), err)
 		}
 	}
 	return 0, nil

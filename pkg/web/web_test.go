@@ -310,11 +310,12 @@ func TestBasicAuth(t *testing.T) {
 // With the handlers config's limits, the Workers page shows each one:
 // slots held of the configured value, jobs of the class waiting.
 func TestWorkersPage_Limits(t *testing.T) {
-	lim := queue.NewLimits(map[string]queue.ClassLimit{"A": {Concurrency: 3}, "B": {Rate: 10, Per: time.Second}})
+	lim := queue.NewLimits(map[string]queue.ClassLimit{"A": {Concurrency: 3}, "B": {Rate: 10, Per: time.Second}}).WithQueues(map[string]int{"reports": 2})
 	e := startWith(t, func(c *web.Config) { c.Limits = lim })
 	e.srv.Do(t, "ZADD", queue.ConcurrencyKey(ns, "A"), 9999999999999, "h:1:q:abc")
+	e.srv.Do(t, "ZADD", queue.QueueConcurrencyKey(ns, "reports"), 9999999999999, "h:1:q:abc")
 	body := mustGet(t, e, "/workers", "<h2>Limits</h2>", "10 per 1s")
-	for _, re := range []string{`<td>A</td>\s*<td class="num">1</td><td class="num">3</td>`, `<td>B</td>`} {
+	for _, re := range []string{`<td>A</td>\s*<td class="num">1</td><td class="num">3</td>`, `<td>B</td>`, `<td>queue:reports</td>\s*<td class="num">1</td><td class="num">2</td>`} {
 		if !regexp.MustCompile(re).MatchString(body) {
 			t.Errorf("workers page lacks %s:\n%s", re, body)
 		}

@@ -65,9 +65,9 @@ func (w *Worker) process(r *queue.Reserved) *queue.Reserved {
 		w.inJob = false
 		w.mu.Unlock()
 	}()
-	if r.Slot != nil {
+	if len(r.Slots) > 0 {
 		// Freed once the outcome is recorded (finish, retry): until
-		// then the job counts against its limit.
+		// then the job counts against its limits.
 		defer w.freeSlot(r)
 	}
 	start := time.Now()
@@ -84,7 +84,7 @@ func (w *Worker) process(r *queue.Reserved) *queue.Reserved {
 	// What a Ruby resque-scheduler dropped: id, attempt. The outcome is
 	// recorded under a restored token too.
 	w.restore(r)
-	if w.cfg.Limits != nil && r.Slot == nil {
+	if w.cfg.Limits != nil && !hasClassSlot(r) {
 		w.warnUnlimited(r)
 	}
 	log := w.log.With("queue", r.Queue, "class", r.Class, "job_id", r.ID)
@@ -499,14 +499,29 @@ func (w *Worker) forgetAttempts(r *queue.Reserved) {
 	}
 }
 
-// freeSlot frees the concurrency slot r held, once its outcome is
-// recorded. A slot not freed (Redis away) lapses within the lease TTL.
+// freeSlot frees the concurrency slots r held (its class's, its
+// queue's), together, once its outcome is recorded. A slot not freed
+// (Redis away) lapses within the lease TTL.
 func (w *Worker) freeSlot(r *queue.Reserved) {
+	if len(r.Slots) == 0 {
+		return
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if err := w.cfg.Queue.ReleaseSlot(ctx, w.lease, r.Slot); err != nil {
-		w.log.Warn("free concurrency slot; it lapses within the lease TTL", "limit", r.Slot.Limit, "error", err)
+	if err := w.cfg.Queue.ReleaseSlots(ctx, w.lease, r.Slots); err != nil {
+		w.log.Warn("free concurrency slots; they lapse within the lease TTL", "limit", queue.SlotNames(r.Slots), "error", err)
 	}
+}
+
+// hasClassSlot reports whether r holds a slot of its class's (or key's)
+// limit, not only of its queue's.
+func hasClassSlot(r *queue.Reserved) bool {
+	for _, s := range r.Slots {
+		if !s.Queue {
+			return true
+		}
+	}
+	return false
 }
 
 // warnUnlimited warns about a job of a class with a keyed limit whose
