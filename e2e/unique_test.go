@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -177,4 +178,136 @@ func TestUnique_Payload(t *testing.T) {
 		n, _ := redis.Int(srv.Do(t, "EXISTS", lock), nil)
 		return n == 0
 	}, "the lock outlived its job")
+}
+
+// TestUnique_RubyLoner: a job enqueued by a Ruby app with resque-loner
+// (no "unique", no id; the lock "1" beside it) holds its lock while it
+// runs under a handlers config with unique: true, and the lock is gone
+// once it ended; metrics and stats count it while it runs. Without the
+// config the lock stays, as resqued cannot know the class is unique
+// (docs/operations.md, Unique jobs).
+func TestUnique_RubyLoner(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	dir, tmp := t.TempDir(), t.TempDir()
+	gate, started := filepath.Join(tmp, "gate"), filepath.Join(tmp, "started")
+	handler(t, dir, "Sync", `touch "`+started+`"; while [ ! -f "`+gate+`" ]; do sleep 0.05; done`)
+	handler(t, dir, "Plain", `exit 0`)
+	conf := filepath.Join(tmp, "handlers.yml")
+	if err := os.WriteFile(conf, []byte("classes:\n  Sync:\n    unique: true\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// As resque-loner's Resque::Job.create_with_loner writes them.
+	lock := uniqueLock(t, "r", "Sync", `[{"a":1}]`)
+	srv.Do(t, "SADD", queue.QueuesKey(ns), "r")
+	srv.Do(t, "RPUSH", queue.QueueKey(ns, "r"), `{"class":"Sync","args":[{"a":1}]}`)
+	srv.Do(t, "SET", lock, "1")
+
+	addr := freeAddr(t)
+	start(t, srv, dir, "--queues", "r", "--handlers-config", conf, "--metrics", addr)
+	redistest.Eventually(t, 30*time.Second, func() bool { _, err := os.Stat(started); return err == nil }, "Sync never started")
+	if v, _ := redis.String(srv.Do(t, "GET", lock), nil); v != "1" {
+		t.Errorf("while it runs, lock = %q, want \"1\"", v)
+	}
+	var body string
+	redistest.Eventually(t, 30*time.Second, func() bool {
+		code, b := httpGet(t, "http://"+addr+"/metrics")
+		body = b
+		return code == 200 && strings.Contains(body, "resqued_unique_locks 1\n")
+	}, "metrics while it runs lack resqued_unique_locks 1:\n%s", lastBody{&body})
+	out, _, _ := cli(t, srv, "stats")
+	wantLines(t, out, "unique     1 locks held")
+	os.WriteFile(gate, nil, 0o644)
+	waitProcessed(t, srv, 1)
+	redistest.Eventually(t, 10*time.Second, func() bool {
+		n, _ := redis.Int(srv.Do(t, "EXISTS", lock), nil)
+		return n == 0
+	}, "resque-loner's lock outlived its job")
+	var s struct {
+		UniqueLocks *int `json:"unique_locks"`
+	}
+	mustJSON(t, mustCLI(t, srv, "stats", "--json"), &s)
+	if s.UniqueLocks == nil || *s.UniqueLocks != 0 {
+		t.Errorf("stats --json unique_locks = %v, want 0", s.UniqueLocks)
+	}
+
+	// The documented limitation: a class not configured unique leaves
+	// resque-loner's lock behind (until its loner_ttl, if any).
+	plain := uniqueLock(t, "r", "Plain", `[]`)
+	srv.Do(t, "RPUSH", queue.QueueKey(ns, "r"), `{"class":"Plain","args":[]}`)
+	srv.Do(t, "SET", plain, "1")
+	waitProcessed(t, srv, 2)
+	if v, _ := redis.String(srv.Do(t, "GET", plain), nil); v != "1" {
+		t.Errorf("lock of an unconfigured class = %q, want resque-loner's \"1\" left", v)
+	}
+
+	// A copy refused because another job holds the lock is counted.
+	d, _ := queue.UniqueDigest("Plain", []byte(`[7]`))
+	srv.Do(t, "SET", queue.UniqueLockKey(ns, "r", d), "1")
+	srv.Do(t, "SET", queue.UniqueHolderKey(ns, "r", d), "elsewhere")
+	srv.Do(t, "RPUSH", queue.QueueKey(ns, "r"), `{"class":"Plain","args":[7],"id":"dup","unique":true}`)
+	redistest.Eventually(t, 30*time.Second, func() bool {
+		code, b := httpGet(t, "http://"+addr+"/metrics")
+		body = b
+		return code == 200 && strings.Contains(body, "resqued_unique_duplicates_total 1\n")
+	}, "metrics lack resqued_unique_duplicates_total 1:\n%s", lastBody{&body})
+	if fs := failures(t, srv); len(fs) != 1 || fs[0].Exception != "Resqued::DuplicateJob" {
+		t.Errorf("failures: %+v, want the one duplicate", fs)
+	}
+}
+
+// TestUnique_Orphan: a worker killed with -9 while running a unique job
+// (one of a class the config makes unique, without an id; and one with
+// "unique" in its payload) is pruned with --on-orphan fail: both fail as
+// Resque::DirtyExit and their locks are gone.
+func TestUnique_Orphan(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	dir, tmp := t.TempDir(), t.TempDir()
+	handler(t, dir, "Hang", `touch "`+tmp+`/started.$$"; exec sleep 1000`)
+	conf := filepath.Join(tmp, "handlers.yml")
+	if err := os.WriteFile(conf, []byte("classes:\n  Hang:\n    unique: 1h\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	id, _, code := cli(t, srv, "enqueue", "--unique", "--queue", "o", "--args", `[1]`, "Hang")
+	if code != 0 || id == "" {
+		t.Fatalf("enqueue --unique: %q, exit %d", id, code)
+	}
+	byPayload := uniqueLock(t, "o", "Hang", `[1]`)
+	byConfig := uniqueLock(t, "o", "Hang", `[2]`)
+	srv.Do(t, "RPUSH", queue.QueueKey(ns, "o"), `{"class":"Hang","args":[2]}`)
+	srv.Do(t, "SET", byConfig, "1")
+
+	// Two single-worker daemons, one job each: a supervisor killed -9
+	// would leave its workers running.
+	var firsts []*daemon
+	for n := 1; n <= 2; n++ {
+		firsts = append(firsts, start(t, srv, dir, "--queues", "o", "--handlers-config", conf))
+		redistest.Eventually(t, 30*time.Second, func() bool {
+			m, _ := filepath.Glob(filepath.Join(tmp, "started.*"))
+			return len(m) == n
+		}, "job %d never started", n)
+	}
+	for _, k := range []string{byPayload, byConfig} {
+		if n, _ := redis.Int(srv.Do(t, "EXISTS", queue.UniqueHolderKey(ns, "o", strings.TrimPrefix(k, ns+":loners:queue:o:job:"))), nil); n != 1 {
+			t.Errorf("lock %s has no holder while its job runs", k)
+		}
+	}
+	for _, d := range firsts {
+		d.signal(syscall.SIGKILL)
+		d.wait(10 * time.Second)
+	}
+
+	start(t, srv, dir, "--queues", "o", "--on-orphan", "fail", "--handlers-config", conf)
+	redistest.Eventually(t, 60*time.Second, func() bool { return len(failures(t, srv)) == 2 }, "the orphans were not failed")
+	for _, f := range failures(t, srv) {
+		if f.Exception != "Resque::DirtyExit" {
+			t.Errorf("failure %s: %s", f.Exception, f.Error)
+		}
+	}
+	for _, k := range []string{byPayload, byConfig} {
+		if n, _ := redis.Int(srv.Do(t, "EXISTS", k), nil); n != 0 {
+			t.Errorf("lock %s outlived its failed orphan", k)
+		}
+	}
 }

@@ -133,7 +133,7 @@ func (d *daemon) workers(supervise bool) (run func(context.Context) error, ctl *
 		return nil, nil, fmt.Errorf("find own executable: %w", err)
 	}
 	pruner := &worker.Pruner{Queue: cfg.Queue, Hostname: cfg.Hostname, Queues: cfg.Queues, OnOrphan: cfg.OnOrphan,
-		MaxRedeliveries: cfg.MaxRedeliveries, Logger: cfg.Logger}
+		MaxRedeliveries: cfg.MaxRedeliveries, Classes: cfg.Classes, Logger: cfg.Logger}
 	s, err := supervisor.New(supervisor.Config{
 		Count: d.count, Path: exe, Args: os.Args[1:],
 		Reap: func(ctx context.Context, pid int, token string) error {

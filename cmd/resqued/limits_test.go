@@ -53,7 +53,7 @@ func TestWorkerConfig_LimitsRefused(t *testing.T) {
 		{[]string{"--max-output", "lots"}, `--max-output "lots": want a size such as 512M or 2G`},
 		{[]string{"--cpu-limit", "soon"}, `--cpu-limit "soon": want a duration such as 30s, 2m or 1h30m`},
 		{[]string{"--max-procs", "-3"}, `--max-procs -3: must not be negative (0 means no limit)`},
-		{[]string{"--handlers-config", conf}, `handlers config handlers.yml line 3: class Resize: unknown field "memroy" (want memory, cpu, timeout, max_output, procs, env, concurrency, concurrency_key, rate, rate_key)`},
+		{[]string{"--handlers-config", conf}, `handlers config handlers.yml line 3: class Resize: unknown field "memroy" (want memory, cpu, timeout, max_output, procs, env, concurrency, concurrency_key, rate, rate_key, unique)`},
 		{[]string{"--handlers-config", filepath.Join(dir, "none.yml")}, "read handlers config: open " + filepath.Join(dir, "none.yml") + ": no such file or directory"},
 	} {
 		_, err := runWorkerConfig(t, append([]string{"--queues", "q"}, tc.args...)...)

@@ -19,7 +19,7 @@ import (
 func statsCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "stats",
-		Usage: "print processed and failed totals, queue sizes, how many workers are registered and working, and (with --handlers-config) each concurrency and rate limit",
+		Usage: "print processed and failed totals, queue sizes, how many workers are registered and working, how many unique locks resqued's jobs hold, and (with --handlers-config) each concurrency and rate limit",
 		Flags: append(connFlags(), &cli.BoolFlag{Name: "json", Usage: "print a JSON object"},
 			&cli.StringFlag{Name: "handlers-config", EnvVars: []string{"RESQUED_HANDLERS_CONFIG"}, Usage: "the daemons' handlers config `FILE`: show its concurrency and rate limits, in use and waiting"}),
 		Action: statsAction,
@@ -47,6 +47,10 @@ func statsAction(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	locks, err := client.UniqueLocks(c.Context)
+	if err != nil {
+		return err
+	}
 	var use []queue.LimitUse
 	if limits != nil {
 		names := make([]string, len(s.Queues))
@@ -58,13 +62,17 @@ func statsAction(c *cli.Context) error {
 		}
 	}
 	if c.Bool("json") {
+		type withLocks struct {
+			*queue.Stats
+			UniqueLocks int `json:"unique_locks"`
+		}
 		if limits == nil {
-			return printJSON(c.App.Writer, s)
+			return printJSON(c.App.Writer, withLocks{s, locks})
 		}
 		return printJSON(c.App.Writer, struct {
-			*queue.Stats
+			withLocks
 			Limits []queue.LimitUse `json:"limits"`
-		}{s, use})
+		}{withLocks{s, locks}, use})
 	}
 	tw := newTable(c.App.Writer)
 	fmt.Fprintf(tw, "processed\t%d\n", s.Processed)
@@ -76,6 +84,7 @@ func statsAction(c *cli.Context) error {
 	}
 	fmt.Fprintf(tw, "workers\t%d\n", s.Workers)
 	fmt.Fprintf(tw, "working\t%d\n", s.Working)
+	fmt.Fprintf(tw, "unique\t%d locks held\n", locks)
 	if limits != nil {
 		fmt.Fprintf(tw, "limits\t%d\n", len(use))
 		for _, l := range use {

@@ -60,13 +60,18 @@ type Class struct {
 	ConcurrencyKey *queue.ArgPath
 	Rate           *Rate
 	RateKey        *queue.ArgPath
+	// Unique makes every job of the class a unique job (docs/handlers.md,
+	// Unique jobs), holding its resque-loner lock for this TTL, even when
+	// its payload has no "unique" (a Ruby app's resque-loner enqueued
+	// it); nil: only jobs whose payload says so.
+	Unique *time.Duration
 	// Line is where the class starts in the file.
 	Line int
 }
 
 // fields are a class's known fields, in the order error messages list
 // them.
-var fields = []string{"memory", "cpu", "timeout", "max_output", "procs", "env", "concurrency", "concurrency_key", "rate", "rate_key"}
+var fields = []string{"memory", "cpu", "timeout", "max_output", "procs", "env", "concurrency", "concurrency_key", "rate", "rate_key", "unique"}
 
 // Rate is a rate limit: at most N starts per Per.
 type Rate struct {
@@ -128,6 +133,35 @@ func ParseRate(s string) (Rate, error) {
 	return Rate{N: n, Per: d}, nil
 }
 
+// ParseUnique reads a class's unique: true is queue.DefaultUniqueTTL,
+// false not unique (ok false), and a duration (6h, 30m, or plain
+// seconds) the lock's TTL: whole seconds, at least one.
+func ParseUnique(s string) (ttl time.Duration, ok bool, err error) {
+	const want = "want true (a 24h lock), false, or the lock's TTL such as 6h"
+	t := strings.TrimSpace(s)
+	switch strings.ToLower(t) {
+	case "true":
+		return queue.DefaultUniqueTTL, true, nil
+	case "false":
+		return 0, false, nil
+	}
+	if f, err := strconv.ParseFloat(t, 64); err == nil {
+		if math.IsNaN(f) || math.IsInf(f, 0) || math.Abs(f) > 100*365*24*3600 {
+			return 0, false, errors.New(want)
+		}
+		ttl = time.Duration(f * float64(time.Second))
+	} else if ttl, err = time.ParseDuration(t); err != nil {
+		return 0, false, errors.New(want)
+	}
+	if ttl <= 0 {
+		return 0, false, errors.New("the lock's TTL must be above 0: a lock that expires at once locks nothing (false: not unique)")
+	}
+	if err := queue.ValidateUniqueTTL(ttl); err != nil {
+		return 0, false, errors.New(strings.TrimPrefix(err.Error(), "unique TTL "+ttl.String()+": "))
+	}
+	return ttl, true, nil
+}
+
 // Job is what a class's jobs are given: their limits (the defaults
 // overridden field by field), their own timeout (0: the runner's) and
 // extra environment entries.
@@ -135,6 +169,9 @@ type Job struct {
 	Limits  *runner.Limits
 	Timeout time.Duration
 	Env     []string
+	// Unique is the TTL of the unique lock every job of the class holds
+	// (Class.Unique); 0: only jobs whose payload says "unique".
+	Unique time.Duration
 }
 
 // Jobs merges each class's settings with the defaults (the flags'), so
@@ -161,6 +198,9 @@ func (c *Config) Jobs(defaults runner.Limits) map[string]Job {
 		j := Job{Limits: &l, Env: cl.Env}
 		if cl.Timeout != nil {
 			j.Timeout = *cl.Timeout
+		}
+		if cl.Unique != nil {
+			j.Unique = *cl.Unique
 		}
 		jobs[name] = j
 	}
@@ -392,6 +432,14 @@ func parseClass(n *yaml.Node) (Class, error) {
 				return cl, fieldErr(v, "rate %q: %s", v.Value, err)
 			}
 			cl.Rate = &r
+		case "unique":
+			ttl, ok, err := ParseUnique(v.Value)
+			if err != nil {
+				return cl, fieldErr(v, "unique %q: %s", v.Value, err)
+			}
+			if ok {
+				cl.Unique = &ttl
+			}
 		}
 	}
 	for _, f := range []struct{ key, of string }{{"concurrency_key", "concurrency"}, {"rate_key", "rate"}} {
@@ -415,6 +463,8 @@ func example(field string) string {
 		return "10/s or 100/m"
 	case "concurrency_key", "rate_key":
 		return "args[0].customer_id"
+	case "unique":
+		return "true or 6h"
 	default:
 		return "16"
 	}

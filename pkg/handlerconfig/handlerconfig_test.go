@@ -60,7 +60,7 @@ func TestParse_errors(t *testing.T) {
 		{"classes:\n  Resize:\n    cpu: 1s\n    memory: 5X\n",
 			`handlers config handlers.yml line 4: class Resize: memory "5X": want a size such as 512M or 2G`},
 		{"classes:\n  Resize:\n    memroy: 5M\n",
-			`handlers config handlers.yml line 3: class Resize: unknown field "memroy" (want memory, cpu, timeout, max_output, procs, env, concurrency, concurrency_key, rate, rate_key)`},
+			`handlers config handlers.yml line 3: class Resize: unknown field "memroy" (want memory, cpu, timeout, max_output, procs, env, concurrency, concurrency_key, rate, rate_key, unique)`},
 		{"classes:\n  Resize:\n    memory: -1M\n",
 			`handlers config handlers.yml line 3: class Resize: memory "-1M": must not be negative (0 means no limit)`},
 		{"classes:\n  Resize:\n    procs: -2\n",
@@ -90,7 +90,7 @@ func TestParse_errors(t *testing.T) {
 		{"- Resize\n",
 			`handlers config handlers.yml line 1: want a mapping with classes: at the top`},
 		{"classes:\n  Resize: 5\n",
-			`handlers config handlers.yml line 2: class Resize: want a mapping of settings (memory, cpu, timeout, max_output, procs, env, concurrency, concurrency_key, rate, rate_key)`},
+			`handlers config handlers.yml line 2: class Resize: want a mapping of settings (memory, cpu, timeout, max_output, procs, env, concurrency, concurrency_key, rate, rate_key, unique)`},
 		{"classes:\n  Report:\n    concurrency: lots\n",
 			`handlers config handlers.yml line 3: class Report: concurrency "lots": want a whole number such as 16`},
 		{"classes:\n  Report:\n    rate: 10/fortnight\n",
@@ -277,6 +277,47 @@ queues:
 		_, err := handlerconfig.Parse("handlers.yml", []byte(tc.yaml))
 		if err == nil || err.Error() != tc.want {
 			t.Errorf("Parse(%q):\n got %v\nwant %s", tc.yaml, err, tc.want)
+		}
+	}
+}
+
+func TestParse_unique(t *testing.T) {
+	c, err := handlerconfig.Parse("handlers.yml", []byte(`classes:
+  Mail:
+    unique: true
+  Report:
+    unique: 6h
+  Sync:
+    unique: 90
+  Plain:
+    unique: false
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	jobs := c.Jobs(runner.Limits{})
+	for class, want := range map[string]time.Duration{"Mail": 24 * time.Hour, "Report": 6 * time.Hour, "Sync": 90 * time.Second, "Plain": 0} {
+		if got := jobs[class].Unique; got != want {
+			t.Errorf("%s: unique TTL %s, want %s", class, got, want)
+		}
+	}
+	if c.Classes["Plain"].Unique != nil {
+		t.Error("unique: false gives a TTL")
+	}
+	if c.Limits() != nil {
+		t.Error("unique alone makes concurrency or rate limits")
+	}
+	for _, tc := range []struct{ value, want string }{
+		{"0", `handlers config handlers.yml line 3: class Mail: unique "0": the lock's TTL must be above 0: a lock that expires at once locks nothing (false: not unique)`},
+		{"-5m", `handlers config handlers.yml line 3: class Mail: unique "-5m": the lock's TTL must be above 0: a lock that expires at once locks nothing (false: not unique)`},
+		{"1.5s", `handlers config handlers.yml line 3: class Mail: unique "1.5s": want whole seconds`},
+		{"500ms", `handlers config handlers.yml line 3: class Mail: unique "500ms": want at least 1s; the lock must outlive the job's wait and run`},
+		{"always", `handlers config handlers.yml line 3: class Mail: unique "always": want true (a 24h lock), false, or the lock's TTL such as 6h`},
+		{"", `handlers config handlers.yml line 3: class Mail: unique: want a value, such as true or 6h`},
+	} {
+		_, err := handlerconfig.Parse("handlers.yml", []byte("classes:\n  Mail:\n    unique: "+tc.value+"\n"))
+		if err == nil || err.Error() != tc.want {
+			t.Errorf("unique: %s:\n got %v\nwant %s", tc.value, err, tc.want)
 		}
 	}
 }

@@ -62,6 +62,11 @@ func (c *Collector) Collect(w *Writer) {
 		c.errors.Add(1)
 		return
 	}
+	locks, err := c.q.UniqueLocks(ctx)
+	if err != nil {
+		c.errors.Add(1)
+		return
+	}
 	var limits []queue.LimitUse
 	if c.limits != nil {
 		names := make([]string, len(qs))
@@ -106,6 +111,10 @@ func (c *Collector) Collect(w *Writer) {
 	w.Sample("resque_workers", float64(busy), "state", "busy")
 	w.Sample("resque_workers", float64(idle), "state", "idle")
 	w.Sample("resque_workers", float64(paused), "state", "paused")
+	// One SCAN pass over the keyspace per scrape (docs/operations.md,
+	// Unique jobs): bounded by the database's size, never per job.
+	w.Family("resqued_unique_locks", "Unique locks resqued's jobs hold now (their holder keys; a Ruby app's resque-loner locks have none).", "gauge")
+	w.Sample("resqued_unique_locks", float64(locks))
 	if c.limits != nil {
 		writeLimits(w, limits)
 	}

@@ -63,6 +63,7 @@ func TestCollector(t *testing.T) {
 		`resque_workers{state="paused"} 1` + "\n",
 		"resqued_redis_errors_total 0\n",
 		`resque_queue_paused{queue="high"} 0` + "\n",
+		"# TYPE resqued_unique_locks gauge\nresqued_unique_locks 0\n",
 	} {
 		if !strings.Contains(body, want) {
 			t.Errorf("exposition lacks %q:\n%s", want, body)
@@ -243,8 +244,12 @@ func TestJobsFailed(t *testing.T) {
 			t.Errorf("before any failure, exposition lacks %q:\n%s", want, body)
 		}
 	}
+	if want := "# TYPE resqued_unique_duplicates_total counter\nresqued_unique_duplicates_total 0\n"; !strings.Contains(body, want) {
+		t.Errorf("before any failure, exposition lacks %q:\n%s", want, body)
+	}
 	for _, exc := range []string{"Resqued::Cancelled", "Resqued::Cancelled", "Resqued::MemoryLimit", "Resqued::CPULimit",
-		"Resqued::OutputLimit", "Resqued::ProcessLimit", "Resqued::ProcessLimit", "Resque::DirtyExit", "Resqued::Timeout"} {
+		"Resqued::OutputLimit", "Resqued::ProcessLimit", "Resqued::ProcessLimit", "Resque::DirtyExit", "Resqued::Timeout",
+		"Resqued::DuplicateJob", "Resqued::DuplicateJob", "Resqued::DuplicateJob"} {
 		j.Failed(exc)
 	}
 	body = scrape(t, metrics.Handler(reg))
@@ -254,6 +259,7 @@ func TestJobsFailed(t *testing.T) {
 		`resqued_jobs_limit_kills_total{limit="cpu"} 1` + "\n",
 		`resqued_jobs_limit_kills_total{limit="output"} 1` + "\n",
 		`resqued_jobs_limit_kills_total{limit="procs"} 2` + "\n",
+		"resqued_unique_duplicates_total 3\n",
 	} {
 		if !strings.Contains(body, want) {
 			t.Errorf("exposition lacks %q:\n%s", want, body)
@@ -315,5 +321,29 @@ func TestCollectorLimits(t *testing.T) {
 	}
 	if !strings.Contains(body, `resqued_rate_limited_total{limit="Mail"} `) {
 		t.Errorf("exposition lacks resqued_rate_limited_total:\n%s", body)
+	}
+}
+
+// resqued_unique_locks counts the holders of resqued's unique locks
+// (UniqueHolderKey), not resque-loner's bare "1" locks, nor another
+// namespace's.
+func TestCollectorUniqueLocks(t *testing.T) {
+	srv := redistest.Start(t)
+	c := queue.New(srv.Pool(t), ns)
+	ctx := context.Background()
+	for i := range 3 {
+		opt := queue.EnqueueOptions{ID: fmt.Sprintf("u%d", i), Unique: time.Hour}
+		if err := c.Enqueue(ctx, "mail", []byte(fmt.Sprintf(`{"class":"Mail","args":[%d]}`, i)), opt); err != nil {
+			t.Fatal(err)
+		}
+	}
+	srv.Do(t, "SET", queue.UniqueLockKey(ns, "mail", "0123456789abcdef0123456789abcdef"), "1") // resque-loner's own
+	if err := queue.New(srv.Pool(t), "other").Enqueue(ctx, "mail", []byte(`{"class":"Mail","args":[9]}`), queue.EnqueueOptions{ID: "o", Unique: time.Hour}); err != nil {
+		t.Fatal(err)
+	}
+	reg := metrics.NewRegistry()
+	reg.Register(metrics.NewCollector(c))
+	if body := scrape(t, metrics.Handler(reg)); !strings.Contains(body, "resqued_unique_locks 3\n") {
+		t.Errorf("exposition lacks resqued_unique_locks 3:\n%s", body)
 	}
 }

@@ -165,8 +165,12 @@ func UniqueLockKey(ns, q, digest string) string { return ns + ":loners:queue:" +
 // while the lock is still its own (compare-and-delete), and so that a
 // refused enqueue can say which job holds it.
 func UniqueHolderKey(ns, q, digest string) string {
-	return ns + ":resqued:unique:" + q + ":" + digest
+	return UniqueHolderPrefix(ns) + q + ":" + digest
 }
+
+// UniqueHolderPrefix begins every UniqueHolderKey of namespace ns:
+// UniqueLocks counts the keys under it.
+func UniqueHolderPrefix(ns string) string { return ns + ":resqued:unique:" }
 
 // ConcurrencyKey is the sorted set of the slots held in concurrency
 // limit name (the class, or class:value with a key path): members are

@@ -34,6 +34,15 @@ type Orphan struct {
 	// the job fails with Poison instead. Negative means no limit.
 	MaxRedeliveries int
 	Poison          *Outcome
+	// Unique is the job, decoded, when it holds a unique lock (its
+	// payload's "unique", or its class's in the handlers config). When
+	// it fails here (Fail, or Poison), its lock is deleted in the same
+	// step, while the lock's holder is still the job's (UniqueHolder
+	// with the dead worker's id: compare-and-delete, as ReleaseUnique).
+	// When it is requeued the lock stays, for its next run; a job
+	// without an id leaves only resque-loner's "1", which its next run
+	// takes over.
+	Unique *Job
 }
 
 // RedeliveriesTTL is how long a job's redelivery count is kept after its
@@ -52,8 +61,12 @@ const RedeliveriesTTL = 7 * 24 * time.Hour
 // 7 "1" if tracked, 8 now, 9 max redeliveries (-1: no limit), 10 the
 // poison failure record, 11 the count's TTL, 12 the failed status TTL,
 // 13 and 14 the error the status gets when the job fails or is poison.
+// A unique job's lock (KEYS 14 UniqueLockKey, 15 UniqueHolderKey) is
+// deleted when the job fails while its holder is still ARGV[15] (empty:
+// not a unique job); when it is requeued and ARGV[16] is "1" (the holder
+// was the dead worker's, the job having no id) only the holder goes.
 // Returns 1, or 2 when a requeue turned into a poison failure.
-var unregisterDeadScript = redis.NewScript(13, status.UpdateLua+`
+var unregisterDeadScript = redis.NewScript(15, status.UpdateLua+`
 local owner = redis.call('GET', KEYS[10])
 if owner and owner ~= ARGV[6] then return -1 end
 local cur = redis.call('GET', KEYS[1])
@@ -74,6 +87,13 @@ if mode == 'requeue' and tonumber(ARGV[9]) >= 0 then
   if n > tonumber(ARGV[9]) then
     mode, rec, detail = 'poison', ARGV[10], ARGV[14]
     redis.call('DEL', KEYS[13])
+  end
+end
+if ARGV[15] ~= '' and redis.call('GET', KEYS[15]) == ARGV[15] then
+  if mode == 'fail' or mode == 'poison' then
+    redis.call('DEL', KEYS[14], KEYS[15])
+  elseif mode == 'requeue' and ARGV[16] == '1' then
+    redis.call('DEL', KEYS[15])
   end
 end
 if mode == 'fail' or mode == 'poison' then
@@ -148,6 +168,17 @@ func (c *Client) UnregisterDead(ctx context.Context, id, token string, o *Orphan
 	if sid != "" {
 		tracked = "1"
 	}
+	// The lock's keys are declared even when there is none to release
+	// (digest "": keys never written), as the status key is.
+	digest, holder, ownToken := "", "", "0"
+	if o != nil && o.Unique != nil {
+		if d, err := UniqueDigest(o.Unique.Class, o.Unique.Args); err == nil {
+			digest, holder = d, UniqueHolder(o.Unique, id)
+			if o.Unique.ID == "" {
+				ownToken = "1"
+			}
+		}
+	}
 	conn, err := c.pool.GetContext(ctx)
 	if err != nil {
 		return NotUnregistered, fmt.Errorf("unregister dead worker %s: %w", id, err)
@@ -158,8 +189,9 @@ func (c *Client) UnregisterDead(ctx context.Context, id, token string, o *Orphan
 		WorkerStatKey(c.ns, "processed", id), WorkerStatKey(c.ns, "failed", id),
 		FailedKey(c.ns), StatKey(c.ns, "failed"), QueueKey(c.ns, q), OwnerKey(c.ns, id),
 		StatKey(c.ns, "processed"), status.Key(c.ns, sid), RedeliveriesKey(c.ns, payloadDigest(payload)),
+		UniqueLockKey(c.ns, q, digest), UniqueHolderKey(c.ns, q, digest),
 		id, expect, mode, rec, payload, token, tracked, time.Now().Unix(), maxRe, poison,
-		int(RedeliveriesTTL/time.Second), status.TTLFor(status.Failed), detail, poisonDetail))
+		int(RedeliveriesTTL/time.Second), status.TTLFor(status.Failed), detail, poisonDetail, holder, ownToken))
 	if err != nil {
 		return NotUnregistered, fmt.Errorf("unregister dead worker %s: %w", id, err)
 	}

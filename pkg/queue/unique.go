@@ -266,6 +266,54 @@ func (c *Client) ClaimUnique(ctx context.Context, j *Job, holder string, ttl tim
 	return nil
 }
 
+// UniqueHolder is the holder a unique job j's lock is taken under by
+// the worker whose id is worker: the job's id, or for a job without one
+// (a Ruby app's, enqueued with resque-loner) "worker:<id>", which the
+// pruner can name again when that worker dies (UnregisterDead). A
+// worker runs one job at a time, so the name is the job's while it runs.
+func UniqueHolder(j *Job, worker string) string {
+	if j.ID != "" {
+		return j.ID
+	}
+	return "worker:" + worker
+}
+
+// UniqueLocks counts the unique locks resqued's jobs hold now (their
+// UniqueHolderKey; locks a Ruby app's resque-loner took have none and
+// are not counted). It SCANs the keyspace, COUNT 1000 a step: about one
+// round trip per thousand keys in the database, for `resqued stats` and
+// a /metrics scrape, never for a job.
+func (c *Client) UniqueLocks(ctx context.Context) (int, error) {
+	conn, err := c.pool.GetContext(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("count unique locks: %w", err)
+	}
+	defer conn.Close()
+	match := globEscape(UniqueHolderPrefix(c.ns)) + "*"
+	seen := map[string]struct{}{}
+	for cursor := "0"; ; {
+		v, err := redis.Values(conn.Do("SCAN", cursor, "MATCH", match, "COUNT", 1000))
+		if err == nil && len(v) != 2 {
+			err = fmt.Errorf("unexpected reply")
+		}
+		if err != nil {
+			return 0, fmt.Errorf("count unique locks: %w", err)
+		}
+		cursor, _ = redis.String(v[0], nil)
+		keys, _ := redis.Strings(v[1], nil)
+		for _, k := range keys {
+			seen[k] = struct{}{} // SCAN may return a key twice
+		}
+		if cursor == "0" {
+			break
+		}
+		if err := ctx.Err(); err != nil {
+			return 0, fmt.Errorf("count unique locks: %w", err)
+		}
+	}
+	return len(seen), nil
+}
+
 // releaseUniqueScript deletes the lock KEYS[1] and its holder KEYS[2]
 // only while the holder is still job ARGV[1] (compare-and-delete), so a
 // job that ends after its lock expired never frees a newer copy's.

@@ -221,3 +221,107 @@ func TestParseUnique(t *testing.T) {
 		}
 	}
 }
+
+// A dead worker's unique job: failed by the pruner, its lock goes in the
+// same step, only while its holder is still the job; requeued, the lock
+// stays for its next run (a job without an id keeps only resque-loner's
+// "1", which its next run takes over); a poison failure frees it too.
+func TestClient_UnregisterDead_Unique(t *testing.T) {
+	ctx := context.Background()
+	srv, c, ns := newClient(t)
+	exists := func(k string) bool {
+		n, _ := redis.Int(srv.Do(t, "EXISTS", k), nil)
+		return n == 1
+	}
+	// orphan enqueues payload, has worker dead reserve and claim it as a
+	// worker does, and returns its Orphan (Unique set).
+	orphan := func(dead string, payload []byte) *queue.Orphan {
+		t.Helper()
+		if err := c.Enqueue(ctx, "q", payload, queue.EnqueueOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		_ = c.RegisterWorker(ctx, dead, time.Now())
+		r, err := c.Fetcher(dead).Reserve(ctx, []string{"q"}, queue.ReserveOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := r.Decode(); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.ClaimUnique(ctx, &r.Job, queue.UniqueHolder(&r.Job, dead), time.Hour); err != nil {
+			t.Fatal(err)
+		}
+		raw, _ := c.InFlight(ctx, dead)
+		j := r.Job
+		return &queue.Orphan{Record: raw, Queue: "q", Payload: r.Payload, Unique: &j}
+	}
+
+	p, lock, holder := uniqueJob(t, ns, "q", "f1", `[1]`)
+	o := orphan("h:1:q", p)
+	o.Fail = &queue.Outcome{Exception: "Resque::DirtyExit", Error: "Job still being processed"}
+	if done, err := c.UnregisterDead(ctx, "h:1:q", "", o); done != queue.UnregisteredOK || err != nil {
+		t.Fatalf("fail orphan: %v %v", done, err)
+	}
+	if exists(lock) || exists(holder) {
+		t.Error("a failed orphan's lock outlived it")
+	}
+
+	p, lock, holder = uniqueJob(t, ns, "q", "r1", `[2]`)
+	o = orphan("h:2:q", p)
+	o.Requeue, o.MaxRedeliveries = true, -1
+	if done, err := c.UnregisterDead(ctx, "h:2:q", "", o); done != queue.UnregisteredOK || err != nil {
+		t.Fatalf("requeue orphan: %v %v", done, err)
+	}
+	if got, _ := redis.String(srv.Do(t, "GET", holder), nil); !exists(lock) || got != "r1" {
+		t.Errorf("a requeued orphan's lock: exists %v, holder %q; want kept for r1", exists(lock), got)
+	}
+	srv.Do(t, "DEL", queue.QueueKey(ns, "q"))
+
+	// No id (a Ruby app's job): the holder was the worker's name.
+	d, _ := queue.UniqueDigest("C", []byte(`[3]`))
+	lock, holder = queue.UniqueLockKey(ns, "q", d), queue.UniqueHolderKey(ns, "q", d)
+	o = orphan("h:3:q", []byte(`{"class":"C","args":[3]}`))
+	if got, _ := redis.String(srv.Do(t, "GET", holder), nil); got != "worker:h:3:q" {
+		t.Fatalf("holder of a job without id = %q, want worker:h:3:q", got)
+	}
+	o.Requeue, o.MaxRedeliveries = true, -1
+	if done, err := c.UnregisterDead(ctx, "h:3:q", "", o); done != queue.UnregisteredOK || err != nil {
+		t.Fatalf("requeue orphan without id: %v %v", done, err)
+	}
+	if !exists(lock) || exists(holder) {
+		t.Errorf("requeued without id: lock %v, holder %v; want the lock only", exists(lock), exists(holder))
+	}
+	// Its next run, on another worker, takes the lock over.
+	next := &queue.Job{Queue: "q", Class: "C", Args: []byte(`[3]`)}
+	if err := c.ClaimUnique(ctx, next, queue.UniqueHolder(next, "h:4:q"), time.Hour); err != nil {
+		t.Errorf("next run of the requeued job: %v", err)
+	}
+	srv.Do(t, "DEL", queue.QueueKey(ns, "q"))
+
+	// Poison: a requeue past MaxRedeliveries fails and frees the lock.
+	p, lock, _ = uniqueJob(t, ns, "q", "x1", `[4]`)
+	o = orphan("h:5:q", p)
+	o.Requeue, o.MaxRedeliveries, o.Poison = true, 0, &queue.Outcome{Exception: "Resque::DirtyExit", Error: "poison"}
+	if done, err := c.UnregisterDead(ctx, "h:5:q", "", o); done != queue.UnregisteredPoison || err != nil {
+		t.Fatalf("poison orphan: %v %v", done, err)
+	}
+	if exists(lock) {
+		t.Error("a poison orphan's lock outlived it")
+	}
+
+	// A lock another job holds by now (the orphan's expired and was
+	// taken again) is not the failed orphan's to delete.
+	p, lock, holder = uniqueJob(t, ns, "q", "f2", `[5]`)
+	o = orphan("h:6:q", p)
+	srv.Do(t, "SET", holder, "newer")
+	o.Fail = &queue.Outcome{Exception: "Resque::DirtyExit", Error: "Job still being processed"}
+	if done, err := c.UnregisterDead(ctx, "h:6:q", "", o); done != queue.UnregisteredOK || err != nil {
+		t.Fatalf("fail orphan: %v %v", done, err)
+	}
+	if got, _ := redis.String(srv.Do(t, "GET", holder), nil); !exists(lock) || got != "newer" {
+		t.Errorf("another job's lock: exists %v, holder %q; want kept for newer", exists(lock), got)
+	}
+	if n, err := c.UniqueLocks(ctx); err != nil || n != 3 {
+		t.Errorf("UniqueLocks = %d, %v; want 3 (r1, the job without id's next run, newer)", n, err)
+	}
+}

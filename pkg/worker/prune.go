@@ -10,6 +10,7 @@ import (
 
 	"github.com/resqued/resqued/internal/procs"
 	"github.com/resqued/resqued/internal/snooze"
+	"github.com/resqued/resqued/pkg/handlerconfig"
 	"github.com/resqued/resqued/pkg/queue"
 	"github.com/resqued/resqued/pkg/runner"
 )
@@ -48,7 +49,11 @@ type Pruner struct {
 	// LeaseRecheck is how long Prune waits before it prunes a worker
 	// found dead by its pid with no lease (see Prune). Zero means 3s.
 	LeaseRecheck time.Duration
-	Logger       hclog.Logger
+	// Classes is the handlers config's settings by class (Config.Classes):
+	// a failed orphan of a class it makes unique has its lock released,
+	// as one whose payload says "unique".
+	Classes map[string]handlerconfig.Job
+	Logger  hclog.Logger
 }
 
 // LeaseGrace is how long a pruner waits, after it found a worker of this
@@ -265,6 +270,9 @@ func (p *Pruner) PruneOne(ctx context.Context, id string, expired bool, token st
 		j, derr := queue.Decode(q, orig)
 		if derr == nil {
 			class = j.Class
+			if holdsUnique(p.Classes, j) {
+				o.Unique = j
+			}
 		}
 		switch {
 		case err == nil && w.Paused:

@@ -234,7 +234,7 @@ func New(cfg Config) (*Worker, error) {
 	w.id = queue.WorkerID(cfg.Hostname, cfg.PID, cfg.Queues)
 	w.log = cfg.Logger.With("worker", w.id)
 	w.pruner = &Pruner{Queue: cfg.Queue, Self: w.id, Hostname: cfg.Hostname, Queues: cfg.Queues,
-		Expiry: 5 * cfg.HeartbeatInterval, OnOrphan: cfg.OnOrphan, MaxRedeliveries: cfg.MaxRedeliveries, Logger: w.log}
+		Expiry: 5 * cfg.HeartbeatInterval, OnOrphan: cfg.OnOrphan, MaxRedeliveries: cfg.MaxRedeliveries, Classes: cfg.Classes, Logger: w.log}
 	w.lease = cfg.Queue.NewLease(w.id, cfg.LeaseToken, cfg.LeaseTTL)
 	w.fetch = w.lease.Fetcher()
 	w.cancels = cfg.Queue.CancelWatcher(w.id)
