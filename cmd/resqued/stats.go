@@ -84,7 +84,10 @@ func statsAction(c *cli.Context) error {
 	}
 	fmt.Fprintf(tw, "workers\t%d\n", s.Workers)
 	fmt.Fprintf(tw, "working\t%d\n", s.Working)
-	fmt.Fprintf(tw, "unique\t%d locks held\n", locks)
+	if locks > 0 {
+		// Only then: scripts reading stats see the lines they always did.
+		fmt.Fprintf(tw, "unique\t%d locks held\n", locks)
+	}
 	if limits != nil {
 		fmt.Fprintf(tw, "limits\t%d\n", len(use))
 		for _, l := range use {
