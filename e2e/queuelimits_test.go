@@ -2,10 +2,7 @@ package e2e
 
 import (
 	"fmt"
-	"os"
 	"path/filepath"
-	"strconv"
-	"strings"
 	"testing"
 
 	"github.com/gomodule/redigo/redis"
@@ -53,24 +50,8 @@ func TestConcurrencyLimit_Queue(t *testing.T) {
 		t.Errorf("%d jobs of queue reports ran at once by their stamps, limit 1", most)
 	}
 	t.Logf("Slow ran in %d processes", len(pids))
-	b, _ := os.ReadFile(fastLog)
-	var lastFast int64
-	for _, l := range strings.Split(strings.TrimSpace(string(b)), "\n") {
-		f := strings.Fields(l)
-		if len(f) == 2 {
-			at, _ := strconv.ParseInt(f[0], 10, 64)
-			lastFast = max(lastFast, at)
-			runs[f[1]]++
-		}
-	}
-	if len(runs) != 12 {
-		t.Errorf("%d distinct jobs ran, want 12", len(runs))
-	}
-	for id, n := range runs {
-		if n != 1 {
-			t.Errorf("job %s ran %d times", id, n)
-		}
-	}
+	lastFast := countFastRuns(fastLog, runs)
+	checkOnce(t, runs, 12)
 	if lastFast >= lastSlowEnd {
 		t.Errorf("the last job of queue other ran after the reports backlog drained: held up behind it")
 	}
