@@ -119,33 +119,7 @@ func pauseChangeLine(ch queue.QueuePauseChange) string {
 	return line
 }
 
-func queueListAction(c *cli.Context) error {
-	if c.NArg() > 0 {
-		return &usageError{msg: "queue list: takes no arguments", hint: "resqued queue list --json"}
-	}
-	client, done, err := adminClient(c)
-	if err != nil {
-		return err
-	}
-	defer done()
-	qs, err := client.QueueSizes(c.Context)
-	if err != nil {
-		return err
-	}
-	if qs, err = addPausedElsewhere(c, client, qs); err != nil {
-		return err
-	}
-	if c.Bool("json") {
-		return printJSON(c.App.Writer, qs)
-	}
-	if err := printQueueTable(c.App.Writer, qs); err != nil {
-		return err
-	}
-	if all, err := client.PausedAll(c.Context); err == nil && all {
-		fmt.Fprintln(c.App.Writer, "every worker is paused: pause-all-workers is \"true\"")
-	}
-	return nil
-}
+func queueListAction(c *cli.Context) error { return listQueues(c, "queue list", true) }
 
 // addPausedElsewhere adds to qs (sorted) the paused queues that are not
 // in the queues set, with their sizes, keeping the order.

@@ -119,9 +119,14 @@ func queuesCommand() *cli.Command {
 	}
 }
 
-func queuesAction(c *cli.Context) error {
+func queuesAction(c *cli.Context) error { return listQueues(c, "queues", false) }
+
+// listQueues prints the queues and their sizes (resqued queues); with
+// elsewhere (resqued queue list) also the paused queues that are not in
+// the queues set, and whether every worker is paused.
+func listQueues(c *cli.Context, command string, elsewhere bool) error {
 	if c.NArg() > 0 {
-		return &usageError{msg: "queues: takes no arguments", hint: "resqued queues --json"}
+		return &usageError{msg: command + ": takes no arguments", hint: "resqued " + command + " --json"}
 	}
 	client, done, err := adminClient(c)
 	if err != nil {
@@ -132,10 +137,21 @@ func queuesAction(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	if elsewhere {
+		if qs, err = addPausedElsewhere(c, client, qs); err != nil {
+			return err
+		}
+	}
 	if c.Bool("json") {
 		return printJSON(c.App.Writer, qs)
 	}
-	return printQueueTable(c.App.Writer, qs)
+	if err := printQueueTable(c.App.Writer, qs); err != nil || !elsewhere {
+		return err
+	}
+	if all, err := client.PausedAll(c.Context); err == nil && all {
+		fmt.Fprintln(c.App.Writer, "every worker is paused: pause-all-workers is \"true\"")
+	}
+	return nil
 }
 
 func workersCommand() *cli.Command {

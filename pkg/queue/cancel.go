@@ -8,8 +8,6 @@ package queue
 import (
 	"bytes"
 	"context"
-	"crypto/sha1"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -86,8 +84,7 @@ func runningJob(worker string, raw []byte) *RunningJob {
 	if err != nil || wk.Paused {
 		return nil
 	}
-	sum := sha1.Sum(raw)
-	j := &RunningJob{Worker: worker, Queue: wk.Queue, RunAt: wk.RunAt, Record: hex.EncodeToString(sum[:])}
+	j := &RunningJob{Worker: worker, Queue: wk.Queue, RunAt: wk.RunAt, Record: sha1Hex(raw)}
 	j.Payload, _ = wk.Original()
 	if d, err := Decode(wk.Queue, j.Payload); err == nil {
 		j.Class, j.ID = d.Class, d.ID
@@ -152,8 +149,7 @@ func (c *Client) StillRunning(ctx context.Context, j *RunningJob) (bool, error) 
 	if raw == nil {
 		return false, nil
 	}
-	sum := sha1.Sum(raw)
-	return hex.EncodeToString(sum[:]) == j.Record, nil
+	return sha1Hex(raw) == j.Record, nil
 }
 
 // CancelRequest asks the worker running a job to stop it: the job whose

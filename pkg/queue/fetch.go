@@ -152,8 +152,12 @@ func (r *Reserved) Decode() error {
 
 // payloadDigest is the SHA-1 (hex) of a payload: the job's identity for
 // its redelivery count (RedeliveriesKey).
-func payloadDigest(payload []byte) string {
-	sum := sha1.Sum(payload)
+func payloadDigest(payload []byte) string { return sha1Hex(payload) }
+
+// sha1Hex is the SHA-1 of b in hex, as Lua's redis.sha1hex writes it:
+// how scripts and Go compare a record they both read.
+func sha1Hex(b []byte) string {
+	sum := sha1.Sum(b)
 	return hex.EncodeToString(sum[:])
 }
 

@@ -3,8 +3,6 @@ package queue
 import (
 	"bytes"
 	"context"
-	"crypto/sha1"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -73,8 +71,7 @@ func OutputID(payload []byte) string {
 	if json.Compact(&b, payload) == nil {
 		payload = b.Bytes()
 	}
-	sum := sha1.Sum(payload)
-	return hex.EncodeToString(sum[:])
+	return sha1Hex(payload)
 }
 
 // ValidateOutputID says what is wrong with an output id a user gave: it

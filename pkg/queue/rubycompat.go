@@ -3,8 +3,6 @@ package queue
 import (
 	"bytes"
 	"context"
-	"crypto/sha1"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -57,8 +55,7 @@ func RetryIdentifier(args json.RawMessage) (string, error) {
 	if b.Len() == 0 {
 		return "", nil
 	}
-	sum := sha1.Sum([]byte(b.String()))
-	return hex.EncodeToString(sum[:]), nil
+	return sha1Hex([]byte(b.String())), nil
 }
 
 // rubyJoin is Array#join('-').
@@ -262,8 +259,7 @@ func DelayedStatusDigest(q, class string, args json.RawMessage) string {
 		v = string(args)
 	}
 	b, _ := marshal([]interface{}{q, class, v})
-	sum := sha1.Sum(b)
-	return hex.EncodeToString(sum[:])
+	return sha1Hex(b)
 }
 
 // DelayedStatusValue is a delayed-status index entry's value: the Unix
