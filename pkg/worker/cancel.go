@@ -36,15 +36,22 @@ const cancelPoll = 5 * time.Second
 // watchCancel waits, until the returned stop is called, for cancel
 // requests of running job r, and stops it when one comes. stop ends the
 // wait and returns once it has ended.
+//
+// The wait starts only once the job has run cancelWatchDelay: a shorter
+// job, most of them, costs a timer, not a goroutine.
 func (w *Worker) watchCancel(log hclog.Logger, r *queue.Reserved) (stop func()) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
-	go func() { defer close(done); w.awaitCancel(ctx, log, r) }()
-	return func() { cancel(); <-done }
+	t := time.AfterFunc(cancelWatchDelay, func() { defer close(done); w.awaitCancel(ctx, log, r) })
+	return func() {
+		cancel()
+		if !t.Stop() {
+			<-done // it had started: wait for it to end
+		}
+	}
 }
 
 func (w *Worker) awaitCancel(ctx context.Context, log hclog.Logger, r *queue.Reserved) {
-	snooze.For(ctx, cancelWatchDelay)
 	pause := 100 * time.Millisecond
 	for ctx.Err() == nil {
 		req, err := w.cancels.Next(ctx, cancelPoll)
