@@ -89,7 +89,9 @@ func (w *Worker) process(r *queue.Reserved) *queue.Reserved {
 	}
 	log := w.log.With("queue", r.Queue, "class", r.Class, "job_id", r.ID)
 	tc := traceOf(log, r)
-	log = log.With(tc.fields...)
+	if tc.fields != nil {
+		log = log.With(tc.fields...) // a second logger only for a traced job
+	}
 	outcome, observe := metrics.OutcomeFailed, w.cfg.Jobs.Start(r.Class)
 	defer func() { observe(outcome) }()
 
