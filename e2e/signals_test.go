@@ -245,14 +245,20 @@ func TestSignals_Term(t *testing.T) {
 			"Resque::DirtyExit", []string{"handler Loop killed by signal SIGTERM", "(worker shutting down)"}},
 		// A handler that traps TERM and exits nonzero itself: documented
 		// as "handler Sleep exited with status 143" (HandlerFailed).
-		{"TERM-trapped", syscall.SIGTERM, `trap 'echo "cleaning up" >&2; exit 143' TERM; sleep 1000 & wait $!`,
+		{"TERM-trapped", syscall.SIGTERM, `sleep 1000 & wait $!`,
 			"Resqued::HandlerFailed", []string{"handler Loop exited with status 143"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			srv := redistest.Start(t)
 			dir, m := t.TempDir(), t.TempDir()
-			handler(t, dir, "Loop", `touch "`+m+`/started"; `+tc.body)
+			// The trap is set before the handler says it started: a TERM
+			// sent on "started" must find it in place.
+			trap := ""
+			if tc.name == "TERM-trapped" {
+				trap = `trap 'echo "cleaning up" >&2; exit 143' TERM; `
+			}
+			handler(t, dir, "Loop", trap+`touch "`+m+`/started"; `+tc.body)
 			handler(t, dir, "Next", `touch "`+m+`/next-ran"`)
 			push(t, srv, "jobs", `{"class":"Loop","args":[]}`)
 			push(t, srv, "jobs", `{"class":"Next","args":[]}`)
