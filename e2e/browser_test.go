@@ -70,12 +70,17 @@ func TestBrowser_Dashboard(t *testing.T) {
 		chromedp.ExecPath(chrome), chromedp.NoSandbox, chromedp.DisableGPU,
 		chromedp.Flag("disable-quic", true), chromedp.Flag("disable-background-networking", true),
 		chromedp.Flag("disable-component-update", true), chromedp.Flag("disable-sync", true),
-		chromedp.UserDataDir(profile), chromedp.WindowSize(1280, 800))
+		chromedp.UserDataDir(profile), chromedp.WindowSize(1280, 800),
+		// chromedp waits 20 s for the browser to print its DevTools
+		// address. On a clean CI machine, with the rest of e2e running
+		// beside it, Chromium's first start (building its font cache)
+		// took longer than that and failed the test before it began.
+		chromedp.WSURLReadTimeout(2*time.Minute))
 	actx, cancelA := chromedp.NewExecAllocator(context.Background(), opts...)
 	defer cancelA()
 	ctx, cancel := chromedp.NewContext(actx)
 	defer cancel()
-	ctx, cancelT := context.WithTimeout(ctx, 90*time.Second)
+	ctx, cancelT := context.WithTimeout(ctx, 4*time.Minute) // includes the browser's start
 	defer cancelT()
 	shot := func(name string) chromedp.Action {
 		return chromedp.ActionFunc(func(ctx context.Context) error {
