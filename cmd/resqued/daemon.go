@@ -38,7 +38,8 @@ import (
 //     forwarded to the supervisor's children (docs/operations.md). Until
 //     then a signal has its default effect: nothing has been taken yet.
 //  6. Background loops, once per daemon (the supervisor, not each of its
-//     workers): the dashboard (--web), the delayed-job loop (--scheduler)
+//     workers): the dashboard (--web), the queue sampler of the
+//     dashboard's history (--history), the delayed-job loop (--scheduler)
 //     and the recurring schedule (--schedule).
 //  7. Run: the worker or supervisor in the foreground, until QUIT, TERM
 //     or INT, a drained INTERVAL=0, or its worker id taken over.
@@ -166,6 +167,9 @@ func (d *daemon) background() error {
 		return err
 	}
 	d.onStop(stopWeb)
+	if c.Bool("history") {
+		d.onStop(startSampler(c.Context, cfg.Queue, cfg.Logger.ResetNamed("resqued.history")))
+	}
 	if c.Bool("scheduler") {
 		d.onStop(startScheduler(c.Context, cfg.Queue, cfg.Logger.ResetNamed("resqued.scheduler")))
 	}

@@ -37,6 +37,7 @@ func runFlags() []cli.Flag {
 		&cli.StringFlag{Name: "retry-config", EnvVars: []string{"RESQUED_RETRY_CONFIG"}, Usage: "retry policies per class, a YAML `FILE` (docs/scheduling.md); without one, exit 75 is retried 5 times from 30 s"},
 		&cli.BoolFlag{Name: "scheduler", EnvVars: []string{"RESQUED_SCHEDULER"}, Value: true, Usage: "move due delayed jobs (resque-scheduler's layout) onto their queues; --scheduler=false leaves that to another process"},
 		metricsFlag,
+		historyFlag,
 		&cli.StringFlag{Name: "hostname", EnvVars: []string{"RESQUED_HOSTNAME"}, Usage: "host `NAME` in worker ids (host:pid:queues); default the machine's. Give each container its own when several share a hostname"},
 		&cli.IntFlag{Name: "max-redeliveries", EnvVars: []string{"RESQUED_MAX_REDELIVERIES"}, Value: 3, Usage: "times a job is requeued from workers that died running it before it fails as Resque::DirtyExit (-1: no limit)"},
 		&cli.StringFlag{Name: "pidfile", EnvVars: []string{"PIDFILE"}, Usage: "write the daemon's pid to `FILE`; refuse to start if it names a live process"},
@@ -192,6 +193,7 @@ func workerConfig(c *cli.Context) (worker.Config, error) {
 		MaxRedeliveries: c.Int("max-redeliveries"),
 
 		MaxJobsPerProcess: c.Int("max-jobs-per-process"),
+		History:           c.Bool("history"),
 		MaxRSSPerProcess:  int64(c.Int("max-rss-per-process")) << 20,
 	}, nil
 }

@@ -63,7 +63,11 @@ func webAction(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	// The queues' sizes and latencies are sampled for the charts while
+	// a dashboard runs too, daemons or not.
+	stopSampler := startSampler(ctx, rc.queue, log.Named("history"))
 	<-ctx.Done()
+	stopSampler()
 	stopWeb()
 	return nil
 }

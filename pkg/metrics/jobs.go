@@ -17,6 +17,11 @@ const (
 // durationBuckets are resqued_job_duration_seconds's upper bounds.
 var durationBuckets = [...]float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 300, 900}
 
+// DurationBuckets returns resqued_job_duration_seconds's upper bounds,
+// which the dashboard's history (pkg/history) counts durations in too,
+// so that its p50 and p95 are the ones Prometheus would compute.
+func DurationBuckets() []float64 { return append([]float64(nil), durationBuckets[:]...) }
+
 // Jobs is the worker's in-process instrumentation: a duration histogram
 // per class and outcome, the number of jobs running, and the jobs
 // cancelled or killed by a limit (Failed).

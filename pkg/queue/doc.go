@@ -48,6 +48,15 @@
 //	                              string  the id of the job holding it
 //	resque:resqued:output:<id>    string  a job's kept output (KeepOutput)
 //	resque:resqued:outputs        zset    kept output ids by time (the cap)
+//	resque:resqued:history:m:<min>
+//	                              hash    counts of all jobs and each queue
+//	                                      in a minute, queue samples (25 h)
+//	resque:resqued:history:cm:<min>
+//	                              hash    each class's counts in a minute (2 h)
+//	resque:resqued:history:h:<hour>
+//	                              hash    every scope's counts in an hour (8 d)
+//	resque:resqued:history:w:<min>
+//	                              hash    worker id -> its 10 s slots (1 h)
 //
 // Where the I/O lives: enqueue.go (Enqueue, Bulk), fetch.go and finish.go
 // (reserve, outcome), retry.go, output.go (kept output), delayed.go (Delay, ListDelayed,
@@ -57,7 +66,8 @@
 // queuepause.go (pausing one queue), rubycompat.go (what a Ruby
 // scheduler drops), unique.go and lonerdigest.go (unique jobs' locks,
 // resque-loner's digest), cancel.go (finding a job to cancel, removing
-// a waiting one, the cancel request and its wait).
+// a waiting one, the cancel request and its wait), history.go (the
+// dashboard's history: field layout, flush, samples, reads).
 //
 // All keys are built in keys.go, those Lua scripts use too: a script gets
 // its keys in KEYS, or, where it learns a key only as it runs (a queue

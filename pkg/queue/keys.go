@@ -193,3 +193,28 @@ func RateKey(ns, name string) string { return ns + ":resqued:rate:" + name }
 // RateLimitedKey counts the starts rate limit name held back (a job
 // waited for a start to free).
 func RateLimitedKey(ns, name string) string { return ns + ":resqued:rate-limited:" + name }
+
+// HistoryMinuteKey is the hash of the counts of all jobs and of each
+// queue in minute min (Unix minutes), and the queues' size and latency
+// samples (history.go); HistoryMinuteTTL.
+func HistoryMinuteKey(ns string, min int64) string {
+	return ns + ":resqued:history:m:" + strconv.FormatInt(min, 10)
+}
+
+// HistoryClassMinuteKey is the hash of each class's counts in minute
+// min; HistoryClassMinuteTTL.
+func HistoryClassMinuteKey(ns string, min int64) string {
+	return ns + ":resqued:history:cm:" + strconv.FormatInt(min, 10)
+}
+
+// HistoryHourKey is the hash of every scope's counts in hour h (Unix
+// hours); HistoryHourTTL.
+func HistoryHourKey(ns string, h int64) string {
+	return ns + ":resqued:history:h:" + strconv.FormatInt(h, 10)
+}
+
+// HistoryWorkerKey is the hash of worker id to its six 10-second slots
+// in minute min; HistoryWorkerTTL.
+func HistoryWorkerKey(ns string, min int64) string {
+	return ns + ":resqued:history:w:" + strconv.FormatInt(min, 10)
+}

@@ -10,6 +10,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/resqued/resqued/internal/outage"
+	"github.com/resqued/resqued/pkg/history"
 	"github.com/resqued/resqued/pkg/metrics"
 	"github.com/resqued/resqued/pkg/queue"
 	"github.com/resqued/resqued/pkg/retry"
@@ -60,7 +61,9 @@ func (w *Worker) process(r *queue.Reserved) *queue.Reserved {
 	w.mu.Lock()
 	w.inJob, w.killed, w.force, w.cancelled = true, "", false, nil
 	w.mu.Unlock()
+	w.history.SetState(history.Busy)
 	defer func() {
+		w.history.SetState(history.Idle)
 		w.mu.Lock()
 		w.inJob = false
 		w.mu.Unlock()
@@ -79,6 +82,7 @@ func (w *Worker) process(r *queue.Reserved) *queue.Reserved {
 	}
 	if err != nil {
 		w.log.Error("job failed", "queue", r.Queue, "outcome", ExcInvalidPayload, "error", err)
+		w.history.Job(r.Queue, "", true, time.Since(start)) // no class to count it under
 		return w.finish(r, queue.Outcome{Exception: ExcInvalidPayload, Error: err.Error()})
 	}
 	// What a Ruby resque-scheduler dropped: id, attempt. The outcome is
@@ -93,7 +97,12 @@ func (w *Worker) process(r *queue.Reserved) *queue.Reserved {
 		log = log.With(tc.fields...) // a second logger only for a traced job
 	}
 	outcome, observe := metrics.OutcomeFailed, w.cfg.Jobs.Start(r.Class)
-	defer func() { observe(outcome) }()
+	defer func() {
+		observe(outcome)
+		// History counts every run that failed, retried or not (a
+		// retried run is processed but not failed in stat:failed).
+		w.history.Job(r.Queue, r.Class, outcome != metrics.OutcomeOK, time.Since(start))
+	}()
 
 	if o := w.claimUnique(log, r); o != nil {
 		w.cfg.Jobs.Failed(o.Exception)

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/resqued/resqued/internal/snooze"
+	"github.com/resqued/resqued/pkg/history"
 	"github.com/resqued/resqued/pkg/queue"
 )
 
@@ -89,6 +90,7 @@ func (w *Worker) loop() error {
 				return nil
 			}
 			w.cfg.SetTitle("Paused")
+			w.history.SetState(history.Paused)
 			if !w.paused {
 				by := "USR2"
 				if paused {
@@ -115,6 +117,7 @@ func (w *Worker) loop() error {
 			// Lifted: clear the marker before taking anything, since a
 			// job would go into the same key.
 			w.log.Info("resumed")
+			w.history.SetState(history.Idle)
 			_ = w.markPaused(waitCtx, false)
 			cancel()
 			continue

@@ -12,6 +12,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/resqued/resqued/pkg/handlerconfig"
+	"github.com/resqued/resqued/pkg/history"
 	"github.com/resqued/resqued/pkg/metrics"
 	"github.com/resqued/resqued/pkg/queue"
 	"github.com/resqued/resqued/pkg/retry"
@@ -116,6 +117,14 @@ type Config struct {
 	// nil means no metrics.
 	Jobs *metrics.Jobs
 
+	// History, when set, counts each job and the worker's state
+	// (busy, idle, paused) into the dashboard's history (pkg/history),
+	// flushed every HistoryInterval; false records none.
+	History bool
+	// HistoryInterval is how often history is flushed. Zero means
+	// history.DefaultInterval.
+	HistoryInterval time.Duration
+
 	// LeaseTTL is how long the worker's claim on its id (queue.Lease)
 	// lasts unless renewed. Every reserve and outcome script renews it;
 	// an idle worker sends a reserve once half of it passed, and the
@@ -173,6 +182,8 @@ type Worker struct {
 	// cancelled is the one that stopped the current job, if one did.
 	cancels   *queue.CancelWatcher
 	cancelled *queue.CancelRequest
+	// history counts jobs and states for the dashboard; nil: none.
+	history *history.Recorder
 }
 
 type state struct {
@@ -238,6 +249,10 @@ func New(cfg Config) (*Worker, error) {
 	w.lease = cfg.Queue.NewLease(w.id, cfg.LeaseToken, cfg.LeaseTTL)
 	w.fetch = w.lease.Fetcher()
 	w.cancels = cfg.Queue.CancelWatcher(w.id)
+	if cfg.History {
+		w.history = history.NewRecorder(history.Config{Queue: cfg.Queue, Worker: w.id,
+			Interval: cfg.HistoryInterval, Logger: w.log.Named("history")})
+	}
 	return w, nil
 }
 
@@ -372,6 +387,12 @@ func (w *Worker) Run(ctx context.Context) error {
 	if w.cfg.ParentPID != 0 {
 		wg.Add(1)
 		go func() { defer wg.Done(); w.watchParent(hbCtx) }()
+	}
+	if w.history != nil {
+		// Stopped with the heartbeat, after the last job's outcome: its
+		// last flush holds it.
+		wg.Add(1)
+		go func() { defer wg.Done(); w.history.Run(hbCtx) }()
 	}
 
 	err := w.loop()

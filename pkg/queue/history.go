@@ -1,0 +1,358 @@
+package queue
+
+// History: resqued's own per-minute and per-hour counts of jobs processed
+// and failed, their durations, queue sizes and latencies, and what each
+// worker was doing, for the dashboard's charts. Resque keeps none. The
+// policy (what is counted, when it is flushed, how it is read into
+// series) is pkg/history's; the keys, the field layout and the I/O are
+// here.
+//
+// Every hash holds fields "<kind>:<scope>:<name>":
+//
+//	kind  p (processed, failed ones too, as stat:processed), f (failed),
+//	      ms (duration sum, milliseconds), b0..bN (duration histogram
+//	      bucket counts, resqued_job_duration_seconds's bounds, bN is +Inf),
+//	      n (queue size sample), l (queue latency sample, seconds),
+//	      s (the sample's claim marker)
+//	scope a (all jobs: name empty), q (a queue), c (a class)
+//
+// The scope's name is the rest of the field, so a class or queue name
+// may hold any byte, colons too.
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/gomodule/redigo/redis"
+)
+
+// How long each resolution is kept. Minutes of all jobs and of queues
+// serve the overview's last day; minutes of classes only the Classes
+// page's last hour and the hour before it, since a busy fleet's classes
+// are most of the memory (docs/dashboard.md measures it); hours serve the
+// week, and the classes' baselines.
+const (
+	HistoryMinuteTTL      = 25 * time.Hour
+	HistoryClassMinuteTTL = 2*time.Hour + 5*time.Minute
+	HistoryHourTTL        = 8*24*time.Hour + time.Hour
+	HistoryWorkerTTL      = time.Hour
+)
+
+// HistoryScope is what a count is of: all jobs ('a', Name empty), one
+// queue ('q') or one class ('c').
+type HistoryScope struct {
+	Kind byte
+	Name string
+}
+
+// Scopes of history counts.
+const (
+	ScopeAll   = 'a'
+	ScopeQueue = 'q'
+	ScopeClass = 'c'
+)
+
+// HistoryCounts are the counts of one scope in one minute or hour.
+type HistoryCounts struct {
+	Processed, Failed int64
+	DurationMs        int64
+	// Buckets counts durations per bucket (not cumulative), the bounds
+	// of resqued_job_duration_seconds then +Inf; nil when none.
+	Buckets []int64
+}
+
+// Add adds o to h.
+func (h *HistoryCounts) Add(o *HistoryCounts) {
+	h.Processed += o.Processed
+	h.Failed += o.Failed
+	h.DurationMs += o.DurationMs
+	for i, n := range o.Buckets {
+		for len(h.Buckets) <= i {
+			h.Buckets = append(h.Buckets, 0)
+		}
+		h.Buckets[i] += n
+	}
+}
+
+// HistoryMinute is what one flush adds for one minute.
+type HistoryMinute struct {
+	Minute int64 // Unix time of the minute's start, in minutes
+	Counts map[HistoryScope]*HistoryCounts
+	// Workers holds, per worker id, what it did in each 10-second slot
+	// of the minute: six characters of b (busy), i (idle), p (paused)
+	// or - (not running). A worker writes only its own field.
+	Workers map[string]string
+}
+
+// HistorySlot is one minute or hour read back.
+type HistorySlot struct {
+	At     time.Time
+	Counts map[HistoryScope]*HistoryCounts
+	// Size and Latency are the queues' samples (minutes only): the
+	// queue's length and its head's age, in seconds.
+	Size    map[string]int64
+	Latency map[string]float64
+	Workers map[string]string
+}
+
+// Resolution of history: a minute or an hour.
+type Resolution int
+
+// Resolutions of history. MinuteClasses are the classes' minutes, kept
+// apart from the rest of the minute (shorter).
+const (
+	Minute Resolution = iota
+	MinuteClasses
+	Hour
+	WorkerMinute
+)
+
+func (c *Client) historyKey(r Resolution, t time.Time) string {
+	switch r {
+	case MinuteClasses:
+		return HistoryClassMinuteKey(c.ns, t.Unix()/60)
+	case Hour:
+		return HistoryHourKey(c.ns, t.Unix()/3600)
+	case WorkerMinute:
+		return HistoryWorkerKey(c.ns, t.Unix()/60)
+	}
+	return HistoryMinuteKey(c.ns, t.Unix()/60)
+}
+
+func historyField(kind string, s HistoryScope) string {
+	return kind + ":" + string(s.Kind) + ":" + s.Name
+}
+
+// FlushHistory adds the minutes to history in one MULTI/EXEC: each
+// count goes into its minute (MinuteClasses for classes) and its hour,
+// the way Sidekiq's metrics write every resolution at once
+// (lib/sidekiq/metrics/tracking.rb), so no roll-up has to run; worker
+// slots are set in their WorkerMinute. Counts are added (HINCRBY), so
+// any number of workers flush into the same keys.
+func (c *Client) FlushHistory(ctx context.Context, minutes []HistoryMinute) error {
+	if len(minutes) == 0 {
+		return nil
+	}
+	conn, err := c.pool.GetContext(ctx)
+	if err != nil {
+		return fmt.Errorf("flush history: %w", err)
+	}
+	defer conn.Close()
+	_ = conn.Send("MULTI")
+	n := 0
+	expire := map[string]int64{}
+	for _, m := range minutes {
+		at := time.Unix(m.Minute*60, 0)
+		mk, ck, hk := c.historyKey(Minute, at), c.historyKey(MinuteClasses, at), c.historyKey(Hour, at)
+		for s, h := range m.Counts {
+			key := mk
+			if s.Kind == ScopeClass {
+				key = ck
+			}
+			incr := func(kind string, v int64) {
+				if v == 0 {
+					return
+				}
+				f := historyField(kind, s)
+				_ = conn.Send("HINCRBY", key, f, v)
+				_ = conn.Send("HINCRBY", hk, f, v)
+				n += 2
+			}
+			incr("p", h.Processed)
+			incr("f", h.Failed)
+			incr("ms", h.DurationMs)
+			for i, b := range h.Buckets {
+				incr("b"+strconv.Itoa(i), b)
+			}
+			expire[key] = ttlFor(key == ck)
+			expire[hk] = int64(HistoryHourTTL / time.Second)
+		}
+		if len(m.Workers) > 0 {
+			wk := c.historyKey(WorkerMinute, at)
+			args := redis.Args{wk}
+			for id, slots := range m.Workers {
+				args = append(args, id, slots)
+			}
+			_ = conn.Send("HSET", args...)
+			n++
+			expire[wk] = int64(HistoryWorkerTTL / time.Second)
+		}
+	}
+	for k, ttl := range expire {
+		_ = conn.Send("EXPIRE", k, ttl)
+		n++
+	}
+	if n == 0 {
+		_ = conn.Send("DISCARD")
+		_, err := conn.Do("")
+		return err
+	}
+	if _, err := conn.Do("EXEC"); err != nil {
+		return fmt.Errorf("flush history: %w", err)
+	}
+	return nil
+}
+
+func ttlFor(classes bool) int64 {
+	if classes {
+		return int64(HistoryClassMinuteTTL / time.Second)
+	}
+	return int64(HistoryMinuteTTL / time.Second)
+}
+
+// QueueSample is one queue's size and head age at a sampling.
+type QueueSample struct {
+	Queue   string
+	Size    int64
+	Latency time.Duration
+}
+
+// ClaimHistorySample claims the queue sample of the minute holding t for
+// this process: HSETNX of the minute's marker, so one process in the
+// fleet samples each minute. False: another one has.
+func (c *Client) ClaimHistorySample(ctx context.Context, t time.Time) (bool, error) {
+	conn, err := c.pool.GetContext(ctx)
+	if err != nil {
+		return false, fmt.Errorf("claim history sample: %w", err)
+	}
+	defer conn.Close()
+	key := c.historyKey(Minute, t)
+	_ = conn.Send("MULTI")
+	_ = conn.Send("HSETNX", key, historyField("s", HistoryScope{Kind: ScopeAll}), t.Unix())
+	_ = conn.Send("EXPIRE", key, int64(HistoryMinuteTTL/time.Second))
+	vs, err := redis.Values(conn.Do("EXEC"))
+	if err != nil {
+		return false, fmt.Errorf("claim history sample: %w", err)
+	}
+	won, err := redis.Int(vs[0], nil)
+	return won == 1, err
+}
+
+// RecordQueueSamples writes the queues' samples into the minute holding
+// t, once ClaimHistorySample gave it to this process.
+func (c *Client) RecordQueueSamples(ctx context.Context, t time.Time, samples []QueueSample) error {
+	if len(samples) == 0 {
+		return nil
+	}
+	key := c.historyKey(Minute, t)
+	args := redis.Args{key}
+	for _, s := range samples {
+		q := HistoryScope{Kind: ScopeQueue, Name: s.Queue}
+		args = append(args, historyField("n", q), s.Size,
+			historyField("l", q), strconv.FormatFloat(s.Latency.Seconds(), 'f', 3, 64))
+	}
+	conn, err := c.pool.GetContext(ctx)
+	if err != nil {
+		return fmt.Errorf("record queue samples: %w", err)
+	}
+	defer conn.Close()
+	if _, err := conn.Do("HSET", args...); err != nil {
+		return fmt.Errorf("record queue samples: %w", err)
+	}
+	return nil
+}
+
+// ReadHistory reads the slots of resolution r from from to to (both
+// included, each truncated to its minute or hour), oldest first, one
+// HGETALL each in one pipeline. A slot with nothing recorded is there,
+// empty.
+func (c *Client) ReadHistory(ctx context.Context, r Resolution, from, to time.Time) ([]HistorySlot, error) {
+	step := time.Minute
+	if r == Hour {
+		step = time.Hour
+	}
+	from, to = from.Truncate(step), to.Truncate(step)
+	var slots []HistorySlot
+	for t := from; !t.After(to); t = t.Add(step) {
+		slots = append(slots, HistorySlot{At: t})
+		if len(slots) > 20000 {
+			return nil, fmt.Errorf("read history: %s to %s is too long a range", from, to)
+		}
+	}
+	if len(slots) == 0 {
+		return nil, nil
+	}
+	conn, err := c.pool.GetContext(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("read history: %w", err)
+	}
+	defer conn.Close()
+	for _, s := range slots {
+		_ = conn.Send("HGETALL", c.historyKey(r, s.At))
+	}
+	if err := conn.Flush(); err != nil {
+		return nil, fmt.Errorf("read history: %w", err)
+	}
+	for i := range slots {
+		m, err := redis.StringMap(conn.Receive())
+		if err != nil {
+			return nil, fmt.Errorf("read history: %w", err)
+		}
+		parseHistory(&slots[i], m, r == WorkerMinute)
+	}
+	return slots, nil
+}
+
+// parseHistory fills s from a hash's fields; fields it does not know (a
+// later version's) are skipped.
+func parseHistory(s *HistorySlot, m map[string]string, workers bool) {
+	if workers {
+		s.Workers = m
+		return
+	}
+	for f, v := range m {
+		kind, rest, ok := strings.Cut(f, ":")
+		if !ok || len(rest) < 2 || rest[1] != ':' {
+			continue
+		}
+		scope := HistoryScope{Kind: rest[0], Name: rest[2:]}
+		switch kind {
+		case "n":
+			if s.Size == nil {
+				s.Size = map[string]int64{}
+			}
+			s.Size[scope.Name], _ = strconv.ParseInt(v, 10, 64)
+			continue
+		case "l":
+			if s.Latency == nil {
+				s.Latency = map[string]float64{}
+			}
+			s.Latency[scope.Name], _ = strconv.ParseFloat(v, 64)
+			continue
+		case "s":
+			continue
+		}
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil {
+			continue
+		}
+		if s.Counts == nil {
+			s.Counts = map[HistoryScope]*HistoryCounts{}
+		}
+		h := s.Counts[scope]
+		if h == nil {
+			h = &HistoryCounts{}
+			s.Counts[scope] = h
+		}
+		switch {
+		case kind == "p":
+			h.Processed = n
+		case kind == "f":
+			h.Failed = n
+		case kind == "ms":
+			h.DurationMs = n
+		case kind[0] == 'b':
+			i, err := strconv.Atoi(kind[1:])
+			if err != nil || i < 0 || i > 64 {
+				continue
+			}
+			for len(h.Buckets) <= i {
+				h.Buckets = append(h.Buckets, 0)
+			}
+			h.Buckets[i] = n
+		}
+	}
+}

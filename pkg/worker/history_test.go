@@ -1,0 +1,97 @@
+package worker_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/resqued/resqued/pkg/history"
+	"github.com/resqued/resqued/pkg/queue"
+)
+
+// TestWorker_History drains a queue of jobs that pass and fail with
+// history on: once the worker has stopped (its last flush), the minute
+// holds each class's runs, the failures among them, the queue's, and the
+// worker's strip.
+func TestWorker_History(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.handler(t, "Fail", `echo "Fail $(cat)" >> "$RUNS"; exit 1`)
+	ctx := context.Background()
+	for i := 0; i < 8; i++ {
+		class := "Log"
+		if i%3 == 0 {
+			class = "Fail"
+		}
+		if err := e.q.Enqueue(ctx, "q", []byte(`{"class":"`+class+`","args":[`+string(rune('0'+i))+`]}`), queue.EnqueueOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	begin := time.Now()
+	cfg := e.config(t, 4242)
+	cfg.Interval = -1 // drain, then stop
+	cfg.History = true
+	r := start(t, cfg)
+	if err := r.wait(t, 30*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	runs := e.runLines()
+	if len(runs) != 8 {
+		t.Fatalf("handlers ran %d times, want 8: %q", len(runs), runs)
+	}
+	slots, err := e.q.ReadHistory(ctx, queue.Minute, begin, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	classes, err := e.q.ReadHistory(ctx, queue.MinuteClasses, begin, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := func(slots []queue.HistorySlot, s queue.HistoryScope) (c queue.HistoryCounts) {
+		for _, sl := range slots {
+			if h := sl.Counts[s]; h != nil {
+				c.Add(h)
+			}
+		}
+		return c
+	}
+	for _, tc := range []struct {
+		slots             []queue.HistorySlot
+		scope             queue.HistoryScope
+		processed, failed int64
+	}{
+		{slots, queue.HistoryScope{Kind: queue.ScopeAll}, 8, 3},
+		{slots, queue.HistoryScope{Kind: queue.ScopeQueue, Name: "q"}, 8, 3},
+		{classes, queue.HistoryScope{Kind: queue.ScopeClass, Name: "Log"}, 5, 0},
+		{classes, queue.HistoryScope{Kind: queue.ScopeClass, Name: "Fail"}, 3, 3},
+	} {
+		c := sum(tc.slots, tc.scope)
+		if c.Processed != tc.processed || c.Failed != tc.failed {
+			t.Errorf("%c %q: %d processed, %d failed; want %d, %d", tc.scope.Kind, tc.scope.Name, c.Processed, c.Failed, tc.processed, tc.failed)
+		}
+		if tc.scope.Kind == queue.ScopeClass {
+			var n int64
+			for _, b := range c.Buckets {
+				n += b
+			}
+			if n != tc.processed {
+				t.Errorf("class %s: %d durations in the buckets, want %d", tc.scope.Name, n, tc.processed)
+			}
+		}
+	}
+	cells, err := (&history.Reader{Queue: e.q}).Workers(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	strip := cells[r.w.ID()]
+	var states strings.Builder
+	for _, c := range strip {
+		if c.State != "" {
+			states.WriteString(c.State[:1])
+		}
+	}
+	if !strings.Contains(states.String(), "b") && !strings.Contains(states.String(), "i") {
+		t.Errorf("worker %s's strip has no busy or idle slot: %q (all: %v)", r.w.ID(), states.String(), cells)
+	}
+}
