@@ -45,7 +45,7 @@ type config struct {
 	quiet              bool
 }
 
-var sections = []string{"throughput", "persistent", "pickup", "enqueue", "memory", "idle"}
+var sections = []string{"throughput", "persistent", "history", "history-memory", "pickup", "enqueue", "memory", "idle"}
 
 func main() {
 	var cfg config
@@ -135,6 +135,8 @@ func run(cfg config, tmp string) int {
 		{"pickup", b.pickup},
 		{"enqueue", b.enqueue},
 		{"persistent", b.persistent},
+		{"history", b.history},
+		{"history-memory", b.historyMemory},
 		{"memory", b.memory},
 		{"idle", b.idle},
 	}

@@ -45,7 +45,7 @@ type drainResult struct {
 // COUNT=count until it exits, and returns how long that took, from
 // starting the process to its exit (so it includes resqued's start-up,
 // registration and unregistration), and the CPU it and Redis used.
-func (b *bench) drain(class string, n, count int) (drainResult, error) {
+func (b *bench) drain(class string, n, count int, env ...string) (drainResult, error) {
 	var r drainResult
 	if err := b.srv.flush(); err != nil {
 		return r, err
@@ -58,7 +58,7 @@ func (b *bench) drain(class string, n, count int) (drainResult, error) {
 		return r, err
 	}
 	start := time.Now()
-	d, err := startDaemon(b.resqued, b.srv.url(), b.handlers, count, "0")
+	d, err := startDaemon(b.resqued, b.srv.url(), b.handlers, count, "0", env...)
 	if err != nil {
 		return r, err
 	}
@@ -804,6 +804,44 @@ func (b *bench) persistent() error {
 		for i, par := range b.cfg.counts {
 			b.rep.add(row{name: fmt.Sprintf("resqued persistent PNoop COUNT=%d / in-process Go ×%d", par, par), vals: in[i].ratio, prec: 2})
 		}
+	}
+	return nil
+}
+
+// history: the per-job cost of the dashboard's history (issue 17), on
+// the fastest path (the persistent no-op handler, where a fixed cost per
+// job weighs most), the daemon with --history=false and with it on,
+// interleaved pair by pair so that drift hits both alike.
+func (b *bench) history() error {
+	n := 5 * b.cfg.jobs
+	const class = "PNoop"
+	b.rep.section(fmt.Sprintf("History's per-job cost, persistent %s (%s jobs), --history=false then on, interleaved", class, num(float64(n), 0)))
+	for _, par := range b.cfg.counts {
+		var off, on, offCPU, onCPU, offRedis, onRedis, ratio []float64
+		for run := 1; run <= b.cfg.runs; run++ {
+			d0, err := b.drain(class, n, par, "RESQUED_HISTORY=false")
+			if err != nil {
+				return fmt.Errorf("resqued %s COUNT=%d --history=false: %w", class, par, err)
+			}
+			d1, err := b.drain(class, n, par)
+			if err != nil {
+				return fmt.Errorf("resqued %s COUNT=%d: %w", class, par, err)
+			}
+			r0, r1 := float64(n)/d0.wall.Seconds(), float64(n)/d1.wall.Seconds()
+			off, on, ratio = append(off, r0), append(on, r1), append(ratio, r1/r0)
+			offCPU, onCPU = append(offCPU, ms(d0.cpu)), append(onCPU, ms(d1.cpu))
+			offRedis, onRedis = append(offRedis, ms(d0.redisCPU)), append(onRedis, ms(d1.redisCPU))
+			progress("history run %d/%d COUNT=%d: off %.0f jobs/s (CPU %.3f + Redis %.3f ms), on %.0f jobs/s (CPU %.3f + Redis %.3f ms), ratio %.3f",
+				run, b.cfg.runs, par, r0, ms(d0.cpu), ms(d0.redisCPU), r1, ms(d1.cpu), ms(d1.redisCPU), r1/r0)
+		}
+		b.rep.add(row{name: fmt.Sprintf("COUNT=%d --history=false (jobs/s)", par), vals: off, prec: 0})
+		b.rep.add(row{name: fmt.Sprintf("COUNT=%d history on (jobs/s)", par), vals: on, prec: 0})
+		b.rep.add(row{name: fmt.Sprintf("COUNT=%d: CPU per job, off (ms)", par), vals: offCPU, prec: 3})
+		b.rep.add(row{name: fmt.Sprintf("COUNT=%d: CPU per job, on (ms)", par), vals: onCPU, prec: 3})
+		b.rep.add(row{name: fmt.Sprintf("COUNT=%d: redis-server CPU per job, off (ms)", par), vals: offRedis, prec: 3})
+		b.rep.add(row{name: fmt.Sprintf("COUNT=%d: redis-server CPU per job, on (ms)", par), vals: onRedis, prec: 3})
+		b.rep.add(row{name: fmt.Sprintf("COUNT=%d: history on / off (throughput ratio)", par), vals: ratio, prec: 3,
+			target: "≥ 0.97", check: atLeast(0.97)})
 	}
 	return nil
 }

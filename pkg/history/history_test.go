@@ -88,7 +88,8 @@ func TestRecorder_StoredCounts(t *testing.T) {
 }
 
 // TestRecorder_Expiry checks each key's expiry: minutes a day, class
-// minutes two hours, hours eight days, worker strips an hour.
+// minutes two hours, hours eight days, class hours 27 hours, worker
+// strips an hour.
 func TestRecorder_Expiry(t *testing.T) {
 	t.Parallel()
 	srv, q, x := seeded(t)
@@ -98,6 +99,7 @@ func TestRecorder_Expiry(t *testing.T) {
 		queue.HistoryMinuteKey(ns, min):      queue.HistoryMinuteTTL,
 		queue.HistoryClassMinuteKey(ns, min): queue.HistoryClassMinuteTTL,
 		queue.HistoryHourKey(ns, hour):       queue.HistoryHourTTL,
+		queue.HistoryClassHourKey(ns, hour):  queue.HistoryClassHourTTL,
 		queue.HistoryWorkerKey(ns, min):      queue.HistoryWorkerTTL,
 	} {
 		ttl, err := redis.Int64(srv.Do(t, "TTL", key), nil)

@@ -193,7 +193,7 @@ func (r *Reader) Classes(ctx context.Context) ([]ClassStats, error) {
 		return nil, err
 	}
 	baseEnd := start.Truncate(time.Hour).Add(-time.Hour)
-	hours, err := r.Queue.ReadHistory(ctx, queue.Hour, baseEnd.Add(-23*time.Hour), baseEnd)
+	hours, err := r.Queue.ReadHistory(ctx, queue.HourClasses, baseEnd.Add(-23*time.Hour), baseEnd)
 	if err != nil {
 		return nil, err
 	}

@@ -54,7 +54,9 @@
 //	resque:resqued:history:cm:<min>
 //	                              hash    each class's counts in a minute (2 h)
 //	resque:resqued:history:h:<hour>
-//	                              hash    every scope's counts in an hour (8 d)
+//	                              hash    all jobs' and queues' counts in an hour (8 d)
+//	resque:resqued:history:ch:<hour>
+//	                              hash    each class's counts in an hour (27 h)
 //	resque:resqued:history:w:<min>
 //	                              hash    worker id -> its 10 s slots (1 h)
 //

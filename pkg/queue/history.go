@@ -30,14 +30,16 @@ import (
 )
 
 // How long each resolution is kept. Minutes of all jobs and of queues
-// serve the overview's last day; minutes of classes only the Classes
-// page's last hour and the hour before it, since a busy fleet's classes
-// are most of the memory (docs/dashboard.md measures it); hours serve the
-// week, and the classes' baselines.
+// serve the overview's last day, their hours its week. Classes are most
+// of the memory in a busy fleet (docs/dashboard.md measures it), and are
+// kept only as long as the Classes page looks: their minutes for its
+// last hour (and a margin), their hours for its baseline, the 24 hours
+// before that.
 const (
 	HistoryMinuteTTL      = 25 * time.Hour
 	HistoryClassMinuteTTL = 2*time.Hour + 5*time.Minute
 	HistoryHourTTL        = 8*24*time.Hour + time.Hour
+	HistoryClassHourTTL   = 27 * time.Hour
 	HistoryWorkerTTL      = time.Hour
 )
 
@@ -101,12 +103,13 @@ type HistorySlot struct {
 // Resolution of history: a minute or an hour.
 type Resolution int
 
-// Resolutions of history. MinuteClasses are the classes' minutes, kept
-// apart from the rest of the minute (shorter).
+// Resolutions of history. MinuteClasses and HourClasses are the
+// classes' counts, kept apart from the rest (and shorter).
 const (
 	Minute Resolution = iota
 	MinuteClasses
 	Hour
+	HourClasses
 	WorkerMinute
 )
 
@@ -116,6 +119,8 @@ func (c *Client) historyKey(r Resolution, t time.Time) string {
 		return HistoryClassMinuteKey(c.ns, t.Unix()/60)
 	case Hour:
 		return HistoryHourKey(c.ns, t.Unix()/3600)
+	case HourClasses:
+		return HistoryClassHourKey(c.ns, t.Unix()/3600)
 	case WorkerMinute:
 		return HistoryWorkerKey(c.ns, t.Unix()/60)
 	}
@@ -127,7 +132,8 @@ func historyField(kind string, s HistoryScope) string {
 }
 
 // FlushHistory adds the minutes to history in one MULTI/EXEC: each
-// count goes into its minute (MinuteClasses for classes) and its hour,
+// count goes into its minute and its hour (MinuteClasses and
+// HourClasses for classes),
 // the way Sidekiq's metrics write every resolution at once
 // (lib/sidekiq/metrics/tracking.rb), so no roll-up has to run; worker
 // slots are set in their WorkerMinute. Counts are added (HINCRBY), so
@@ -146,11 +152,12 @@ func (c *Client) FlushHistory(ctx context.Context, minutes []HistoryMinute) erro
 	expire := map[string]int64{}
 	for _, m := range minutes {
 		at := time.Unix(m.Minute*60, 0)
-		mk, ck, hk := c.historyKey(Minute, at), c.historyKey(MinuteClasses, at), c.historyKey(Hour, at)
 		for s, h := range m.Counts {
-			key := mk
+			key, hk := c.historyKey(Minute, at), c.historyKey(Hour, at)
+			kttl, httl := HistoryMinuteTTL, HistoryHourTTL
 			if s.Kind == ScopeClass {
-				key = ck
+				key, hk = c.historyKey(MinuteClasses, at), c.historyKey(HourClasses, at)
+				kttl, httl = HistoryClassMinuteTTL, HistoryClassHourTTL
 			}
 			incr := func(kind string, v int64) {
 				if v == 0 {
@@ -167,8 +174,8 @@ func (c *Client) FlushHistory(ctx context.Context, minutes []HistoryMinute) erro
 			for i, b := range h.Buckets {
 				incr("b"+strconv.Itoa(i), b)
 			}
-			expire[key] = ttlFor(key == ck)
-			expire[hk] = int64(HistoryHourTTL / time.Second)
+			expire[key] = int64(kttl / time.Second)
+			expire[hk] = int64(httl / time.Second)
 		}
 		if len(m.Workers) > 0 {
 			wk := c.historyKey(WorkerMinute, at)
@@ -194,13 +201,6 @@ func (c *Client) FlushHistory(ctx context.Context, minutes []HistoryMinute) erro
 		return fmt.Errorf("flush history: %w", err)
 	}
 	return nil
-}
-
-func ttlFor(classes bool) int64 {
-	if classes {
-		return int64(HistoryClassMinuteTTL / time.Second)
-	}
-	return int64(HistoryMinuteTTL / time.Second)
 }
 
 // QueueSample is one queue's size and head age at a sampling.
@@ -261,7 +261,7 @@ func (c *Client) RecordQueueSamples(ctx context.Context, t time.Time, samples []
 // empty.
 func (c *Client) ReadHistory(ctx context.Context, r Resolution, from, to time.Time) ([]HistorySlot, error) {
 	step := time.Minute
-	if r == Hour {
+	if r == Hour || r == HourClasses {
 		step = time.Hour
 	}
 	from, to = from.Truncate(step), to.Truncate(step)

@@ -207,10 +207,16 @@ func HistoryClassMinuteKey(ns string, min int64) string {
 	return ns + ":resqued:history:cm:" + strconv.FormatInt(min, 10)
 }
 
-// HistoryHourKey is the hash of every scope's counts in hour h (Unix
-// hours); HistoryHourTTL.
+// HistoryHourKey is the hash of the counts of all jobs and of each queue
+// in hour h (Unix hours); HistoryHourTTL.
 func HistoryHourKey(ns string, h int64) string {
 	return ns + ":resqued:history:h:" + strconv.FormatInt(h, 10)
+}
+
+// HistoryClassHourKey is the hash of each class's counts in hour h;
+// HistoryClassHourTTL.
+func HistoryClassHourKey(ns string, h int64) string {
+	return ns + ":resqued:history:ch:" + strconv.FormatInt(h, 10)
 }
 
 // HistoryWorkerKey is the hash of worker id to its six 10-second slots
