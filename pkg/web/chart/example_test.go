@@ -27,3 +27,13 @@ func ExampleLine() {
 		fmt.Println(err)
 	}
 }
+
+func ExampleBars_Table() {
+	c := chart.Bars{Title: "Queue sizes", Unit: "jobs", Bars: []chart.Bar{
+		{Label: "default", V: 12},
+		{Label: "mail", V: 3, Note: "paused"},
+	}}
+	fmt.Println(c.Table())
+	// Output:
+	// <table class="chart-data"><caption>Queue sizes</caption><thead><tr><th scope="col">Name</th><th scope="col" class="num">Value (jobs)</th><th scope="col">Note</th></tr></thead><tbody><tr><th scope="row">default</th><td class="num">12</td><td></td></tr><tr><th scope="row">mail</th><td class="num">3</td><td>paused</td></tr></tbody></table>
+}
