@@ -254,3 +254,21 @@ func TestClip(t *testing.T) {
 		}
 	}
 }
+
+func TestStateClass(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{"busy", "busy"},
+		{"idle", "idle"},
+		{"paused", "paused"},
+		{"", "none"},
+		{"none", "other"},
+		{"cell", "other"},
+		{"Busy", "other"},
+		{`busy" onmouseover="x`, "other"},
+		{"a-very-long-state-name-here", "other"},
+	} {
+		if got := stateClass(tc.in); got != tc.want {
+			t.Errorf("stateClass(%q) = %q, want %q", tc.in, got, tc.want)
+		}
+	}
+}
