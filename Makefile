@@ -123,3 +123,4 @@ fuzz:
 	$(FUZZ) -fuzz='^FuzzDecode$$' -fuzztime=$$((30000*$(FUZZSCALE)))x ./pkg/queue/
 	$(FUZZ) -fuzz='^FuzzEncodeRoundTrip$$' -fuzztime=$$((70000*$(FUZZSCALE)))x ./pkg/queue/
 	$(FUZZ) -fuzz='^FuzzResolve$$' -fuzztime=$$((90000*$(FUZZSCALE)))x ./pkg/runner/
+	$(FUZZ) -fuzz='^FuzzSVG$$' -fuzztime=$$((3000*$(FUZZSCALE)))x ./pkg/web/chart/
