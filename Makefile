@@ -62,7 +62,7 @@ hooks:
 screenshots:
 	rm -rf bin/screenshots && mkdir -p bin/screenshots
 	RESQUED_ARTIFACTS=$(CURDIR)/bin/screenshots $(GO) test -count=1 -run '^TestBrowser_Dashboard$$' ./e2e/
-	cp bin/screenshots/overview.png bin/screenshots/failed.png docs/screenshots/
+	cd bin/screenshots && cp overview.png overview-week.png overview-dark.png queues.png classes.png workers.png failed.png ../../docs/screenshots/
 
 # redis-imports fails when a package other than pkg/queue, pkg/status and
 # pkg/redisurl imports the Redis client (tests and test helpers excepted):

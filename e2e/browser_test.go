@@ -16,7 +16,9 @@ import (
 	"github.com/chromedp/chromedp"
 	"github.com/gomodule/redigo/redis"
 
+	"github.com/resqued/resqued/internal/historytest"
 	"github.com/resqued/resqued/internal/redistest"
+	"github.com/resqued/resqued/internal/resquetest"
 	"github.com/resqued/resqued/internal/testskip"
 	"github.com/resqued/resqued/pkg/queue"
 )
@@ -33,6 +35,12 @@ func TestBrowser_Dashboard(t *testing.T) {
 	}
 	t.Parallel()
 	srv := seedAdmin(t) // two failures, queues, three workers
+	// The dashboard's history: a few hundred jobs over the last hours'
+	// simulated minutes, on two queues and three classes, some failing
+	// (Report got slow and started failing: it must stand out), queue
+	// samples, and the three workers' last 10 minutes.
+	hq := queue.New(srv.Pool(t), ns)
+	seed := historytest.Seed(t, hq, time.Now(), []string{busyWorker, resquetest.IdleWorker, resquetest.PausedWorker})
 	port := freePort(t)
 	web := exec.Command(resqued, "web", "--listen", fmt.Sprintf("127.0.0.1:%d", port))
 	web.Env = append(os.Environ(), "REDIS_URL="+srv.URL())
@@ -151,9 +159,10 @@ func TestBrowser_Dashboard(t *testing.T) {
 		t.Errorf("kept output on the failed page: stdout %q, stderr %q", keptStdout, keptStderr)
 	}
 	// Every other page renders (and is photographed for a look).
-	for _, page := range []string{"queues", "queues/high", "workers", "delayed", "status"} {
+	for _, page := range []string{"queues/high", "delayed", "status"} {
 		run(chromedp.Navigate(base+"/"+page), chromedp.WaitVisible("h1", chromedp.ByQuery), shot(strings.ReplaceAll(page, "/", "-")))
 	}
+	checkCharts(t, ctx, base, hq, seed, shot)
 	run(chromedp.Navigate(base+"/failed"), chromedp.WaitVisible("table", chromedp.ByQuery))
 	// Retry record 1 (the Resize job on images) with its button: the job
 	// goes back on its queue.

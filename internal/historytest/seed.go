@@ -7,6 +7,7 @@ package historytest
 
 import (
 	"context"
+	"strconv"
 	"testing"
 	"time"
 
@@ -153,6 +154,15 @@ func Seed(tb testing.TB, q *queue.Client, now time.Time, workers []string) Expec
 	if err := rec.Flush(ctx); err != nil {
 		tb.Fatal(err)
 	}
+	// The queues exist: each holds what its last sample says.
+	for _, s := range samples {
+		for i := int64(0); i < max(s.Size, 1); i++ {
+			p := `{"class":"` + ClassResize + `","args":[` + strconv.FormatInt(i, 10) + `]}`
+			if err := q.Enqueue(ctx, s.Queue, []byte(p), queue.EnqueueOptions{}); err != nil {
+				tb.Fatal(err)
+			}
+		}
+	}
 	x.seedStrips(tb, q, workers)
 	return x
 }
@@ -198,5 +208,17 @@ func (x *Expect) seedStrips(tb testing.TB, q *queue.Client, workers []string) {
 			tb.Fatal(err)
 		}
 		x.Strips[id] = want
+	}
+}
+
+// More records n more successful Resize jobs on default, ending now.
+func More(tb testing.TB, q *queue.Client, n int) {
+	tb.Helper()
+	rec := history.NewRecorder(history.Config{Queue: q})
+	for range n {
+		rec.Job(QueueDefault, ClassResize, false, 20*time.Millisecond)
+	}
+	if err := rec.Flush(context.Background()); err != nil {
+		tb.Fatal(err)
 	}
 }

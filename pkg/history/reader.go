@@ -111,8 +111,9 @@ type QueueHistory struct {
 	Processed, Failed []Point
 }
 
-// Queues reads every queue's last hour; queues maps each name to it.
-func (r *Reader) Queues(ctx context.Context) (map[string]*QueueHistory, error) {
+// Queues reads the last hour of every queue that has one, and of names
+// (with no data where none was recorded), by name.
+func (r *Reader) Queues(ctx context.Context, names ...string) (map[string]*QueueHistory, error) {
 	now := r.now()
 	end := now.Truncate(time.Minute)
 	start := end.Add(-59 * time.Minute)
@@ -134,6 +135,9 @@ func (r *Reader) Queues(ctx context.Context) (map[string]*QueueHistory, error) {
 			out[q] = h
 		}
 		return h
+	}
+	for _, q := range names {
+		get(q)
 	}
 	for i, s := range slots {
 		for q, n := range s.Size {

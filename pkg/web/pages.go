@@ -4,12 +4,14 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"html/template"
 	"net/http"
 	"net/url"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/resqued/resqued/pkg/history"
 	"github.com/resqued/resqued/pkg/queue"
 	"github.com/resqued/resqued/pkg/status"
 )
@@ -115,12 +117,20 @@ func (s *server) overview(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, err)
 		return
 	}
+	tp, windows, err := s.throughputFigure(r.Context(), r, history.ParseWindow(r.URL.Query().Get("window")))
+	if err != nil {
+		s.fail(w, err)
+		return
+	}
 	s.render(w, r, "overview", &page{Title: "Overview", Nav: "overview", Live: true,
 		Data: struct {
-			Stats   *queue.Stats
-			Queues  []queueRow
-			Workers []queue.WorkerInfo
-		}{st, qs, ws}})
+			Stats      *queue.Stats
+			Queues     []queueRow
+			Workers    []queue.WorkerInfo
+			Throughput figure
+			Windows    []windowLink
+			Sizes      figure
+		}{st, qs, ws, tp, windows, queueBars(qs)}})
 }
 
 func (s *server) queues(w http.ResponseWriter, r *http.Request) {
@@ -132,7 +142,22 @@ func (s *server) queues(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, err)
 		return
 	}
-	s.render(w, r, "queues", &page{Title: "Queues", Nav: "queues", Live: true, Data: qs})
+	sparks, err := s.queueHistory(r.Context(), qs)
+	if err != nil {
+		s.fail(w, err)
+		return
+	}
+	rows := make([]queueChartRow, len(qs))
+	for i, q := range qs {
+		rows[i] = queueChartRow{queueRow: q, Sparks: sparks[q.Queue]}
+	}
+	s.render(w, r, "queues", &page{Title: "Queues", Nav: "queues", Live: true, Data: rows})
+}
+
+// queueChartRow is a queue on the Queues page: its row and last hour.
+type queueChartRow struct {
+	queueRow
+	Sparks queueSparks
 }
 
 // peekJob is one waiting job as the queue page shows it.
@@ -205,10 +230,16 @@ func (s *server) workers(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	strips, err := s.workerStrips(r.Context(), ws)
+	if err != nil {
+		s.fail(w, err)
+		return
+	}
 	s.render(w, r, "workers", &page{Title: "Workers", Nav: "workers", Live: true, Data: struct {
 		Workers []queue.WorkerInfo
 		Limits  []queue.LimitUse
-	}{ws, limits}})
+		Strips  map[string]template.HTML
+	}{ws, limits, strips}})
 }
 
 // failedRow is one failure record as the Failed page shows it.

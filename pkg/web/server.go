@@ -10,9 +10,11 @@ import (
 	"io/fs"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/resqued/resqued/pkg/history"
 	"github.com/resqued/resqued/pkg/queue"
 	"github.com/resqued/resqued/pkg/status"
 )
@@ -50,12 +52,16 @@ type Config struct {
 	// Limits are the handlers config's concurrency and rate limits: the
 	// Workers page shows each one's state. Nil: none shown.
 	Limits *queue.Limits
+	// Now is the clock the charts are drawn at; nil means time.Now. A
+	// seeded run (tests) passes its own.
+	Now func() time.Time
 }
 
 const defaultCount = 20
 
 type server struct {
 	cfg   Config
+	hist  *history.Reader
 	clock queue.HeadClock // first sightings of queue heads without a time
 	log   hclog.Logger
 	pages map[string]*template.Template
@@ -64,7 +70,8 @@ type server struct {
 
 // New returns the dashboard's handler.
 func New(cfg Config) http.Handler {
-	s := &server{cfg: cfg, log: cfg.Logger, pages: map[string]*template.Template{}}
+	s := &server{cfg: cfg, log: cfg.Logger, pages: map[string]*template.Template{},
+		hist: &history.Reader{Queue: cfg.Queue, Now: cfg.Now}}
 	if s.log == nil {
 		s.log = hclog.NewNullLogger()
 	}
@@ -82,7 +89,7 @@ func New(cfg Config) http.Handler {
 		"pretty": prettyJSON,
 		"join":   strings.Join,
 	}
-	for _, p := range []string{"overview", "queues", "queue", "workers", "failed", "delayed", "status"} {
+	for _, p := range []string{"overview", "queues", "queue", "classes", "workers", "failed", "delayed", "status"} {
 		t := template.Must(template.New("layout.html").Funcs(funcs).ParseFS(templateFS, "templates/layout.html", "templates/"+p+".html"))
 		s.pages[p] = t
 	}
@@ -93,6 +100,7 @@ func New(cfg Config) http.Handler {
 	mux.HandleFunc("/", s.overview)
 	mux.HandleFunc("/queues", s.queues)
 	mux.HandleFunc("/queues/", s.queuePeek)
+	mux.HandleFunc("/classes", s.classes)
 	mux.HandleFunc("/workers", s.workers)
 	mux.HandleFunc("/failed", s.failed)
 	mux.HandleFunc("/failed/retry", s.mutate(s.retry))
