@@ -329,3 +329,88 @@ func TestSampler_OnePerMinute(t *testing.T) {
 		t.Fatalf("next minute: second sampler wrote %v (%v), want true", wb, err)
 	}
 }
+
+// TestRecorder_IdleStripOncePerMinute: an idle worker writes its strip
+// when its state changes and once a minute, not at every flush; the
+// Reader carries a registered worker's last state forward meanwhile, and
+// stops after CarryForward.
+func TestRecorder_IdleStripOncePerMinute(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	q := queue.New(srv.Pool(t), redistest.Namespace(t))
+	ctx := context.Background()
+	t0 := time.Date(2026, 12, 1, 14, 0, 5, 0, time.UTC)
+	clock := t0
+	const id = "host:1:*"
+	rec := history.NewRecorder(history.Config{Queue: q, Worker: id, Now: func() time.Time { return clock }})
+	key := queue.HistoryWorkerKey(q.Namespace(), t0.Unix()/60)
+	flushAt := func(d time.Duration) {
+		t.Helper()
+		clock = t0.Add(d)
+		if err := rec.Flush(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	exists := func() bool { n, _ := redis.Int(srv.Do(t, "EXISTS", key), nil); return n == 1 }
+	flushAt(0)
+	if exists() {
+		t.Fatal("the first flush, with no time recorded yet, wrote a strip")
+	}
+	flushAt(time.Second)
+	if !exists() {
+		t.Fatal("the first flush wrote no strip")
+	}
+	srv.Do(t, "DEL", key)
+	flushAt(5 * time.Second)
+	flushAt(10 * time.Second)
+	if exists() {
+		t.Fatal("an idle worker wrote its strip again within the minute")
+	}
+	r := &history.Reader{Queue: q, Now: func() time.Time { return clock }}
+	// The test deleted what was written; record 13:59:55 to 14:00:00
+	// idle again, and read at 14:00:40: the 40 s since are carried.
+	clock = t0.Add(-5 * time.Second)
+	rec2 := history.NewRecorder(history.Config{Queue: q, Worker: id, Now: func() time.Time { return clock }})
+	clock = t0
+	if err := rec2.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	clock = t0.Add(40 * time.Second)
+	cells, err := r.Workers(ctx, []string{id})
+	if err != nil {
+		t.Fatal(err)
+	}
+	states := func(cells []history.Cell, from, to time.Time) (s []string) {
+		for _, c := range cells {
+			if !c.T.Before(from) && c.T.Before(to) {
+				s = append(s, c.State)
+			}
+		}
+		return s
+	}
+	for _, st := range states(cells[id], t0, t0.Add(40*time.Second)) {
+		if st != "idle" {
+			t.Fatalf("registered worker's last 40 s: %q, want idle carried forward", states(cells[id], t0, t0.Add(40*time.Second)))
+		}
+	}
+	if cells, _ = r.Workers(ctx, nil); states(cells[id], t0.Add(10*time.Second), t0.Add(40*time.Second))[0] != "" {
+		t.Error("an unregistered worker's state was carried forward")
+	}
+	clock = t0.Add(3 * time.Minute)
+	cells, _ = r.Workers(ctx, []string{id})
+	if s := states(cells[id], t0.Add(2*time.Minute), t0.Add(3*time.Minute)); s[0] != "" {
+		t.Errorf("carried forward past CarryForward: %q", s)
+	}
+	// A change is written at the next flush; so is a new minute.
+	clock = t0.Add(11 * time.Second)
+	rec.SetState(history.Busy)
+	flushAt(15 * time.Second)
+	if !exists() {
+		t.Fatal("a state change was not written at the next flush")
+	}
+	next := queue.HistoryWorkerKey(q.Namespace(), t0.Unix()/60+1)
+	flushAt(60 * time.Second)
+	if n, _ := redis.Int(srv.Do(t, "EXISTS", next), nil); n != 1 {
+		t.Error("a new minute's strip was not written")
+	}
+}

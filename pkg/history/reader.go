@@ -335,6 +335,12 @@ type Cell struct {
 // StripMinutes is how far back a worker's strip goes.
 const StripMinutes = 10
 
+// CarryForward is how long Reader.Workers carries a registered worker's
+// last recorded state forward to now: a worker whose state did not
+// change writes its strip once a minute, so its last minute may not be
+// written yet. A worker that died stops being carried after it.
+const CarryForward = 75 * time.Second
+
 // Workers reads what each worker did over the last StripMinutes, a
 // cell per 10 seconds, oldest first: the workers named in ids (the
 // registered ones) and any other that recorded a slot.
@@ -369,6 +375,27 @@ func (r *Reader) Workers(ctx context.Context, ids []string) (map[string][]Cell, 
 			for i := 0; i < len(strip) && i < slotsPerMinute; i++ {
 				cells[m*slotsPerMinute+i].State = stateName(strip[i])
 			}
+		}
+	}
+	// A registered worker writes its strip when its state changes and
+	// else once a minute (Recorder.Flush): its last recorded state holds
+	// until now, for up to CarryForward.
+	registered := map[string]bool{}
+	for _, id := range ids {
+		registered[id] = true
+	}
+	for id, cells := range out {
+		last := -1
+		for i, c := range cells {
+			if c.State != "" && !c.T.After(now) {
+				last = i
+			}
+		}
+		if !registered[id] || last < 0 {
+			continue
+		}
+		for i := last + 1; i < len(cells) && !cells[i].T.After(now) && now.Sub(cells[last].T) <= CarryForward; i++ {
+			cells[i].State = cells[last].State
 		}
 	}
 	// A slot still to come is no record, whatever was written for it.

@@ -64,6 +64,10 @@ type Recorder struct {
 	since    time.Time
 	slots    map[int64]*[3]time.Duration
 	stripped map[int64]bool // minutes whose strip changed since the last flush
+	// changed is set when the state changed since the strip was last
+	// written, at stripWritten (a Unix minute).
+	changed      bool
+	stripWritten int64
 }
 
 // NewRecorder returns a Recorder; its worker, if any, starts Idle.
@@ -144,6 +148,9 @@ func (r *Recorder) SetState(s State) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.account(r.cfg.Now())
+	if s != r.state {
+		r.changed = true
+	}
 	r.state = s
 }
 
@@ -251,13 +258,22 @@ func (r *Recorder) Flush(ctx context.Context) error {
 	pending := r.pending
 	r.pending = map[int64]map[queue.HistoryScope]*queue.HistoryCounts{}
 	var strips map[int64]string
-	if r.cfg.Worker != "" {
+	// The strip is written when the state changed, and else once a
+	// minute: an idle worker, or one stuck on a long job, sends one
+	// write a minute, not one a flush (Reader carries its last state
+	// forward meanwhile).
+	if r.cfg.Worker != "" && (r.changed || now.Unix()/60 != r.stripWritten) {
 		r.account(now)
 		strips = make(map[int64]string, len(r.stripped))
 		for min := range r.stripped {
 			strips[min] = r.strip(min)
 		}
 		r.stripped = map[int64]bool{}
+		if len(strips) > 0 {
+			r.changed, r.stripWritten = false, now.Unix()/60
+		} else {
+			strips = nil // nothing accounted yet: try again next flush
+		}
 	}
 	r.mu.Unlock()
 
@@ -307,6 +323,9 @@ func (r *Recorder) Flush(ctx context.Context) error {
 	}
 	for min := range strips {
 		r.stripped[min] = true
+	}
+	if strips != nil {
+		r.changed = true // written again at the next flush
 	}
 	return err
 }

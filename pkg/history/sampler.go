@@ -10,9 +10,9 @@ import (
 	"github.com/resqued/resqued/pkg/queue"
 )
 
-// DefaultSampleInterval is how often a Sampler looks at the queues when
-// SamplerConfig.Interval is zero.
-const DefaultSampleInterval = 15 * time.Second
+// DefaultSampleInterval is how often a Sampler tries to claim a minute's
+// sample when SamplerConfig.Interval is zero.
+const DefaultSampleInterval = time.Minute
 
 // SamplerConfig is what a Sampler needs.
 type SamplerConfig struct {
@@ -26,11 +26,14 @@ type SamplerConfig struct {
 
 // Sampler writes each queue's size and latency (its head's age) into
 // the minute's history, for the Queues page's sparklines. Every daemon
-// and resqued web run one; the first of them to look in a minute claims
-// it (queue.Client.ClaimHistorySample), so a minute holds one sample
-// whatever the size of the fleet. Each looks at every Interval to keep its
-// queue.HeadClock current: a head whose payload carries no enqueue time
-// (Ruby Resque's) is timed from when this process first saw it.
+// and resqued web run one, trying once a minute; the first of them to try
+// in a minute claims it (queue.Client.ClaimHistorySample) and reads the
+// queues, so a minute holds one sample whatever the size of the fleet,
+// and each of the others spends one command a minute. The one that
+// started first tends to win every minute (its tick comes first), which
+// keeps its queue.HeadClock current: a head whose payload carries no
+// enqueue time (Ruby Resque's) is timed from when the sampling process
+// first saw it, to within a minute.
 type Sampler struct {
 	cfg   SamplerConfig
 	clock queue.HeadClock
@@ -50,19 +53,19 @@ func NewSampler(cfg SamplerConfig) *Sampler {
 	return &Sampler{cfg: cfg}
 }
 
-// Sample reads the queues and, when this minute's sample is not taken
-// yet, writes it. It reports whether it wrote.
+// Sample claims this minute's sample and, when it is this process's,
+// reads the queues and writes it. It reports whether it wrote.
 func (s *Sampler) Sample(ctx context.Context) (bool, error) {
-	heads, err := s.cfg.Queue.QueueHeads(ctx)
-	if err != nil {
-		return false, err
-	}
 	now := s.cfg.Now()
-	lat := s.clock.Latencies(heads, now)
 	won, err := s.cfg.Queue.ClaimHistorySample(ctx, now)
 	if err != nil || !won {
 		return false, err
 	}
+	heads, err := s.cfg.Queue.QueueHeads(ctx)
+	if err != nil {
+		return false, err
+	}
+	lat := s.clock.Latencies(heads, now)
 	samples := make([]queue.QueueSample, len(heads))
 	for i, h := range heads {
 		samples[i] = queue.QueueSample{Queue: h.Queue, Size: int64(h.Size), Latency: lat[i]}

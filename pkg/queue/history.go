@@ -211,32 +211,26 @@ type QueueSample struct {
 }
 
 // ClaimHistorySample claims the queue sample of the minute holding t for
-// this process: HSETNX of the minute's marker, so one process in the
-// fleet samples each minute. False: another one has.
+// this process: one HSETNX of the minute's marker, so one process in
+// the fleet samples each minute, and the others pay one command for
+// looking. False: another one has.
 func (c *Client) ClaimHistorySample(ctx context.Context, t time.Time) (bool, error) {
 	conn, err := c.pool.GetContext(ctx)
 	if err != nil {
 		return false, fmt.Errorf("claim history sample: %w", err)
 	}
 	defer conn.Close()
-	key := c.historyKey(Minute, t)
-	_ = conn.Send("MULTI")
-	_ = conn.Send("HSETNX", key, historyField("s", HistoryScope{Kind: ScopeAll}), t.Unix())
-	_ = conn.Send("EXPIRE", key, int64(HistoryMinuteTTL/time.Second))
-	vs, err := redis.Values(conn.Do("EXEC"))
+	won, err := redis.Int(conn.Do("HSETNX", c.historyKey(Minute, t), historyField("s", HistoryScope{Kind: ScopeAll}), t.Unix()))
 	if err != nil {
 		return false, fmt.Errorf("claim history sample: %w", err)
 	}
-	won, err := redis.Int(vs[0], nil)
-	return won == 1, err
+	return won == 1, nil
 }
 
 // RecordQueueSamples writes the queues' samples into the minute holding
-// t, once ClaimHistorySample gave it to this process.
+// t, once ClaimHistorySample gave it to this process, and sets the
+// minute's expiry.
 func (c *Client) RecordQueueSamples(ctx context.Context, t time.Time, samples []QueueSample) error {
-	if len(samples) == 0 {
-		return nil
-	}
 	key := c.historyKey(Minute, t)
 	args := redis.Args{key}
 	for _, s := range samples {
@@ -249,7 +243,12 @@ func (c *Client) RecordQueueSamples(ctx context.Context, t time.Time, samples []
 		return fmt.Errorf("record queue samples: %w", err)
 	}
 	defer conn.Close()
-	if _, err := conn.Do("HSET", args...); err != nil {
+	_ = conn.Send("MULTI")
+	if len(samples) > 0 {
+		_ = conn.Send("HSET", args...)
+	}
+	_ = conn.Send("EXPIRE", key, int64(HistoryMinuteTTL/time.Second))
+	if _, err := conn.Do("EXEC"); err != nil {
 		return fmt.Errorf("record queue samples: %w", err)
 	}
 	return nil

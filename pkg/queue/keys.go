@@ -198,29 +198,32 @@ func RateLimitedKey(ns, name string) string { return ns + ":resqued:rate-limited
 // queue in minute min (Unix minutes), and the queues' size and latency
 // samples (history.go); HistoryMinuteTTL.
 func HistoryMinuteKey(ns string, min int64) string {
-	return ns + ":resqued:history:m:" + strconv.FormatInt(min, 10)
+	return HistoryPrefix(ns) + "m:" + strconv.FormatInt(min, 10)
 }
 
 // HistoryClassMinuteKey is the hash of each class's counts in minute
 // min; HistoryClassMinuteTTL.
 func HistoryClassMinuteKey(ns string, min int64) string {
-	return ns + ":resqued:history:cm:" + strconv.FormatInt(min, 10)
+	return HistoryPrefix(ns) + "cm:" + strconv.FormatInt(min, 10)
 }
 
 // HistoryHourKey is the hash of the counts of all jobs and of each queue
 // in hour h (Unix hours); HistoryHourTTL.
 func HistoryHourKey(ns string, h int64) string {
-	return ns + ":resqued:history:h:" + strconv.FormatInt(h, 10)
+	return HistoryPrefix(ns) + "h:" + strconv.FormatInt(h, 10)
 }
 
 // HistoryClassHourKey is the hash of each class's counts in hour h;
 // HistoryClassHourTTL.
 func HistoryClassHourKey(ns string, h int64) string {
-	return ns + ":resqued:history:ch:" + strconv.FormatInt(h, 10)
+	return HistoryPrefix(ns) + "ch:" + strconv.FormatInt(h, 10)
 }
 
 // HistoryWorkerKey is the hash of worker id to its six 10-second slots
 // in minute min; HistoryWorkerTTL.
 func HistoryWorkerKey(ns string, min int64) string {
-	return ns + ":resqued:history:w:" + strconv.FormatInt(min, 10)
+	return HistoryPrefix(ns) + "w:" + strconv.FormatInt(min, 10)
 }
+
+// HistoryPrefix is what every history key (history.go) starts with.
+func HistoryPrefix(ns string) string { return ns + ":resqued:history:" }
