@@ -90,26 +90,37 @@ type queueSparks struct {
 	Size, Latency template.HTML
 }
 
-// queueHistory draws each queue's size and latency over the last hour.
-func (s *server) queueHistory(ctx context.Context, rows []queueRow) (map[string]queueSparks, error) {
+// queueNumbers are the Queues page's sparklines as tables: the text
+// alternative for screen readers, under "Numbers".
+type queueNumbers struct {
+	Size, Latency template.HTML
+}
+
+// queueHistory draws each queue's size and latency over the last hour,
+// and puts the same numbers in two tables.
+func (s *server) queueHistory(ctx context.Context, rows []queueRow) (map[string]queueSparks, queueNumbers, error) {
 	names := make([]string, len(rows))
 	for i, q := range rows {
 		names[i] = q.Queue
 	}
 	hs, err := s.hist.Queues(ctx, names...)
 	if err != nil {
-		return nil, err
+		return nil, queueNumbers{}, err
 	}
 	out := map[string]queueSparks{}
+	size := chart.Line{ID: "queue-size-numbers", Title: "Jobs waiting per queue, last hour (a sample a minute)", Unit: "jobs", Step: time.Minute}
+	lat := chart.Line{ID: "queue-latency-numbers", Title: "Age of each queue's oldest job, last hour (a sample a minute)", Unit: "s", Step: time.Minute}
 	for i, q := range rows {
 		h := hs[q.Queue]
+		size.Series = append(size.Series, chart.Series{Name: q.Queue, Points: points(h.Size)})
+		lat.Series = append(lat.Series, chart.Series{Name: q.Queue, Points: points(h.Latency)})
 		id := "q" + strconv.Itoa(i)
 		out[q.Queue] = queueSparks{
 			Size:    chart.Spark{ID: id + "-size", Title: "Jobs waiting in " + q.Queue + ", last hour", Unit: "jobs", Points: points(h.Size)}.SVG(),
 			Latency: chart.Spark{ID: id + "-latency", Title: "Age of the oldest job in " + q.Queue + ", last hour", Unit: "s", Points: points(h.Latency)}.SVG(),
 		}
 	}
-	return out, nil
+	return out, queueNumbers{Size: size.Table(), Latency: lat.Table()}, nil
 }
 
 // classRow is one class as the Classes page shows it.
@@ -153,6 +164,8 @@ type classesView struct {
 	Sorts   []sortLink
 	Jumped  int
 	MinJobs int
+	// Numbers is the sparklines' numbers as a table.
+	Numbers template.HTML
 }
 
 func (s *server) classes(w http.ResponseWriter, r *http.Request) {
@@ -165,7 +178,9 @@ func (s *server) classes(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	v := classesView{MinJobs: history.MinJobs}
+	numbers := chart.Line{ID: "class-numbers", Title: "Jobs ended per minute per class, last hour", Unit: "jobs/min", Step: time.Minute}
 	for i, c := range stats {
+		numbers.Series = append(numbers.Series, chart.Series{Name: c.Class, Points: points(c.PerMinute)})
 		row := classRow{ClassStats: c,
 			Spark:        chart.Spark{ID: "c" + strconv.Itoa(i), Title: "Jobs of " + c.Class + " per minute, last hour", Unit: "jobs/min", Points: points(c.PerMinute)}.SVG(),
 			PerMinute:    strconv.FormatFloat(float64(c.Processed)/60, 'f', 1, 64),
@@ -176,6 +191,9 @@ func (s *server) classes(w http.ResponseWriter, r *http.Request) {
 			v.Jumped++
 		}
 		v.Rows = append(v.Rows, row)
+	}
+	if len(stats) > 0 {
+		v.Numbers = numbers.Table()
 	}
 	key, desc := r.URL.Query().Get("sort"), r.URL.Query().Get("dir") != "asc"
 	less, ok := classSorts[key]
@@ -239,8 +257,16 @@ func percentText(v float64, n int64) string {
 	return strconv.FormatFloat(v*100, 'f', 1, 64) + "%"
 }
 
+// workerStrip is a worker's last 10 minutes: the strip, and the same in
+// words ("idle 14:05:00–14:07:30, busy 14:07:30–14:15:00 UTC") for
+// screen readers.
+type workerStrip struct {
+	SVG   template.HTML
+	Words string
+}
+
 // workerStrips draws each worker's last 10 minutes.
-func (s *server) workerStrips(ctx context.Context, ws []queue.WorkerInfo) (map[string]template.HTML, error) {
+func (s *server) workerStrips(ctx context.Context, ws []queue.WorkerInfo) (map[string]workerStrip, error) {
 	ids := make([]string, len(ws))
 	for i, w := range ws {
 		ids[i] = w.ID
@@ -249,13 +275,39 @@ func (s *server) workerStrips(ctx context.Context, ws []queue.WorkerInfo) (map[s
 	if err != nil {
 		return nil, err
 	}
-	out := map[string]template.HTML{}
+	out := map[string]workerStrip{}
 	for i, w := range ws {
 		var cs []chart.Cell
 		for _, c := range cells[w.ID] {
 			cs = append(cs, chart.Cell{T: c.T, State: c.State})
 		}
-		out[w.ID] = chart.Strip{ID: "w" + strconv.Itoa(i), Title: "What " + w.ID + " did, last 10 minutes", Cells: cs, Width: 240, Height: 18}.SVG()
+		out[w.ID] = workerStrip{
+			SVG:   chart.Strip{ID: "w" + strconv.Itoa(i), Title: "What " + w.ID + " did, last 10 minutes", Cells: cs, Width: 240, Height: 18}.SVG(),
+			Words: stripWords(cells[w.ID]),
+		}
 	}
 	return out, nil
+}
+
+// stripWords writes a strip's runs of one state, "idle 14:05:00–14:07:30,
+// busy 14:07:30–14:15:00 UTC"; "no record" for a run without one.
+func stripWords(cells []history.Cell) string {
+	var runs []string
+	for i := 0; i < len(cells); {
+		j := i
+		for j < len(cells) && cells[j].State == cells[i].State {
+			j++
+		}
+		state := cells[i].State
+		if state == "" {
+			state = "no record"
+		}
+		end := cells[j-1].T.Add(10 * time.Second)
+		runs = append(runs, state+" "+cells[i].T.UTC().Format("15:04:05")+"–"+end.UTC().Format("15:04:05"))
+		i = j
+	}
+	if len(runs) == 0 {
+		return "no record"
+	}
+	return strings.Join(runs, ", ") + " UTC"
 }

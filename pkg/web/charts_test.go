@@ -167,7 +167,7 @@ func TestCharts_Overview(t *testing.T) {
 func TestCharts_Queues(t *testing.T) {
 	t.Parallel()
 	e, x := startSeeded(t)
-	page := mustGet(t, e, "/queues")
+	page := mustGet(t, e, "/queues", "<caption>Jobs waiting per queue, last hour", "<caption>Age of each queue&#39;s oldest job")
 	// Queues sorted: critical, default, empty, high, low.
 	for i, q := range []string{historytest.QueueCritical, historytest.QueueDefault} {
 		size := seriesValues(t, svgOf(t, page, "q"+strconv.Itoa(i)+"-size"))
@@ -203,7 +203,8 @@ func TestCharts_Queues(t *testing.T) {
 func TestCharts_Classes(t *testing.T) {
 	t.Parallel()
 	e, x := startSeeded(t)
-	page := mustGet(t, e, "/classes", "Report", "Mailer", "Resize", `class="standout"`, "p95", "failure rate")
+	page := mustGet(t, e, "/classes", "Report", "Mailer", "Resize", `class="standout"`, "p95", "failure rate",
+		"<caption>Jobs ended per minute per class, last hour")
 	rows := strings.Split(page, "<tr")
 	var first string
 	for _, r := range rows {
@@ -246,6 +247,13 @@ func TestCharts_Workers(t *testing.T) {
 	t.Parallel()
 	e, x := startSeeded(t)
 	page := mustGet(t, e, "/workers", "Last 10 minutes")
+	// The strips in words, for screen readers: the busy worker busy
+	// from the strip's start to now's slot's end, then no record.
+	start := seedNow.Truncate(time.Minute).Add(-9 * time.Minute)
+	slotEnd := seedNow.Truncate(10 * time.Second).Add(10 * time.Second)
+	if want := "busy " + start.Format("15:04:05") + "–" + slotEnd.Format("15:04:05") + ", no record"; !strings.Contains(page, want) {
+		t.Errorf("no %q in the Workers page", want)
+	}
 	// Workers sorted by id: busy (vm:4242), idle (4243), paused (4244).
 	for i, id := range []string{busyWorker, idleWorker, pausedWkr} {
 		svg := svgOf(t, page, "w"+strconv.Itoa(i))

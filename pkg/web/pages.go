@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
-	"html/template"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -142,7 +141,7 @@ func (s *server) queues(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, err)
 		return
 	}
-	sparks, err := s.queueHistory(r.Context(), qs)
+	sparks, numbers, err := s.queueHistory(r.Context(), qs)
 	if err != nil {
 		s.fail(w, err)
 		return
@@ -151,7 +150,10 @@ func (s *server) queues(w http.ResponseWriter, r *http.Request) {
 	for i, q := range qs {
 		rows[i] = queueChartRow{queueRow: q, Sparks: sparks[q.Queue]}
 	}
-	s.render(w, r, "queues", &page{Title: "Queues", Nav: "queues", Live: true, Data: rows})
+	s.render(w, r, "queues", &page{Title: "Queues", Nav: "queues", Live: true, Data: struct {
+		Rows    []queueChartRow
+		Numbers queueNumbers
+	}{rows, numbers}})
 }
 
 // queueChartRow is a queue on the Queues page: its row and last hour.
@@ -238,7 +240,7 @@ func (s *server) workers(w http.ResponseWriter, r *http.Request) {
 	s.render(w, r, "workers", &page{Title: "Workers", Nav: "workers", Live: true, Data: struct {
 		Workers []queue.WorkerInfo
 		Limits  []queue.LimitUse
-		Strips  map[string]template.HTML
+		Strips  map[string]workerStrip
 	}{ws, limits, strips}})
 }
 
