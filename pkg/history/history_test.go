@@ -139,9 +139,17 @@ func TestReader_Throughput(t *testing.T) {
 	if len(day.Processed) != 96 {
 		t.Fatalf("day: %d points, want 96 (15 minutes each)", len(day.Processed))
 	}
+	// Each point is jobs per minute over its step; the last over the
+	// minutes of its step begun by now.
+	minutes := func(ps []history.Point, i int, step float64) float64 {
+		if i == len(ps)-1 {
+			return math.Ceil(seedNow.Sub(ps[i].T).Minutes())
+		}
+		return step
+	}
 	var sumDay, sumHour float64
-	for _, p := range day.Processed {
-		sumDay += p.V * 15 // jobs per minute over 15 minutes
+	for i, p := range day.Processed {
+		sumDay += p.V * minutes(day.Processed, i, 15)
 	}
 	for _, c := range x.All {
 		sumHour += float64(c.Processed)
@@ -156,8 +164,11 @@ func TestReader_Throughput(t *testing.T) {
 		t.Fatal(err)
 	}
 	var sumWeek float64
-	for _, p := range week.Processed {
-		sumWeek += p.V * 60
+	for i, p := range week.Processed {
+		sumWeek += p.V * minutes(week.Processed, i, 60)
+	}
+	if last := week.Processed[167]; last.V != float64(sumHourOf(x, seedNow.Truncate(time.Hour)))/38 {
+		t.Errorf("week: the hour under way (38 minutes begun) is drawn at %v jobs/min", last.V)
 	}
 	if len(week.Processed) != 168 || math.Abs(sumWeek-float64(x.Jobs)) > 0.001 {
 		t.Errorf("week: %d points holding %v jobs, want 168 holding %d", len(week.Processed), sumWeek, x.Jobs)
@@ -207,6 +218,16 @@ func TestReader_Classes(t *testing.T) {
 	if math.Abs(report.Mean-0.8) > 0.001 {
 		t.Errorf("Report mean %v s, want 0.8", report.Mean)
 	}
+}
+
+// sumHourOf is the seeded last hour's jobs from from on.
+func sumHourOf(x historytest.Expect, from time.Time) (n int64) {
+	for i, c := range x.All {
+		if !x.Minutes[i].Before(from) {
+			n += c.Processed
+		}
+	}
+	return n
 }
 
 func TestQuantile(t *testing.T) {

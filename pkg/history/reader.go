@@ -54,7 +54,8 @@ type Throughput struct {
 	Window Window
 	// Step is the spacing of the points: a minute over the last hour,
 	// 15 minutes over the day, an hour over the week. Each point is the
-	// jobs per minute averaged over its step, starting at T.
+	// jobs per minute averaged over its step, starting at T; the last
+	// one over the minutes of its step begun so far.
 	Step              time.Duration
 	Processed, Failed []Point
 }
@@ -83,7 +84,6 @@ func (r *Reader) Throughput(ctx context.Context, w Window) (*Throughput, error) 
 		at := start.Add(time.Duration(i) * step)
 		t.Processed[i], t.Failed[i] = Point{T: at}, Point{T: at}
 	}
-	perMinute := float64(step / time.Minute)
 	for _, s := range slots {
 		i := int(s.At.Sub(start) / step)
 		if i < 0 || i >= n {
@@ -95,8 +95,15 @@ func (r *Reader) Throughput(ctx context.Context, w Window) (*Throughput, error) 
 		}
 	}
 	for i := range n {
-		t.Processed[i].V /= perMinute
-		t.Failed[i].V /= perMinute
+		// Jobs per minute over the step; the last point's step is under
+		// way, so it averages over the minutes begun so far.
+		minutes := float64(step / time.Minute)
+		if i == n-1 {
+			minutes = math.Ceil(now.Sub(t.Processed[i].T).Minutes())
+			minutes = math.Max(1, math.Min(minutes, float64(step/time.Minute)))
+		}
+		t.Processed[i].V /= minutes
+		t.Failed[i].V /= minutes
 	}
 	return t, nil
 }
