@@ -811,21 +811,31 @@ func (b *bench) persistent() error {
 // history: the per-job cost of the dashboard's history (issue 17), on
 // the fastest path (the persistent no-op handler, where a fixed cost per
 // job weighs most), the daemon with --history=false and with it on,
-// interleaved pair by pair so that drift hits both alike.
+// interleaved pair by pair (in ABBA order) so that drift hits both alike.
 func (b *bench) history() error {
 	n := 5 * b.cfg.jobs
 	const class = "PNoop"
-	b.rep.section(fmt.Sprintf("History's per-job cost, persistent %s (%s jobs), --history=false then on, interleaved", class, num(float64(n), 0)))
+	b.rep.section(fmt.Sprintf("History's per-job cost, persistent %s (%s jobs), --history=false and on, interleaved ABBA", class, num(float64(n), 0)))
 	for _, par := range b.cfg.counts {
 		var off, on, offCPU, onCPU, offRedis, onRedis, ratio []float64
 		for run := 1; run <= b.cfg.runs; run++ {
-			d0, err := b.drain(class, n, par, "RESQUED_HISTORY=false")
-			if err != nil {
-				return fmt.Errorf("resqued %s COUNT=%d --history=false: %w", class, par, err)
+			// ABBA: every other pair runs history on first, so that what
+			// the second run of a pair inherits (a warm page cache, a
+			// busier neighbour) weighs on both alike.
+			var d0, d1 drainResult
+			var err0, err1 error
+			if run%2 == 1 {
+				d0, err0 = b.drain(class, n, par, "RESQUED_HISTORY=false")
+				d1, err1 = b.drain(class, n, par)
+			} else {
+				d1, err1 = b.drain(class, n, par)
+				d0, err0 = b.drain(class, n, par, "RESQUED_HISTORY=false")
 			}
-			d1, err := b.drain(class, n, par)
-			if err != nil {
-				return fmt.Errorf("resqued %s COUNT=%d: %w", class, par, err)
+			if err0 != nil {
+				return fmt.Errorf("resqued %s COUNT=%d --history=false: %w", class, par, err0)
+			}
+			if err1 != nil {
+				return fmt.Errorf("resqued %s COUNT=%d: %w", class, par, err1)
 			}
 			r0, r1 := float64(n)/d0.wall.Seconds(), float64(n)/d1.wall.Seconds()
 			off, on, ratio = append(off, r0), append(on, r1), append(ratio, r1/r0)

@@ -364,7 +364,7 @@ func TestRecorder_IdleStripOncePerMinute(t *testing.T) {
 	clock := t0
 	const id = "host:1:*"
 	rec := history.NewRecorder(history.Config{Queue: q, Worker: id, Now: func() time.Time { return clock }})
-	key := queue.HistoryWorkerKey(q.Namespace(), t0.Unix()/60)
+	min0, min1 := queue.HistoryWorkerKey(q.Namespace(), t0.Unix()/60), queue.HistoryWorkerKey(q.Namespace(), t0.Unix()/60+1)
 	flushAt := func(d time.Duration) {
 		t.Helper()
 		clock = t0.Add(d)
@@ -372,66 +372,53 @@ func TestRecorder_IdleStripOncePerMinute(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	exists := func() bool { n, _ := redis.Int(srv.Do(t, "EXISTS", key), nil); return n == 1 }
-	flushAt(0)
-	if exists() {
-		t.Fatal("the first flush, with no time recorded yet, wrote a strip")
-	}
+	exists := func(key string) bool { n, _ := redis.Int(srv.Do(t, "EXISTS", key), nil); return n == 1 }
 	flushAt(time.Second)
-	if !exists() {
-		t.Fatal("the first flush wrote no strip")
-	}
-	srv.Do(t, "DEL", key)
-	flushAt(5 * time.Second)
 	flushAt(10 * time.Second)
-	if exists() {
+	if exists(min0) {
+		t.Fatal("an idle worker wrote its strip within its first minute")
+	}
+	flushAt(55 * time.Second) // 14:01:00
+	if !exists(min0) {
+		t.Fatal("the minute's strip was not written once the minute was over")
+	}
+	flushAt(60 * time.Second)
+	flushAt(65 * time.Second)
+	if exists(min1) {
 		t.Fatal("an idle worker wrote its strip again within the minute")
 	}
-	r := &history.Reader{Queue: q, Now: func() time.Time { return clock }}
-	// The test deleted what was written; record 13:59:55 to 14:00:00
-	// idle again, and read at 14:00:40: the 40 s since are carried.
-	clock = t0.Add(-5 * time.Second)
-	rec2 := history.NewRecorder(history.Config{Queue: q, Worker: id, Now: func() time.Time { return clock }})
-	clock = t0
-	if err := rec2.Flush(ctx); err != nil {
-		t.Fatal(err)
-	}
-	clock = t0.Add(40 * time.Second)
-	cells, err := r.Workers(ctx, []string{id})
-	if err != nil {
-		t.Fatal(err)
-	}
-	states := func(cells []history.Cell, from, to time.Time) (s []string) {
-		for _, c := range cells {
+	states := func(now time.Time, ids []string, from, to time.Time) (s []string) {
+		t.Helper()
+		r := &history.Reader{Queue: q, Now: func() time.Time { return now }}
+		cells, err := r.Workers(ctx, ids)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, c := range cells[id] {
 			if !c.T.Before(from) && c.T.Before(to) {
 				s = append(s, c.State)
 			}
 		}
 		return s
 	}
-	for _, st := range states(cells[id], t0, t0.Add(40*time.Second)) {
+	at := t0.Add(95 * time.Second) // 14:01:40
+	for _, st := range states(at, []string{id}, t0.Add(55*time.Second), at) {
 		if st != "idle" {
-			t.Fatalf("registered worker's last 40 s: %q, want idle carried forward", states(cells[id], t0, t0.Add(40*time.Second)))
+			t.Fatalf("registered worker's 14:01:00-14:01:40: %q, want idle carried forward", states(at, []string{id}, t0.Add(55*time.Second), at))
 		}
 	}
-	if cells, _ = r.Workers(ctx, nil); states(cells[id], t0.Add(10*time.Second), t0.Add(40*time.Second))[0] != "" {
-		t.Error("an unregistered worker's state was carried forward")
+	if s := states(at, nil, t0.Add(55*time.Second), at); s[0] != "" {
+		t.Errorf("an unregistered worker's state was carried forward: %q", s)
 	}
-	clock = t0.Add(3 * time.Minute)
-	cells, _ = r.Workers(ctx, []string{id})
-	if s := states(cells[id], t0.Add(2*time.Minute), t0.Add(3*time.Minute)); s[0] != "" {
+	late := t0.Add(175 * time.Second) // 14:03:00
+	if s := states(late, []string{id}, t0.Add(115*time.Second), late); s[0] != "" {
 		t.Errorf("carried forward past CarryForward: %q", s)
 	}
-	// A change is written at the next flush; so is a new minute.
-	clock = t0.Add(11 * time.Second)
+	// A change is written at the next flush.
+	clock = t0.Add(96 * time.Second)
 	rec.SetState(history.Busy)
-	flushAt(15 * time.Second)
-	if !exists() {
+	flushAt(100 * time.Second)
+	if !exists(min1) {
 		t.Fatal("a state change was not written at the next flush")
-	}
-	next := queue.HistoryWorkerKey(q.Namespace(), t0.Unix()/60+1)
-	flushAt(60 * time.Second)
-	if n, _ := redis.Int(srv.Do(t, "EXISTS", next), nil); n != 1 {
-		t.Error("a new minute's strip was not written")
 	}
 }

@@ -47,7 +47,8 @@ const slotSeconds = 10
 const slotsPerMinute = 60 / slotSeconds
 
 // Recorder counts a worker's jobs in memory and adds them to Redis every
-// Interval, so that a job costs a map update, not a Redis command. A
+// Interval, in one script call, so that a job costs a map update, not a
+// Redis command. A
 // process killed with -9 loses what it counted since its last flush;
 // a flush that fails keeps its counts for the next one. A nil *Recorder
 // records nothing.
@@ -85,7 +86,10 @@ func NewRecorder(cfg Config) *Recorder {
 		pending: map[int64]map[queue.HistoryScope]*queue.HistoryCounts{},
 		slots:   map[int64]*[3]time.Duration{}, stripped: map[int64]bool{}}
 	if cfg.Worker != "" {
+		// Idle from now; the first strip is written at the first state
+		// change or the next minute, as any other (Flush).
 		r.state, r.since = Idle, cfg.Now()
+		r.stripWritten = r.since.Unix() / 60
 	}
 	return r
 }
@@ -245,7 +249,8 @@ func (r *Recorder) Run(ctx context.Context) {
 	}
 }
 
-// Flush adds what was counted since the last flush to Redis. On error
+// Flush adds what was counted since the last flush to Redis, with the
+// worker's strip when its state changed or a new minute began. On error
 // the counts are kept for the next flush. (A flush whose reply was lost
 // after Redis applied it is counted twice: history is for charts; the
 // exact totals are stat:processed and stat:failed.)

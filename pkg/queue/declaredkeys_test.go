@@ -42,7 +42,7 @@ local resqued_keyargs = {
   LPOP=1, RPOP=1, RPUSH=1, LPUSH=1, LINDEX=1, LSET=1, LREM=1, LLEN=1, LPOS=1, LRANGE=1,
   SADD=1, SREM=1, SISMEMBER=1, SMEMBERS=1, ZADD=1, ZREM=1, ZRANGE=1, ZRANGEBYSCORE=1, ZREMRANGEBYSCORE=1, ZCARD=1,
   TIME=0,
-  HSET=1, HGET=1, HDEL=1, HGETALL=1,
+  HSET=1, HGET=1, HDEL=1, HGETALL=1, HINCRBY=1,
 }
 local function resqued_check(cmd, ...)
   local args = {...}

@@ -131,42 +131,61 @@ func historyField(kind string, s HistoryScope) string {
 	return kind + ":" + string(s.Kind) + ":" + s.Name
 }
 
-// FlushHistory adds the minutes to history in one MULTI/EXEC: each
-// count goes into its minute and its hour (MinuteClasses and
-// HourClasses for classes),
-// the way Sidekiq's metrics write every resolution at once
+// flushHistoryScript applies a flush in one call: KEYS are the hashes
+// it touches; ARGV is a list of operations, each "i" key field n
+// (HINCRBY), "s" key field value (HSET) or "e" key seconds (EXPIRE),
+// with key an index into KEYS. One script, not a MULTI of its commands,
+// so that an idle worker's strip once a minute is one command sent.
+var flushHistoryScript = redis.NewScript(-1, `
+local i = 1
+while i <= #ARGV do
+  local op, key = ARGV[i], KEYS[tonumber(ARGV[i + 1])]
+  if op == 'i' then
+    redis.call('HINCRBY', key, ARGV[i + 2], ARGV[i + 3])
+    i = i + 4
+  elseif op == 's' then
+    redis.call('HSET', key, ARGV[i + 2], ARGV[i + 3])
+    i = i + 4
+  else
+    redis.call('EXPIRE', key, ARGV[i + 2])
+    i = i + 3
+  end
+end
+return 1
+`)
+
+// FlushHistory adds the minutes to history in one script: each count
+// goes into its minute and its hour (MinuteClasses and HourClasses for
+// classes), the way Sidekiq's metrics write every resolution at once
 // (lib/sidekiq/metrics/tracking.rb), so no roll-up has to run; worker
 // slots are set in their WorkerMinute. Counts are added (HINCRBY), so
-// any number of workers flush into the same keys.
+// any number of workers flush into the same keys; each key touched gets
+// its expiry again.
 func (c *Client) FlushHistory(ctx context.Context, minutes []HistoryMinute) error {
-	if len(minutes) == 0 {
-		return nil
+	var keys []string
+	index := map[string]int{}
+	ttl := map[string]time.Duration{}
+	var ops []interface{}
+	key := func(k string, d time.Duration) string {
+		if _, ok := index[k]; !ok {
+			keys = append(keys, k)
+			index[k] = len(keys)
+			ttl[k] = d
+		}
+		return strconv.Itoa(index[k])
 	}
-	conn, err := c.pool.GetContext(ctx)
-	if err != nil {
-		return fmt.Errorf("flush history: %w", err)
-	}
-	defer conn.Close()
-	_ = conn.Send("MULTI")
-	n := 0
-	expire := map[string]int64{}
 	for _, m := range minutes {
 		at := time.Unix(m.Minute*60, 0)
 		for s, h := range m.Counts {
-			key, hk := c.historyKey(Minute, at), c.historyKey(Hour, at)
-			kttl, httl := HistoryMinuteTTL, HistoryHourTTL
+			mk, hk := key(c.historyKey(Minute, at), HistoryMinuteTTL), key(c.historyKey(Hour, at), HistoryHourTTL)
 			if s.Kind == ScopeClass {
-				key, hk = c.historyKey(MinuteClasses, at), c.historyKey(HourClasses, at)
-				kttl, httl = HistoryClassMinuteTTL, HistoryClassHourTTL
+				mk, hk = key(c.historyKey(MinuteClasses, at), HistoryClassMinuteTTL), key(c.historyKey(HourClasses, at), HistoryClassHourTTL)
 			}
 			incr := func(kind string, v int64) {
-				if v == 0 {
-					return
+				if v != 0 {
+					f := historyField(kind, s)
+					ops = append(ops, "i", mk, f, v, "i", hk, f, v)
 				}
-				f := historyField(kind, s)
-				_ = conn.Send("HINCRBY", key, f, v)
-				_ = conn.Send("HINCRBY", hk, f, v)
-				n += 2
 			}
 			incr("p", h.Processed)
 			incr("f", h.Failed)
@@ -174,30 +193,29 @@ func (c *Client) FlushHistory(ctx context.Context, minutes []HistoryMinute) erro
 			for i, b := range h.Buckets {
 				incr("b"+strconv.Itoa(i), b)
 			}
-			expire[key] = int64(kttl / time.Second)
-			expire[hk] = int64(httl / time.Second)
 		}
-		if len(m.Workers) > 0 {
-			wk := c.historyKey(WorkerMinute, at)
-			args := redis.Args{wk}
-			for id, slots := range m.Workers {
-				args = append(args, id, slots)
-			}
-			_ = conn.Send("HSET", args...)
-			n++
-			expire[wk] = int64(HistoryWorkerTTL / time.Second)
+		for id, slots := range m.Workers {
+			ops = append(ops, "s", key(c.historyKey(WorkerMinute, at), HistoryWorkerTTL), id, slots)
 		}
 	}
-	for k, ttl := range expire {
-		_ = conn.Send("EXPIRE", k, ttl)
-		n++
+	if len(ops) == 0 {
+		return nil
 	}
-	if n == 0 {
-		_ = conn.Send("DISCARD")
-		_, err := conn.Do("")
-		return err
+	for _, k := range keys {
+		ops = append(ops, "e", strconv.Itoa(index[k]), int64(ttl[k]/time.Second))
 	}
-	if _, err := conn.Do("EXEC"); err != nil {
+	args := make([]interface{}, 0, 1+len(keys)+len(ops))
+	args = append(args, len(keys))
+	for _, k := range keys {
+		args = append(args, k)
+	}
+	args = append(args, ops...)
+	conn, err := c.pool.GetContext(ctx)
+	if err != nil {
+		return fmt.Errorf("flush history: %w", err)
+	}
+	defer conn.Close()
+	if _, err := flushHistoryScript.Do(conn, args...); err != nil {
 		return fmt.Errorf("flush history: %w", err)
 	}
 	return nil
