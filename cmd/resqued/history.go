@@ -13,7 +13,7 @@ import (
 
 // historyFlag turns the dashboard's history on or off (pkg/history).
 var historyFlag = &cli.BoolFlag{Name: "history", EnvVars: []string{"RESQUED_HISTORY"}, Value: true,
-	Usage: "keep per-minute counts of jobs, durations, queue sizes and worker states for the dashboard's charts (docs/dashboard.md); --history=false keeps none"}
+	Usage: "keep per-minute counts of jobs, durations, queue sizes and worker states for the dashboard's charts (docs/dashboard.md); --history=false keeps none (resqued web: samples no queue sizes)"}
 
 // startSampler samples the queues into history once a minute for the
 // fleet (history.Sampler) until the returned function is called.

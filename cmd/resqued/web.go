@@ -39,6 +39,7 @@ func webCommand() *cli.Command {
 			&cli.BoolFlag{Name: "web-insecure", Usage: "allow a non-loopback --listen without --web-auth"},
 			webHostFlag(),
 			&cli.StringFlag{Name: "handlers-config", EnvVars: []string{"RESQUED_HANDLERS_CONFIG"}, Usage: "the daemons' handlers config `FILE`: the Workers page and /metrics show its concurrency and rate limits"},
+			historyFlag,
 		),
 		Action: webAction,
 	}
@@ -65,9 +66,10 @@ func webAction(c *cli.Context) error {
 	}
 	// The queues' sizes and latencies are sampled for the charts while
 	// a dashboard runs too, daemons or not.
-	stopSampler := startSampler(ctx, rc.queue, log.Named("history"))
+	if c.Bool("history") {
+		defer startSampler(ctx, rc.queue, log.Named("history"))()
+	}
 	<-ctx.Done()
-	stopSampler()
 	stopWeb()
 	return nil
 }

@@ -32,8 +32,9 @@ type Counts struct{ Processed, Failed int64 }
 // Expect is what the seeded run recorded.
 type Expect struct {
 	Now time.Time
-	// Minutes are the last hour's minutes, oldest first (Now's minute
-	// last), with the counts of all jobs, per queue and per class.
+	// Minutes are the last hour's minutes, the 60 whole minutes before
+	// Now's, oldest first, with the counts of all jobs, per queue and
+	// per class.
 	Minutes []time.Time
 	All     []Counts
 	Queue   map[string][]Counts
@@ -119,12 +120,10 @@ func Seed(tb testing.TB, q *queue.Client, now time.Time, workers []string) Expec
 	}
 	var samples []queue.QueueSample
 	for i := range 60 {
-		minute := end.Add(time.Duration(i-59) * time.Minute)
+		// The last hour: the 60 whole minutes before now's.
+		minute := end.Add(time.Duration(i-60) * time.Minute)
 		x.Minutes = append(x.Minutes, minute)
 		at := minute.Add(30 * time.Second)
-		if at.After(now) {
-			at = minute
-		}
 		for _, j := range lastHour(i) {
 			rec.JobAt(at, j.queue, j.class, j.failed, j.d)
 			add(&x.All[i], j.failed)
@@ -211,12 +210,13 @@ func (x *Expect) seedStrips(tb testing.TB, q *queue.Client, workers []string) {
 	}
 }
 
-// More records n more successful Resize jobs on default, ending now.
+// More records n more successful Resize jobs on default, ending a
+// minute ago: in the last whole minute, the newest the charts draw.
 func More(tb testing.TB, q *queue.Client, n int) {
 	tb.Helper()
 	rec := history.NewRecorder(history.Config{Queue: q})
 	for range n {
-		rec.Job(QueueDefault, ClassResize, false, 20*time.Millisecond)
+		rec.JobAt(time.Now().Add(-time.Minute), QueueDefault, ClassResize, false, 20*time.Millisecond)
 	}
 	if err := rec.Flush(context.Background()); err != nil {
 		tb.Fatal(err)

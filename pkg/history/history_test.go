@@ -94,13 +94,13 @@ func TestRecorder_Expiry(t *testing.T) {
 	t.Parallel()
 	srv, q, x := seeded(t)
 	ns := q.Namespace()
-	min, hour := x.Now.Unix()/60, x.Now.Unix()/3600
+	min, hour := x.Minutes[59].Unix()/60, x.Minutes[59].Unix()/3600
 	for key, want := range map[string]time.Duration{
-		queue.HistoryMinuteKey(ns, min):      queue.HistoryMinuteTTL,
-		queue.HistoryClassMinuteKey(ns, min): queue.HistoryClassMinuteTTL,
-		queue.HistoryHourKey(ns, hour):       queue.HistoryHourTTL,
-		queue.HistoryClassHourKey(ns, hour):  queue.HistoryClassHourTTL,
-		queue.HistoryWorkerKey(ns, min):      queue.HistoryWorkerTTL,
+		queue.HistoryMinuteKey(ns, min):             queue.HistoryMinuteTTL,
+		queue.HistoryClassMinuteKey(ns, min):        queue.HistoryClassMinuteTTL,
+		queue.HistoryHourKey(ns, hour):              queue.HistoryHourTTL,
+		queue.HistoryClassHourKey(ns, hour):         queue.HistoryClassHourTTL,
+		queue.HistoryWorkerKey(ns, x.Now.Unix()/60): queue.HistoryWorkerTTL,
 	} {
 		ttl, err := redis.Int64(srv.Do(t, "TTL", key), nil)
 		if err != nil {
@@ -139,39 +139,34 @@ func TestReader_Throughput(t *testing.T) {
 	if len(day.Processed) != 96 {
 		t.Fatalf("day: %d points, want 96 (15 minutes each)", len(day.Processed))
 	}
-	// Each point is jobs per minute over its step; the last over the
-	// minutes of its step begun by now.
-	minutes := func(ps []history.Point, i int, step float64) float64 {
-		if i == len(ps)-1 {
-			return math.Ceil(seedNow.Sub(ps[i].T).Minutes())
-		}
-		return step
+	// The day: 96 whole quarter hours, the one under way (from 14:30)
+	// not drawn; they hold the last hour's jobs before it and the
+	// baseline hours' (written into their minutes too).
+	var sumDay float64
+	for _, p := range day.Processed {
+		sumDay += p.V * 15 // jobs per minute over 15 minutes
 	}
-	var sumDay, sumHour float64
-	for i, p := range day.Processed {
-		sumDay += p.V * minutes(day.Processed, i, 15)
+	quarter := seedNow.Truncate(15 * time.Minute)
+	if want := float64(int64(x.Jobs) - sumHourOf(x, quarter)); math.Abs(sumDay-want) > 0.001 {
+		t.Errorf("day: %v jobs, want %v", sumDay, want)
 	}
-	for _, c := range x.All {
-		sumHour += float64(c.Processed)
-	}
-	// The day holds the last hour and the baseline hours' jobs (written
-	// into their minutes too).
-	if want := float64(x.Jobs); math.Abs(sumDay-want) > 0.001 {
-		t.Errorf("day: %v jobs, want %v (last hour %v)", sumDay, want, sumHour)
+	if last := day.Processed[95].T; !last.Equal(quarter.Add(-15 * time.Minute)) {
+		t.Errorf("day: last point at %s, want the last whole quarter hour, %s", last, quarter.Add(-15*time.Minute))
 	}
 	week, err := r.Throughput(context.Background(), history.LastWeek)
 	if err != nil {
 		t.Fatal(err)
 	}
 	var sumWeek float64
-	for i, p := range week.Processed {
-		sumWeek += p.V * minutes(week.Processed, i, 60)
+	for _, p := range week.Processed {
+		sumWeek += p.V * 60
 	}
-	if last := week.Processed[167]; last.V != float64(sumHourOf(x, seedNow.Truncate(time.Hour)))/38 {
-		t.Errorf("week: the hour under way (38 minutes begun) is drawn at %v jobs/min", last.V)
+	hour := seedNow.Truncate(time.Hour)
+	if want := float64(int64(x.Jobs) - sumHourOf(x, hour)); len(week.Processed) != 168 || math.Abs(sumWeek-want) > 0.001 {
+		t.Errorf("week: %d points holding %v jobs, want 168 holding %v", len(week.Processed), sumWeek, want)
 	}
-	if len(week.Processed) != 168 || math.Abs(sumWeek-float64(x.Jobs)) > 0.001 {
-		t.Errorf("week: %d points holding %v jobs, want 168 holding %d", len(week.Processed), sumWeek, x.Jobs)
+	if last := week.Processed[167].T; !last.Equal(hour.Add(-time.Hour)) {
+		t.Errorf("week: last point at %s, want the last whole hour", last)
 	}
 }
 
@@ -241,9 +236,10 @@ func TestQuantile(t *testing.T) {
 		{"Empty", 0.5, nil, math.NaN()},
 		{"FirstBucket", 0.5, []int64{10}, 0.0025},
 		{"Interpolated", 0.5, []int64{0, 0, 0, 0, 0, 0, 0, 4}, 0.75},
-		{"AcrossBuckets", 0.95, []int64{0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}, math.NaN()},
+		{"AcrossBuckets", 0.5, []int64{2, 0, 0, 0, 2, 4}, 0.1}, // rank 4: the top of (.05, .1]
+		{"AcrossBucketsInside", 0.75, []int64{2, 0, 0, 0, 2, 4}, 0.175},
 		{"P95", 0.95, []int64{0, 0, 0, 0, 90, 10}, 0.175},
-		{"Inf", 0.99, []int64{1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 99}, 900},
+		{"Inf", 0.99, []int64{1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 99}, math.Inf(1)},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got := history.Quantile(tc.q, tc.buckets, bounds)
@@ -420,5 +416,30 @@ func TestRecorder_IdleStripOncePerMinute(t *testing.T) {
 	flushAt(100 * time.Second)
 	if !exists(min1) {
 		t.Fatal("a state change was not written at the next flush")
+	}
+}
+
+// TestSampler_FailedSampleExpires: a sampler that claims a minute and
+// then cannot read the queues (a queue key of the wrong type) leaves the
+// minute's key with its expiry, not one that lives forever; and a field
+// that is not history's (an empty kind) is skipped, not a panic.
+func TestSampler_FailedSampleExpires(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	q := queue.New(srv.Pool(t), redistest.Namespace(t))
+	ns := q.Namespace()
+	srv.Do(t, "SADD", queue.QueuesKey(ns), "bad")
+	srv.Do(t, "SET", queue.QueueKey(ns, "bad"), "not a list")
+	s := history.NewSampler(history.SamplerConfig{Queue: q, Now: func() time.Time { return seedNow }})
+	if _, err := s.Sample(context.Background()); err == nil {
+		t.Fatal("sampling a queue of the wrong type succeeded")
+	}
+	key := queue.HistoryMinuteKey(ns, seedNow.Unix()/60)
+	if ttl, _ := redis.Int(srv.Do(t, "TTL", key), nil); ttl <= 0 {
+		t.Fatalf("%s claimed, sample failed: TTL %d, want its expiry", key, ttl)
+	}
+	srv.Do(t, "HSET", key, ":a:", "1", "p", "2", "p:a:", "x")
+	if _, err := q.ReadHistory(context.Background(), queue.Minute, seedNow, seedNow); err != nil {
+		t.Fatal(err)
 	}
 }

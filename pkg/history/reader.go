@@ -54,13 +54,18 @@ type Throughput struct {
 	Window Window
 	// Step is the spacing of the points: a minute over the last hour,
 	// 15 minutes over the day, an hour over the week. Each point is the
-	// jobs per minute averaged over its step, starting at T; the last
-	// one over the minutes of its step begun so far.
+	// jobs per minute averaged over its step, starting at T. The window
+	// ends with the last whole step: the one under way is not drawn
+	// until it is over, so that no point is a part of a step (the last
+	// seconds' counts are still in the workers, not flushed).
 	Step              time.Duration
 	Processed, Failed []Point
 }
 
-// Throughput reads the processed and failed jobs of all queues over w.
+// Throughput reads the processed and failed jobs of all queues over w:
+// the last 60 whole minutes, 96 whole quarter hours, or 168 whole
+// hours. It reads only the two fields it draws (HMGET), not each
+// minute's queues.
 func (r *Reader) Throughput(ctx context.Context, w Window) (*Throughput, error) {
 	now := r.now()
 	res, span, step := queue.Minute, time.Hour, time.Minute
@@ -72,9 +77,13 @@ func (r *Reader) Throughput(ctx context.Context, w Window) (*Throughput, error) 
 	default:
 		w = LastHour
 	}
-	end := now.Truncate(step)
-	start := end.Add(-span + step)
-	slots, err := r.Queue.ReadHistory(ctx, res, start, now)
+	end := now.Truncate(step) // the step under way, not drawn
+	start := end.Add(-span)
+	read := time.Minute
+	if res == queue.Hour {
+		read = time.Hour
+	}
+	slots, err := r.Queue.ReadHistoryScope(ctx, res, start, end.Add(-read), queue.HistoryScope{Kind: queue.ScopeAll})
 	if err != nil {
 		return nil, err
 	}
@@ -94,21 +103,16 @@ func (r *Reader) Throughput(ctx context.Context, w Window) (*Throughput, error) 
 			t.Failed[i].V += float64(h.Failed)
 		}
 	}
+	minutes := float64(step / time.Minute)
 	for i := range n {
-		// Jobs per minute over the step; the last point's step is under
-		// way, so it averages over the minutes begun so far.
-		minutes := float64(step / time.Minute)
-		if i == n-1 {
-			minutes = math.Ceil(now.Sub(t.Processed[i].T).Minutes())
-			minutes = math.Max(1, math.Min(minutes, float64(step/time.Minute)))
-		}
 		t.Processed[i].V /= minutes
 		t.Failed[i].V /= minutes
 	}
 	return t, nil
 }
 
-// QueueHistory is one queue's last hour, a point a minute.
+// QueueHistory is one queue's last hour (the 60 whole minutes before
+// the one under way, as Throughput), a point a minute.
 type QueueHistory struct {
 	Queue string
 	// Size and Latency (seconds) are the minute's sample, NaN in a
@@ -122,7 +126,7 @@ type QueueHistory struct {
 // (with no data where none was recorded), by name.
 func (r *Reader) Queues(ctx context.Context, names ...string) (map[string]*QueueHistory, error) {
 	now := r.now()
-	end := now.Truncate(time.Minute)
+	end := now.Truncate(time.Minute).Add(-time.Minute) // the last whole minute, as Throughput
 	start := end.Add(-59 * time.Minute)
 	slots, err := r.Queue.ReadHistory(ctx, queue.Minute, start, end)
 	if err != nil {
@@ -164,8 +168,9 @@ func (r *Reader) Queues(ctx context.Context, names ...string) (map[string]*Queue
 	return out, nil
 }
 
-// ClassStats is one class over the last hour, beside its baseline: the
-// 24 whole hours before the hour the last hour began in.
+// ClassStats is one class over the last hour (the 60 whole minutes
+// before the one under way), beside its baseline: the 24 whole hours
+// before the hour the last hour began in.
 type ClassStats struct {
 	Class             string
 	Processed, Failed int64    // the last hour
@@ -197,7 +202,7 @@ const MinJobs = 20
 // than doubled and grew by 10 points or more.
 func (r *Reader) Classes(ctx context.Context) ([]ClassStats, error) {
 	now := r.now()
-	end := now.Truncate(time.Minute)
+	end := now.Truncate(time.Minute).Add(-time.Minute) // the last whole minute
 	start := end.Add(-59 * time.Minute)
 	mins, err := r.Queue.ReadHistory(ctx, queue.MinuteClasses, start, end)
 	if err != nil {
@@ -300,8 +305,9 @@ func rate(part, whole int64) float64 {
 // Quantile estimates the q-quantile (0..1) of the durations counted in
 // buckets (per bucket, bounds then +Inf) the way Prometheus's
 // histogram_quantile does: linear within the bucket the rank falls in,
-// from 0 for the first; the last finite bound when it falls in +Inf.
-// NaN with no counts.
+// from 0 for the first. Where the rank falls in +Inf it returns +Inf
+// (histogram_quantile returns the last finite bound), so that the page
+// can say "over 15 min" rather than "15 min". NaN with no counts.
 func Quantile(q float64, buckets []int64, bounds []float64) float64 {
 	var total int64
 	for _, n := range buckets {
@@ -318,7 +324,7 @@ func Quantile(q float64, buckets []int64, bounds []float64) float64 {
 		}
 		if float64(cum+n) >= rank {
 			if i >= len(bounds) {
-				return bounds[len(bounds)-1]
+				return math.Inf(1)
 			}
 			lower := 0.0
 			if i > 0 {
@@ -328,7 +334,7 @@ func Quantile(q float64, buckets []int64, bounds []float64) float64 {
 		}
 		cum += n
 	}
-	return bounds[len(bounds)-1]
+	return math.Inf(1)
 }
 
 // Cell is one 10-second slot of a worker's strip.
@@ -431,6 +437,9 @@ func stateName(b byte) string {
 // seconds writes a duration in seconds the way the Classes page does:
 // "35 ms", "1.2 s".
 func seconds(v float64) string {
+	if math.IsInf(v, 1) {
+		return "over 15 min"
+	}
 	if v < 1 {
 		return strconv.FormatFloat(v*1000, 'f', 0, 64) + " ms"
 	}

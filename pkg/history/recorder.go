@@ -16,6 +16,10 @@ import (
 // is zero.
 const DefaultInterval = 5 * time.Second
 
+// MaxBacklog is how far back a Recorder keeps counts it could not flush:
+// a longer outage loses history's counts from before its last hour.
+const MaxBacklog = time.Hour
+
 // Config is what a Recorder needs.
 type Config struct {
 	Queue *queue.Client
@@ -251,7 +255,7 @@ func (r *Recorder) Run(ctx context.Context) {
 
 // Flush adds what was counted since the last flush to Redis, with the
 // worker's strip when its state changed or a new minute began. On error
-// the counts are kept for the next flush. (A flush whose reply was lost
+// the counts are kept for the next flush (up to MaxBacklog). (A flush whose reply was lost
 // after Redis applied it is counted twice: history is for charts; the
 // exact totals are stat:processed and stat:failed.)
 func (r *Recorder) Flush(ctx context.Context) error {

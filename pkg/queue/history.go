@@ -228,17 +228,28 @@ type QueueSample struct {
 	Latency time.Duration
 }
 
+// claimSampleScript claims a minute's sample: HSETNX of its marker, and
+// the minute's expiry when it took it, so that a claim whose sample
+// never comes (the reading failed) leaves nothing that lives forever.
+var claimSampleScript = redis.NewScript(1, `
+if redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2]) == 1 then
+  redis.call('EXPIRE', KEYS[1], ARGV[3])
+  return 1
+end
+return 0
+`)
+
 // ClaimHistorySample claims the queue sample of the minute holding t for
-// this process: one HSETNX of the minute's marker, so one process in
-// the fleet samples each minute, and the others pay one command for
-// looking. False: another one has.
+// this process, so one process in the fleet samples each minute, and the
+// others pay one command for looking. False: another one has.
 func (c *Client) ClaimHistorySample(ctx context.Context, t time.Time) (bool, error) {
 	conn, err := c.pool.GetContext(ctx)
 	if err != nil {
 		return false, fmt.Errorf("claim history sample: %w", err)
 	}
 	defer conn.Close()
-	won, err := redis.Int(conn.Do("HSETNX", c.historyKey(Minute, t), historyField("s", HistoryScope{Kind: ScopeAll}), t.Unix()))
+	won, err := redis.Int(claimSampleScript.Do(conn, c.historyKey(Minute, t), historyField("s", HistoryScope{Kind: ScopeAll}),
+		t.Unix(), int64(HistoryMinuteTTL/time.Second)))
 	if err != nil {
 		return false, fmt.Errorf("claim history sample: %w", err)
 	}
@@ -313,6 +324,51 @@ func (c *Client) ReadHistory(ctx context.Context, r Resolution, from, to time.Ti
 	return slots, nil
 }
 
+// ReadHistoryScope reads, like ReadHistory, the slots of resolution r
+// from from to to, but only scope's processed and failed counts: one
+// HMGET of two fields each, which is what the throughput chart draws,
+// whatever else the slots hold (every queue's counts and samples).
+func (c *Client) ReadHistoryScope(ctx context.Context, r Resolution, from, to time.Time, scope HistoryScope) ([]HistorySlot, error) {
+	step := time.Minute
+	if r == Hour || r == HourClasses {
+		step = time.Hour
+	}
+	from, to = from.Truncate(step), to.Truncate(step)
+	n := int(to.Sub(from)/step) + 1
+	if n <= 0 {
+		return nil, nil
+	}
+	if n > 20000 {
+		return nil, fmt.Errorf("read history: %s to %s is too long a range", from, to)
+	}
+	conn, err := c.pool.GetContext(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("read history: %w", err)
+	}
+	defer conn.Close()
+	pf, ff := historyField("p", scope), historyField("f", scope)
+	slots := make([]HistorySlot, n)
+	for i := range slots {
+		slots[i].At = from.Add(time.Duration(i) * step)
+		_ = conn.Send("HMGET", c.historyKey(r, slots[i].At), pf, ff)
+	}
+	if err := conn.Flush(); err != nil {
+		return nil, fmt.Errorf("read history: %w", err)
+	}
+	for i := range slots {
+		vs, err := redis.Values(conn.Receive())
+		if err != nil {
+			return nil, fmt.Errorf("read history: %w", err)
+		}
+		p, _ := redis.Int64(vs[0], nil)
+		f, _ := redis.Int64(vs[1], nil)
+		if p != 0 || f != 0 {
+			slots[i].Counts = map[HistoryScope]*HistoryCounts{scope: {Processed: p, Failed: f}}
+		}
+	}
+	return slots, nil
+}
+
 // parseHistory fills s from a hash's fields; fields it does not know (a
 // later version's) are skipped.
 func parseHistory(s *HistorySlot, m map[string]string, workers bool) {
@@ -322,7 +378,7 @@ func parseHistory(s *HistorySlot, m map[string]string, workers bool) {
 	}
 	for f, v := range m {
 		kind, rest, ok := strings.Cut(f, ":")
-		if !ok || len(rest) < 2 || rest[1] != ':' {
+		if !ok || kind == "" || len(rest) < 2 || rest[1] != ':' {
 			continue
 		}
 		scope := HistoryScope{Kind: rest[0], Name: rest[2:]}

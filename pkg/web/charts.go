@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/resqued/resqued/pkg/history"
+	"github.com/resqued/resqued/pkg/metrics"
 	"github.com/resqued/resqued/pkg/queue"
 	"github.com/resqued/resqued/pkg/web/chart"
 )
@@ -127,7 +128,7 @@ func (s *server) queueHistory(ctx context.Context, rows []queueRow) (map[string]
 type classRow struct {
 	history.ClassStats
 	Spark                  template.HTML
-	PerMinute              string // mean jobs per minute over the hour
+	Rate                   string // mean jobs per minute over the hour
 	FailRateText, BaseFail string
 	P50Text, P95Text       string
 	BaseP95, MeanText      string
@@ -166,24 +167,53 @@ type classesView struct {
 	MinJobs int
 	// Numbers is the sparklines' numbers as a table.
 	Numbers template.HTML
+	// Total is how many classes there are; Rows holds MaxClassRows of
+	// them unless All, and AllHref shows them all.
+	Total   int
+	All     bool
+	AllHref string
+}
+
+// MaxClassRows is how many classes the Classes page lists unless asked
+// for all (?all=1): those that stand out first, then the busiest, or
+// the first of the order asked for. With 1,000 classes the whole page
+// is about 11 MB of HTML, redrawn every 2 s.
+const MaxClassRows = 50
+
+// classCacheTTL is how long the Classes page's figures are reused: they
+// change with a worker's flush (every 5 s) at most, and with 1,000
+// classes reading them costs Redis about 80 ms.
+const classCacheTTL = 10 * time.Second
+
+// classStats reads the classes' figures, or reuses those read within
+// classCacheTTL.
+func (s *server) classStats(ctx context.Context) ([]history.ClassStats, error) {
+	now := s.now()
+	s.classMu.Lock()
+	defer s.classMu.Unlock()
+	if s.classAt.IsZero() || now.Sub(s.classAt) >= classCacheTTL || now.Before(s.classAt) {
+		stats, err := s.hist.Classes(ctx)
+		if err != nil {
+			return nil, err
+		}
+		s.classStatsCache, s.classAt = stats, now
+	}
+	return s.classStatsCache, nil
 }
 
 func (s *server) classes(w http.ResponseWriter, r *http.Request) {
 	if !onlyGET(w, r) {
 		return
 	}
-	stats, err := s.hist.Classes(r.Context())
+	stats, err := s.classStats(r.Context())
 	if err != nil {
 		s.fail(w, err)
 		return
 	}
-	v := classesView{MinJobs: history.MinJobs}
-	numbers := chart.Line{ID: "class-numbers", Title: "Jobs ended per minute per class, last hour", Unit: "jobs/min", Step: time.Minute}
-	for i, c := range stats {
-		numbers.Series = append(numbers.Series, chart.Series{Name: c.Class, Points: points(c.PerMinute)})
+	v := classesView{MinJobs: history.MinJobs, Total: len(stats), All: r.URL.Query().Get("all") == "1"}
+	for _, c := range stats {
 		row := classRow{ClassStats: c,
-			Spark:        chart.Spark{ID: "c" + strconv.Itoa(i), Title: "Jobs of " + c.Class + " per minute, last hour", Unit: "jobs/min", Points: points(c.PerMinute)}.SVG(),
-			PerMinute:    strconv.FormatFloat(float64(c.Processed)/60, 'f', 1, 64),
+			Rate:         strconv.FormatFloat(float64(c.Processed)/60, 'f', 1, 64),
 			FailRateText: percentText(c.FailRate, c.Processed), BaseFail: percentText(c.Base.FailRate, c.Base.Processed),
 			P50Text: secondsText(c.P50), P95Text: secondsText(c.P95), BaseP95: secondsText(c.Base.P95), MeanText: secondsText(c.Mean),
 			Why: strings.Join(c.Why, "; ")}
@@ -191,9 +221,6 @@ func (s *server) classes(w http.ResponseWriter, r *http.Request) {
 			v.Jumped++
 		}
 		v.Rows = append(v.Rows, row)
-	}
-	if len(stats) > 0 {
-		v.Numbers = numbers.Table()
 	}
 	key, desc := r.URL.Query().Get("sort"), r.URL.Query().Get("dir") != "asc"
 	less, ok := classSorts[key]
@@ -213,6 +240,23 @@ func (s *server) classes(w http.ResponseWriter, r *http.Request) {
 		}
 		return less(&v.Rows[i], &v.Rows[j])
 	})
+	if !v.All && len(v.Rows) > MaxClassRows {
+		v.Rows = v.Rows[:MaxClassRows]
+		q := r.URL.Query()
+		q.Del("fragment")
+		q.Set("all", "1")
+		v.AllHref = "/classes?" + q.Encode()
+	}
+	// Sparklines, and their numbers, for the rows shown only.
+	numbers := chart.Line{ID: "class-numbers", Title: "Jobs ended per minute per class, last hour", Unit: "jobs/min", Step: time.Minute}
+	for i := range v.Rows {
+		c := &v.Rows[i]
+		c.Spark = chart.Spark{ID: "c" + strconv.Itoa(i), Title: "Jobs of " + c.Class + " per minute, last hour", Unit: "jobs/min", Points: points(c.PerMinute)}.SVG()
+		numbers.Series = append(numbers.Series, chart.Series{Name: c.Class, Points: points(c.PerMinute)})
+	}
+	if len(v.Rows) > 0 {
+		v.Numbers = numbers.Table()
+	}
 	for _, c := range []sortLink{
 		{Key: "class", Label: "Class"},
 		{Key: "jobs", Label: "Jobs, last hour", Num: true},
@@ -232,7 +276,11 @@ func (s *server) classes(w http.ResponseWriter, r *http.Request) {
 				c.Arrow, dir = " ↑", "desc"
 			}
 		}
-		c.Href = "/classes?" + url.Values{"sort": {c.Key}, "dir": {dir}}.Encode()
+		q := url.Values{"sort": {c.Key}, "dir": {dir}}
+		if v.All {
+			q.Set("all", "1")
+		}
+		c.Href = "/classes?" + q.Encode()
 		v.Sorts = append(v.Sorts, c)
 	}
 	s.render(w, r, "classes", &page{Title: "Classes", Nav: "classes", Live: true, Data: v})
@@ -242,6 +290,8 @@ func secondsText(v float64) string {
 	switch {
 	case math.IsNaN(v):
 		return "—"
+	case math.IsInf(v, 1):
+		return "over " + humanAge(time.Duration(metrics.DurationBuckets()[len(metrics.DurationBuckets())-1]*float64(time.Second)))
 	case v < 1:
 		return strconv.FormatFloat(v*1000, 'f', 0, 64) + " ms"
 	case v < 60:

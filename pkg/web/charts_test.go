@@ -1,6 +1,7 @@
 package web_test
 
 import (
+	"context"
 	"encoding/xml"
 	"math"
 	"strconv"
@@ -9,6 +10,7 @@ import (
 	"time"
 
 	"github.com/resqued/resqued/internal/historytest"
+	"github.com/resqued/resqued/pkg/history"
 	"github.com/resqued/resqued/pkg/web"
 )
 
@@ -151,20 +153,21 @@ func TestCharts_Overview(t *testing.T) {
 		t.Errorf("queue bars %v, want high 2, low 1, empty 0", sizes)
 	}
 
-	// The week: each hour's jobs per minute (the hour under way over its
-	// 38 minutes begun); together the seeded jobs.
+	// The week: each whole hour's jobs per minute; together the seeded
+	// jobs but those of the hour under way, not drawn.
 	week := svgOf(t, mustGet(t, e, "/?window=week"), "throughput")
 	var sum float64
-	vs := seriesValues(t, week)["processed"]
-	for i, v := range vs {
-		if i == len(vs)-1 {
-			sum += v * 38
-		} else {
-			sum += v * 60
+	for _, v := range seriesValues(t, week)["processed"] {
+		sum += v * 60
+	}
+	want := float64(x.Jobs)
+	for i, c := range x.All {
+		if !x.Minutes[i].Before(seedNow.Truncate(time.Hour)) {
+			want -= float64(c.Processed)
 		}
 	}
-	if math.Abs(sum-float64(x.Jobs)) > 0.01 {
-		t.Errorf("week chart holds %v jobs, the run recorded %d", sum, x.Jobs)
+	if math.Abs(sum-want) > 0.01 {
+		t.Errorf("week chart holds %v jobs, want %v", sum, want)
 	}
 }
 
@@ -273,5 +276,35 @@ func TestCharts_Workers(t *testing.T) {
 				t.Errorf("%s cell %d: %q, want %q", id, c, got, want[c])
 			}
 		}
+	}
+}
+
+// TestCharts_ClassesCapped: with more classes than MaxClassRows the
+// page lists the first MaxClassRows (a sparkline each) and links to all.
+func TestCharts_ClassesCapped(t *testing.T) {
+	t.Parallel()
+	e := startWith(t, func(c *web.Config) {
+		c.Now = func() time.Time { return seedNow }
+		rec := history.NewRecorder(history.Config{Queue: c.Queue})
+		for i := range web.MaxClassRows + 10 {
+			for range i + 1 { // Class59 the busiest
+				rec.JobAt(seedNow.Add(-2*time.Minute), "q", "Class"+strconv.Itoa(i), false, time.Millisecond)
+			}
+		}
+		if err := rec.Flush(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	})
+	n := web.MaxClassRows + 10
+	page := mustGet(t, e, "/classes", "Showing 50 of 60 classes", `href="/classes?all=1"`)
+	if got := strings.Count(page, "<td>Class"); got != web.MaxClassRows {
+		t.Errorf("%d rows, want %d", got, web.MaxClassRows)
+	}
+	if !strings.Contains(page, "<td>Class59</td>") || strings.Contains(page, "<td>Class0</td>") {
+		t.Error("the capped page does not list the busiest classes first")
+	}
+	all := mustGet(t, e, "/classes?all=1")
+	if got := strings.Count(all, "<td>Class"); got != n {
+		t.Errorf("?all=1: %d rows, want %d", got, n)
 	}
 }

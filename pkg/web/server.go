@@ -10,6 +10,7 @@ import (
 	"io/fs"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -60,12 +61,24 @@ type Config struct {
 const defaultCount = 20
 
 type server struct {
-	cfg   Config
-	hist  *history.Reader
-	clock queue.HeadClock // first sightings of queue heads without a time
-	log   hclog.Logger
-	pages map[string]*template.Template
-	csrf  string
+	cfg  Config
+	hist *history.Reader
+	// The Classes page's figures, reused for classCacheTTL (charts.go).
+	classMu         sync.Mutex
+	classAt         time.Time
+	classStatsCache []history.ClassStats
+	clock           queue.HeadClock // first sightings of queue heads without a time
+	log             hclog.Logger
+	pages           map[string]*template.Template
+	csrf            string
+}
+
+// now is the dashboard's clock (Config.Now).
+func (s *server) now() time.Time {
+	if s.cfg.Now != nil {
+		return s.cfg.Now()
+	}
+	return time.Now()
 }
 
 // New returns the dashboard's handler.
