@@ -288,40 +288,15 @@ func (c *Client) RecordQueueSamples(ctx context.Context, t time.Time, samples []
 // HGETALL each in one pipeline. A slot with nothing recorded is there,
 // empty.
 func (c *Client) ReadHistory(ctx context.Context, r Resolution, from, to time.Time) ([]HistorySlot, error) {
-	step := time.Minute
-	if r == Hour || r == HourClasses {
-		step = time.Hour
-	}
-	from, to = from.Truncate(step), to.Truncate(step)
-	var slots []HistorySlot
-	for t := from; !t.After(to); t = t.Add(step) {
-		slots = append(slots, HistorySlot{At: t})
-		if len(slots) > 20000 {
-			return nil, fmt.Errorf("read history: %s to %s is too long a range", from, to)
-		}
-	}
-	if len(slots) == 0 {
-		return nil, nil
-	}
-	conn, err := c.pool.GetContext(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("read history: %w", err)
-	}
-	defer conn.Close()
-	for _, s := range slots {
-		_ = conn.Send("HGETALL", c.historyKey(r, s.At))
-	}
-	if err := conn.Flush(); err != nil {
-		return nil, fmt.Errorf("read history: %w", err)
-	}
-	for i := range slots {
+	return c.readSlots(ctx, r, from, to, func(conn redis.Conn, key string) error {
+		return conn.Send("HGETALL", key)
+	}, func(conn redis.Conn, s *HistorySlot) error {
 		m, err := redis.StringMap(conn.Receive())
-		if err != nil {
-			return nil, fmt.Errorf("read history: %w", err)
+		if err == nil {
+			parseHistory(s, m, r == WorkerMinute)
 		}
-		parseHistory(&slots[i], m, r == WorkerMinute)
-	}
-	return slots, nil
+		return err
+	})
 }
 
 // ReadHistoryScope reads, like ReadHistory, the slots of resolution r
@@ -329,15 +304,36 @@ func (c *Client) ReadHistory(ctx context.Context, r Resolution, from, to time.Ti
 // HMGET of two fields each, which is what the throughput chart draws,
 // whatever else the slots hold (every queue's counts and samples).
 func (c *Client) ReadHistoryScope(ctx context.Context, r Resolution, from, to time.Time, scope HistoryScope) ([]HistorySlot, error) {
+	pf, ff := historyField("p", scope), historyField("f", scope)
+	return c.readSlots(ctx, r, from, to, func(conn redis.Conn, key string) error {
+		return conn.Send("HMGET", key, pf, ff)
+	}, func(conn redis.Conn, s *HistorySlot) error {
+		vs, err := redis.Values(conn.Receive())
+		if err != nil {
+			return err
+		}
+		p, _ := redis.Int64(vs[0], nil)
+		f, _ := redis.Int64(vs[1], nil)
+		if p != 0 || f != 0 {
+			s.Counts = map[HistoryScope]*HistoryCounts{scope: {Processed: p, Failed: f}}
+		}
+		return nil
+	})
+}
+
+// readSlots lays out the slots of r from from to to, sends one command
+// per slot's key in one pipeline, and reads each reply into its slot.
+func (c *Client) readSlots(ctx context.Context, r Resolution, from, to time.Time,
+	send func(conn redis.Conn, key string) error, recv func(conn redis.Conn, s *HistorySlot) error) ([]HistorySlot, error) {
 	step := time.Minute
 	if r == Hour || r == HourClasses {
 		step = time.Hour
 	}
 	from, to = from.Truncate(step), to.Truncate(step)
-	n := int(to.Sub(from)/step) + 1
-	if n <= 0 {
+	if to.Before(from) {
 		return nil, nil
 	}
+	n := int(to.Sub(from)/step) + 1
 	if n > 20000 {
 		return nil, fmt.Errorf("read history: %s to %s is too long a range", from, to)
 	}
@@ -346,24 +342,17 @@ func (c *Client) ReadHistoryScope(ctx context.Context, r Resolution, from, to ti
 		return nil, fmt.Errorf("read history: %w", err)
 	}
 	defer conn.Close()
-	pf, ff := historyField("p", scope), historyField("f", scope)
 	slots := make([]HistorySlot, n)
 	for i := range slots {
 		slots[i].At = from.Add(time.Duration(i) * step)
-		_ = conn.Send("HMGET", c.historyKey(r, slots[i].At), pf, ff)
+		_ = send(conn, c.historyKey(r, slots[i].At))
 	}
 	if err := conn.Flush(); err != nil {
 		return nil, fmt.Errorf("read history: %w", err)
 	}
 	for i := range slots {
-		vs, err := redis.Values(conn.Receive())
-		if err != nil {
+		if err := recv(conn, &slots[i]); err != nil {
 			return nil, fmt.Errorf("read history: %w", err)
-		}
-		p, _ := redis.Int64(vs[0], nil)
-		f, _ := redis.Int64(vs[1], nil)
-		if p != 0 || f != 0 {
-			slots[i].Counts = map[HistoryScope]*HistoryCounts{scope: {Processed: p, Failed: f}}
 		}
 	}
 	return slots, nil
