@@ -41,6 +41,9 @@ func TestBrowser_Dashboard(t *testing.T) {
 	// samples, and the three workers' last 10 minutes.
 	hq := queue.New(srv.Pool(t), ns)
 	seed := historytest.Seed(t, hq, time.Now(), []string{busyWorker, resquetest.IdleWorker, resquetest.PausedWorker})
+	// And the minute under way, which the charts draw once it is over:
+	// if it turns during the test, they still show 60 seeded minutes.
+	seed.Extend(t, hq)
 	port := freePort(t)
 	web := exec.Command(resqued, "web", "--listen", fmt.Sprintf("127.0.0.1:%d", port))
 	web.Env = append(os.Environ(), "REDIS_URL="+srv.URL())

@@ -33,8 +33,8 @@ type Counts struct{ Processed, Failed int64 }
 type Expect struct {
 	Now time.Time
 	// Minutes are the last hour's minutes, the 60 whole minutes before
-	// Now's, oldest first, with the counts of all jobs, per queue and
-	// per class.
+	// Now's (and Now's, after Extend), oldest first, with the counts of
+	// all jobs, per queue and per class.
 	Minutes []time.Time
 	All     []Counts
 	Queue   map[string][]Counts
@@ -98,17 +98,10 @@ func Seed(tb testing.TB, q *queue.Client, now time.Time, workers []string) Expec
 	x := Expect{Now: now, Queue: map[string][]Counts{}, Class: map[string][]Counts{},
 		Size: map[string][]int64{}, Latency: map[string][]float64{}, Strips: map[string][]string{}}
 	for _, name := range []string{QueueDefault, QueueCritical} {
-		x.Queue[name] = make([]Counts, 60)
+		x.Queue[name] = nil
 	}
 	for _, name := range []string{ClassResize, ClassMailer, ClassReport} {
-		x.Class[name] = make([]Counts, 60)
-	}
-	x.All = make([]Counts, 60)
-	add := func(c *Counts, failed bool) {
-		c.Processed++
-		if failed {
-			c.Failed++
-		}
+		x.Class[name] = nil
 	}
 	// The baseline: five hours, two to six hours ago.
 	for h := 2; h <= 6; h++ {
@@ -121,34 +114,7 @@ func Seed(tb testing.TB, q *queue.Client, now time.Time, workers []string) Expec
 	var samples []queue.QueueSample
 	for i := range 60 {
 		// The last hour: the 60 whole minutes before now's.
-		minute := end.Add(time.Duration(i-60) * time.Minute)
-		x.Minutes = append(x.Minutes, minute)
-		at := minute.Add(30 * time.Second)
-		for _, j := range lastHour(i) {
-			rec.JobAt(at, j.queue, j.class, j.failed, j.d)
-			add(&x.All[i], j.failed)
-			c := x.Queue[j.queue]
-			add(&c[i], j.failed)
-			c = x.Class[j.class]
-			add(&c[i], j.failed)
-			x.Jobs++
-		}
-		// Queue samples: default saws up and drains, critical stays
-		// small; their heads' age follows.
-		sd, sc := int64((i%20)*15), int64(i%4)
-		ld, lc := float64(i%20)*6.5, float64(i%4)*0.5
-		x.Size[QueueDefault] = append(x.Size[QueueDefault], sd)
-		x.Size[QueueCritical] = append(x.Size[QueueCritical], sc)
-		x.Latency[QueueDefault] = append(x.Latency[QueueDefault], ld)
-		x.Latency[QueueCritical] = append(x.Latency[QueueCritical], lc)
-		samples = []queue.QueueSample{{Queue: QueueDefault, Size: sd, Latency: time.Duration(ld * float64(time.Second))},
-			{Queue: QueueCritical, Size: sc, Latency: time.Duration(lc * float64(time.Second))}}
-		if _, err := q.ClaimHistorySample(ctx, minute); err != nil {
-			tb.Fatal(err)
-		}
-		if err := q.RecordQueueSamples(ctx, minute, samples); err != nil {
-			tb.Fatal(err)
-		}
+		samples = x.minute(tb, q, rec, i, end.Add(time.Duration(i-60)*time.Minute))
 	}
 	if err := rec.Flush(ctx); err != nil {
 		tb.Fatal(err)
@@ -164,6 +130,67 @@ func Seed(tb testing.TB, q *queue.Client, now time.Time, workers []string) Expec
 	}
 	x.seedStrips(tb, q, workers)
 	return x
+}
+
+// minute records minute i of the run (its jobs, as lastHour(i) says,
+// and its queue samples) at minute, appending it to x; it returns the
+// samples.
+func (x *Expect) minute(tb testing.TB, q *queue.Client, rec *history.Recorder, i int, minute time.Time) []queue.QueueSample {
+	tb.Helper()
+	ctx := context.Background()
+	add := func(c *Counts, failed bool) {
+		c.Processed++
+		if failed {
+			c.Failed++
+		}
+	}
+	x.Minutes = append(x.Minutes, minute)
+	x.All = append(x.All, Counts{})
+	for name := range x.Queue {
+		x.Queue[name] = append(x.Queue[name], Counts{})
+	}
+	for name := range x.Class {
+		x.Class[name] = append(x.Class[name], Counts{})
+	}
+	n := len(x.Minutes) - 1
+	at := minute.Add(30 * time.Second)
+	for _, j := range lastHour(i) {
+		rec.JobAt(at, j.queue, j.class, j.failed, j.d)
+		add(&x.All[n], j.failed)
+		add(&x.Queue[j.queue][n], j.failed)
+		add(&x.Class[j.class][n], j.failed)
+		x.Jobs++
+	}
+	// Queue samples: default saws up and drains, critical stays small;
+	// their heads' age follows.
+	sd, sc := int64((i%20)*15), int64(i%4)
+	ld, lc := float64(i%20)*6.5, float64(i%4)*0.5
+	x.Size[QueueDefault] = append(x.Size[QueueDefault], sd)
+	x.Size[QueueCritical] = append(x.Size[QueueCritical], sc)
+	x.Latency[QueueDefault] = append(x.Latency[QueueDefault], ld)
+	x.Latency[QueueCritical] = append(x.Latency[QueueCritical], lc)
+	samples := []queue.QueueSample{{Queue: QueueDefault, Size: sd, Latency: time.Duration(ld * float64(time.Second))},
+		{Queue: QueueCritical, Size: sc, Latency: time.Duration(lc * float64(time.Second))}}
+	if _, err := q.ClaimHistorySample(ctx, minute); err != nil {
+		tb.Fatal(err)
+	}
+	if err := q.RecordQueueSamples(ctx, minute, samples); err != nil {
+		tb.Fatal(err)
+	}
+	return samples
+}
+
+// Extend records one more minute of the run, Now's own, so that a chart
+// drawn after the minute turns (a real clock: the browser test) still
+// has 60 seeded minutes and its newest one: the seeded run then ends
+// with Now's minute.
+func (x *Expect) Extend(tb testing.TB, q *queue.Client) {
+	tb.Helper()
+	rec := history.NewRecorder(history.Config{Queue: q})
+	x.minute(tb, q, rec, len(x.Minutes), x.Now.Truncate(time.Minute))
+	if err := rec.Flush(context.Background()); err != nil {
+		tb.Fatal(err)
+	}
 }
 
 // seedStrips records the workers' last 10 minutes: the first busy all
