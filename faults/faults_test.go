@@ -404,20 +404,26 @@ func (c *cluster) inject(f string) {
 		c.start(d.idx)
 	case "kill -9 supervisor":
 		ws := c.workers(d)
+		started := map[int]string{}
+		for _, w := range ws {
+			started[w], _ = procStart(w)
+		}
+		// alive: the same process still runs, not another that got its pid.
+		alive := func(w int) bool { st, ok := procStart(w); return ok && st == started[w] && processAlive(w) }
 		_ = syscall.Kill(d.pid, syscall.SIGKILL)
 		<-d.done
 		killed := []int{d.pid}
 		// Its workers notice and shut down; any that does not is killed.
 		if !waitFor(20*time.Second, func() bool {
 			for _, w := range ws {
-				if processAlive(w) {
+				if alive(w) {
 					return false
 				}
 			}
 			return true
 		}) {
 			for _, w := range ws {
-				if processAlive(w) {
+				if alive(w) {
 					_ = syscall.Kill(w, syscall.SIGKILL)
 					killed = append(killed, w)
 				}

@@ -401,6 +401,11 @@ func (c *cluster) stopAll() {
 }
 
 func (c *cluster) killDaemon(d *daemon) []int {
+	if !d.alive() {
+		// Exited already: its pid, and its children's, may be another
+		// process's by now (pids are reused; pid_max is 32768 here).
+		return nil
+	}
 	pids := append(c.workers(d), d.pid)
 	for _, pid := range pids {
 		_ = syscall.Kill(pid, syscall.SIGKILL)
@@ -432,7 +437,12 @@ func (c *cluster) strays() []int {
 		f := strings.Fields(line)
 		if len(f) == 3 && f[0] == "child" {
 			pid, _ := strconv.Atoi(f[2])
-			if cmd, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid)); err == nil && bytes.Contains(cmd, []byte("997")) {
+			// Exactly the handler's child: pids are reused (pid_max is
+			// 32768 here, and make test spawns thousands of processes),
+			// and a mere "997" in the command line matched others too (a
+			// redis-server whose directory name holds it), which
+			// killEverything would then SIGKILL.
+			if cmd, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid)); err == nil && bytes.Equal(cmd, []byte("sleep\x00997\x00")) {
 				pids = append(pids, pid)
 			}
 		}
@@ -564,6 +574,23 @@ func childrenOf(pid int) []int {
 		}
 	}
 	return kids
+}
+
+// procStart is when process pid started (field 22 of /proc/<pid>/stat,
+// in clock ticks since boot), or false when there is none: with the pid,
+// it names one process, where a pid alone may be reused.
+func procStart(pid int) (string, bool) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return "", false
+	}
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	fs := strings.Fields(s[i+1:])
+	if i < 0 || len(fs) < 20 {
+		return "", false
+	}
+	return fs[19], true // after the comm: state is field 3, starttime 22
 }
 
 func processAlive(pid int) bool {

@@ -40,6 +40,10 @@ type Server struct {
 	mu     sync.Mutex
 	cmd    *exec.Cmd
 	exited chan error
+	// output is what the running process printed, and died, set when it
+	// exited without Stop: what a failed dial reports (diagnose).
+	output func() string
+	died   string
 }
 
 // Option adds redis-server arguments, e.g. Args("--appendonly", "yes").
@@ -162,7 +166,15 @@ func (s *Server) start() error {
 		}
 	}()
 	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
+	go func() {
+		err := cmd.Wait()
+		s.mu.Lock()
+		if s.cmd == cmd { // not stopped: it died
+			s.died = fmt.Sprintf("%s exited on its own at %s (%v)", bin, time.Now().Format("15:04:05.000"), err)
+		}
+		s.mu.Unlock()
+		exited <- err
+	}()
 	select {
 	case <-ready:
 	case err := <-exited:
@@ -174,9 +186,32 @@ func (s *Server) start() error {
 		return fmt.Errorf("%s on %s not ready after 20s", bin, s.Addr)
 	}
 	s.mu.Lock()
-	s.cmd, s.exited = cmd, exited
+	s.cmd, s.exited, s.died = cmd, exited, ""
+	s.output = func() string {
+		logMu.Lock()
+		defer logMu.Unlock()
+		out := log.String()
+		if len(out) > 4000 {
+			out = "..." + out[len(out)-4000:]
+		}
+		return out
+	}
 	s.mu.Unlock()
 	return nil
+}
+
+// diagnose says, for a failed dial, whether the server died on its own
+// and what it printed last.
+func (s *Server) diagnose() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch {
+	case s.died != "":
+		return "; " + s.died + "; its output:\n" + s.output()
+	case s.cmd != nil:
+		return fmt.Sprintf("; redis-server pid %d is still running; its output:\n%s", s.cmd.Process.Pid, s.output())
+	}
+	return "; the server was stopped"
 }
 
 // Stop shuts the server down. It is safe to call more than once.
@@ -255,7 +290,7 @@ func (s *Server) Do(tb testing.TB, cmd string, args ...interface{}) interface{} 
 	tb.Helper()
 	c, err := redis.Dial("tcp", s.Addr, redis.DialPassword(s.password))
 	if err != nil {
-		tb.Fatalf("dial %s: %v", s.Addr, err)
+		tb.Fatalf("dial %s: %v%s", s.Addr, err, s.diagnose())
 	}
 	defer c.Close()
 	v, err := c.Do(cmd, args...)
