@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/cdp"
 	"github.com/chromedp/cdproto/emulation"
 	"github.com/chromedp/chromedp"
 
@@ -198,6 +199,19 @@ func checkCharts(t *testing.T, ctx context.Context, base string, q *queue.Client
 		}
 		time.Sleep(100 * time.Millisecond) // polling the page, not waiting blindly
 	}
+
+	// JavaScript off: every page's charts are there, drawn by the server
+	// (live.js does not run; a reload brings new numbers).
+	run(emulation.SetScriptExecutionDisabled(true))
+	for _, page := range []string{"/", "/queues", "/classes", "/workers"} {
+		var nodes []*cdp.Node
+		run(chromedp.Navigate(base+page), chromedp.WaitVisible("h1", chromedp.ByQuery),
+			chromedp.Nodes("svg.chart", &nodes, chromedp.ByQueryAll, chromedp.AtLeast(0)))
+		if len(nodes) == 0 {
+			t.Errorf("%s with JavaScript off: no chart", page)
+		}
+	}
+	run(emulation.SetScriptExecutionDisabled(false))
 
 	// Dark mode: the same page with prefers-color-scheme: dark.
 	run(emulation.SetEmulatedMedia().WithFeatures([]*emulation.MediaFeature{{Name: "prefers-color-scheme", Value: "dark"}}),
