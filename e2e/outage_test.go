@@ -13,6 +13,7 @@ import (
 	"github.com/gomodule/redigo/redis"
 
 	"github.com/resqued/resqued/internal/redistest"
+	"github.com/resqued/resqued/internal/testproc"
 	"github.com/resqued/resqued/pkg/queue"
 )
 
@@ -192,7 +193,10 @@ func TestOutage_KillDuringJobRequeues(t *testing.T) {
 	}, "job never started")
 	// The killed daemon cannot stop its handler: do it for it.
 	if pid, err := strconv.Atoi(strings.TrimSpace(string(outRead(t, started)))); err == nil {
-		t.Cleanup(func() { _ = syscall.Kill(pid, syscall.SIGKILL) })
+		// Only if it is still that process: its pid may be reused by then.
+		if p, ok := testproc.Find(pid); ok {
+			t.Cleanup(func() { p.Kill() })
+		}
 	}
 	ghosts := outWorkerIDs(t, srv)
 	if len(ghosts) != 1 {

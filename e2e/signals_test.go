@@ -13,6 +13,7 @@ import (
 	"github.com/gomodule/redigo/redis"
 
 	"github.com/resqued/resqued/internal/redistest"
+	"github.com/resqued/resqued/internal/testproc"
 	"github.com/resqued/resqued/pkg/queue"
 )
 
@@ -374,7 +375,12 @@ wait`)
 			t.Fatalf("%s grandchild %d not running before the signal", name, pid)
 		}
 		pids[name] = pid
-		t.Cleanup(func() { _ = syscall.Kill(pid, syscall.SIGKILL) })
+		// Killed at the end only if it is still that process: the
+		// daemon should have stopped it, and its pid may be reused by
+		// another test's process by then.
+		if p, ok := testproc.Find(pid); ok {
+			t.Cleanup(func() { p.Kill() })
+		}
 	}
 
 	d.signal(syscall.SIGTERM)

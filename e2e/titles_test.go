@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/resqued/resqued/internal/redistest"
+	"github.com/resqued/resqued/internal/testproc"
 	"github.com/resqued/resqued/pkg/queue"
 )
 
@@ -49,6 +50,7 @@ func TestCount_WholeTitles(t *testing.T) {
 		}
 	}
 	var ids []string
+	var procs []testproc.Proc // the workers, named while they run
 	t.Cleanup(func() {
 		select {
 		case <-d.done:
@@ -58,8 +60,8 @@ func TestCount_WholeTitles(t *testing.T) {
 			select {
 			case <-d.done:
 			case <-time.After(20 * time.Second):
-				for _, id := range ids {
-					_ = syscall.Kill(pidOf(t, id), syscall.SIGKILL)
+				for _, p := range procs {
+					p.Kill()
 				}
 				_ = cmd.Process.Kill()
 				<-d.done
@@ -71,6 +73,11 @@ func TestCount_WholeTitles(t *testing.T) {
 	})
 
 	redistest.Eventually(t, 30*time.Second, func() bool { ids = workers(t, srv); return len(ids) == 3 }, "3 workers never registered")
+	for _, id := range ids {
+		if p, ok := testproc.Find(pidOf(t, id)); ok {
+			procs = append(procs, p)
+		}
+	}
 	for i := 1; i <= 3; i++ {
 		push(t, srv, "default", `{"class":"`+class+`","args":[`+strconv.Itoa(i)+`]}`)
 	}

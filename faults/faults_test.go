@@ -39,6 +39,7 @@ import (
 	"github.com/gomodule/redigo/redis"
 
 	"github.com/resqued/resqued/internal/redistest"
+	"github.com/resqued/resqued/internal/testproc"
 	"github.com/resqued/resqued/pkg/queue"
 )
 
@@ -404,12 +405,12 @@ func (c *cluster) inject(f string) {
 		c.start(d.idx)
 	case "kill -9 supervisor":
 		ws := c.workers(d)
-		started := map[int]string{}
+		procs := map[int]testproc.Proc{}
 		for _, w := range ws {
-			started[w], _ = procStart(w)
+			procs[w], _ = testproc.Find(w)
 		}
 		// alive: the same process still runs, not another that got its pid.
-		alive := func(w int) bool { st, ok := procStart(w); return ok && st == started[w] && processAlive(w) }
+		alive := func(w int) bool { return procs[w].Running() }
 		_ = syscall.Kill(d.pid, syscall.SIGKILL)
 		<-d.done
 		killed := []int{d.pid}

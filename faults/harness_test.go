@@ -576,23 +576,6 @@ func childrenOf(pid int) []int {
 	return kids
 }
 
-// procStart is when process pid started (field 22 of /proc/<pid>/stat,
-// in clock ticks since boot), or false when there is none: with the pid,
-// it names one process, where a pid alone may be reused.
-func procStart(pid int) (string, bool) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return "", false
-	}
-	s := string(b)
-	i := strings.LastIndexByte(s, ')')
-	fs := strings.Fields(s[i+1:])
-	if i < 0 || len(fs) < 20 {
-		return "", false
-	}
-	return fs[19], true // after the comm: state is field 3, starttime 22
-}
-
 func processAlive(pid int) bool {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {

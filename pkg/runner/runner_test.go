@@ -15,6 +15,8 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/hashicorp/go-hclog"
+
+	"github.com/resqued/resqued/internal/testproc"
 )
 
 func TestRunner_Run(t *testing.T) {
@@ -578,10 +580,11 @@ func TestRunner_Run_grandchild(t *testing.T) {
 		if err != nil {
 			t.Fatalf("Start: %v", err)
 		}
-		t.Cleanup(func() {
-			gpid := waitPidFile(t, pidFile)
-			syscall.Kill(gpid, syscall.SIGKILL)
-		})
+		// Named now, while it runs: killed at the end only if it is
+		// still the grandchild, not another process with its pid.
+		if g, ok := testproc.Find(waitPidFile(t, pidFile)); ok {
+			t.Cleanup(func() { g.Kill() })
+		}
 		if _, err := waitWithin(t, p, 5*time.Second); err != nil {
 			t.Errorf("Wait: %v", err)
 		}
