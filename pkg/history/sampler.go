@@ -29,9 +29,10 @@ type SamplerConfig struct {
 // and resqued web run one, trying once a minute; the first of them to try
 // in a minute claims it (queue.Client.ClaimHistorySample) and reads the
 // queues, so a minute holds one sample whatever the size of the fleet,
-// and each of the others spends one command a minute. The one that
-// started first tends to win every minute (its tick comes first), which
-// keeps its queue.HeadClock current: a head whose payload carries no
+// and each of the others spends one command a minute. Each tries at the
+// same second of every minute (the second it started at), so the one
+// whose second comes first in the minute wins every minute for as long
+// as it runs, which keeps its queue.HeadClock current: a head whose payload carries no
 // enqueue time (Ruby Resque's) is timed from when the sampling process
 // first saw it, to within a minute.
 type Sampler struct {
