@@ -264,13 +264,15 @@ local function resqued_reserve(kw, kpause, kany, kpred, qfirst, runat, prefix, f
       end
     end
     if take then
-      local v, cand, blocked
-      if lim then v, cand, blocked = resqued_limit_pick(k, string.sub(k, string.len(prefix) + 1), lim) else v = redis.call('LPOP', k) end
+      local v, cand, blocked, decoded
+      if lim then v, cand, blocked, decoded = resqued_limit_pick(k, string.sub(k, string.len(prefix) + 1), lim) else v = redis.call('LPOP', k) end
       if cand then return cand end
       if blocked then table.insert(skipped, k) end
       if v then
         local embedded = v
-        local ok, p = pcall(cjson.decode, v)
+        -- Decoded once: by the limits' look at it, if they took one.
+        local ok, p = decoded ~= nil, decoded
+        if not ok then ok, p = pcall(cjson.decode, v) end
         if not ok then embedded = cjson.encode(v) end
         if not lim and ok and type(p) == 'table' and type(p['class']) == 'string' and p['concurrency'] and resqued_payload_limit(p) > 0 then
           -- A job that sets its own concurrency limit: a candidate.

@@ -408,16 +408,18 @@ end
 -- resqued_limit_of returns the limit names of entry v ({concurrency,
 -- rate, the payload's own concurrency, class, queue}, '' for none) when
 -- it is of a limited class or taken from limited queue q (nil: k is not
--- limited), and whether one of its class's limits is believed full.
+-- limited), whether one of its class's limits is believed full, and v
+-- decoded, when it decoded v (the take then need not decode it again).
 local function resqued_limit_of(v, lim, q)
   -- Neither a limited class nor a limited queue could apply: no decode.
   if not q and not lim.anyclass and not string.find(v, '"concurrency"', 1, true) then return nil, false end
   local ok, p = pcall(cjson.decode, v)
-  if not ok or type(p) ~= 'table' or type(p['class']) ~= 'string' then return nil, false end
+  if not ok then return nil, false end
+  if type(p) ~= 'table' or type(p['class']) ~= 'string' then return nil, false, p end
   local own = resqued_payload_limit(p)
   local paths = lim.classes[p['class']]
   if not paths then
-    if own == 0 and not q then return nil, false end
+    if own == 0 and not q then return nil, false, p end
     paths = {'-', '-'}
     if own > 0 then paths = {'=', '-'} end
   elseif own > 0 and paths[1] == '-' then
@@ -427,7 +429,7 @@ local function resqued_limit_of(v, lim, q)
   if type(args) ~= 'table' then args = {} end
   local c = resqued_limit_name(p['class'], paths[1], args)
   local r = resqued_limit_name(p['class'], paths[2], args)
-  if not c and not r and not q then return nil, false end
+  if not c and not r and not q then return nil, false, p end
   if (c and lim.full['c:' .. c]) or (r and lim.full['r:' .. r]) then return nil, true end
   return {c or '', r or '', own, p['class'], q or ''}, false
 end
@@ -442,16 +444,16 @@ local function resqued_limit_pick(k, qname, lim)
   if not lim.anyfull then
     local v = redis.call('LPOP', k)
     if not v then return nil end
-    local c = resqued_limit_of(v, lim, q)
+    local c, _, p = resqued_limit_of(v, lim, q)
     if c then
       redis.call('LPUSH', k, v)
       return nil, {'limited', k, 0, v, c[1], c[2], c[3], c[4], c[5]}
     end
-    return v
+    return v, nil, nil, p
   end
   local blocked = false
   for i, v in ipairs(redis.call('LRANGE', k, 0, 49)) do
-    local c, full = resqued_limit_of(v, lim, q)
+    local c, full, p = resqued_limit_of(v, lim, q)
     if full then
       blocked = true
     elseif c then
@@ -465,7 +467,7 @@ local function resqued_limit_pick(k, qname, lim)
         redis.call('LSET', k, i - 1, mark)
         redis.call('LREM', k, 1, mark)
       end
-      return v
+      return v, nil, nil, p
     end
   end
   return nil, nil, blocked

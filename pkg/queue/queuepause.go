@@ -21,10 +21,18 @@ import (
 // a queue's pause key: KEYS[i] is a queue and KEYS[i+1] its pause key
 // (appendQueueKeys). It reports whether the queue is paused; a paused
 // queue that holds jobs is added to skipped, when given, so that Wait
-// does not wake for jobs nobody may take.
+// does not wake for jobs nobody may take. Each pause key is read once
+// per script call (no script writes one): the look past the job taken
+// (resqued_next_id) asks again of the queues the take looked at.
 const queuePauseLua = `
+local resqued_paused = {}
 local function resqued_queue_paused(i, skipped)
-  if redis.call('EXISTS', KEYS[i + 1]) == 0 then return false end
+  local paused = resqued_paused[i]
+  if paused == nil then
+    paused = redis.call('EXISTS', KEYS[i + 1]) == 1
+    resqued_paused[i] = paused
+  end
+  if not paused then return false end
   if skipped and redis.call('EXISTS', KEYS[i]) == 1 then table.insert(skipped, KEYS[i]) end
   return true
 end
