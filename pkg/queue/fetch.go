@@ -56,11 +56,11 @@ type Fetcher struct {
 	// full are the limits (ReserveOptions.Limits) the Fetcher found
 	// full, and until when it passes over their jobs; heldBack is set
 	// when the last reserve passed over jobs for them, so that Wait
-	// looks again soon. done are the slots of a job whose outcome was
-	// recorded, freed by the next acquire.
+	// looks again soon. done is a job whose outcome was recorded: the
+	// next acquire frees its slots, and marks them freed on it.
 	full     limitBelief
 	heldBack bool
-	done     []*Slot
+	done     *Reserved
 }
 
 // WaitedOut reports whether the last Wait returned because its timeout
@@ -119,8 +119,12 @@ type Reserved struct {
 	Worker string
 	// Slots are the concurrency slots the job holds (ReserveOptions.Limits):
 	// its class's (or key's), its queue's, both or none. The worker frees
-	// them together once the outcome is recorded (Client.ReleaseSlots).
+	// them together once the outcome is recorded (Client.ReleaseSlots),
+	// unless SlotsFreed: the step that recorded it and took the next job
+	// freed them already.
 	Slots []*Slot
+	// slotsFreed is set by the acquire that freed Slots (SlotsFreed).
+	slotsFreed bool
 	// Record is the SHA-1 (hex) of the worker:<id> value that holds the
 	// job; FinishJob and Release only act while that value is still
 	// there. A digest, so a large payload crosses the network once.

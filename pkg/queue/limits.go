@@ -609,7 +609,11 @@ func (f *Fetcher) acquire(conn redis.Conn, queues []string, reply []interface{},
 	// keys are declared all the same (a key of this job's limits).
 	prevKey, prevMember := ConcurrencyKey(f.c.ns, string(conc)), ""
 	prevQKey, prevQMember := QueueConcurrencyKey(f.c.ns, queue), ""
-	for _, s := range f.done {
+	var prevSlots []*Slot
+	if f.done != nil {
+		prevSlots = f.done.Slots
+	}
+	for _, s := range prevSlots {
 		if s.Queue {
 			prevQKey, prevQMember = s.key(f.c.ns), s.Member
 		} else {
@@ -630,9 +634,18 @@ func (f *Fetcher) acquire(conn redis.Conn, queues []string, reply []interface{},
 		return nil, fmt.Errorf("%s: %w", reserveWhat(queues), err)
 	}
 	f.lease.renewedAt(sent, v)
+	var tag []byte
+	if len(v) > 0 {
+		tag, _ = v[0].([]byte)
+	}
+	if f.done != nil && string(tag) != "notowner" {
+		// The script freed them first: the worker need not free them
+		// again (Worker.freeSlot finds none), nor the lease renew them.
+		f.lease.unhold(prevSlots)
+		f.done.slotsFreed = true
+	}
 	f.done = nil
 	if len(v) > 0 {
-		tag, _ := v[0].([]byte)
 		switch string(tag) {
 		case "full":
 			kind, _ := v[1].([]byte)
@@ -742,12 +755,18 @@ func slotRenewArgs(ns string, slots []*Slot, ttl time.Duration, xx string) []int
 }
 
 // doneWith tells the Fetcher that r's outcome is recorded: the next acquire
-// frees r's slots in its own step (FinishAndReserve calls it).
+// frees r's slots in its own step, and marks them so (SlotsFreed), so
+// that the worker does not free them a second time (FinishAndReserve
+// calls it).
 func (f *Fetcher) doneWith(r *Reserved) {
 	if r != nil && len(r.Slots) > 0 {
-		f.done = r.Slots
+		f.done = r
 	}
 }
+
+// SlotsFreed reports whether r's Slots were freed already, by the step
+// that recorded its outcome and took the worker's next job.
+func (r *Reserved) SlotsFreed() bool { return r.slotsFreed }
 
 // releaseSlotsScript frees slot member ARGV[i] of KEYS[i], for each i.
 var releaseSlotsScript = redis.NewScript(-1, `

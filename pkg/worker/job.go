@@ -514,8 +514,8 @@ func (w *Worker) forgetAttempts(r *queue.Reserved) {
 // queue's), together, once its outcome is recorded. A slot not freed
 // (Redis away) lapses within the lease TTL.
 func (w *Worker) freeSlot(r *queue.Reserved) {
-	if len(r.Slots) == 0 {
-		return
+	if len(r.Slots) == 0 || r.SlotsFreed() {
+		return // none, or freed with the outcome (FinishAndReserve)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
