@@ -856,6 +856,9 @@ func (c *Client) LimitsInUse(ctx context.Context, l *Limits, queues []string) ([
 	}
 	defer conn.Close()
 	waiting := map[string]int{}
+	if len(l.classes) == 0 {
+		queues = nil // only class rows show jobs waiting by class
+	}
 	for _, q := range queues {
 		entries, err := redis.ByteSlices(conn.Do("LRANGE", QueueKey(c.ns, q), 0, 999))
 		if err != nil {
@@ -872,11 +875,11 @@ func (c *Client) LimitsInUse(ctx context.Context, l *Limits, queues []string) ([
 			}
 		}
 	}
-	t, err := redis.Int64s(conn.Do("TIME"))
-	if err != nil || len(t) != 2 {
-		return nil, fmt.Errorf("read limits: %v", err)
+	t, err := redisTime(conn)
+	if err != nil {
+		return nil, fmt.Errorf("read limits: %w", err)
 	}
-	now := t[0]*1000 + t[1]/1000
+	now := t.UnixMilli()
 	var out []LimitUse
 	for _, class := range l.Classes() {
 		cl := l.classes[class]
@@ -889,7 +892,7 @@ func (c *Client) LimitsInUse(ctx context.Context, l *Limits, queues []string) ([
 			return rows[name]
 		}
 		if cl.Concurrency > 0 {
-			for _, name := range limitNames(conn, ConcurrencyKey(c.ns, class), cl.ConcurrencyKey != nil, c.ns, ConcurrencyKey) {
+			for _, name := range limitNames(ctx, conn, c.ns, class, cl.ConcurrencyKey != nil, ConcurrencyKey) {
 				n, err := redis.Int(conn.Do("ZCOUNT", ConcurrencyKey(c.ns, name), fmt.Sprintf("(%d", now), "+inf"))
 				if err != nil {
 					return nil, fmt.Errorf("read limits: %w", err)
@@ -898,7 +901,7 @@ func (c *Client) LimitsInUse(ctx context.Context, l *Limits, queues []string) ([
 			}
 		}
 		if cl.Rate > 0 && cl.Per > 0 {
-			for _, name := range limitNames(conn, RateKey(c.ns, class), cl.RateKey != nil, c.ns, RateKey) {
+			for _, name := range limitNames(ctx, conn, c.ns, class, cl.RateKey != nil, RateKey) {
 				n, err := redis.Int(conn.Do("ZCOUNT", RateKey(c.ns, name), fmt.Sprintf("(%d", now-cl.Per.Milliseconds()), "+inf"))
 				if err != nil {
 					return nil, fmt.Errorf("read limits: %w", err)
@@ -937,36 +940,17 @@ func (c *Client) LimitsInUse(ctx context.Context, l *Limits, queues []string) ([
 	return out, nil
 }
 
-// limitNames lists the limit names of a class whose key is base: the
+// limitNames lists the limit names of class, whose keys key builds: the
 // class alone, or with a key path every class:value that has a set
-// (found with SCAN, an operator's read).
-func limitNames(conn redis.Conn, base string, keyed bool, ns string, key func(ns, name string) string) []string {
-	prefix := key(ns, "")
+// (found with SCAN, an operator's read; what it found before an error).
+func limitNames(ctx context.Context, conn redis.Conn, ns, class string, keyed bool, key func(ns, name string) string) []string {
 	if !keyed {
-		return []string{strings.TrimPrefix(base, prefix)}
+		return []string{class}
 	}
 	var names []string
-	cursor := "0"
-	for {
-		v, err := redis.Values(conn.Do("SCAN", cursor, "MATCH", scanPattern(base+":")+"*", "COUNT", 1000))
-		if err != nil || len(v) != 2 {
-			return names
-		}
-		cursor, _ = redis.String(v[0], nil)
-		keys, _ := redis.Strings(v[1], nil)
-		for _, k := range keys {
-			names = append(names, strings.TrimPrefix(k, prefix))
-		}
-		if cursor == "0" {
-			return names
-		}
-	}
-}
-
-// scanPattern escapes s for SCAN MATCH.
-func scanPattern(s string) string {
-	r := strings.NewReplacer(`\`, `\\`, `*`, `\*`, `?`, `\?`, `[`, `\[`, `]`, `\]`)
-	return r.Replace(s)
+	prefix := key(ns, "")
+	_ = scanPrefix(ctx, conn, key(ns, class)+":", func(k string) { names = append(names, strings.TrimPrefix(k, prefix)) })
+	return names
 }
 
 // limitWait is how long Wait waits while jobs are held back by full

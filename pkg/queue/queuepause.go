@@ -141,27 +141,8 @@ func (c *Client) PausedQueues(ctx context.Context) ([]string, error) {
 	}
 	defer conn.Close()
 	prefix := QueuePausePrefix(c.ns)
-	match := globEscape(prefix) + "*"
 	seen := map[string]bool{}
-	cursor := "0"
-	for {
-		v, err := redis.Values(conn.Do("SCAN", cursor, "MATCH", match, "COUNT", 1000))
-		if err == nil && len(v) != 2 {
-			err = fmt.Errorf("unexpected reply")
-		}
-		if err != nil {
-			return nil, fmt.Errorf("list paused queues: %w", err)
-		}
-		cursor, _ = redis.String(v[0], nil)
-		keys, _ := redis.Strings(v[1], nil)
-		for _, k := range keys {
-			seen[strings.TrimPrefix(k, prefix)] = true
-		}
-		if cursor == "0" || ctx.Err() != nil {
-			break
-		}
-	}
-	if err := ctx.Err(); err != nil {
+	if err := scanPrefix(ctx, conn, prefix, func(k string) { seen[strings.TrimPrefix(k, prefix)] = true }); err != nil {
 		return nil, fmt.Errorf("list paused queues: %w", err)
 	}
 	out := make([]string, 0, len(seen))
@@ -170,6 +151,33 @@ func (c *Client) PausedQueues(ctx context.Context) ([]string, error) {
 	}
 	sort.Strings(out)
 	return out, nil
+}
+
+// scanPrefix calls each for every key that starts with prefix, as SCAN
+// finds them (a key may come twice), until the cursor comes back to 0 or
+// ctx ends. A SCAN of the keyspace: for operators' reads, never a job's.
+func scanPrefix(ctx context.Context, conn redis.Conn, prefix string, each func(key string)) error {
+	match := globEscape(prefix) + "*"
+	for cursor := "0"; ; {
+		v, err := redis.Values(conn.Do("SCAN", cursor, "MATCH", match, "COUNT", 1000))
+		if err == nil && len(v) != 2 {
+			err = fmt.Errorf("unexpected reply")
+		}
+		if err != nil {
+			return err
+		}
+		cursor, _ = redis.String(v[0], nil)
+		keys, _ := redis.Strings(v[1], nil)
+		for _, k := range keys {
+			each(k)
+		}
+		if cursor == "0" {
+			return nil
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+	}
 }
 
 // globEscape quotes the characters SCAN's MATCH pattern treats as glob

@@ -289,27 +289,9 @@ func (c *Client) UniqueLocks(ctx context.Context) (int, error) {
 		return 0, fmt.Errorf("count unique locks: %w", err)
 	}
 	defer conn.Close()
-	match := globEscape(UniqueHolderPrefix(c.ns)) + "*"
-	seen := map[string]struct{}{}
-	for cursor := "0"; ; {
-		v, err := redis.Values(conn.Do("SCAN", cursor, "MATCH", match, "COUNT", 1000))
-		if err == nil && len(v) != 2 {
-			err = fmt.Errorf("unexpected reply")
-		}
-		if err != nil {
-			return 0, fmt.Errorf("count unique locks: %w", err)
-		}
-		cursor, _ = redis.String(v[0], nil)
-		keys, _ := redis.Strings(v[1], nil)
-		for _, k := range keys {
-			seen[k] = struct{}{} // SCAN may return a key twice
-		}
-		if cursor == "0" {
-			break
-		}
-		if err := ctx.Err(); err != nil {
-			return 0, fmt.Errorf("count unique locks: %w", err)
-		}
+	seen := map[string]struct{}{} // SCAN may return a key twice
+	if err := scanPrefix(ctx, conn, UniqueHolderPrefix(c.ns), func(k string) { seen[k] = struct{}{} }); err != nil {
+		return 0, fmt.Errorf("count unique locks: %w", err)
 	}
 	return len(seen), nil
 }
