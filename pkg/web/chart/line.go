@@ -169,42 +169,7 @@ func (c Line) SVG() template.HTML {
 	}
 
 	for i, s := range c.Series {
-		vals := make([]string, len(s.Points))
-		for j, p := range s.Points {
-			vals[j] = rawValue(p.V)
-		}
-		w.printf(`<g class="series s%d" data-series="%s" data-values="%s" fill="none" stroke="currentColor">`,
-			i%6, esc(s.Name), strings.Join(vals, " "))
-		var seg []string
-		first := 0
-		var last Point
-		var lx, ly float64
-		flush := func() {
-			if len(seg) == 0 {
-				return
-			}
-			w.printf(`<polyline class="line" data-first="%d" points="%s"/>`, first, strings.Join(seg, " "))
-			if len(seg) == 1 { // a lone point draws no line: mark it
-				w.printf(`<circle class="dot" cx="%s" cy="%s" r="2.5" fill="currentColor"/>`, num(lx), num(ly))
-			}
-			seg = seg[:0]
-		}
-		for j, p := range s.Points {
-			if !finite(p.V) {
-				flush()
-				continue
-			}
-			if len(seg) > 0 && step > 0 && p.T.Sub(last.T) > step*3/2 {
-				flush()
-			}
-			if len(seg) == 0 {
-				first = j
-			}
-			lx, ly, last = xOf(p.T), yOf(p.V), p
-			seg = append(seg, num(lx)+","+num(ly))
-		}
-		flush()
-		w.WriteString(`</g>`)
+		w.series(i, s.Name, s.Points, step, xOf, yOf, "2.5")
 	}
 
 	// One invisible column per time, as wide as the gaps to its
@@ -221,9 +186,6 @@ func (c Line) SVG() template.HTML {
 			}
 			if i < len(cols)-1 {
 				r = (x + xOf(cols[i+1])) / 2
-			}
-			if len(cols) == 1 {
-				l, r = px, px+pw
 			}
 			w.printf(`<rect class="col" x="%s" y="%s" width="%s" height="%s" fill="transparent" data-t="%s"><title>%s</title></rect>`,
 				num(l), num(py), num(r-l), num(ph), t.UTC().Format(time.RFC3339),
@@ -253,17 +215,8 @@ func (c Line) desc(cols []time.Time, step time.Duration, n int) string {
 			b.WriteString("; ")
 		}
 		b.WriteString(s.Name + ": ")
-		lo, hi, latest, seen := 0.0, 0.0, 0.0, false
-		for _, p := range s.Points {
-			if !finite(p.V) {
-				continue
-			}
-			if !seen {
-				lo, hi, seen = p.V, p.V, true
-			}
-			lo, hi, latest = min(lo, p.V), max(hi, p.V), p.V
-		}
-		if !seen {
+		lo, hi, latest, seen := valueRange(s.Points)
+		if seen == 0 {
 			b.WriteString("no data")
 			continue
 		}

@@ -2,7 +2,6 @@ package chart
 
 import (
 	"html/template"
-	"strings"
 	"time"
 )
 
@@ -29,16 +28,7 @@ func (c Spark) SVG() template.HTML {
 	step := pointStep(0, cols)
 	unit := Line{Unit: c.Unit}
 
-	lo, hi, latest, n := 0.0, 0.0, 0.0, 0
-	for _, p := range c.Points {
-		if !finite(p.V) {
-			continue
-		}
-		if n == 0 {
-			lo, hi = p.V, p.V
-		}
-		lo, hi, latest, n = min(lo, p.V), max(hi, p.V), p.V, n+1
-	}
+	lo, hi, latest, n := valueRange(c.Points)
 	summary := "no data"
 	if n > 0 {
 		summary = "min " + formatValue(lo) + ", max " + formatValue(hi) + ", latest " + unit.withUnit(latest)
@@ -71,42 +61,7 @@ func (c Spark) SVG() template.HTML {
 	var w svgWriter
 	w.open(id, "spark", vw, vh, `width="`+num(vw)+`" height="`+num(vh)+`"`, title, desc)
 	w.printf(`<line class="axis-line" x1="%s" y1="%s" x2="%s" y2="%s"/>`, num(px), num(py+ph), num(px+pw), num(py+ph))
-	vals := make([]string, len(c.Points))
-	for j, p := range c.Points {
-		vals[j] = rawValue(p.V)
-	}
-	w.printf(`<g class="series s0" data-series="%s" data-values="%s" fill="none" stroke="currentColor">`,
-		esc(c.Title), strings.Join(vals, " "))
-	var seg []string
-	first := 0
-	var lx, ly float64
-	var last time.Time
-	flush := func() {
-		if len(seg) == 0 {
-			return
-		}
-		w.printf(`<polyline class="line" data-first="%d" points="%s"/>`, first, strings.Join(seg, " "))
-		if len(seg) == 1 {
-			w.printf(`<circle class="dot" cx="%s" cy="%s" r="1.5" fill="currentColor"/>`, num(lx), num(ly))
-		}
-		seg = seg[:0]
-	}
-	for j, p := range c.Points {
-		if !finite(p.V) {
-			flush()
-			continue
-		}
-		if len(seg) > 0 && step > 0 && p.T.Sub(last) > step*3/2 {
-			flush()
-		}
-		if len(seg) == 0 {
-			first = j
-		}
-		lx, ly, last = xOf(p.T), yOf(p.V), p.T
-		seg = append(seg, num(lx)+","+num(ly))
-	}
-	flush()
-	w.WriteString(`</g>`)
+	w.series(0, c.Title, c.Points, step, xOf, yOf, "1.5")
 	if len(cols) > 0 {
 		values := valueIndex(series)[0]
 		layout := pointLayout(span, step)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"time"
 	"unicode/utf8"
 )
 
@@ -78,3 +79,62 @@ func (w *svgWriter) close() {
 
 // itoa writes an int.
 func itoa(i int) string { return strconv.Itoa(i) }
+
+// series writes one series of a Line or Spark as the data contract
+// says (doc.go): a <g class="series sN"> with every value in
+// data-values, then a <polyline> per unbroken run of finite values (a
+// NaN, or a gap of more than 1.5 step, breaks it; step 0: no gaps), and
+// a dot of radius r where a run is a lone point.
+func (w *svgWriter) series(i int, name string, pts []Point, step time.Duration, xOf func(time.Time) float64, yOf func(float64) float64, r string) {
+	vals := make([]string, len(pts))
+	for j, p := range pts {
+		vals[j] = rawValue(p.V)
+	}
+	w.printf(`<g class="series s%d" data-series="%s" data-values="%s" fill="none" stroke="currentColor">`,
+		i%6, esc(name), strings.Join(vals, " "))
+	var seg []string
+	first := 0
+	var last time.Time
+	var lx, ly float64
+	flush := func() {
+		if len(seg) == 0 {
+			return
+		}
+		w.printf(`<polyline class="line" data-first="%d" points="%s"/>`, first, strings.Join(seg, " "))
+		if len(seg) == 1 { // a lone point draws no line: mark it
+			w.printf(`<circle class="dot" cx="%s" cy="%s" r="%s" fill="currentColor"/>`, num(lx), num(ly), r)
+		}
+		seg = seg[:0]
+	}
+	for j, p := range pts {
+		if !finite(p.V) {
+			flush()
+			continue
+		}
+		if len(seg) > 0 && step > 0 && p.T.Sub(last) > step*3/2 {
+			flush()
+		}
+		if len(seg) == 0 {
+			first = j
+		}
+		lx, ly, last = xOf(p.T), yOf(p.V), p.T
+		seg = append(seg, num(lx)+","+num(ly))
+	}
+	flush()
+	w.WriteString(`</g>`)
+}
+
+// valueRange is the lowest, highest and latest finite value of pts, and
+// how many finite values there are.
+func valueRange(pts []Point) (lo, hi, latest float64, n int) {
+	for _, p := range pts {
+		if !finite(p.V) {
+			continue
+		}
+		if n == 0 {
+			lo, hi = p.V, p.V
+		}
+		lo, hi, latest, n = min(lo, p.V), max(hi, p.V), p.V, n+1
+	}
+	return lo, hi, latest, n
+}
