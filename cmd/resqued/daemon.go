@@ -5,11 +5,11 @@ import (
 	"fmt"
 	"os"
 	"runtime/debug"
-	"sync"
 	"syscall"
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/resqued/resqued/pkg/delayed"
 	"github.com/resqued/resqued/pkg/pidfile"
 	"github.com/resqued/resqued/pkg/queue"
 	"github.com/resqued/resqued/pkg/recurring"
@@ -162,27 +162,25 @@ func (d *daemon) workers(supervise bool) (run func(context.Context) error, ctl *
 // background starts step 6: what a daemon runs besides its workers.
 func (d *daemon) background() error {
 	c, cfg := d.c, d.cfg
-	stopWeb, err := serveDaemonWeb(c, cfg.Queue, cfg.Status, cfg.Logger)
+	// The dashboard shows the limits the workers were given (parsed once).
+	stopWeb, err := serveDaemonWeb(c, cfg.Queue, cfg.Status, cfg.Limits, cfg.Logger)
 	if err != nil {
 		return err
 	}
 	d.onStop(stopWeb)
 	if c.Bool("history") {
-		d.onStop(startSampler(c.Context, cfg.Queue, cfg.Logger.ResetNamed("resqued.history")))
+		d.onStop(startLoop(c.Context, newSampler(cfg.Queue, cfg.Logger.ResetNamed("resqued.history")).Run))
 	}
 	if c.Bool("scheduler") {
-		d.onStop(startScheduler(c.Context, cfg.Queue, cfg.Logger.ResetNamed("resqued.scheduler")))
+		d.onStop(startLoop(c.Context, delayed.New(cfg.Queue, cfg.Logger.ResetNamed("resqued.scheduler")).Run))
 	}
 	if path := c.String("schedule"); path != "" {
 		sched, err := recurring.Load(path)
 		if err != nil {
 			return &usageError{msg: err.Error(), hint: "--schedule schedule.yml"}
 		}
-		ctx, cancel := context.WithCancel(c.Context)
-		var wg sync.WaitGroup
-		wg.Add(1)
-		go func() { defer wg.Done(); sched.Run(ctx, cfg.Queue, cfg.Logger.ResetNamed("resqued.schedule")) }()
-		d.onStop(func() { cancel(); wg.Wait() })
+		log := cfg.Logger.ResetNamed("resqued.schedule")
+		d.onStop(startLoop(c.Context, func(ctx context.Context) { sched.Run(ctx, cfg.Queue, log) }))
 	}
 	return nil
 }

@@ -1,18 +1,12 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"strings"
-	"sync"
 	"time"
 
-	"github.com/hashicorp/go-hclog"
 	"github.com/urfave/cli/v2"
-
-	"github.com/resqued/resqued/pkg/delayed"
-	"github.com/resqued/resqued/pkg/queue"
 )
 
 // Delayed jobs (docs/scheduling.md): enqueue --in/--at, the daemon's
@@ -104,15 +98,4 @@ func delayTime(c *cli.Context) (at time.Time, ok bool, err error) {
 		return t, true, nil
 	}
 	return time.Time{}, false, nil
-}
-
-// startScheduler runs the delayed-job loop until the returned function is
-// called, which waits for it to stop.
-func startScheduler(ctx context.Context, q *queue.Client, log hclog.Logger) (stop func()) {
-	ctx, cancel := context.WithCancel(ctx)
-	s := delayed.New(q, log)
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() { defer wg.Done(); s.Run(ctx) }()
-	return func() { cancel(); wg.Wait() }
 }

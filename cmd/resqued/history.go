@@ -15,13 +15,19 @@ import (
 var historyFlag = &cli.BoolFlag{Name: "history", EnvVars: []string{"RESQUED_HISTORY"}, Value: true,
 	Usage: "keep per-minute counts of jobs, durations, queue sizes and worker states for the dashboard's charts (docs/dashboard.md); --history=false keeps none (resqued web: samples no queue sizes)"}
 
-// startSampler samples the queues into history once a minute for the
-// fleet (history.Sampler) until the returned function is called.
-func startSampler(ctx context.Context, q *queue.Client, log hclog.Logger) (stop func()) {
+// newSampler is the queue sampler of the dashboard's history
+// (history.Sampler), for the daemon and resqued web.
+func newSampler(q *queue.Client, log hclog.Logger) *history.Sampler {
+	return history.NewSampler(history.SamplerConfig{Queue: q, Logger: log})
+}
+
+// startLoop runs a background loop (the delayed-job loop, the recurring
+// schedule, the queue sampler) until the returned function is called,
+// which ends its context and waits for it to return.
+func startLoop(ctx context.Context, run func(context.Context)) (stop func()) {
 	ctx, cancel := context.WithCancel(ctx)
-	s := history.NewSampler(history.SamplerConfig{Queue: q, Logger: log})
 	var wg sync.WaitGroup
 	wg.Add(1)
-	go func() { defer wg.Done(); s.Run(ctx) }()
+	go func() { defer wg.Done(); run(ctx) }()
 	return func() { cancel(); wg.Wait() }
 }

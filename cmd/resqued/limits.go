@@ -56,15 +56,28 @@ func readLimits(c *cli.Context, prefix string) (jobLimits, error) {
 	if l.defaults.Procs = c.Int("max-procs"); l.defaults.Procs < 0 {
 		return l, &usageError{msg: fmt.Sprintf("%s--max-procs %d: must not be negative (0 means no limit)", prefix, l.defaults.Procs), hint: "--max-procs 16"}
 	}
-	if path := c.String("handlers-config"); path != "" {
-		conf, err := handlerconfig.Load(path)
-		if err != nil {
-			return l, &usageError{msg: prefix + err.Error(), hint: "--handlers-config handlers.yml (docs/handlers.md, Limits)"}
-		}
-		l.config = conf
+	conf, err := loadHandlersConfig(c, prefix)
+	if err != nil {
+		return l, err
 	}
+	l.config = conf
 	l.cgroup = c.String("cgroup")
 	return l, nil
+}
+
+// loadHandlersConfig reads --handlers-config, if given (nil if not),
+// for the daemon, resqued stats and resqued web; prefix names the
+// command in the error.
+func loadHandlersConfig(c *cli.Context, prefix string) (*handlerconfig.Config, error) {
+	path := c.String("handlers-config")
+	if path == "" {
+		return nil, nil
+	}
+	conf, err := handlerconfig.Load(path)
+	if err != nil {
+		return nil, &usageError{msg: prefix + err.Error(), hint: "--handlers-config handlers.yml (docs/handlers.md, Limits)"}
+	}
+	return conf, nil
 }
 
 // warnUnhandled logs the classes the handlers config names that have no

@@ -10,7 +10,6 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/resqued/resqued/pkg/handlerconfig"
 	"github.com/resqued/resqued/pkg/queue"
 )
 
@@ -35,14 +34,11 @@ func statsAction(c *cli.Context) error {
 		return err
 	}
 	defer done()
-	var limits *queue.Limits
-	if path := c.String("handlers-config"); path != "" {
-		conf, err := handlerconfig.Load(path)
-		if err != nil {
-			return &usageError{msg: "stats: " + err.Error(), hint: "--handlers-config handlers.yml (docs/handlers.md, Limits)"}
-		}
-		limits = conf.Limits()
+	conf, err := loadHandlersConfig(c, "stats: ")
+	if err != nil {
+		return err
 	}
+	limits := conf.Limits()
 	s, err := client.Stats(c.Context)
 	if err != nil {
 		return err

@@ -15,7 +15,6 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/urfave/cli/v2"
 
-	"github.com/resqued/resqued/pkg/handlerconfig"
 	"github.com/resqued/resqued/pkg/metrics"
 	"github.com/resqued/resqued/pkg/queue"
 	"github.com/resqued/resqued/pkg/status"
@@ -60,14 +59,18 @@ func webAction(c *cli.Context) error {
 	defer rc.Close()
 	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	stopWeb, err := serveWeb(c, c.String("listen"), rc.queue, rc.status, log)
+	conf, err := loadHandlersConfig(c, "web: ")
+	if err != nil {
+		return err
+	}
+	stopWeb, err := serveWeb(c, c.String("listen"), rc.queue, rc.status, conf.Limits(), log)
 	if err != nil {
 		return err
 	}
 	// The queues' sizes and latencies are sampled for the charts while
 	// a dashboard runs too, daemons or not.
 	if c.Bool("history") {
-		defer startSampler(ctx, rc.queue, log.Named("history"))()
+		defer startLoop(ctx, newSampler(rc.queue, log.Named("history")).Run)()
 	}
 	<-ctx.Done()
 	stopWeb()
@@ -83,7 +86,7 @@ func webHostFlag() cli.Flag {
 // serveWeb serves the dashboard, plus GET /metrics (the Redis-side
 // metrics) and GET /healthz, on addr until the returned function is
 // called: for resqued web, and for the daemon's --web.
-func serveWeb(c *cli.Context, addr string, q *queue.Client, st *status.Tracker, log hclog.Logger) (stop func(), err error) {
+func serveWeb(c *cli.Context, addr string, q *queue.Client, st *status.Tracker, limits *queue.Limits, log hclog.Logger) (stop func(), err error) {
 	auth := c.String("web-auth")
 	if auth != "" && !strings.Contains(auth, ":") {
 		return nil, &usageError{msg: "web: --web-auth wants USER:PASS", hint: "--web-auth admin:s3cret"}
@@ -101,14 +104,6 @@ func serveWeb(c *cli.Context, addr string, q *queue.Client, st *status.Tracker, 
 	hosts, wildcard, err := webHosts(addr, c.StringSlice("web-host"))
 	if err != nil {
 		return nil, err
-	}
-	var limits *queue.Limits
-	if path := c.String("handlers-config"); path != "" {
-		conf, err := handlerconfig.Load(path)
-		if err != nil {
-			return nil, &usageError{msg: "web: " + err.Error(), hint: "--handlers-config handlers.yml (docs/handlers.md, Limits)"}
-		}
-		limits = conf.Limits()
 	}
 	reg := metrics.NewRegistry()
 	reg.Register(metrics.NewCollector(q).WithLimits(limits))
@@ -195,9 +190,9 @@ func daemonWebFlags() []cli.Flag {
 }
 
 // serveDaemonWeb starts the dashboard for --web, if asked for.
-func serveDaemonWeb(c *cli.Context, q *queue.Client, st *status.Tracker, log hclog.Logger) (stop func(), err error) {
+func serveDaemonWeb(c *cli.Context, q *queue.Client, st *status.Tracker, limits *queue.Limits, log hclog.Logger) (stop func(), err error) {
 	if c.String("web") == "" {
 		return func() {}, nil
 	}
-	return serveWeb(c, c.String("web"), q, st, log)
+	return serveWeb(c, c.String("web"), q, st, limits, log)
 }
