@@ -15,30 +15,24 @@ import (
 // errBadQueue is a pause or resume POST naming no valid queue.
 var errBadQueue = errors.New("bad queue")
 
-// pauseQueue pauses the queue the form names.
-func (s *server) pauseQueue(_ http.ResponseWriter, r *http.Request) error {
-	q, err := formQueue(r)
-	if err != nil {
+// setQueuePause is the Pause (pause true) or Resume button's action on
+// the queue the form names.
+func (s *server) setQueuePause(pause bool) func(http.ResponseWriter, *http.Request) error {
+	set, done := s.cfg.Queue.ResumeQueue, "resumed"
+	if pause {
+		set, done = s.cfg.Queue.PauseQueue, "paused"
+	}
+	return func(_ http.ResponseWriter, r *http.Request) error {
+		q, err := formQueue(r)
+		if err != nil {
+			return err
+		}
+		ch, err := set(r.Context(), q)
+		if err == nil && ch.Changed {
+			s.log.Info("queue "+done+" from the dashboard", "queue", q)
+		}
 		return err
 	}
-	ch, err := s.cfg.Queue.PauseQueue(r.Context(), q)
-	if err == nil && ch.Changed {
-		s.log.Info("queue paused from the dashboard", "queue", q)
-	}
-	return err
-}
-
-// resumeQueue resumes the queue the form names.
-func (s *server) resumeQueue(_ http.ResponseWriter, r *http.Request) error {
-	q, err := formQueue(r)
-	if err != nil {
-		return err
-	}
-	ch, err := s.cfg.Queue.ResumeQueue(r.Context(), q)
-	if err == nil && ch.Changed {
-		s.log.Info("queue resumed from the dashboard", "queue", q)
-	}
-	return err
 }
 
 // formQueue is the queue a pause or resume form names.

@@ -121,8 +121,8 @@ func New(cfg Config) http.Handler {
 	mux.HandleFunc("/failed/retry-all", s.mutate(s.retryAll))
 	mux.HandleFunc("/failed/clear", s.mutate(s.clear))
 	mux.HandleFunc("/cancel", s.mutateTo("/workers", s.cancel))
-	mux.HandleFunc("/pause-queue", s.mutateTo("/queues", s.pauseQueue))
-	mux.HandleFunc("/resume-queue", s.mutateTo("/queues", s.resumeQueue))
+	mux.HandleFunc("/pause-queue", s.mutateTo("/queues", s.setQueuePause(true)))
+	mux.HandleFunc("/resume-queue", s.mutateTo("/queues", s.setQueuePause(false)))
 	mux.HandleFunc("/delayed", s.delayed)
 	mux.HandleFunc("/status", s.statusPage)
 	if cfg.Metrics != nil {
