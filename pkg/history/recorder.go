@@ -8,6 +8,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/resqued/resqued/internal/outage"
 	"github.com/resqued/resqued/pkg/metrics"
 	"github.com/resqued/resqued/pkg/queue"
 )
@@ -227,7 +228,7 @@ func (r *Recorder) Run(ctx context.Context) {
 	}
 	t := time.NewTicker(r.cfg.Interval)
 	defer t.Stop()
-	failing := false
+	var down outage.Log // one line when flushes start failing, one when they work again
 	for {
 		select {
 		case <-ctx.Done():
@@ -240,16 +241,12 @@ func (r *Recorder) Run(ctx context.Context) {
 		case <-t.C:
 		}
 		fctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		err := r.Flush(fctx)
-		cancel()
-		switch {
-		case err != nil && !failing:
-			r.log.Warn("history not flushed; keeping the counts for the next flush", "error", err)
-			failing = true
-		case err == nil && failing:
-			r.log.Info("history flushed again")
-			failing = false
+		if err := r.Flush(fctx); err != nil {
+			down.Fail(r.log, err) // the counts are kept for the next flush
+		} else {
+			down.OK(r.log)
 		}
+		cancel()
 	}
 }
 

@@ -176,11 +176,25 @@ func (c *Client) FlushHistory(ctx context.Context, minutes []HistoryMinute) erro
 	}
 	for _, m := range minutes {
 		at := time.Unix(m.Minute*60, 0)
-		for s, h := range m.Counts {
-			mk, hk := key(c.historyKey(Minute, at), HistoryMinuteTTL), key(c.historyKey(Hour, at), HistoryHourTTL)
-			if s.Kind == ScopeClass {
-				mk, hk = key(c.historyKey(MinuteClasses, at), HistoryClassMinuteTTL), key(c.historyKey(HourClasses, at), HistoryClassHourTTL)
+		// The minute's and hour's keys, for all jobs and queues ([0]) and
+		// for classes ([1]): built once per minute, not per scope.
+		var pairs [2][2]string
+		pairOf := func(class bool) (string, string) {
+			i := 0
+			if class {
+				i = 1
 			}
+			if pairs[i][0] == "" {
+				if class {
+					pairs[i] = [2]string{key(c.historyKey(MinuteClasses, at), HistoryClassMinuteTTL), key(c.historyKey(HourClasses, at), HistoryClassHourTTL)}
+				} else {
+					pairs[i] = [2]string{key(c.historyKey(Minute, at), HistoryMinuteTTL), key(c.historyKey(Hour, at), HistoryHourTTL)}
+				}
+			}
+			return pairs[i][0], pairs[i][1]
+		}
+		for s, h := range m.Counts {
+			mk, hk := pairOf(s.Kind == ScopeClass)
 			incr := func(kind string, v int64) {
 				if v != 0 {
 					f := historyField(kind, s)
@@ -210,12 +224,7 @@ func (c *Client) FlushHistory(ctx context.Context, minutes []HistoryMinute) erro
 		args = append(args, k)
 	}
 	args = append(args, ops...)
-	conn, err := c.pool.GetContext(ctx)
-	if err != nil {
-		return fmt.Errorf("flush history: %w", err)
-	}
-	defer conn.Close()
-	if _, err := flushHistoryScript.Do(conn, args...); err != nil {
+	if _, err := c.script(ctx, flushHistoryScript, args...); err != nil {
 		return fmt.Errorf("flush history: %w", err)
 	}
 	return nil
@@ -243,12 +252,7 @@ return 0
 // this process, so one process in the fleet samples each minute, and the
 // others pay one command for looking. False: another one has.
 func (c *Client) ClaimHistorySample(ctx context.Context, t time.Time) (bool, error) {
-	conn, err := c.pool.GetContext(ctx)
-	if err != nil {
-		return false, fmt.Errorf("claim history sample: %w", err)
-	}
-	defer conn.Close()
-	won, err := redis.Int(claimSampleScript.Do(conn, c.historyKey(Minute, t), historyField("s", HistoryScope{Kind: ScopeAll}),
+	won, err := redis.Int(c.script(ctx, claimSampleScript, c.historyKey(Minute, t), historyField("s", HistoryScope{Kind: ScopeAll}),
 		t.Unix(), int64(HistoryMinuteTTL/time.Second)))
 	if err != nil {
 		return false, fmt.Errorf("claim history sample: %w", err)
