@@ -165,7 +165,7 @@ func TestBrowser_Dashboard(t *testing.T) {
 	for _, page := range []string{"queues/high", "delayed", "status"} {
 		run(chromedp.Navigate(base+"/"+page), chromedp.WaitVisible("h1", chromedp.ByQuery), shot(strings.ReplaceAll(page, "/", "-")))
 	}
-	checkCharts(t, ctx, base, hq, seed, shot)
+	checkCharts(t, ctx, base, hq, seed, run, shot)
 	run(chromedp.Navigate(base+"/failed"), chromedp.WaitVisible("table", chromedp.ByQuery))
 	// Retry record 1 (the Resize job on images) with its button: the job
 	// goes back on its queue.

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/resqued/resqued/internal/historytest"
 	"github.com/resqued/resqued/internal/redistest"
 	"github.com/resqued/resqued/pkg/queue"
 )
@@ -68,29 +69,13 @@ func TestHistory_FromDaemon(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			sum := func(slots []queue.HistorySlot, s queue.HistoryScope) (c queue.HistoryCounts) {
-				for _, sl := range slots {
-					if h := sl.Counts[s]; h != nil {
-						c.Add(h)
-					}
-				}
-				return c
-			}
-			for _, tc := range []struct {
-				slots             []queue.HistorySlot
-				scope             queue.HistoryScope
-				processed, failed int64
-			}{
-				{mins, queue.HistoryScope{Kind: queue.ScopeAll}, 18, 6},
-				{mins, queue.HistoryScope{Kind: queue.ScopeQueue, Name: "a"}, 9, 3},
-				{mins, queue.HistoryScope{Kind: queue.ScopeQueue, Name: "b"}, 9, 3},
-				{cms, queue.HistoryScope{Kind: queue.ScopeClass, Name: "Ok"}, 12, 0},
-				{cms, queue.HistoryScope{Kind: queue.ScopeClass, Name: "Bad"}, 6, 6},
-			} {
-				if c := sum(tc.slots, tc.scope); c.Processed != tc.processed || c.Failed != tc.failed {
-					t.Errorf("%c %q: %d processed, %d failed; want %d, %d", tc.scope.Kind, tc.scope.Name, c.Processed, c.Failed, tc.processed, tc.failed)
-				}
-			}
+			historytest.CheckTotals(t, []historytest.Total{
+				{Slots: mins, Scope: queue.HistoryScope{Kind: queue.ScopeAll}, Processed: 18, Failed: 6},
+				{Slots: mins, Scope: queue.HistoryScope{Kind: queue.ScopeQueue, Name: "a"}, Processed: 9, Failed: 3},
+				{Slots: mins, Scope: queue.HistoryScope{Kind: queue.ScopeQueue, Name: "b"}, Processed: 9, Failed: 3},
+				{Slots: cms, Scope: queue.HistoryScope{Kind: queue.ScopeClass, Name: "Ok"}, Processed: 12},
+				{Slots: cms, Scope: queue.HistoryScope{Kind: queue.ScopeClass, Name: "Bad"}, Processed: 6, Failed: 6},
+			})
 			sampled := false
 			for _, m := range mins {
 				if _, ok := m.Size["a"]; ok {

@@ -424,8 +424,7 @@ func (c *cluster) inject(f string) {
 			return true
 		}) {
 			for _, w := range ws {
-				if alive(w) {
-					_ = syscall.Kill(w, syscall.SIGKILL)
+				if procs[w].Kill() {
 					killed = append(killed, w)
 				}
 			}

@@ -21,6 +21,7 @@ import (
 
 	"github.com/resqued/resqued/internal/faultproxy"
 	"github.com/resqued/resqued/internal/redistest"
+	"github.com/resqued/resqued/internal/testproc"
 	"github.com/resqued/resqued/pkg/queue"
 	"github.com/resqued/resqued/pkg/status"
 )
@@ -576,15 +577,8 @@ func childrenOf(pid int) []int {
 	return kids
 }
 
-func processAlive(pid int) bool {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return false
-	}
-	s := string(b)
-	i := strings.LastIndexByte(s, ')')
-	return i >= 0 && !strings.HasPrefix(strings.TrimSpace(s[i+1:]), "Z")
-}
+// processAlive reports whether some process (not a zombie) has pid.
+func processAlive(pid int) bool { return testproc.Alive(pid) }
 
 func uniq(a []int) []int {
 	seen := map[int]bool{}

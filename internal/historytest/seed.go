@@ -249,3 +249,34 @@ func More(tb testing.TB, q *queue.Client, n int) {
 		tb.Fatal(err)
 	}
 }
+
+// Now is a seeded run's now for tests with a fixed clock: not on a
+// minute's or a strip slot's boundary.
+var Now = time.Date(2026, 12, 1, 14, 37, 47, 500_000_000, time.UTC)
+
+// Sum adds up scope's counts over slots.
+func Sum(slots []queue.HistorySlot, scope queue.HistoryScope) (c queue.HistoryCounts) {
+	for _, s := range slots {
+		if h := s.Counts[scope]; h != nil {
+			c.Add(h)
+		}
+	}
+	return c
+}
+
+// Total is what slots should hold of one scope.
+type Total struct {
+	Slots             []queue.HistorySlot
+	Scope             queue.HistoryScope
+	Processed, Failed int64
+}
+
+// CheckTotals reports each total the slots do not hold.
+func CheckTotals(tb testing.TB, totals []Total) {
+	tb.Helper()
+	for _, w := range totals {
+		if c := Sum(w.Slots, w.Scope); c.Processed != w.Processed || c.Failed != w.Failed {
+			tb.Errorf("%c %q: %d processed, %d failed; want %d, %d", w.Scope.Kind, w.Scope.Name, c.Processed, c.Failed, w.Processed, w.Failed)
+		}
+	}
+}

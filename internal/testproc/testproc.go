@@ -35,6 +35,12 @@ func (p Proc) Running() bool {
 	return ok && p.start != "" && st == p.start && state != "Z"
 }
 
+// Alive reports whether some process (not a zombie) has pid now.
+func Alive(pid int) bool {
+	_, state, ok := stat(pid)
+	return ok && state != "Z"
+}
+
 // Kill sends SIGKILL to the process if it still runs; it reports
 // whether it sent it.
 func (p Proc) Kill() bool {

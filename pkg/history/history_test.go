@@ -15,8 +15,8 @@ import (
 	"github.com/resqued/resqued/pkg/queue"
 )
 
-// seedNow is the seeded run's now: not on a minute or slot boundary.
-var seedNow = time.Date(2026, 12, 1, 14, 37, 47, 500_000_000, time.UTC)
+// seedNow is the seeded run's now (historytest.Now).
+var seedNow = historytest.Now
 
 func seeded(t *testing.T) (*redistest.Server, *queue.Client, historytest.Expect) {
 	t.Helper()

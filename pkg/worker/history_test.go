@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/resqued/resqued/internal/historytest"
 	"github.com/resqued/resqued/pkg/history"
 	"github.com/resqued/resqued/pkg/queue"
 )
@@ -54,37 +55,24 @@ func TestWorker_History(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sum := func(slots []queue.HistorySlot, s queue.HistoryScope) (c queue.HistoryCounts) {
-		for _, sl := range slots {
-			if h := sl.Counts[s]; h != nil {
-				c.Add(h)
-			}
-		}
-		return c
+	totals := []historytest.Total{
+		{Slots: slots, Scope: queue.HistoryScope{Kind: queue.ScopeAll}, Processed: 8, Failed: 3},
+		{Slots: slots, Scope: queue.HistoryScope{Kind: queue.ScopeQueue, Name: "q"}, Processed: 8, Failed: 3},
+		{Slots: classes, Scope: queue.HistoryScope{Kind: queue.ScopeClass, Name: "Log"}, Processed: 3},
+		{Slots: classes, Scope: queue.HistoryScope{Kind: queue.ScopeClass, Name: "Nap"}, Processed: 2},
+		{Slots: classes, Scope: queue.HistoryScope{Kind: queue.ScopeClass, Name: "Fail"}, Processed: 3, Failed: 3},
 	}
-	for _, tc := range []struct {
-		slots             []queue.HistorySlot
-		scope             queue.HistoryScope
-		processed, failed int64
-	}{
-		{slots, queue.HistoryScope{Kind: queue.ScopeAll}, 8, 3},
-		{slots, queue.HistoryScope{Kind: queue.ScopeQueue, Name: "q"}, 8, 3},
-		{classes, queue.HistoryScope{Kind: queue.ScopeClass, Name: "Log"}, 3, 0},
-		{classes, queue.HistoryScope{Kind: queue.ScopeClass, Name: "Nap"}, 2, 0},
-		{classes, queue.HistoryScope{Kind: queue.ScopeClass, Name: "Fail"}, 3, 3},
-	} {
-		c := sum(tc.slots, tc.scope)
-		if c.Processed != tc.processed || c.Failed != tc.failed {
-			t.Errorf("%c %q: %d processed, %d failed; want %d, %d", tc.scope.Kind, tc.scope.Name, c.Processed, c.Failed, tc.processed, tc.failed)
+	historytest.CheckTotals(t, totals)
+	for _, tc := range totals {
+		if tc.Scope.Kind != queue.ScopeClass {
+			continue
 		}
-		if tc.scope.Kind == queue.ScopeClass {
-			var n int64
-			for _, b := range c.Buckets {
-				n += b
-			}
-			if n != tc.processed {
-				t.Errorf("class %s: %d durations in the buckets, want %d", tc.scope.Name, n, tc.processed)
-			}
+		var n int64
+		for _, b := range historytest.Sum(tc.Slots, tc.Scope).Buckets {
+			n += b
+		}
+		if n != tc.Processed {
+			t.Errorf("class %s: %d durations in the buckets, want %d", tc.Scope.Name, n, tc.Processed)
 		}
 	}
 	cells, err := (&history.Reader{Queue: e.q}).Workers(ctx, nil)
