@@ -47,6 +47,10 @@ type Job struct {
 	// not strings): whether they are valid W3C Trace Context is the
 	// worker's to decide, and never makes the payload invalid.
 	Traceparent, Tracestate string
+
+	// uniqueDigest is resque-loner's digest of the job (uniqueDigestOf),
+	// kept from the claim of its lock for its release.
+	uniqueDigest string
 }
 
 // payloadWant is what a queue entry must be, as Decode's errors say it.

@@ -251,7 +251,7 @@ return ''
 // run. An error matching ErrInvalidPayload means j's args cannot be
 // digested as resque-loner does.
 func (c *Client) ClaimUnique(ctx context.Context, j *Job, holder string, ttl time.Duration) error {
-	digest, err := UniqueDigest(j.Class, j.Args)
+	digest, err := j.uniqueDigestOf()
 	if err != nil {
 		return fmt.Errorf("%w: %v", ErrInvalidPayload, err)
 	}
@@ -296,6 +296,19 @@ func (c *Client) UniqueLocks(ctx context.Context) (int, error) {
 	return len(seen), nil
 }
 
+// uniqueDigestOf is UniqueDigest of j, worked out once per job: the
+// claim of its lock and the release both need it.
+func (j *Job) uniqueDigestOf() (string, error) {
+	if j.uniqueDigest == "" {
+		d, err := UniqueDigest(j.Class, j.Args)
+		if err != nil {
+			return "", err
+		}
+		j.uniqueDigest = d
+	}
+	return j.uniqueDigest, nil
+}
+
 // releaseUniqueScript deletes the lock KEYS[1] and its holder KEYS[2]
 // only while the holder is still job ARGV[1] (compare-and-delete), so a
 // job that ends after its lock expired never frees a newer copy's.
@@ -310,7 +323,7 @@ return 1
 // ends. It reports whether it did: false when the lock had expired or
 // was another job's by then.
 func (c *Client) ReleaseUnique(ctx context.Context, j *Job, holder string) (bool, error) {
-	digest, err := UniqueDigest(j.Class, j.Args)
+	digest, err := j.uniqueDigestOf()
 	if err != nil {
 		return false, fmt.Errorf("%w: %v", ErrInvalidPayload, err)
 	}

@@ -23,19 +23,16 @@ import (
 // app's) holds its lock under this worker's name (queue.UniqueHolder).
 func (w *Worker) claimUnique(log hclog.Logger, r *queue.Reserved) *queue.Outcome {
 	w.unique = ""
-	ttl, ok := configUnique(w.cfg.Classes, r.Class, r.Unique)
-	if r.Unique != nil && !ok {
-		var err error
-		if ttl, ok, err = queue.ParseUnique(r.Unique); err != nil {
-			return &queue.Outcome{Exception: ExcInvalidPayload, Error: err.Error()}
-		}
+	ttl, ok, err := uniqueTTL(w.cfg.Classes, r.Class, r.Unique)
+	if err != nil {
+		return &queue.Outcome{Exception: ExcInvalidPayload, Error: err.Error()}
 	}
 	if !ok {
 		return nil
 	}
 	holder := queue.UniqueHolder(&r.Job, r.Worker)
 	var answer error // the claim's answer, once Redis gave one
-	err := w.persist(context.Background(), "claim unique lock", func(ctx context.Context) error {
+	err = w.persist(context.Background(), "claim unique lock", func(ctx context.Context) error {
 		answer = w.cfg.Queue.ClaimUnique(ctx, &r.Job, holder, ttl)
 		if errors.Is(answer, queue.ErrDuplicate) || errors.Is(answer, queue.ErrInvalidPayload) {
 			return nil
@@ -77,30 +74,26 @@ func (w *Worker) releaseUnique(r *queue.Reserved) {
 	}
 }
 
-// configUnique is the TTL of the unique lock the handlers config
-// (classes) gives class (ok true) when payload, a job's "unique" field,
-// does not give one itself: the payload's own true or TTL wins; absent,
-// null or false, the class's applies. A class the config does not make
-// unique is one map lookup.
-func configUnique(classes map[string]handlerconfig.Job, class string, payload json.RawMessage) (time.Duration, bool) {
-	c, ok := classes[class]
-	if !ok || c.Unique <= 0 {
-		return 0, false
-	}
+// uniqueTTL is the TTL of job j's unique lock, and whether it has one:
+// its payload's "unique" (true or a TTL) wins; absent, null or false,
+// its class's in the handlers config (classes) applies. err: the
+// payload's "unique" is neither. A job with no "unique" of a class the
+// config does not make unique costs one map lookup.
+func uniqueTTL(classes map[string]handlerconfig.Job, class string, payload json.RawMessage) (time.Duration, bool, error) {
 	if payload != nil {
-		if _, set, err := queue.ParseUnique(payload); set || err != nil {
-			return 0, false // the payload's own, or its error
+		if ttl, set, err := queue.ParseUnique(payload); set || err != nil {
+			return ttl, set, err
 		}
 	}
-	return c.Unique, true
+	if c, ok := classes[class]; ok && c.Unique > 0 {
+		return c.Unique, true, nil
+	}
+	return 0, false, nil
 }
 
 // holdsUnique says whether job j, as a dead worker left it, held a unique
 // lock: its payload's "unique", or its class's in classes.
 func holdsUnique(classes map[string]handlerconfig.Job, j *queue.Job) bool {
-	if _, ok := configUnique(classes, j.Class, j.Unique); ok {
-		return true
-	}
-	_, ok, _ := queue.ParseUnique(j.Unique)
-	return ok
+	_, ok, err := uniqueTTL(classes, j.Class, j.Unique)
+	return ok && err == nil
 }
