@@ -273,23 +273,15 @@ local function resqued_reserve(kw, kpause, kany, kpred, qfirst, runat, prefix, f
       if cand then return cand end
       if blocked then table.insert(skipped, k) end
       if v then
-        local embedded = v
         -- Decoded once: by the limits' look at it, if they took one.
         local ok, p = decoded ~= nil, decoded
         if not ok then ok, p = pcall(cjson.decode, v) end
-        if not ok then embedded = cjson.encode(v) end
         if not lim and ok and type(p) == 'table' and type(p['class']) == 'string' and p['concurrency'] and resqued_payload_limit(p) > 0 then
           -- A job that sets its own concurrency limit: a candidate.
           redis.call('LPUSH', k, v)
           return {'limited', k, 0, v, p['class'], '', p['concurrency'], p['class'], ''}
         end
-        local q = string.sub(k, string.len(prefix) + 1)
-        local rec = '{"queue":' .. cjson.encode(q) .. ',"run_at":"' .. runat .. '","payload":' .. embedded .. '}'
-        redis.call('SET', kw, rec)
-        local sid = ''
-        if ok and type(p) == 'table' and type(p['id']) == 'string' and p['id'] ~= '' then
-          sid = p['id']
-        end
+        local rec, sid = resqued_hold(kw, k, v, ok, p, prefix, runat)
         local any = 0
         if sid == '' then any = redis.call('EXISTS', kany) end
         -- A tracked job's status turns running here when its id was
@@ -316,7 +308,7 @@ end
 // "1" for held jobs only, ARGV[7] the foreseen job's id, ARGV[8] the time,
 // ARGV[9] the limits, ARGV[10..] the classes. Returns what
 // resqued_reserve does, or {"notowner"}.
-var reserveScript = redis.NewScript(-1, status.CodeLua+status.MarkLua+ownerLua+queuePauseLua+limitsLua+reserveLua+`
+var reserveScript = redis.NewScript(-1, status.CodeLua+status.MarkLua+ownerLua+queuePauseLua+holdLua+limitsLua+reserveLua+`
 if not resqued_owner(KEYS[3], ARGV[4], ARGV[5]) then return {'notowner'} end
 return resqued_reserve(KEYS[1], KEYS[2], KEYS[4], KEYS[5], 6, ARGV[1], ARGV[2], ARGV[3], ARGV[6], ARGV[7], ARGV[8], 10, ARGV[9])
 `)

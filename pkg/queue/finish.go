@@ -57,7 +57,7 @@ end
 // prefix, ARGV[12] the class filter flag, ARGV[13] the foreseen job's id,
 // ARGV[14] the time, ARGV[15] the limits, ARGV[16..] the classes.
 // Returns {finishScript's reply, resqued_reserve's reply (or false)}.
-var finishReserveScript = redis.NewScript(-1, status.UpdateLua+status.MarkLua+ownerLua+finishLua+queuePauseLua+limitsLua+reserveLua+`
+var finishReserveScript = redis.NewScript(-1, status.UpdateLua+status.MarkLua+ownerLua+finishLua+queuePauseLua+holdLua+limitsLua+reserveLua+`
 local n = resqued_finish()
 if n < 0 then return {n, false} end
 return {n, resqued_reserve(KEYS[1], KEYS[10], KEYS[11], KEYS[12], 13, ARGV[10], ARGV[11], ARGV[12], '0', ARGV[13], ARGV[14], 16, ARGV[15])}

@@ -356,6 +356,36 @@ func (f *Fetcher) limitsArg(l *Limits, now time.Time) string {
 	return b.String()
 }
 
+// holdLua defines what taking a job does, for the reserve and the
+// acquire scripts alike, so that the worker:<id> record the outcome
+// script compares (by its SHA-1) is built in one place:
+// resqued_take_at removes the entry at index idx of list k (a mark,
+// then LREM, out of the middle); resqued_hold writes entry v, taken
+// from queue key k, into worker:<id> kw as Ruby Resque's record
+// {"queue","run_at","payload"} and returns the record and the job's id
+// ("" for none). ok and p are v decoded (pcall(cjson.decode, v)).
+const holdLua = `
+local function resqued_take_at(k, idx)
+  if idx == 0 then
+    redis.call('LPOP', k)
+  else
+    local mark = '\0resqued-taken'
+    redis.call('LSET', k, idx, mark)
+    redis.call('LREM', k, 1, mark)
+  end
+end
+local function resqued_hold(kw, k, v, ok, p, prefix, runat)
+  local embedded = v
+  if not ok then embedded = cjson.encode(v) end
+  local q = string.sub(k, string.len(prefix) + 1)
+  local rec = '{"queue":' .. cjson.encode(q) .. ',"run_at":"' .. runat .. '","payload":' .. embedded .. '}'
+  redis.call('SET', kw, rec)
+  local sid = ''
+  if ok and type(p) == 'table' and type(p['id']) == 'string' and p['id'] ~= '' then sid = p['id'] end
+  return rec, sid
+end
+`
+
 // limitsLua defines resqued_limits(spec), which reads the limits
 // argument (nil when it is empty), and resqued_limit_pick(k, q, lim), the
 // reserve step's take from queue k (named q) under limits: it returns the
@@ -459,14 +489,7 @@ local function resqued_limit_pick(k, qname, lim)
     elseif c then
       return nil, {'limited', k, i - 1, v, c[1], c[2], c[3], c[4], c[5]}
     else
-      if i == 1 then
-        redis.call('LPOP', k)
-      else
-        -- Out of the middle: mark the entry, then remove the mark.
-        local mark = '\0resqued-taken'
-        redis.call('LSET', k, i - 1, mark)
-        redis.call('LREM', k, 1, mark)
-      end
+      resqued_take_at(k, i - 1)
       return v, nil, nil, p
     end
   end
@@ -496,7 +519,7 @@ end
 // the queue's pause key and KEYS[10] the pause-all-workers flag: a pause
 // set since the reserve looked takes nothing ({'gone'}). A start refused
 // by the rate limit counts in KEYS[8] (RateLimitedKey).
-var acquireScript = redis.NewScript(12, ownerLua+`
+var acquireScript = redis.NewScript(12, ownerLua+holdLua+`
 if not resqued_owner(KEYS[2], ARGV[1], ARGV[2]) then return {'notowner'} end
 if ARGV[12] ~= '' then redis.call('ZREM', KEYS[7], ARGV[12]) end
 if ARGV[14] ~= '' then redis.call('ZREM', KEYS[12], ARGV[14]) end
@@ -533,19 +556,9 @@ if rn > 0 then
     return {'full', 'r', wait}
   end
 end
-if idx == 0 then
-  redis.call('LPOP', k)
-else
-  local mark = '\0resqued-taken'
-  redis.call('LSET', k, idx, mark)
-  redis.call('LREM', k, 1, mark)
-end
-local embedded = v
+resqued_take_at(k, idx)
 local ok, p = pcall(cjson.decode, v)
-if not ok then embedded = cjson.encode(v) end
-local q = string.sub(k, string.len(ARGV[6]) + 1)
-local rec = '{"queue":' .. cjson.encode(q) .. ',"run_at":"' .. ARGV[5] .. '","payload":' .. embedded .. '}'
-redis.call('SET', KEYS[1], rec)
+local rec, sid = resqued_hold(KEYS[1], k, v, ok, p, ARGV[6], ARGV[5])
 local sha = redis.sha1hex(rec)
 local member = ARGV[10] .. ':' .. sha
 if n > 0 then
@@ -560,8 +573,6 @@ if rn > 0 then
   redis.call('ZADD', KEYS[6], now, member)
   redis.call('PEXPIRE', KEYS[6], per)
 end
-local sid = ''
-if ok and type(p) == 'table' and type(p['id']) == 'string' and p['id'] ~= '' then sid = p['id'] end
 local any = 0
 if sid == '' then any = redis.call('EXISTS', KEYS[4]) end
 return {k, v, 0, sha, sid, any, 0, ''}
