@@ -386,37 +386,28 @@ func (r *Reader) Workers(ctx context.Context, ids []string) (map[string][]Cell, 
 				out[id] = cells
 			}
 			for i := 0; i < len(strip) && i < slotsPerMinute; i++ {
-				cells[m*slotsPerMinute+i].State = stateName(strip[i])
+				// A slot still to come is no record, whatever was written.
+				if c := &cells[m*slotsPerMinute+i]; !c.T.After(now) {
+					c.State = stateName(strip[i])
+				}
 			}
 		}
 	}
 	// A registered worker writes its strip when its state changes and
 	// else once a minute (Recorder.Flush): its last recorded state holds
 	// until now, for up to CarryForward.
-	registered := map[string]bool{}
 	for _, id := range ids {
-		registered[id] = true
-	}
-	for id, cells := range out {
-		last := -1
+		cells, last := out[id], -1
 		for i, c := range cells {
-			if c.State != "" && !c.T.After(now) {
+			if c.State != "" {
 				last = i
 			}
 		}
-		if !registered[id] || last < 0 {
+		if last < 0 || now.Sub(cells[last].T) > CarryForward {
 			continue
 		}
-		for i := last + 1; i < len(cells) && !cells[i].T.After(now) && now.Sub(cells[last].T) <= CarryForward; i++ {
+		for i := last + 1; i < len(cells) && !cells[i].T.After(now); i++ {
 			cells[i].State = cells[last].State
-		}
-	}
-	// A slot still to come is no record, whatever was written for it.
-	for _, cells := range out {
-		for i := range cells {
-			if cells[i].T.After(now) {
-				cells[i].State = ""
-			}
 		}
 	}
 	return out, nil
