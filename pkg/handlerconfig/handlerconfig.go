@@ -318,29 +318,45 @@ func parseQueue(n *yaml.Node) (Queue, error) {
 	if n.Kind != yaml.MappingNode {
 		return q, fieldErr(n, "want a mapping of settings (%s), such as concurrency: 2", strings.Join(queueFields, ", "))
 	}
-	seen := map[string]bool{}
-	for i := 0; i+1 < len(n.Content); i += 2 {
-		k, v := n.Content[i], n.Content[i+1]
-		if !slices.Contains(queueFields, k.Value) {
-			return q, fieldErr(k, "unknown field %q (want %s)", k.Value, strings.Join(queueFields, ", "))
-		}
-		if seen[k.Value] {
-			return q, fieldErr(k, "%s is given twice", k.Value)
-		}
-		seen[k.Value] = true
+	seen, err := eachField(n, queueFields, func(k, v *yaml.Node) error {
 		if v.Kind != yaml.ScalarNode || v.Tag == "!!null" {
-			return q, fieldErr(v, "%s: want a value, such as 2", k.Value)
+			return fieldErr(v, "%s: want a value, such as 2", k.Value)
 		}
 		p, err := strconv.Atoi(strings.TrimSpace(v.Value))
 		if err != nil || p <= 0 {
-			return q, fieldErr(v, "concurrency %q: want a whole number above 0, such as 2 (leave the queue out for no limit)", v.Value)
+			return fieldErr(v, "concurrency %q: want a whole number above 0, such as 2 (leave the queue out for no limit)", v.Value)
 		}
 		q.Concurrency = p
+		return nil
+	})
+	if err != nil {
+		return q, err
 	}
 	if !seen["concurrency"] {
 		return q, fieldErr(n, "no concurrency: say how many jobs of the queue may run at once, such as concurrency: 2")
 	}
 	return q, nil
+}
+
+// eachField walks mapping n's fields for parseClass and parseQueue: a
+// field not in known, or given twice, is refused in the same words for
+// both; read reads each value. It returns the fields seen.
+func eachField(n *yaml.Node, known []string, read func(k, v *yaml.Node) error) (map[string]bool, error) {
+	seen := map[string]bool{}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := n.Content[i], n.Content[i+1]
+		if !slices.Contains(known, k.Value) {
+			return seen, fieldErr(k, "unknown field %q (want %s)", k.Value, strings.Join(known, ", "))
+		}
+		if seen[k.Value] {
+			return seen, fieldErr(k, "%s is given twice", k.Value)
+		}
+		seen[k.Value] = true
+		if err := read(k, v); err != nil {
+			return seen, err
+		}
+	}
+	return seen, nil
 }
 
 // fieldError is a problem at node n of a class.
@@ -364,32 +380,23 @@ func parseClass(n *yaml.Node) (Class, error) {
 	if n.Kind != yaml.MappingNode {
 		return cl, fieldErr(n, "want a mapping of settings (%s)", strings.Join(fields, ", "))
 	}
-	seen := map[string]bool{}
-	for i := 0; i+1 < len(n.Content); i += 2 {
-		k, v := n.Content[i], n.Content[i+1]
-		if !slices.Contains(fields, k.Value) {
-			return cl, fieldErr(k, "unknown field %q (want %s)", k.Value, strings.Join(fields, ", "))
-		}
-		if seen[k.Value] {
-			return cl, fieldErr(k, "%s is given twice", k.Value)
-		}
-		seen[k.Value] = true
+	seen, err := eachField(n, fields, func(k, v *yaml.Node) error {
 		if k.Value == "env" {
 			env, err := parseEnv(v)
 			if err != nil {
-				return cl, err
+				return err
 			}
 			cl.Env = env
-			continue
+			return nil
 		}
 		if v.Kind != yaml.ScalarNode || v.Tag == "!!null" {
-			return cl, fieldErr(v, "%s: want a value, such as %s", k.Value, example(k.Value))
+			return fieldErr(v, "%s: want a value, such as %s", k.Value, example(k.Value))
 		}
 		switch k.Value {
 		case "memory", "max_output":
 			size, err := ParseSize(v.Value)
 			if err != nil {
-				return cl, fieldErr(v, "%s %q: %s", k.Value, v.Value, err)
+				return fieldErr(v, "%s %q: %s", k.Value, v.Value, err)
 			}
 			if k.Value == "memory" {
 				cl.Memory = &size
@@ -399,7 +406,7 @@ func parseClass(n *yaml.Node) (Class, error) {
 		case "cpu", "timeout":
 			d, err := ParseDuration(v.Value)
 			if err != nil {
-				return cl, fieldErr(v, "%s %q: %s", k.Value, v.Value, err)
+				return fieldErr(v, "%s %q: %s", k.Value, v.Value, err)
 			}
 			if k.Value == "cpu" {
 				cl.CPU = &d
@@ -409,7 +416,7 @@ func parseClass(n *yaml.Node) (Class, error) {
 		case "procs", "concurrency":
 			p, err := ParseCount(v.Value)
 			if err != nil {
-				return cl, fieldErr(v, "%s %q: %s", k.Value, v.Value, err)
+				return fieldErr(v, "%s %q: %s", k.Value, v.Value, err)
 			}
 			if k.Value == "procs" {
 				cl.Procs = &p
@@ -419,7 +426,7 @@ func parseClass(n *yaml.Node) (Class, error) {
 		case "concurrency_key", "rate_key":
 			p, err := queue.ParseArgPath(v.Value)
 			if err != nil {
-				return cl, fieldErr(v, "%s %q: %s", k.Value, v.Value, err)
+				return fieldErr(v, "%s %q: %s", k.Value, v.Value, err)
 			}
 			if k.Value == "concurrency_key" {
 				cl.ConcurrencyKey = p
@@ -429,18 +436,22 @@ func parseClass(n *yaml.Node) (Class, error) {
 		case "rate":
 			r, err := ParseRate(v.Value)
 			if err != nil {
-				return cl, fieldErr(v, "rate %q: %s", v.Value, err)
+				return fieldErr(v, "rate %q: %s", v.Value, err)
 			}
 			cl.Rate = &r
 		case "unique":
 			ttl, ok, err := ParseUnique(v.Value)
 			if err != nil {
-				return cl, fieldErr(v, "unique %q: %s", v.Value, err)
+				return fieldErr(v, "unique %q: %s", v.Value, err)
 			}
 			if ok {
 				cl.Unique = &ttl
 			}
 		}
+		return nil
+	})
+	if err != nil {
+		return cl, err
 	}
 	for _, f := range []struct{ key, of string }{{"concurrency_key", "concurrency"}, {"rate_key", "rate"}} {
 		if seen[f.key] && !seen[f.of] {
