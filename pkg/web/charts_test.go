@@ -2,7 +2,6 @@ package web_test
 
 import (
 	"context"
-	"encoding/xml"
 	"math"
 	"strconv"
 	"strings"
@@ -10,6 +9,7 @@ import (
 	"time"
 
 	"github.com/resqued/resqued/internal/historytest"
+	"github.com/resqued/resqued/internal/svgtest"
 	"github.com/resqued/resqued/pkg/history"
 	"github.com/resqued/resqued/pkg/web"
 )
@@ -29,47 +29,9 @@ func startSeeded(t *testing.T) (*env, historytest.Expect) {
 	return e, x
 }
 
-// node is any XML element, for reading an SVG back.
-type node struct {
-	XMLName xml.Name
-	Attrs   []xml.Attr `xml:",any,attr"`
-	Nodes   []node     `xml:",any"`
-	Text    string     `xml:",chardata"`
-}
-
-func (n node) attr(name string) string {
-	for _, a := range n.Attrs {
-		if a.Name.Local == name {
-			return a.Value
-		}
-	}
-	return ""
-}
-
-// all returns the elements under n (n too) that match.
-func (n node) all(match func(node) bool) []node {
-	var out []node
-	if match(n) {
-		out = append(out, n)
-	}
-	for _, c := range n.Nodes {
-		out = append(out, c.all(match)...)
-	}
-	return out
-}
-
-func hasClass(n node, class string) bool {
-	for _, c := range strings.Fields(n.attr("class")) {
-		if c == class {
-			return true
-		}
-	}
-	return false
-}
-
 // svgOf finds the chart with id in a page and parses it: it must be
 // well-formed XML.
-func svgOf(t *testing.T, page, id string) node {
+func svgOf(t *testing.T, page, id string) *svgtest.Node {
 	t.Helper()
 	i := strings.Index(page, `aria-labelledby="`+id+`-title`)
 	if i < 0 {
@@ -77,42 +39,22 @@ func svgOf(t *testing.T, page, id string) node {
 	}
 	start := strings.LastIndex(page[:i], "<svg")
 	end := strings.Index(page[i:], "</svg>")
-	var n node
-	if err := xml.Unmarshal([]byte(page[start:i+end+len("</svg>")]), &n); err != nil {
-		t.Fatalf("chart %q is not well-formed XML: %v", id, err)
-	}
-	return n
+	return svgtest.Parse(t, page[start:i+end+len("</svg>")])
 }
 
 // seriesValues returns a line or spark's series name -> values.
-func seriesValues(t *testing.T, svg node) map[string][]float64 {
+func seriesValues(t *testing.T, svg *svgtest.Node) map[string][]float64 {
 	t.Helper()
 	out := map[string][]float64{}
-	for _, g := range svg.all(func(n node) bool { return n.XMLName.Local == "g" && hasClass(n, "series") }) {
-		var vs []float64
-		for _, f := range strings.Fields(g.attr("data-values")) {
-			if f == "-" {
-				vs = append(vs, math.NaN())
-				continue
-			}
-			v, err := strconv.ParseFloat(f, 64)
-			if err != nil {
-				t.Fatalf("series %s: value %q", g.attr("data-series"), f)
-			}
-			vs = append(vs, v)
-		}
-		out[g.attr("data-series")] = vs
+	for _, g := range svg.All("g", "series") {
+		out[g.Attr("data-series")] = svgtest.Values(t, g.Attr("data-values"))
 	}
 	return out
 }
 
 // texts returns every text element's content.
-func texts(svg node) string {
-	var b strings.Builder
-	for _, n := range svg.all(func(n node) bool { return n.XMLName.Local == "text" }) {
-		b.WriteString(n.Text + "\n")
-	}
-	return b.String()
+func texts(svg *svgtest.Node) string {
+	return strings.Join(svg.Texts("text"), "\n") + "\n"
 }
 
 // TestCharts_Overview compares the overview's throughput chart with the
@@ -137,7 +79,7 @@ func TestCharts_Overview(t *testing.T) {
 			t.Errorf("throughput chart: no %q among its labels:\n%s", want, labels)
 		}
 	}
-	if n := len(svg.all(func(n node) bool { return hasClass(n, "legend") })); n == 0 {
+	if n := len(svg.All("g", "legend")); n == 0 {
 		t.Error("throughput chart has no legend")
 	}
 	// The numbers in a table too, for screen readers.
@@ -146,8 +88,8 @@ func TestCharts_Overview(t *testing.T) {
 	}
 	bars := svgOf(t, page, "queue-sizes")
 	sizes := map[string]string{}
-	for _, g := range bars.all(func(n node) bool { return hasClass(n, "row") }) {
-		sizes[g.attr("data-label")] = g.attr("data-value")
+	for _, g := range bars.All("g", "row") {
+		sizes[g.Attr("data-label")] = g.Attr("data-value")
 	}
 	if sizes["high"] != "2" || sizes["low"] != "1" || sizes["empty"] != "0" {
 		t.Errorf("queue bars %v, want high 2, low 1, empty 0", sizes)
@@ -266,13 +208,13 @@ func TestCharts_Workers(t *testing.T) {
 	// Workers sorted by id: busy (vm:4242), idle (4243), paused (4244).
 	for i, id := range []string{busyWorker, idleWorker, pausedWkr} {
 		svg := svgOf(t, page, "w"+strconv.Itoa(i))
-		cells := svg.all(func(n node) bool { return hasClass(n, "cell") })
+		cells := svg.All("rect", "cell")
 		want := x.Strips[id]
 		if len(cells) != len(want) {
 			t.Fatalf("%s: %d cells, want %d", id, len(cells), len(want))
 		}
 		for c, cell := range cells {
-			if got := cell.attr("data-state"); got != want[c] {
+			if got := cell.Attr("data-state"); got != want[c] {
 				t.Errorf("%s cell %d: %q, want %q", id, c, got, want[c])
 			}
 		}

@@ -26,33 +26,33 @@ func TestBars_SVG(t *testing.T) {
 		if want := "default 1000 jobs; mail 250 jobs (paused); empty 0 jobs"; desc != want {
 			t.Errorf("desc %q, want %q", desc, want)
 		}
-		rows := root.all("g", "row")
+		rows := root.All("g", "row")
 		if len(rows) != 3 {
 			t.Fatalf("%d rows, want 3", len(rows))
 		}
 		var widths []float64
 		for i, b := range c.Bars {
 			r := rows[i]
-			if r.attr("data-label") != b.Label || r.attr("data-value") != strconv.FormatFloat(b.V, 'f', -1, 64) || r.attr("data-note") != b.Note {
+			if r.Attr("data-label") != b.Label || r.Attr("data-value") != strconv.FormatFloat(b.V, 'f', -1, 64) || r.Attr("data-note") != b.Note {
 				t.Errorf("row %d: %v, want %+v", i, r.Attrs, b)
 			}
-			bar := r.one(t, "rect", "bar")
-			if got := bar.has("rect", "noted"); got != (b.Note != "") {
+			bar := r.One(t, "rect", "bar")
+			if got := bar.Has("rect", "noted"); got != (b.Note != "") {
 				t.Errorf("row %d: noted %v", i, got)
 			}
-			w, _ := strconv.ParseFloat(bar.attr("width"), 64)
+			w, _ := strconv.ParseFloat(bar.Attr("width"), 64)
 			widths = append(widths, w)
 		}
 		if widths[2] != 0 || math.Abs(widths[1]-widths[0]/4) > 0.1 {
 			t.Errorf("bar widths %v, want proportional to 1000, 250, 0", widths)
 		}
-		if got := rows[1].child("title").Text; got != "mail: 250 jobs (paused)" {
+		if got := rows[1].Child("title").Text; got != "mail: 250 jobs (paused)" {
 			t.Errorf("hover %q", got)
 		}
-		if got, want := root.one(t, "g", "axis", "x").texts("text", "tick"), []string{"0", "250", "500", "750", "1k"}; !slices.Equal(got, want) {
+		if got, want := root.One(t, "g", "axis", "x").Texts("text", "tick"), []string{"0", "250", "500", "750", "1k"}; !slices.Equal(got, want) {
 			t.Errorf("ticks %q, want %q", got, want)
 		}
-		if got := root.texts("text", "unit"); !slices.Equal(got, []string{"jobs"}) {
+		if got := root.Texts("text", "unit"); !slices.Equal(got, []string{"jobs"}) {
 			t.Errorf("unit %q", got)
 		}
 	})
@@ -65,7 +65,7 @@ func TestBars_SVG(t *testing.T) {
 			t.Fatalf("markup injected:\n%s", h)
 		}
 		root := parse(t, c.SVG())
-		if got, want := root.one(t, "g", "row").attr("data-label"), strings.ReplaceAll(hostile, "\x00", "\uFFFD"); got != want {
+		if got, want := root.One(t, "g", "row").Attr("data-label"), strings.ReplaceAll(hostile, "\x00", "\uFFFD"); got != want {
 			t.Errorf("data-label %q, want %q", got, want)
 		}
 		table := string(c.Table())
@@ -80,7 +80,7 @@ func TestBars_SVG(t *testing.T) {
 		if desc := checkAccessible(t, root, "q"); desc != "no data" {
 			t.Errorf("desc %q, want no data", desc)
 		}
-		if got := root.texts("text", "nodata"); len(got) != 1 {
+		if got := root.Texts("text", "nodata"); len(got) != 1 {
 			t.Errorf("no 'no data' text")
 		}
 		parse(t, chart.Bars{Bars: []chart.Bar{{Label: "x", V: math.NaN()}}}.SVG())
@@ -89,11 +89,11 @@ func TestBars_SVG(t *testing.T) {
 
 func TestBars_Table(t *testing.T) {
 	root := parse(t, queueBars().Table())
-	if got := root.child("thead").child("tr").texts("th"); !slices.Equal(got, []string{"Name", "Value (jobs)", "Note"}) {
+	if got := root.Child("thead").Child("tr").Texts("th"); !slices.Equal(got, []string{"Name", "Value (jobs)", "Note"}) {
 		t.Errorf("header %q", got)
 	}
 	var got [][]string
-	for _, tr := range root.child("tbody").all("tr") {
+	for _, tr := range root.Child("tbody").All("tr") {
 		var row []string
 		for _, c := range tr.Nodes {
 			row = append(row, c.Text)
@@ -105,7 +105,7 @@ func TestBars_Table(t *testing.T) {
 		t.Errorf("rows %q, want %q", got, want)
 	}
 	// Without notes there is no note column.
-	if got := parse(t, chart.Bars{Bars: []chart.Bar{{Label: "a", V: 1}}}.Table()).child("thead").child("tr").texts("th"); len(got) != 2 {
+	if got := parse(t, chart.Bars{Bars: []chart.Bar{{Label: "a", V: 1}}}.Table()).Child("thead").Child("tr").Texts("th"); len(got) != 2 {
 		t.Errorf("header %q, want two columns", got)
 	}
 }

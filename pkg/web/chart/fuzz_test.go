@@ -6,6 +6,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/resqued/resqued/internal/svgtest"
 	"github.com/resqued/resqued/pkg/web/chart"
 )
 
@@ -46,21 +47,21 @@ func FuzzSVG(f *testing.F) {
 			"bars": string(bars.SVG()), "bars table": string(bars.Table()),
 			"spark": string(spark.SVG()), "strip": string(strip.SVG()),
 		} {
-			root, err := parseErr(h)
+			root, err := svgtest.ParseErr(h)
 			if err != nil {
 				t.Fatalf("%s: not well-formed XML: %v\n%s", what, err, h)
 			}
 			switch what {
 			case "line":
-				if got, want := root.all("g", "series")[0].attr("data-series"), xmlText(name); got != want {
+				if got, want := root.All("g", "series")[0].Attr("data-series"), xmlText(name); got != want {
 					t.Errorf("data-series %q, want %q", got, want)
 				}
 			case "bars":
-				if got, want := root.all("g", "row")[0].attr("data-label"), xmlText(name); got != want {
+				if got, want := root.All("g", "row")[0].Attr("data-label"), xmlText(name); got != want {
 					t.Errorf("data-label %q, want %q", got, want)
 				}
 			case "strip":
-				if got, want := root.all("rect", "cell")[0].attr("data-state"), xmlText(state); got != want {
+				if got, want := root.All("rect", "cell")[0].Attr("data-state"), xmlText(state); got != want {
 					t.Errorf("data-state %q, want %q", got, want)
 				}
 			}

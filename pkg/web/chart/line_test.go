@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/resqued/resqued/internal/svgtest"
 	"github.com/resqued/resqued/pkg/web/chart"
 )
 
@@ -41,19 +42,7 @@ func points(tb testing.TB, s string) [][2]float64 {
 // values reads a data-values attribute back into floats, NaN for "-".
 func values(tb testing.TB, s string) []float64 {
 	tb.Helper()
-	var out []float64
-	for _, f := range strings.Fields(s) {
-		if f == "-" {
-			out = append(out, math.NaN())
-			continue
-		}
-		v, err := strconv.ParseFloat(f, 64)
-		if err != nil {
-			tb.Fatalf("bad value %q in %q", f, s)
-		}
-		out = append(out, v)
-	}
-	return out
+	return svgtest.Values(tb, s)
 }
 
 func sameValues(a, b []float64) bool {
@@ -78,7 +67,7 @@ func TestLine_SVG(t *testing.T) {
 	t.Run("Accessible", func(t *testing.T) {
 		root := parse(t, jobsChart().SVG())
 		desc := checkAccessible(t, root, "jobs")
-		if got := root.byID("jobs-title").Text; got != "Jobs per minute, last hour" {
+		if got := root.ByID("jobs-title").Text; got != "Jobs per minute, last hour" {
 			t.Errorf("title %q", got)
 		}
 		for _, want := range []string{"14:00 to 14:07 UTC", "processed: 0.3333 to 50 jobs/min, latest 0.3333", "failed: 0 to 3 jobs/min"} {
@@ -86,10 +75,10 @@ func TestLine_SVG(t *testing.T) {
 				t.Errorf("desc %q lacks %q", desc, want)
 			}
 		}
-		if got := root.attr("width"); got != "100%" {
+		if got := root.Attr("width"); got != "100%" {
 			t.Errorf("width %q, want 100%%", got)
 		}
-		if got := root.attr("viewBox"); got != "0 0 720 220" {
+		if got := root.Attr("viewBox"); got != "0 0 720 220" {
 			t.Errorf("viewBox %q, want the 720x220 default", got)
 		}
 	})
@@ -97,45 +86,45 @@ func TestLine_SVG(t *testing.T) {
 	t.Run("DataValues", func(t *testing.T) {
 		c := jobsChart()
 		root := parse(t, c.SVG())
-		series := root.all("g", "series")
+		series := root.All("g", "series")
 		if len(series) != len(c.Series) {
 			t.Fatalf("%d series groups, want %d", len(series), len(c.Series))
 		}
 		for i, s := range c.Series {
 			g := series[i]
-			if got := g.attr("data-series"); got != s.Name {
+			if got := g.Attr("data-series"); got != s.Name {
 				t.Errorf("series %d: data-series %q, want %q", i, got, s.Name)
 			}
-			if !g.has("g", "s"+strconv.Itoa(i)) {
-				t.Errorf("series %d: class %q lacks s%d", i, g.attr("class"), i)
+			if !g.Has("g", "s"+strconv.Itoa(i)) {
+				t.Errorf("series %d: class %q lacks s%d", i, g.Attr("class"), i)
 			}
 			var want []float64
 			for _, p := range s.Points {
 				want = append(want, p.V)
 			}
-			if got := values(t, g.attr("data-values")); !sameValues(got, want) {
+			if got := values(t, g.Attr("data-values")); !sameValues(got, want) {
 				t.Errorf("series %s: data-values %v, want %v", s.Name, got, want)
 			}
 		}
-		if got := series[0].attr("data-values"); got != "10 42 50 - - 7 0.5 0.3333333333333333" {
+		if got := series[0].Attr("data-values"); got != "10 42 50 - - 7 0.5 0.3333333333333333" {
 			t.Errorf("data-values %q: NaN is not '-' or a value is not exact", got)
 		}
 	})
 
 	t.Run("Polylines", func(t *testing.T) {
 		root := parse(t, jobsChart().SVG())
-		processed := root.all("g", "series")[0]
-		lines := processed.all("polyline", "line")
+		processed := root.All("g", "series")[0]
+		lines := processed.All("polyline", "line")
 		if len(lines) != 2 {
 			t.Fatalf("%d polylines, want 2: the NaNs break the line", len(lines))
 		}
-		if a, b := lines[0].attr("data-first"), lines[1].attr("data-first"); a != "0" || b != "5" {
+		if a, b := lines[0].Attr("data-first"), lines[1].Attr("data-first"); a != "0" || b != "5" {
 			t.Errorf("data-first %s and %s, want 0 and 5", a, b)
 		}
 		n := 0
 		var xs []float64
 		for _, l := range lines {
-			for _, p := range points(t, l.attr("points")) {
+			for _, p := range points(t, l.Attr("points")) {
 				n++
 				xs = append(xs, p[0])
 			}
@@ -147,11 +136,11 @@ func TestLine_SVG(t *testing.T) {
 			t.Errorf("x not increasing: %v", xs)
 		}
 		// failed has a lone point between two NaNs: a run of one, with a dot.
-		failed := root.all("g", "series")[1]
-		if got := len(failed.all("polyline", "line")); got != 3 {
+		failed := root.All("g", "series")[1]
+		if got := len(failed.All("polyline", "line")); got != 3 {
 			t.Errorf("failed: %d polylines, want 3", got)
 		}
-		if got := len(failed.all("circle", "dot")); got != 1 {
+		if got := len(failed.All("circle", "dot")); got != 1 {
 			t.Errorf("failed: %d dots, want 1 for the lone point", got)
 		}
 	})
@@ -160,12 +149,12 @@ func TestLine_SVG(t *testing.T) {
 		root := parse(t, jobsChart().SVG())
 		top := math.Inf(1)
 		bottom := 0.0
-		for _, l := range append(root.all("line", "grid"), root.all("line", "axis-line")...) {
-			y, _ := strconv.ParseFloat(l.attr("y1"), 64)
+		for _, l := range append(root.All("line", "grid"), root.All("line", "axis-line")...) {
+			y, _ := strconv.ParseFloat(l.Attr("y1"), 64)
 			top, bottom = min(top, y), max(bottom, y)
 		}
-		line := root.all("g", "series")[0].all("polyline", "line")[0]
-		ps := points(t, line.attr("points"))
+		line := root.All("g", "series")[0].All("polyline", "line")[0]
+		ps := points(t, line.Attr("points"))
 		if got := ps[2][1]; got != top {
 			t.Errorf("y of the maximum 50 = %v, want the plot's top %v", got, top)
 		}
@@ -176,21 +165,21 @@ func TestLine_SVG(t *testing.T) {
 
 	t.Run("Axes", func(t *testing.T) {
 		root := parse(t, jobsChart().SVG())
-		y := root.one(t, "g", "axis", "y")
-		if got, want := y.texts("text", "tick"), []string{"0", "10", "20", "30", "40", "50"}; !slices.Equal(got, want) {
+		y := root.One(t, "g", "axis", "y")
+		if got, want := y.Texts("text", "tick"), []string{"0", "10", "20", "30", "40", "50"}; !slices.Equal(got, want) {
 			t.Errorf("y ticks %q, want %q", got, want)
 		}
-		if got := y.texts("text", "unit"); !slices.Equal(got, []string{"jobs/min"}) {
+		if got := y.Texts("text", "unit"); !slices.Equal(got, []string{"jobs/min"}) {
 			t.Errorf("unit label %q, want jobs/min", got)
 		}
-		if got := len(root.all("line", "grid")); got < 4 || got > 5 {
+		if got := len(root.All("line", "grid")); got < 4 || got > 5 {
 			t.Errorf("%d gridlines, want 4-5", got)
 		}
-		x := root.one(t, "g", "axis", "x")
-		if got := x.texts("text", "axis-title"); len(got) != 1 || !strings.Contains(got[0], "UTC") {
+		x := root.One(t, "g", "axis", "x")
+		if got := x.Texts("text", "axis-title"); len(got) != 1 || !strings.Contains(got[0], "UTC") {
 			t.Errorf("x axis title %q, want one saying UTC", got)
 		}
-		if got, want := x.texts("text", "tick"), []string{"14:00", "14:02", "14:04", "14:06"}; !slices.Equal(got, want) {
+		if got, want := x.Texts("text", "tick"), []string{"14:00", "14:02", "14:04", "14:06"}; !slices.Equal(got, want) {
 			t.Errorf("x ticks %q, want %q", got, want)
 		}
 	})
@@ -202,11 +191,11 @@ func TestLine_SVG(t *testing.T) {
 			ps = append(ps, chart.Point{T: t0.Add(time.Duration(i) * time.Minute).In(zone), V: float64(i * 16)})
 		}
 		root := parse(t, chart.Line{ID: "h", Unit: "jobs", Series: []chart.Series{{Name: "n", Points: ps}}}.SVG())
-		x := root.one(t, "g", "axis", "x")
-		if got, want := x.texts("text", "tick"), []string{"14:00", "14:10", "14:20", "14:30", "14:40", "14:50"}; !slices.Equal(got, want) {
+		x := root.One(t, "g", "axis", "x")
+		if got, want := x.Texts("text", "tick"), []string{"14:00", "14:10", "14:20", "14:30", "14:40", "14:50"}; !slices.Equal(got, want) {
 			t.Errorf("x ticks %q, want %q in UTC", got, want)
 		}
-		if got, want := root.one(t, "g", "axis", "y").texts("text", "tick"), []string{"0", "250", "500", "750", "1k"}; !slices.Equal(got, want) {
+		if got, want := root.One(t, "g", "axis", "y").Texts("text", "tick"), []string{"0", "250", "500", "750", "1k"}; !slices.Equal(got, want) {
 			t.Errorf("y ticks %q, want %q", got, want)
 		}
 	})
@@ -217,14 +206,14 @@ func TestLine_SVG(t *testing.T) {
 			ps = append(ps, chart.Point{T: t0.Add(time.Duration(i) * time.Hour), V: 1500})
 		}
 		root := parse(t, chart.Line{ID: "w", Step: time.Hour, Series: []chart.Series{{Name: "n", Points: ps}}}.SVG())
-		ticks := root.one(t, "g", "axis", "x").texts("text", "tick")
+		ticks := root.One(t, "g", "axis", "x").Texts("text", "tick")
 		if len(ticks) < 5 || len(ticks) > 7 || ticks[0] != "Thu 05" {
 			t.Errorf("x ticks %q, want 5-7 starting Thu 05", ticks)
 		}
-		if got := root.one(t, "g", "axis", "y").texts("text", "tick"); got[len(got)-1] != "2k" {
+		if got := root.One(t, "g", "axis", "y").Texts("text", "tick"); got[len(got)-1] != "2k" {
 			t.Errorf("y ticks %q, want up to 2k", got)
 		}
-		hover := root.all("rect", "col")[30].child("title").Text
+		hover := root.All("rect", "col")[30].Child("title").Text
 		if want := "Thu 05 20:00 UTC — n 1500"; hover != want {
 			t.Errorf("hover %q, want %q", hover, want)
 		}
@@ -235,26 +224,26 @@ func TestLine_SVG(t *testing.T) {
 			{T: t0, V: 0.2}, {T: t0.Add(10 * time.Second), V: 2.4}, {T: t0.Add(20 * time.Second), V: 1},
 		}}}}
 		root := parse(t, c.SVG())
-		if got, want := root.one(t, "g", "axis", "y").texts("text", "tick"), []string{"0", "0.5", "1", "1.5", "2", "2.5"}; !slices.Equal(got, want) {
+		if got, want := root.One(t, "g", "axis", "y").Texts("text", "tick"), []string{"0", "0.5", "1", "1.5", "2", "2.5"}; !slices.Equal(got, want) {
 			t.Errorf("y ticks %q, want %q", got, want)
 		}
-		if got := root.all("rect", "col")[1].child("title").Text; got != "14:00:10 UTC — p95 2.4 s" {
+		if got := root.All("rect", "col")[1].Child("title").Text; got != "14:00:10 UTC — p95 2.4 s" {
 			t.Errorf("hover %q", got)
 		}
 	})
 
 	t.Run("Legend", func(t *testing.T) {
 		root := parse(t, jobsChart().SVG())
-		legend := root.one(t, "g", "legend")
-		if got := legend.texts("text"); !slices.Equal(got, []string{"processed", "failed"}) {
+		legend := root.One(t, "g", "legend")
+		if got := legend.Texts("text"); !slices.Equal(got, []string{"processed", "failed"}) {
 			t.Errorf("legend %q", got)
 		}
-		if got := len(legend.all("rect", "swatch")); got != 2 {
+		if got := len(legend.All("rect", "swatch")); got != 2 {
 			t.Errorf("%d swatches, want 2", got)
 		}
 		one := jobsChart()
 		one.Series = one.Series[:1]
-		if got := len(parse(t, one.SVG()).all("g", "legend")); got != 0 {
+		if got := len(parse(t, one.SVG()).All("g", "legend")); got != 0 {
 			t.Errorf("%d legends for one series, want none", got)
 		}
 	})
@@ -271,16 +260,16 @@ func TestLine_SVG(t *testing.T) {
 			t.Fatalf("markup injected:\n%s", h)
 		}
 		root := parse(t, c.SVG())
-		if got := root.all("g", "series")[0].attr("data-series"); got != hostile {
+		if got := root.All("g", "series")[0].Attr("data-series"); got != hostile {
 			t.Errorf("data-series %q, want %q back", got, hostile)
 		}
-		if got := root.one(t, "g", "legend").texts("text")[0]; got != hostile {
+		if got := root.One(t, "g", "legend").Texts("text")[0]; got != hostile {
 			t.Errorf("legend %q, want %q back", got, hostile)
 		}
-		if got := root.child("title").Text; got != hostile {
+		if got := root.Child("title").Text; got != hostile {
 			t.Errorf("title %q, want %q back", got, hostile)
 		}
-		if got := root.all("rect", "col")[0].child("title").Text; !strings.Contains(got, hostile+" 10 "+hostile) {
+		if got := root.All("rect", "col")[0].Child("title").Text; !strings.Contains(got, hostile+" 10 "+hostile) {
 			t.Errorf("hover %q lacks the name", got)
 		}
 		checkAccessible(t, root, "x__onload__alert_1_")
@@ -288,7 +277,7 @@ func TestLine_SVG(t *testing.T) {
 
 	t.Run("Hover", func(t *testing.T) {
 		root := parse(t, jobsChart().SVG())
-		cols := root.one(t, "g", "hover").all("rect", "col")
+		cols := root.One(t, "g", "hover").All("rect", "col")
 		if len(cols) != 8 {
 			t.Fatalf("%d hover columns, want one per time (8)", len(cols))
 		}
@@ -298,18 +287,18 @@ func TestLine_SVG(t *testing.T) {
 			4: "14:04 UTC — processed no data, failed 2 jobs/min",
 			7: "14:07 UTC — processed 0.3333 jobs/min, failed 0 jobs/min",
 		} {
-			if got := cols[i].child("title").Text; got != want {
+			if got := cols[i].Child("title").Text; got != want {
 				t.Errorf("column %d: %q, want %q", i, got, want)
 			}
 		}
-		if got := cols[5].attr("data-t"); got != "2026-03-04T14:05:00Z" {
+		if got := cols[5].Attr("data-t"); got != "2026-03-04T14:05:00Z" {
 			t.Errorf("data-t %q", got)
 		}
 		// The columns tile the plot: each starts where the last ended.
 		end := -1.0
 		for i, c := range cols {
-			x, _ := strconv.ParseFloat(c.attr("x"), 64)
-			w, _ := strconv.ParseFloat(c.attr("width"), 64)
+			x, _ := strconv.ParseFloat(c.Attr("x"), 64)
+			w, _ := strconv.ParseFloat(c.Attr("width"), 64)
 			if end >= 0 && math.Abs(x-end) > 0.11 {
 				t.Errorf("column %d starts at %v, previous ended at %v", i, x, end)
 			}
@@ -321,11 +310,11 @@ func TestLine_SVG(t *testing.T) {
 		ps := minutes(1, 2, 3, 4)
 		ps[2].T, ps[3].T = ps[2].T.Add(5*time.Minute), ps[3].T.Add(5*time.Minute)
 		c := chart.Line{ID: "g", Step: time.Minute, Series: []chart.Series{{Name: "n", Points: ps}}}
-		if got := len(parse(t, c.SVG()).all("polyline", "line")); got != 2 {
+		if got := len(parse(t, c.SVG()).All("polyline", "line")); got != 2 {
 			t.Errorf("%d polylines, want 2: the missing minutes break the line", got)
 		}
 		c.Step = 0 // the smallest spacing, a minute, is the step
-		if got := len(parse(t, c.SVG()).all("polyline", "line")); got != 2 {
+		if got := len(parse(t, c.SVG()).All("polyline", "line")); got != 2 {
 			t.Errorf("with Step 0: %d polylines, want 2", got)
 		}
 	})
@@ -344,7 +333,7 @@ func TestLine_SVG(t *testing.T) {
 			t.Run(name, func(t *testing.T) {
 				root := parse(t, c.SVG())
 				desc := checkAccessible(t, root, "e")
-				ticks := root.one(t, "g", "axis", "y").texts("text", "tick")
+				ticks := root.One(t, "g", "axis", "y").Texts("text", "tick")
 				if len(ticks) < 5 || ticks[0] != "0" {
 					t.Errorf("y ticks %q, want an axis from 0", ticks)
 				}
@@ -353,7 +342,7 @@ func TestLine_SVG(t *testing.T) {
 					if !strings.Contains(desc, "no data") {
 						t.Errorf("desc %q, want it to say no data", desc)
 					}
-					if got := root.texts("text", "nodata"); len(got) != 1 {
+					if got := root.Texts("text", "nodata"); len(got) != 1 {
 						t.Errorf("no 'no data' text in the plot")
 					}
 					if ticks[len(ticks)-1] != "1" {
@@ -369,17 +358,17 @@ func TestLine_Table(t *testing.T) {
 	c := jobsChart()
 	c.Series[1].Name = `<b>"failed"</b>`
 	root := parse(t, c.Table())
-	if !root.has("table", "chart-data") {
-		t.Fatalf("root <%s class=%q>, want table.chart-data", root.XMLName.Local, root.attr("class"))
+	if !root.Has("table", "chart-data") {
+		t.Fatalf("root <%s class=%q>, want table.chart-data", root.XMLName.Local, root.Attr("class"))
 	}
-	if got := root.child("caption").Text; got != c.Title {
+	if got := root.Child("caption").Text; got != c.Title {
 		t.Errorf("caption %q", got)
 	}
-	head := root.child("thead").child("tr").texts("th")
+	head := root.Child("thead").Child("tr").Texts("th")
 	if want := []string{"Time (UTC)", "processed (jobs/min)", `<b>"failed"</b> (jobs/min)`}; !slices.Equal(head, want) {
 		t.Errorf("header %q, want %q", head, want)
 	}
-	rows := root.child("tbody").all("tr")
+	rows := root.Child("tbody").All("tr")
 	if len(rows) != 8 {
 		t.Fatalf("%d rows, want 8", len(rows))
 	}
@@ -387,7 +376,7 @@ func TestLine_Table(t *testing.T) {
 		var out []string
 		for _, c := range tr.Nodes {
 			if c.XMLName.Local == "th" {
-				out = append(out, c.child("time").Text, c.child("time").attr("datetime"))
+				out = append(out, c.Child("time").Text, c.Child("time").Attr("datetime"))
 				continue
 			}
 			out = append(out, c.Text)
@@ -405,7 +394,7 @@ func TestLine_Table(t *testing.T) {
 	}
 	t.Run("Empty", func(t *testing.T) {
 		root := parse(t, chart.Line{}.Table())
-		if got := root.child("tbody").all("td", "none"); len(got) != 1 || got[0].Text != "no data" {
+		if got := root.Child("tbody").All("td", "none"); len(got) != 1 || got[0].Text != "no data" {
 			t.Errorf("empty table: %v", got)
 		}
 	})

@@ -12,35 +12,35 @@ func TestSpark_SVG(t *testing.T) {
 	c := chart.Spark{ID: "size-default", Title: "default, last hour", Unit: "jobs", Points: minutes(3, 12, math.NaN(), 0, 5)}
 	root := parse(t, c.SVG())
 	desc := checkAccessible(t, root, "size-default")
-	if got, want := root.child("title").Text, "default, last hour: min 0, max 12, latest 5 jobs"; got != want {
+	if got, want := root.Child("title").Text, "default, last hour: min 0, max 12, latest 5 jobs"; got != want {
 		t.Errorf("title %q, want %q", got, want)
 	}
 	if !strings.HasPrefix(desc, "14:00 to 14:04 UTC: min 0") {
 		t.Errorf("desc %q", desc)
 	}
-	if !root.has("svg", "chart", "spark") || root.attr("width") != "120" || root.attr("height") != "24" {
-		t.Errorf("root class %q width %q height %q, want a fixed 120x24 spark", root.attr("class"), root.attr("width"), root.attr("height"))
+	if !root.Has("svg", "chart", "spark") || root.Attr("width") != "120" || root.Attr("height") != "24" {
+		t.Errorf("root class %q width %q height %q, want a fixed 120x24 spark", root.Attr("class"), root.Attr("width"), root.Attr("height"))
 	}
-	g := root.one(t, "g", "series")
-	if got := g.attr("data-values"); got != "3 12 - 0 5" {
+	g := root.One(t, "g", "series")
+	if got := g.Attr("data-values"); got != "3 12 - 0 5" {
 		t.Errorf("data-values %q", got)
 	}
 	n := 0
-	for _, l := range g.all("polyline", "line") {
-		n += len(points(t, l.attr("points")))
+	for _, l := range g.All("polyline", "line") {
+		n += len(points(t, l.Attr("points")))
 	}
 	if n != 4 {
 		t.Errorf("%d points, want 4", n)
 	}
-	if got := len(root.all("g", "axis")) + len(root.all("g", "legend")); got != 0 {
+	if got := len(root.All("g", "axis")) + len(root.All("g", "legend")); got != 0 {
 		t.Errorf("a spark has no axes or legend")
 	}
-	cols := root.all("rect", "col")
+	cols := root.All("rect", "col")
 	if len(cols) != 5 {
 		t.Fatalf("%d hover columns, want 5", len(cols))
 	}
 	for i, want := range []string{"14:00 UTC 3 jobs", "14:01 UTC 12 jobs", "14:02 UTC no data"} {
-		if got := cols[i].child("title").Text; got != want {
+		if got := cols[i].Child("title").Text; got != want {
 			t.Errorf("column %d: %q, want %q", i, got, want)
 		}
 	}

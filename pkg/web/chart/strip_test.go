@@ -23,7 +23,7 @@ func TestStrip_SVG(t *testing.T) {
 	if want := "14:00:10 to 14:01:00 UTC: busy 33%, idle 17%, paused 17%, busy\" onclick=\"x 17%, no record 17% of 6 records"; desc != want {
 		t.Errorf("desc %q, want %q", desc, want)
 	}
-	rects := root.all("rect", "cell")
+	rects := root.All("rect", "cell")
 	if len(rects) != len(cells) {
 		t.Fatalf("%d cells, want %d", len(rects), len(cells))
 	}
@@ -36,13 +36,13 @@ func TestStrip_SVG(t *testing.T) {
 		{"other", `14:01:00 UTC busy" onclick="x`},
 	} {
 		r := rects[i]
-		if !r.has("rect", "cell", want.class) {
-			t.Errorf("cell %d: class %q, want cell %s", i, r.attr("class"), want.class)
+		if !r.Has("rect", "cell", want.class) {
+			t.Errorf("cell %d: class %q, want cell %s", i, r.Attr("class"), want.class)
 		}
-		if got := r.child("title").Text; got != want.title {
+		if got := r.Child("title").Text; got != want.title {
 			t.Errorf("cell %d: title %q, want %q", i, got, want.title)
 		}
-		if got := r.attr("data-state"); got != states[i] {
+		if got := r.Attr("data-state"); got != states[i] {
 			t.Errorf("cell %d: data-state %q, want %q", i, got, states[i])
 		}
 	}
@@ -51,7 +51,7 @@ func TestStrip_SVG(t *testing.T) {
 		if desc := checkAccessible(t, root, "w"); desc != "no data" {
 			t.Errorf("desc %q, want no data", desc)
 		}
-		if got := len(root.all("rect", "cell")); got != 0 {
+		if got := len(root.All("rect", "cell")); got != 0 {
 			t.Errorf("%d cells, want none", got)
 		}
 	})
